@@ -1,0 +1,271 @@
+"""Set reconciliation: a fingerprint to tell "in sync" in O(1) bytes, IBLTs for the difference.
+
+Each set (a network's gossip ids, a network's peer records) is a :class:`KeySet` of
+128-bit keys. Two nodes first compare ``(count, fingerprint)``; equal means in sync and
+the round costs a few hundred bytes whatever the set size. Otherwise they exchange an
+invertible Bloom lookup table (Eppstein et al., "What's the Difference?", 2011) sized for
+the difference, subtract, and peel out exactly the keys one side has and the other lacks:
+O(d) bytes for d differences. A table that does not peel is asked for again at twice the
+size; past :data:`MAX_IBLT_SIZE` the sides page through their sorted keys instead, which
+costs O(total) but only happens when d is of the order of the whole set anyway.
+
+Theory of operation: every key hashes (blake2b) to three cell indexes, one in each of three
+sub-tables of ``size`` cells, a 64-bit check value and a 128-bit fingerprint share. Sizes
+are powers of two and an index is ``h & (size - 1)``, so a table can be *folded* to any
+smaller power of two by adding cells. Each KeySet keeps one table incrementally (O(1) per
+add or remove) and folds it for the size asked, so answering a probe costs O(size), not O(n).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import hashlib
+import struct
+from typing import Iterable
+
+__all__ = [
+    "KeySet",
+    "Iblt",
+    "MIN_IBLT_SIZE",
+    "MAX_IBLT_SIZE",
+    "iblt_size_for",
+    "key_hex",
+    "parse_key",
+]
+
+MIN_IBLT_SIZE = 8
+#: Largest sub-table size sent on the wire: 3 * 4096 cells of 28 bytes, about 340 KiB.
+MAX_IBLT_SIZE = 4096
+#: Largest table kept incrementally per set; larger ones are built on demand in O(n).
+_MAX_BASE_SIZE = 1024
+_CELL = struct.Struct(">i16s8s")
+_MASK64 = (1 << 64) - 1
+_KEY_LIMIT = 1 << 128
+
+
+def key_hex(key: int) -> str:
+    return format(key, "032x")
+
+
+def parse_key(text: object) -> int:
+    """A key from its 32-hex-digit text; raises ValueError."""
+    if not isinstance(text, str) or len(text) != 32:
+        raise ValueError("a key must be 32 hex digits")
+    return int(text, 16)
+
+
+def _hashes(key: int) -> tuple[int, int, int, int, int]:
+    d = hashlib.blake2b(key.to_bytes(16, "big"), digest_size=36, person=b"gossip-iblt-v1").digest()
+    return (
+        int.from_bytes(d[0:4], "big"),
+        int.from_bytes(d[4:8], "big"),
+        int.from_bytes(d[8:12], "big"),
+        int.from_bytes(d[12:20], "big"),
+        int.from_bytes(d[20:36], "big"),
+    )
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def iblt_size_for(estimate: int) -> int:
+    """The sub-table size to try first for an estimated difference of ``estimate`` keys."""
+    return min(MAX_IBLT_SIZE, max(MIN_IBLT_SIZE, _next_pow2(-(-estimate * 3 // 5))))
+
+
+def _check_size(size: int) -> None:
+    if size < MIN_IBLT_SIZE or size > MAX_IBLT_SIZE or size & (size - 1):
+        raise ValueError(
+            f"IBLT size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}, got {size}"
+        )
+
+
+class Iblt:
+    """Three sub-tables of ``size`` cells: (count, xor of keys, xor of check values)."""
+
+    __slots__ = ("size", "counts", "keys", "checks")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        n = 3 * size
+        self.counts = [0] * n
+        self.keys = [0] * n
+        self.checks = [0] * n
+
+    def toggle(self, key: int, sign: int, hashes: tuple[int, int, int, int, int] | None = None) -> None:
+        """Add (sign=1) or remove (sign=-1) one key."""
+        i1, i2, i3, chk, _ = hashes or _hashes(key)
+        mask = self.size - 1
+        for cell in (i1 & mask, self.size + (i2 & mask), 2 * self.size + (i3 & mask)):
+            self.counts[cell] += sign
+            self.keys[cell] ^= key
+            self.checks[cell] ^= chk
+
+    def fold(self, size: int) -> Iblt:
+        """This table folded down to a smaller power-of-two ``size``."""
+        if size == self.size:
+            return self.copy()
+        out = Iblt(size)
+        for t in range(3):
+            src, dst = t * self.size, t * size
+            for i in range(self.size):
+                j = dst + (i & (size - 1))
+                out.counts[j] += self.counts[src + i]
+                out.keys[j] ^= self.keys[src + i]
+                out.checks[j] ^= self.checks[src + i]
+        return out
+
+    def copy(self) -> Iblt:
+        out = Iblt(self.size)
+        out.counts, out.keys, out.checks = list(self.counts), list(self.keys), list(self.checks)
+        return out
+
+    def subtract(self, other: Iblt) -> Iblt:
+        if other.size != self.size:
+            raise ValueError("cannot subtract IBLTs of different sizes")
+        out = Iblt(self.size)
+        out.counts = [a - b for a, b in zip(self.counts, other.counts)]
+        out.keys = [a ^ b for a, b in zip(self.keys, other.keys)]
+        out.checks = [a ^ b for a, b in zip(self.checks, other.checks)]
+        return out
+
+    def decode(self) -> tuple[set[int], set[int]] | None:
+        """Peel a difference table (mine minus theirs).
+
+        Returns:
+            ``(only_mine, only_theirs)``, or None when the table is too small to peel.
+        """
+        t = self.copy()
+        mine: set[int] = set()
+        theirs: set[int] = set()
+        stack = list(range(3 * t.size))
+        while stack:
+            cell = stack.pop()
+            count = t.counts[cell]
+            if count not in (1, -1):
+                continue
+            key = t.keys[cell]
+            if key >= _KEY_LIMIT:
+                continue
+            hashes = _hashes(key)
+            if hashes[3] != t.checks[cell]:
+                continue
+            (mine if count == 1 else theirs).add(key)
+            t.toggle(key, -count, hashes)
+            mask = t.size - 1
+            stack.extend((hashes[0] & mask, t.size + (hashes[1] & mask), 2 * t.size + (hashes[2] & mask)))
+        if any(t.counts) or any(t.keys) or any(t.checks):
+            return None
+        return mine, theirs
+
+    def to_text(self) -> str:
+        buf = bytearray()
+        for c, k, h in zip(self.counts, self.keys, self.checks):
+            buf += _CELL.pack(c, k.to_bytes(16, "big"), h.to_bytes(8, "big"))
+        return base64.b64encode(bytes(buf)).decode("ascii")
+
+    @classmethod
+    def from_text(cls, text: str, size: int) -> Iblt:
+        """Parse a table sent by a peer; raises ValueError on any malformation."""
+        _check_size(size)
+        try:
+            raw = base64.b64decode(text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise ValueError("IBLT cells are not valid base64") from None
+        if len(raw) != 3 * size * _CELL.size:
+            raise ValueError(f"IBLT of size {size} must be {3 * size * _CELL.size} bytes")
+        out = cls(size)
+        for i, (c, k, h) in enumerate(_CELL.iter_unpack(raw)):
+            out.counts[i] = c
+            out.keys[i] = int.from_bytes(k, "big")
+            out.checks[i] = int.from_bytes(h, "big")
+        return out
+
+
+class KeySet:
+    """A set of 128-bit keys with an O(1) fingerprint and IBLTs of any power-of-two size."""
+
+    def __init__(self, keys: Iterable[int] = ()) -> None:
+        self._keys: set[int] = set()
+        self._fp = 0
+        self._base = Iblt(MIN_IBLT_SIZE)
+        self._sorted: list[int] | None = None
+        for key in keys:
+            self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._keys)
+
+    @property
+    def fingerprint(self) -> str:
+        """128-bit xor of the keys' hashes, as hex; with the count it identifies the set."""
+        return key_hex(self._fp)
+
+    def add(self, key: int) -> bool:
+        if key in self._keys:
+            return False
+        if not 0 <= key < _KEY_LIMIT:
+            raise ValueError("keys are 128-bit non-negative integers")
+        self._keys.add(key)
+        hashes = _hashes(key)
+        self._fp ^= hashes[4]
+        self._sorted = None
+        if len(self._keys) > 4 * self._base.size and self._base.size < _MAX_BASE_SIZE:
+            self._base = self._build(self._base.size * 2)
+        else:
+            self._base.toggle(key, 1, hashes)
+        return True
+
+    def discard(self, key: int) -> bool:
+        if key not in self._keys:
+            return False
+        self._keys.remove(key)
+        hashes = _hashes(key)
+        self._fp ^= hashes[4]
+        self._base.toggle(key, -1, hashes)
+        self._sorted = None
+        return True
+
+    def _build(self, size: int) -> Iblt:
+        table = Iblt(size)
+        for key in self._keys:
+            table.toggle(key, 1)
+        return table
+
+    def iblt(self, size: int) -> Iblt:
+        """This set as an IBLT with ``size`` cells per sub-table."""
+        _check_size(size)
+        if size <= self._base.size:
+            return self._base.fold(size)
+        return self._build(size)
+
+    def page(self, after: int, limit: int) -> tuple[list[int], int]:
+        """Up to ``limit`` keys greater than ``after``, sorted, and the end of the range covered.
+
+        Returns:
+            ``(keys, upto)``: every key of this set in ``(after, upto]`` is in ``keys``;
+            ``upto`` is ``2**128 - 1`` once the set is exhausted.
+        """
+        if self._sorted is None:
+            self._sorted = sorted(self._keys)
+        start = bisect.bisect_right(self._sorted, after)
+        keys = self._sorted[start : start + limit]
+        upto = keys[-1] if len(keys) == limit and start + limit < len(self._sorted) else _KEY_LIMIT - 1
+        return keys, upto
+
+    def between(self, after: int, upto: int) -> list[int]:
+        """Every key in ``(after, upto]``."""
+        if self._sorted is None:
+            self._sorted = sorted(self._keys)
+        lo = bisect.bisect_right(self._sorted, after)
+        hi = bisect.bisect_right(self._sorted, upto)
+        return self._sorted[lo:hi]

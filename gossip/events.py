@@ -1,0 +1,73 @@
+"""What an embedding application is told: drained from ``GossipNode.next_event()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import Gossip, PeerStatus, PeerView
+
+__all__ = [
+    "Event",
+    "GossipReceived",
+    "PeerJoined",
+    "PeerUpdated",
+    "PeerStatusChanged",
+    "Registered",
+    "RegisterFailed",
+]
+
+
+class Event:
+    """Base of every event."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipReceived(Event):
+    """A gossip new to this node, verified. ``source`` is the peer guid, or None if created here."""
+
+    network: str
+    gossip: Gossip
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerJoined(Event):
+    """A peer new to this node on ``peer.network_name``."""
+
+    peer: PeerView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerUpdated(Event):
+    """A known peer announced a newer record (name or address changed)."""
+
+    peer: PeerView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatusChanged(Event):
+    """This node's opinion of a peer's liveness changed."""
+
+    peer: PeerView
+    old: PeerStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registered(Event):
+    """A REGISTER started with :meth:`GossipNode.register` was accepted by ``peer``."""
+
+    request_id: int
+    peer: PeerView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterFailed(Event):
+    """A REGISTER failed: unreachable, or refused (``status`` 401: wrong network or password)."""
+
+    request_id: int
+    network: str
+    address: tuple[str, int]
+    reason: str
+    status: int | None

@@ -1,0 +1,79 @@
+"""Peer liveness: alive, suspect or dead, from answered and failed requests and ``now``.
+
+Liveness is this node's own opinion and is never gossiped. The rules, as data:
+
+- any authenticated answer or request from a peer makes it ``alive``;
+- a request that gets no answer makes it ``suspect``, and ``dead`` after
+  ``dead_after`` failures in a row;
+- a peer that failed is not contacted again before ``retry_at``, an exponential
+  backoff from one gossip timer up to ``max_backoff``, so dead peers are retried
+  rarely and come back to ``alive`` as soon as they answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import PeerStatus
+
+__all__ = ["LivenessPolicy", "Liveness", "ON_SUCCESS", "ON_FAILURE"]
+
+#: Status after an answer, by status before.
+ON_SUCCESS: dict[PeerStatus, PeerStatus] = {
+    PeerStatus.ALIVE: PeerStatus.ALIVE,
+    PeerStatus.SUSPECT: PeerStatus.ALIVE,
+    PeerStatus.DEAD: PeerStatus.ALIVE,
+}
+#: Status after a failure, by status before (SUSPECT turns DEAD by count, see Liveness.failed).
+ON_FAILURE: dict[PeerStatus, PeerStatus] = {
+    PeerStatus.ALIVE: PeerStatus.SUSPECT,
+    PeerStatus.SUSPECT: PeerStatus.SUSPECT,
+    PeerStatus.DEAD: PeerStatus.DEAD,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LivenessPolicy:
+    """How quickly failures turn a peer suspect, then dead, and how it is retried."""
+
+    #: Consecutive failures after which a suspect peer is declared dead.
+    dead_after: int = 3
+    #: First backoff after a failure, in seconds (the node passes its gossip timer).
+    base_backoff: float = 1.0
+    #: Longest backoff, in seconds.
+    max_backoff: float = 60.0
+
+
+@dataclass(slots=True)
+class Liveness:
+    """What this node knows of one peer's liveness."""
+
+    status: PeerStatus = PeerStatus.ALIVE
+    last_seen: float | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+
+    def succeeded(self, now: float) -> PeerStatus | None:
+        """Record an authenticated message from the peer. Returns the old status if it changed."""
+        old = self.status
+        self.status = ON_SUCCESS[old]
+        self.last_seen = now
+        self.failures = 0
+        self.retry_at = 0.0
+        return old if old != self.status else None
+
+    def failed(self, now: float, policy: LivenessPolicy) -> PeerStatus | None:
+        """Record a request that got no answer. Returns the old status if it changed."""
+        old = self.status
+        self.failures += 1
+        new = ON_FAILURE[old]
+        if new is PeerStatus.SUSPECT and self.failures >= policy.dead_after:
+            new = PeerStatus.DEAD
+        self.status = new
+        backoff = policy.base_backoff * 2 ** min(self.failures - 1, 30)
+        self.retry_at = now + min(policy.max_backoff, backoff)
+        return old if old != new else None
+
+    def eligible(self, now: float) -> bool:
+        """May this peer be contacted at ``now``?"""
+        return now >= self.retry_at

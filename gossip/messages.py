@@ -1,0 +1,503 @@
+"""Wire messages: one frozen dataclass per verb, the signed envelope, JSON encoding.
+
+Every node-to-node request is one JSON object, its MAC last::
+
+    {"v": 1, "type": "did_you_hear", "net": "default", "from": "<node guid>",
+     "ts": <ms since the epoch>, "nonce": "<24 hex>", "body": {...}, "mac": "<32 hex>"}
+
+and every answer is ``{"v": 1, "type": "<verb>_reply", "net", "from", "re": "<request
+nonce>", "body", "mac"}``. The MAC (see :mod:`gossip.auth`) covers the exact bytes before
+it, so an answer is bound to the request it answers. Wire names never change: add fields, never
+rename them; a receiver ignores fields it does not know.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from . import auth
+from .digest import parse_key
+from .errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
+from .model import Gossip, Peer, check_guid, check_network_name
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_MESSAGE_BYTES",
+    "MAX_IDS",
+    "MAX_PEERS",
+    "Message",
+    "Probe",
+    "ProbeAnswer",
+    "Register",
+    "RegisterOk",
+    "Hello",
+    "HelloReply",
+    "DidYouHear",
+    "DidYouHearReply",
+    "TellMeMore",
+    "TellMeMoreReply",
+    "Envelope",
+    "encode",
+    "decode",
+    "error_body",
+]
+
+PROTOCOL_VERSION = 1
+#: Largest message accepted, in bytes.
+MAX_MESSAGE_BYTES = 1 << 20
+#: Most ids (gossip guids or peer keys) in one message.
+MAX_IDS = 4096
+#: Most peer records in one message.
+MAX_PEERS = 1024
+_MAX_DEPTH = 8
+
+
+class _Bad(Exception):
+    """Raised by the field readers; turned into RemoteProtocolError with context."""
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bad(f"{what} must be a JSON object")
+    return value
+
+
+def _int(value: Any, what: str, lo: int = 0, hi: int = 2**53) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _Bad(f"{what} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _str(value: Any, what: str, max_len: int = 64) -> str:
+    if not isinstance(value, str) or len(value) > max_len:
+        raise _Bad(f"{what} must be a string of at most {max_len} characters")
+    return value
+
+
+def _list(value: Any, what: str, max_len: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Bad(f"{what} must be a JSON list")
+    if len(value) > max_len:
+        raise _Bad(f"{what} holds {len(value)} items, more than the {max_len} allowed")
+    return value
+
+
+def _key(value: Any, what: str) -> str:
+    try:
+        parse_key(value)
+    except ValueError:
+        raise _Bad(f"{what} must hold 32-hex-digit keys") from None
+    return str(value).lower()
+
+
+def _guid(value: Any, what: str) -> str:
+    try:
+        return check_guid(value, what)
+    except GossipError as exc:
+        raise _Bad(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    """A set summary: "I hold ``count`` keys with this fingerprint".
+
+    ``size`` asks the answerer for an IBLT of that many cells per sub-table (0: you choose).
+    ``after`` asks instead for a page of the answerer's sorted keys greater than it.
+    """
+
+    count: int
+    fingerprint: str
+    size: int = 0
+    after: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.count, "fp": self.fingerprint}
+        if self.size:
+            out["size"] = self.size
+        if self.after is not None:
+            out["after"] = self.after
+        return out
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Probe:
+        d = _obj(data, "probe")
+        after = d.get("after")
+        return cls(
+            count=_int(d.get("n"), "probe.n"),
+            fingerprint=_key(d.get("fp"), "probe.fp"),
+            size=_int(d.get("size", 0), "probe.size", 0, 1 << 20),
+            after=None if after is None else _key(after, "probe.after"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeAnswer:
+    """The answer to a :class:`Probe`: in sync, or an IBLT of ``size``, or a page of keys.
+
+    An in-sync answer carries nothing else: it is the whole cost of a settled round.
+    """
+
+    in_sync: bool = False
+    size: int = 0
+    cells: str | None = None
+    keys: tuple[str, ...] | None = None
+    upto: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.in_sync:
+            out["sync"] = True
+        if self.cells is not None:
+            out["size"] = self.size
+            out["cells"] = self.cells
+        if self.keys is not None:
+            out["keys"] = list(self.keys)
+            out["upto"] = self.upto
+        return out
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ProbeAnswer:
+        d = _obj(data, "answer")
+        keys = d.get("keys")
+        cells = d.get("cells")
+        return cls(
+            in_sync=d.get("sync") is True,
+            size=_int(d.get("size", 0), "answer.size", 0, 1 << 20),
+            cells=None if cells is None else _str(cells, "answer.cells", MAX_MESSAGE_BYTES),
+            keys=None
+            if keys is None
+            else tuple(_key(k, "answer.keys") for k in _list(keys, "answer.keys", MAX_IDS)),
+            upto=None if keys is None else _key(d.get("upto"), "answer.upto"),
+        )
+
+
+class Message:
+    """Base of every verb's body."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Message:
+        raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=65536)
+def _peer(guid: Any, name: Any, ip: Any, port: Any, network_name: Any, incarnation: Any) -> Peer:
+    # The same records arrive from many peers: validate each distinct one once.
+    return Peer(guid=guid, name=name, ip=ip, port=port, network_name=network_name, incarnation=incarnation)
+
+
+def _peers(value: Any, what: str) -> tuple[Peer, ...]:
+    out = []
+    for item in _list(value, what, MAX_PEERS):
+        try:
+            if not isinstance(item, dict):
+                raise _Bad(f"{what}: a peer must be a JSON object")
+            fields = (item.get(f) for f in ("guid", "name", "ip", "port", "network_name"))
+            args = (*fields, item.get("incarnation", 0))
+            if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in args):
+                raise _Bad(f"{what}: a peer needs guid, name, ip, port and network_name")
+            out.append(_peer(*args))
+        except GossipError as exc:
+            raise _Bad(f"{what}: {exc}") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register(Message):
+    """REGISTER: "add me to this network"; the MAC proves the sender holds the key."""
+
+    TYPE: ClassVar[str] = "register"
+    node: Peer
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"node": self.node.to_dict()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Register:
+        return cls(node=_peers([data.get("node")], "node")[0])
+
+    def response(self, node: Peer) -> RegisterOk:
+        return RegisterOk(node=node)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterOk(Message):
+    """The answer to REGISTER: the receiver's own record; its MAC proves it holds the key."""
+
+    TYPE: ClassVar[str] = "register_ok"
+    node: Peer
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"node": self.node.to_dict()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RegisterOk:
+        return cls(node=_peers([data.get("node")], "node")[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Message):
+    """HELLO: reconcile peer lists. Either a probe, or peer records pushed plus keys wanted."""
+
+    TYPE: ClassVar[str] = "hello"
+    probe: Probe | None = None
+    peers: tuple[Peer, ...] = ()
+    want: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.probe is not None:
+            out["probe"] = self.probe.to_wire()
+        if self.peers:
+            out["peers"] = [p.to_dict() for p in self.peers]
+        if self.want:
+            out["want"] = list(self.want)
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Hello:
+        probe = data.get("probe")
+        return cls(
+            probe=None if probe is None else Probe.from_wire(probe),
+            peers=_peers(data.get("peers", []), "peers"),
+            want=tuple(_key(k, "want") for k in _list(data.get("want", []), "want", MAX_IDS)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HelloReply(Message):
+    TYPE: ClassVar[str] = "hello_reply"
+    answer: ProbeAnswer | None = None
+    peers: tuple[Peer, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.answer is not None:
+            out["answer"] = self.answer.to_wire()
+        if self.peers:
+            out["peers"] = [p.to_dict() for p in self.peers]
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> HelloReply:
+        answer = data.get("answer")
+        return cls(
+            answer=None if answer is None else ProbeAnswer.from_wire(answer),
+            peers=_peers(data.get("peers", []), "peers"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DidYouHear(Message):
+    """DID_YOU_HEAR: a probe of my gossip ids, or the ids I hold that you lack."""
+
+    TYPE: ClassVar[str] = "did_you_hear"
+    probe: Probe | None = None
+    ids: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.probe is not None:
+            out["probe"] = self.probe.to_wire()
+        if self.ids:
+            out["ids"] = list(self.ids)
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> DidYouHear:
+        probe = data.get("probe")
+        return cls(
+            probe=None if probe is None else Probe.from_wire(probe),
+            ids=tuple(_guid(g, "ids") for g in _list(data.get("ids", []), "ids", MAX_IDS)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DidYouHearReply(Message):
+    TYPE: ClassVar[str] = "did_you_hear_reply"
+    answer: ProbeAnswer | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {} if self.answer is None else {"answer": self.answer.to_wire()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> DidYouHearReply:
+        answer = data.get("answer")
+        return cls(answer=None if answer is None else ProbeAnswer.from_wire(answer))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TellMeMore(Message):
+    """TELL_ME_MORE: send me the bodies of these gossip ids."""
+
+    TYPE: ClassVar[str] = "tell_me_more"
+    ids: tuple[str, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ids": list(self.ids)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> TellMeMore:
+        return cls(ids=tuple(_guid(g, "ids") for g in _list(data.get("ids"), "ids", MAX_IDS)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TellMeMoreReply(Message):
+    """The gossips asked for that the answerer holds (as many as fit in one message)."""
+
+    TYPE: ClassVar[str] = "tell_me_more_reply"
+    gossips: tuple[Gossip, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"gossips": [g.to_dict() for g in self.gossips]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> TellMeMoreReply:
+        out = []
+        for item in _list(data.get("gossips", []), "gossips", MAX_IDS):
+            try:
+                out.append(Gossip.from_dict(item))
+            except GossipError as exc:
+                raise _Bad(f"gossips: {exc}") from None
+        return cls(gossips=tuple(out))
+
+
+#: Every message type by its wire tag. ONLY APPEND: the tags are part of the protocol.
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        Register,
+        RegisterOk,
+        Hello,
+        HelloReply,
+        DidYouHear,
+        DidYouHearReply,
+        TellMeMore,
+        TellMeMoreReply,
+    )
+}
+#: The answer type each request type expects.
+REPLY_TYPES: dict[type[Message], type[Message]] = {
+    Register: RegisterOk,
+    Hello: HelloReply,
+    DidYouHear: DidYouHearReply,
+    TellMeMore: TellMeMoreReply,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Envelope:
+    """A decoded, authenticated message: who sent it on which network, and the body."""
+
+    network: str
+    sender: str
+    body: Message
+    nonce: str | None = None
+    ts: int | None = None
+    re: str | None = None
+
+    @property
+    def is_request(self) -> bool:
+        return self.re is None
+
+
+def encode(
+    body: Message,
+    *,
+    network: str,
+    sender: str,
+    key: bytes,
+    nonce: str | None = None,
+    ts: int | None = None,
+    re: str | None = None,
+) -> bytes:
+    """Sign and serialise a message. Requests carry ``nonce`` and ``ts`` (ms); answers ``re``."""
+    env: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "type": body.TYPE,
+        "net": network,
+        "from": sender,
+        "body": body.to_wire(),
+    }
+    if re is None:
+        env["ts"] = ts
+        env["nonce"] = nonce
+    else:
+        env["re"] = re
+    unsigned = json.dumps(env, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return auth.sign(key, unsigned)
+
+
+def _depth_ok(value: Any, depth: int = 0) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_depth_ok(v, depth + 1) for v in value)
+    return True
+
+
+def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
+    """Parse, authenticate and validate one message.
+
+    Args:
+        data: the raw body as received.
+        key_for: the key of a network name, or None if this node is not on it.
+
+    Raises:
+        MessageTooLarge: over :data:`MAX_MESSAGE_BYTES`.
+        AuthenticationError: unknown network or bad MAC (nothing else is trusted before).
+        RemoteProtocolError: anything malformed.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        env = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RemoteProtocolError(f"message is not UTF-8 JSON: {exc}") from None
+    if not isinstance(env, dict):
+        raise RemoteProtocolError("message must be a JSON object")
+    if env.get("v") != PROTOCOL_VERSION:
+        raise RemoteProtocolError(
+            f"unsupported protocol version {env.get('v')!r}; this node speaks {PROTOCOL_VERSION}"
+        )
+    network = env.get("net")
+    if not isinstance(network, str):
+        raise RemoteProtocolError("message lacks its network name ('net')")
+    key = key_for(network)
+    if key is None:
+        raise AuthenticationError(f"this node is not on network {network[:64]!r}")
+    if not auth.verify(key, data):
+        raise AuthenticationError(f"bad MAC: the sender does not hold the key of network {network!r}")
+    if not _depth_ok(env):
+        raise RemoteProtocolError("message is nested too deeply")
+    cls = MESSAGE_TYPES.get(env.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message type {str(env.get('type'))[:64]!r}")
+    try:
+        check_network_name(network)
+        sender = _guid(env.get("from"), "from")
+        body = cls.from_wire(_obj(env.get("body"), "body"))
+        if "re" in env:
+            return Envelope(network=network, sender=sender, body=body, re=_str(env["re"], "re"))
+        nonce = _str(env.get("nonce"), "nonce")
+        ts = _int(env.get("ts"), "ts")
+    except _Bad as exc:
+        raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
+    except GossipError as exc:
+        raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
+    return Envelope(network=network, sender=sender, body=body, nonce=nonce, ts=ts)
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The JSON body of an error answer (unsigned: it changes nothing)."""
+    return json.dumps({"v": PROTOCOL_VERSION, "type": "error", "status": status, "error": message}).encode()

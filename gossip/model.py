@@ -1,0 +1,376 @@
+"""Data types: Gossip, Peer, Network, NodeConfig; the canonical form and its sha2."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from .errors import LocalProtocolError
+
+__all__ = [
+    "Gossip",
+    "Peer",
+    "PeerStatus",
+    "Network",
+    "NodeConfig",
+    "PeerView",
+    "Snapshot",
+    "canonical_bytes",
+    "compute_sha2",
+    "iso_from_timestamp",
+    "MAX_MSG_CHARS",
+    "MAX_NAME_CHARS",
+]
+
+#: Longest gossip text accepted, in characters.
+MAX_MSG_CHARS = 65_536
+#: Longest node or network name accepted, in characters.
+MAX_NAME_CHARS = 128
+
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHA2 = re.compile(r"[0-9a-f]{64}")
+
+
+def _fail(message: str) -> LocalProtocolError:
+    return LocalProtocolError(message)
+
+
+def check_guid(value: Any, what: str = "guid") -> str:
+    """Return ``value`` if it is a UUID in canonical lower-case form, else raise."""
+    if not isinstance(value, str) or len(value) != 36:
+        raise _fail(f"{what} must be a UUID string like '1b4e28ba-2fa1-11d2-883f-0016d3cca427'")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise _fail(f"{what} {value!r} is not a UUID") from None
+    if str(parsed) != value:
+        raise _fail(f"{what} {value!r} must be lower-case canonical UUID text")
+    return value
+
+
+def check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(f"{what} must be a non-empty string")
+    if len(value) > MAX_NAME_CHARS:
+        raise _fail(f"{what} is longer than {MAX_NAME_CHARS} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _fail(f"{what} must not contain control characters")
+    return value
+
+
+def check_network_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NETWORK_NAME.fullmatch(value):
+        raise _fail(
+            f"network name {value!r} must be 1-64 characters of letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def check_ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail("ip must be a string holding an IPv4 or IPv6 address")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _fail(f"ip {value!r} is not an IPv4 or IPv6 address") from None
+
+
+def check_port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _fail(f"port {value!r} must be an integer from 1 to 65535")
+    return value
+
+
+def check_msg(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail("msg must be a string")
+    if len(value) > MAX_MSG_CHARS:
+        raise _fail(f"msg is longer than {MAX_MSG_CHARS} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail("msg must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+def iso_from_timestamp(ts: float) -> str:
+    """ISO 8601 text in UTC with microseconds for a POSIX timestamp."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def _check_date_time(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise _fail("date_time must be ISO 8601 text")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"date_time {value!r} is not ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise _fail(f"date_time {value!r} must carry a UTC offset")
+    return value
+
+
+def canonical_bytes(*, guid: str, date_time: str, who_name: str, msg: str) -> bytes:
+    """The canonical form that ``sha2`` is computed over (see CONTRACT.md)."""
+    body = {"date_time": date_time, "guid": guid, "msg": msg, "who_name": who_name}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def compute_sha2(*, guid: str, date_time: str, who_name: str, msg: str) -> str:
+    """SHA-256 hex of the canonical form."""
+    data = canonical_bytes(guid=guid, date_time=date_time, who_name=who_name, msg=msg)
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gossip:
+    """One message. Immutable; ``sha2`` is checked with :meth:`verify`, not on construction.
+
+    A received gossip whose sha2 does not verify is never stored or forwarded,
+    so the node calls :meth:`verify` on everything that arrives from a peer.
+    """
+
+    guid: str
+    date_time: str
+    who_name: str
+    msg: str
+    sha2: str
+
+    def __post_init__(self) -> None:
+        check_guid(self.guid)
+        _check_date_time(self.date_time)
+        check_name(self.who_name, "who_name")
+        check_msg(self.msg)
+        if not isinstance(self.sha2, str) or not _SHA2.fullmatch(self.sha2):
+            raise _fail("sha2 must be 64 lower-case hex digits")
+
+    @classmethod
+    def create(cls, *, guid: str, date_time: str, who_name: str, msg: str) -> Gossip:
+        """Build a gossip and compute its sha2."""
+        check_msg(msg)
+        sha2 = compute_sha2(guid=guid, date_time=date_time, who_name=who_name, msg=msg)
+        return cls(guid=guid, date_time=date_time, who_name=who_name, msg=msg, sha2=sha2)
+
+    def verify(self) -> bool:
+        """True when ``sha2`` matches the canonical form."""
+        expected = compute_sha2(
+            guid=self.guid, date_time=self.date_time, who_name=self.who_name, msg=self.msg
+        )
+        return expected == self.sha2
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "guid": self.guid,
+            "date_time": self.date_time,
+            "who_name": self.who_name,
+            "msg": self.msg,
+            "sha2": self.sha2,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Gossip:
+        if not isinstance(data, dict):
+            raise _fail("a gossip must be a JSON object")
+        try:
+            return cls(
+                guid=data["guid"],
+                date_time=data["date_time"],
+                who_name=data["who_name"],
+                msg=data["msg"],
+                sha2=data["sha2"],
+            )
+        except KeyError as exc:
+            raise _fail(f"gossip is missing field {exc.args[0]!r}") from None
+
+
+class PeerStatus(StrEnum):
+    """What this node believes about a peer's liveness. Local opinion, never gossiped."""
+
+    #: Answered the last request (or sent us an authenticated message).
+    ALIVE = "alive"
+    #: The last request to it failed; still contacted, with backoff.
+    SUSPECT = "suspect"
+    #: Several requests in a row failed; retried only after an exponential backoff.
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """A node as known on one network: identity and address.
+
+    ``incarnation`` is raised by the node itself whenever its name or address
+    changes, so that the newest record of a guid wins everywhere.
+    Liveness (status, last_seen) is kept beside it by the node, see ``PeerView``.
+    """
+
+    guid: str
+    name: str
+    ip: str
+    port: int
+    network_name: str
+    incarnation: int = 0
+
+    def __post_init__(self) -> None:
+        check_guid(self.guid, "peer guid")
+        check_name(self.name, "peer name")
+        object.__setattr__(self, "ip", check_ip(self.ip))
+        check_port(self.port)
+        check_network_name(self.network_name)
+        if (
+            isinstance(self.incarnation, bool)
+            or not isinstance(self.incarnation, int)
+            or not 0 <= self.incarnation < 2**53
+        ):
+            raise _fail("incarnation must be a non-negative integer")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.ip, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "guid": self.guid,
+            "name": self.name,
+            "ip": self.ip,
+            "port": self.port,
+            "network_name": self.network_name,
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Peer:
+        if not isinstance(data, dict):
+            raise _fail("a peer must be a JSON object")
+        try:
+            return cls(
+                guid=data["guid"],
+                name=data["name"],
+                ip=data["ip"],
+                port=data["port"],
+                network_name=data["network_name"],
+                incarnation=data.get("incarnation", 0),
+            )
+        except KeyError as exc:
+            raise _fail(f"peer is missing field {exc.args[0]!r}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerView:
+    """A peer plus this node's opinion of its liveness: one row of NETWORK_STATUS."""
+
+    peer: Peer
+    status: PeerStatus = PeerStatus.ALIVE
+    last_seen: float | None = None
+    failures: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.peer.to_dict()
+        out["status"] = str(self.status)
+        out["last_seen"] = None if self.last_seen is None else iso_from_timestamp(self.last_seen)
+        out["failures"] = self.failures
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PeerView:
+        peer = Peer.from_dict(data)
+        try:
+            status = PeerStatus(data.get("status", "alive"))
+        except ValueError:
+            raise _fail(f"peer status must be one of {[s.value for s in PeerStatus]}") from None
+        last_seen = data.get("last_seen")
+        if last_seen is not None:
+            last_seen = datetime.fromisoformat(_check_date_time(last_seen)).timestamp()
+        failures = data.get("failures", 0)
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+            raise _fail("peer failures must be a non-negative integer")
+        return cls(peer=peer, status=status, last_seen=last_seen, failures=failures)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Everything a node needs to start again: gossips and peers by network name."""
+
+    gossips: dict[str, list[Gossip]] = field(default_factory=dict)
+    peers: dict[str, list[PeerView]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Network:
+    """A network this node belongs to, with the key derived from its password.
+
+    The password itself is never kept: see :func:`gossip.auth.derive_key`.
+    """
+
+    name: str
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_network_name(self.name)
+        if not isinstance(self.key, bytes) or len(self.key) < 16:
+            raise _fail("a network key must be at least 16 bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """A node's properties (the seed's SERVER_FILES)."""
+
+    node_guid: str
+    node_name: str
+    networks: tuple[Network, ...]
+    ip: str = "127.0.0.1"
+    port: int = 8470
+    gossip_timer: float = 1.0
+    gossip_max_peer_count: int = 3
+    incarnation: int = 0
+
+    def __post_init__(self) -> None:
+        check_guid(self.node_guid, "node_guid")
+        check_name(self.node_name, "node_name")
+        object.__setattr__(self, "networks", tuple(self.networks))
+        if not self.networks:
+            raise _fail("a node needs at least one network")
+        names = [n.name for n in self.networks]
+        if len(set(names)) != len(names):
+            raise _fail(f"network names must be unique, got {names}")
+        object.__setattr__(self, "ip", check_ip(self.ip))
+        check_port(self.port)
+        timer = self.gossip_timer
+        if isinstance(timer, bool) or not isinstance(timer, (int, float)) or not 0.001 <= timer <= 86400:
+            raise _fail("gossip_timer must be a number of seconds from 0.001 to 86400")
+        count = self.gossip_max_peer_count
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise _fail("gossip_max_peer_count must be an integer from 1 to 1000")
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.networks)
+
+    def network(self, name: str) -> Network:
+        for net in self.networks:
+            if net.name == name:
+                return net
+        raise LocalProtocolError(f"this node is not on network {name!r}")
+
+    def self_peer(self, network_name: str) -> Peer:
+        """This node's own record on one of its networks."""
+        return Peer(
+            guid=self.node_guid,
+            name=self.node_name,
+            ip=self.ip,
+            port=self.port,
+            network_name=network_name,
+            incarnation=self.incarnation,
+        )
+
+    def with_changes(self, **changes: Any) -> NodeConfig:
+        return replace(self, **changes)

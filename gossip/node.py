@@ -1,0 +1,757 @@
+"""GossipNode: the whole protocol as a sans-I/O state machine.
+
+Rule 1: nothing in this module imports socket, threading, time or os, and nothing calls
+``random``'s module-level functions or ``uuid.uuid4()``. Time comes in as ``now`` (seconds
+since the epoch, or any virtual clock) and chance from the ``random.Random`` passed in.
+That is what lets the simulator replay a run byte for byte from its seed.
+
+Theory of operation
+-------------------
+The runner (``gossip.http``, ``gossip.sim`` or your program) owns the I/O and loops::
+
+    node.tick(now)                              # start rounds, expire requests
+    for out in node.outbox():                   # addressed request bytes to send
+        try:    node.receive_response(out.request_id, transport.request(...), now)
+        except TransportError as e: node.delivery_failed(out.request_id, now, ...)
+    answer = node.handle_request(data, now)     # a peer's request; raises GossipError
+    while (event := node.next_event()): ...     # persist, then acknowledge
+    sleep until node.next_deadline()
+
+A round (every ``gossip_timer``) contacts up to ``gossip_max_peer_count`` eligible peers
+of each network at random, plus every peer that registered since the last round, with a
+HELLO probe (peer records) and a DID_YOU_HEAR probe (gossip ids). A probe is a set's
+``(count, fingerprint)``; an in-sync answer ends the exchange. Otherwise the answer is an
+IBLT of the peer's set (:mod:`gossip.digest`) that the initiator subtracts from its own and
+peels into "keys only I have" and "keys only you have", both sides of a push-pull:
+
+- peers: one more HELLO pushes my extra records and asks for the keys I lack;
+- gossip: DID_YOU_HEAR(ids) tells the peer what I hold that it lacks (it then asks me
+  TELL_ME_MORE), and my own TELL_ME_MORE fetches what I lack from the peer that has it.
+
+An id heard of but not yet fetched is *pending*: GOSSIP_STATUS shows it with
+``complete: false``; the fetch is retried from another source each round until it lands.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from . import messages as m
+from .auth import DEFAULT_WINDOW, ReplayGuard
+from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
+from .errors import GossipError, LocalProtocolError, RemoteProtocolError
+from .events import (
+    Event,
+    GossipReceived,
+    PeerJoined,
+    PeerStatusChanged,
+    PeerUpdated,
+    RegisterFailed,
+    Registered,
+)
+from .liveness import Liveness, LivenessPolicy
+from .model import (
+    Gossip,
+    Network,
+    NodeConfig,
+    Peer,
+    PeerStatus,
+    PeerView,
+    Snapshot,
+    check_ip,
+    check_port,
+    iso_from_timestamp,
+)
+
+__all__ = ["GossipNode", "Outgoing", "GossipStatus"]
+
+Address = tuple[str, int]
+#: Most gossip ids asked for in one TELL_ME_MORE.
+TELL_ME_MORE_BATCH = 256
+#: Bytes of gossip bodies put in one TELL_ME_MORE answer; the rest is asked for again.
+ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
+#: Keys per page when two sets differ too much for an IBLT.
+PAGE_SIZE = 2048
+_LAST_KEY = (1 << 128) - 1
+_GOSSIP, _PEERS = "gossip", "peers"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """A request for the runner to send; answer with receive_response or delivery_failed."""
+
+    request_id: int
+    address: Address
+    data: bytes
+    verb: str
+    network: str
+    peer: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipStatus:
+    """One row of GOSSIP_STATUS. A pending gossip has only ``guid`` and ``complete=False``."""
+
+    network: str
+    guid: str
+    complete: bool
+    date_time: str | None = None
+    who_name: str | None = None
+    msg: str | None = None
+    sha2: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "guid": self.guid,
+            "date_time": self.date_time,
+            "who_name": self.who_name,
+            "msg": self.msg,
+            "sha2": self.sha2,
+            "complete": self.complete,
+        }
+
+
+@dataclass(slots=True)
+class _PeerEntry:
+    peer: Peer
+    key: int
+    liveness: Liveness = field(default_factory=Liveness)
+    fresh: bool = False
+
+    def view(self) -> PeerView:
+        lv = self.liveness
+        return PeerView(peer=self.peer, status=lv.status, last_seen=lv.last_seen, failures=lv.failures)
+
+
+@dataclass(slots=True)
+class _Pending:
+    sources: list[str]
+    asked: str | None = None
+
+
+@dataclass(slots=True)
+class _Net:
+    """Everything the node holds for one network. Nothing here ever crosses networks."""
+
+    network: Network
+    self_peer: Peer
+    gossips: dict[str, Gossip] = field(default_factory=dict)
+    gossip_keys: KeySet = field(default_factory=KeySet)
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    peers: dict[str, _PeerEntry] = field(default_factory=dict)
+    peer_keys: KeySet = field(default_factory=KeySet)
+    records: dict[int, Peer] = field(default_factory=dict)
+    replay: ReplayGuard = field(default_factory=ReplayGuard)
+
+    def keyset(self, kind: str) -> KeySet:
+        return self.gossip_keys if kind == _GOSSIP else self.peer_keys
+
+
+@dataclass(slots=True)
+class _Inflight:
+    net: str
+    peer: str | None
+    address: Address
+    body: m.Message
+    nonce: str
+    deadline: float
+
+
+@functools.lru_cache(maxsize=65536)
+def record_key(peer: Peer) -> int:
+    """The 128-bit key of a peer record in the HELLO set (changes with any field)."""
+    text = json.dumps(peer.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
+
+
+def _guid_key(guid: str) -> int:
+    return uuid.UUID(guid).int
+
+
+def _key_guid(key: int) -> str:
+    return str(uuid.UUID(int=key))
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class GossipNode:
+    """One node's protocol state. Feed it requests, answers, failures and time; drain its output.
+
+    Args:
+        config: the node's properties, networks and keys.
+        rng: the only source of chance (peer choice, guids, nonces). Seed it for replay.
+        now: the current time, in seconds.
+        snapshot: stored gossips and peers to start from (see :mod:`gossip.storage`).
+        window: seconds a request's timestamp may be off this node's clock.
+        request_timeout: seconds after which an unanswered request counts as failed.
+        max_peers: most peers kept per network (protects memory from a flood of records).
+        liveness: how failures turn peers suspect and dead.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        rng: random.Random,
+        now: float,
+        snapshot: Snapshot | None = None,
+        window: float = DEFAULT_WINDOW,
+        request_timeout: float | None = None,
+        max_peers: int = 1024,
+        liveness: LivenessPolicy | None = None,
+    ) -> None:
+        if not isinstance(rng, random.Random):
+            raise LocalProtocolError("rng must be a random.Random instance (seed it for replay)")
+        self.config = config
+        self._rng = rng
+        self._window = window
+        self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
+        self._max_peers = max_peers
+        self._policy = liveness or LivenessPolicy(
+            base_backoff=config.gossip_timer, max_backoff=max(60.0, 10 * config.gossip_timer)
+        )
+        self._nets: dict[str, _Net] = {}
+        for network in config.networks:
+            net = _Net(network=network, self_peer=config.self_peer(network.name))
+            net.replay = ReplayGuard(window)
+            self._add_record(net, net.self_peer)
+            self._nets[network.name] = net
+        self._inflight: dict[int, _Inflight] = {}
+        self._outbox: list[Outgoing] = []
+        self._events: deque[Event] = deque()
+        self._next_id = 1
+        self._next_round = now + config.gossip_timer
+        #: Counters: rounds, sent.<verb>, received.<verb>, failed.<verb>, rejected.<reason>.
+        self.stats: Counter[str] = Counter()
+        if snapshot is not None:
+            self._restore(snapshot)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def guid(self) -> str:
+        return self.config.node_guid
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(self._nets)
+
+    def tick(self, now: float) -> None:
+        """Run what is due at ``now``: expire unanswered requests, start a round."""
+        for rid in [r for r, f in self._inflight.items() if f.deadline <= now]:
+            self.delivery_failed(rid, now, reason="timed out")
+        if now >= self._next_round:
+            self._next_round = now + self.config.gossip_timer
+            self._round(now)
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` next has work: the next round or the oldest request's timeout."""
+        deadline = self._next_round
+        for flight in self._inflight.values():
+            deadline = min(deadline, flight.deadline)
+        return deadline
+
+    def outbox(self) -> list[Outgoing]:
+        """Take the requests to send, oldest first."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The oldest event not yet taken, or None."""
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[Event]:
+        """Take every pending event."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def create_gossip(self, msg: str, now: float, network: str | None = None) -> Gossip:
+        """CREATE_GOSSIP: a new gossip from this node; it spreads from the next round.
+
+        Raises:
+            LocalProtocolError: ``msg`` is not acceptable text, or the network is unknown.
+        """
+        net = self._net(network)
+        guid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        gossip = Gossip.create(
+            guid=guid, date_time=iso_from_timestamp(now), who_name=self.config.node_name, msg=msg
+        )
+        self._store(net, gossip, None)
+        return gossip
+
+    def register(self, ip: str, port: int, now: float, network: str | None = None) -> int:
+        """REGISTER this node with the node at ``ip:port`` on ``network``.
+
+        Returns:
+            The request id; a :class:`Registered` or :class:`RegisterFailed` event follows.
+        """
+        net = self._net(network)
+        address = (check_ip(ip), check_port(port))
+        if address == (self.config.ip, self.config.port):
+            raise LocalProtocolError("a node cannot register with itself")
+        return self._send(net, None, address, m.Register(node=net.self_peer), now)
+
+    def network_status(self, network: str | None = None) -> list[PeerView]:
+        """NETWORK_STATUS: every peer known on one network (or all of them), by name."""
+        nets = [self._net(network)] if network else list(self._nets.values())
+        views = [e.view() for net in nets for e in net.peers.values()]
+        return sorted(views, key=lambda v: (v.peer.network_name, v.peer.name, v.peer.guid))
+
+    def gossip_status(self, network: str | None = None) -> list[GossipStatus]:
+        """GOSSIP_STATUS: every gossip known, oldest first, then the pending ids."""
+        nets = [self._net(network)] if network else list(self._nets.values())
+        rows: list[GossipStatus] = []
+        for net in nets:
+            name = net.network.name
+            for g in sorted(net.gossips.values(), key=lambda g: (g.date_time, g.guid)):
+                rows.append(
+                    GossipStatus(
+                        network=name,
+                        guid=g.guid,
+                        complete=True,
+                        date_time=g.date_time,
+                        who_name=g.who_name,
+                        msg=g.msg,
+                        sha2=g.sha2,
+                    )
+                )
+            rows.extend(GossipStatus(network=name, guid=guid, complete=False) for guid in sorted(net.pending))
+        return rows
+
+    def gossips(self, network: str | None = None) -> list[Gossip]:
+        """The complete gossips of one network (default: this node's first)."""
+        return list(self._net(network).gossips.values())
+
+    def has_gossip(self, guid: str, network: str | None = None) -> bool:
+        return guid in self._net(network).gossips
+
+    def gossip_count(self, network: str | None = None) -> int:
+        return len(self._net(network).gossips)
+
+    def peer_count(self, network: str | None = None) -> int:
+        return len(self._net(network).peers)
+
+    # ------------------------------------------------------------------ incoming
+    def handle_request(self, data: bytes, now: float) -> bytes:
+        """Answer one request from a peer.
+
+        Returns:
+            The signed answer bytes. Any state change is reported as events first.
+
+        Raises:
+            GossipError: the request is malformed (400), unauthenticated, stale or replayed
+                (401), or too large (413). Nothing was changed.
+        """
+        try:
+            env = m.decode(data, self._key_for)
+            if env.re is not None:
+                raise RemoteProtocolError("expected a request, got an answer")
+            net = self._nets[env.network]
+            assert env.nonce is not None and env.ts is not None
+            net.replay.check(env.nonce, env.ts / 1000.0, now)
+        except GossipError as exc:
+            self.stats[f"rejected.{type(exc).__name__}"] += 1
+            raise
+        self.stats[f"received.{env.body.TYPE}"] += 1
+        reply = self._answer(net, env.sender, env.body, now)
+        self._seen(net, env.sender, now)
+        return m.encode(reply, network=net.network.name, sender=self.guid, key=net.network.key, re=env.nonce)
+
+    def receive_response(self, request_id: int, data: bytes, now: float) -> None:
+        """Take the answer to a request from :meth:`outbox`.
+
+        A malformed or unauthenticated answer counts as a failed delivery.
+        """
+        flight = self._inflight.get(request_id)
+        if flight is None:
+            self.stats["rejected.unknown_request"] += 1
+            return
+        try:
+            env = m.decode(data, self._key_for)
+            expected = m.REPLY_TYPES[type(flight.body)]
+            if env.re != flight.nonce or env.network != flight.net or type(env.body) is not expected:
+                raise RemoteProtocolError("answer does not match its request")
+            if flight.peer is not None and env.sender != flight.peer:
+                raise RemoteProtocolError("answer comes from another node than asked")
+        except GossipError as exc:
+            self.stats[f"rejected.{type(exc).__name__}"] += 1
+            self.delivery_failed(request_id, now, reason=f"bad answer: {exc}", status=exc.status_hint)
+            return
+        del self._inflight[request_id]
+        net = self._nets[flight.net]
+        self._on_reply(net, env.sender, request_id, flight, env.body, now)
+        self._seen(net, env.sender, now)
+
+    def delivery_failed(self, request_id: int, now: float, reason: str = "", status: int | None = None) -> None:
+        """A request from :meth:`outbox` got no usable answer.
+
+        Args:
+            reason: what went wrong, for the events and logs.
+            status: the remote's error status if it answered with one (401: it does not
+                accept our key), None if nothing answered (counts against its liveness).
+        """
+        flight = self._inflight.pop(request_id, None)
+        if flight is None:
+            return
+        net = self._nets[flight.net]
+        self.stats[f"failed.{flight.body.TYPE}"] += 1
+        if isinstance(flight.body, m.Register):
+            self._events.append(
+                RegisterFailed(
+                    request_id=request_id,
+                    network=flight.net,
+                    address=flight.address,
+                    reason=reason or "no answer",
+                    status=status,
+                )
+            )
+        if isinstance(flight.body, m.TellMeMore):
+            for guid in flight.body.ids:
+                pending = net.pending.get(guid)
+                if pending is not None:
+                    pending.asked = None
+        entry = net.peers.get(flight.peer) if flight.peer else None
+        if entry is not None and (status is None or status >= 500):
+            old = entry.liveness.failed(now, self._policy)
+            if old is not None:
+                self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
+
+    # ------------------------------------------------------------------ internals
+    def _net(self, name: str | None) -> _Net:
+        if name is None:
+            return next(iter(self._nets.values()))
+        net = self._nets.get(name)
+        if net is None:
+            raise LocalProtocolError(f"this node is not on network {name!r}; it is on {list(self._nets)}")
+        return net
+
+    def _key_for(self, network: str) -> bytes | None:
+        net = self._nets.get(network)
+        return None if net is None else net.network.key
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        for name, gossips in snapshot.gossips.items():
+            net = self._nets.get(name)
+            if net is None:
+                continue
+            for gossip in gossips:
+                if gossip.verify():
+                    net.gossips[gossip.guid] = gossip
+                    net.gossip_keys.add(_guid_key(gossip.guid))
+                else:
+                    self.stats["rejected.bad_sha2"] += 1
+        for name, views in snapshot.peers.items():
+            net = self._nets.get(name)
+            if net is None:
+                continue
+            for view in views:
+                if view.peer.guid == self.guid or view.peer.network_name != name:
+                    continue
+                entry = self._put_peer(net, view.peer)
+                if entry is not None:
+                    entry.liveness = Liveness(
+                        status=view.status, last_seen=view.last_seen, failures=view.failures
+                    )
+
+    def _send(self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        nonce = format(self._rng.getrandbits(96), "024x")
+        data = m.encode(
+            body,
+            network=net.network.name,
+            sender=self.guid,
+            key=net.network.key,
+            nonce=nonce,
+            ts=int(now * 1000),
+        )
+        self._inflight[rid] = _Inflight(
+            net=net.network.name,
+            peer=peer,
+            address=address,
+            body=body,
+            nonce=nonce,
+            deadline=now + self._request_timeout,
+        )
+        self._outbox.append(
+            Outgoing(request_id=rid, address=address, data=data, verb=body.TYPE, network=net.network.name, peer=peer)
+        )
+        self.stats[f"sent.{body.TYPE}"] += 1
+        return rid
+
+    def _send_to(self, net: _Net, peer: str, body: m.Message, now: float) -> None:
+        entry = net.peers.get(peer)
+        if entry is not None:
+            self._send(net, peer, entry.peer.address, body, now)
+
+    def _round(self, now: float) -> None:
+        self.stats["rounds"] += 1
+        k = self.config.gossip_max_peer_count
+        for net in self._nets.values():
+            fresh = [g for g, e in net.peers.items() if e.fresh]
+            others = [g for g, e in net.peers.items() if not e.fresh and e.liveness.eligible(now)]
+            targets = fresh + self._rng.sample(others, max(0, min(k - len(fresh), len(others))))
+            for guid in targets:
+                net.peers[guid].fresh = False
+                self._send_to(net, guid, m.Hello(probe=self._probe(net.peer_keys)), now)
+                self._send_to(net, guid, m.DidYouHear(probe=self._probe(net.gossip_keys)), now)
+            self._fetch_pending(net, now)
+
+    @staticmethod
+    def _probe(keys: KeySet, size: int = 0, after: int | None = None) -> m.Probe:
+        return m.Probe(
+            count=len(keys),
+            fingerprint=keys.fingerprint,
+            size=size,
+            after=None if after is None else key_hex(after),
+        )
+
+    def _fetch_pending(self, net: _Net, now: float) -> None:
+        """Ask for pending bodies not currently asked for, from a source that looks alive."""
+        by_source: dict[str, list[str]] = {}
+        for guid, pending in net.pending.items():
+            if pending.asked is not None:
+                continue
+            live = [s for s in pending.sources if s in net.peers and net.peers[s].liveness.eligible(now)]
+            if not live:
+                continue
+            source = live[0]
+            pending.sources.remove(source)
+            pending.sources.append(source)  # rotate, so a failing source is not asked forever
+            by_source.setdefault(source, []).append(guid)
+        for source, guids in by_source.items():
+            for batch in _chunks(guids, TELL_ME_MORE_BATCH):
+                for guid in batch:
+                    net.pending[guid].asked = source
+                self._send_to(net, source, m.TellMeMore(ids=tuple(batch)), now)
+
+    # -- answering ----------------------------------------------------------------
+    def _answer(self, net: _Net, sender: str, body: m.Message, now: float) -> m.Message:
+        if isinstance(body, m.Register):
+            node = body.node
+            if node.guid != sender or node.network_name != net.network.name:
+                raise RemoteProtocolError("register: the record must describe the sender on this network")
+            if node.guid == self.guid:
+                raise RemoteProtocolError("register: that guid is this node's own")
+            entry = self._learn_peer(net, node) or net.peers.get(node.guid)
+            if entry is not None:
+                entry.fresh = True  # contacted in the very next round: the seed's bootstrap
+            return body.response(net.self_peer)
+        if isinstance(body, m.Hello):
+            answer = None if body.probe is None else self._probe_answer(net.peer_keys, body.probe)
+            for peer in body.peers:
+                self._learn_peer(net, peer)
+            wanted = [net.records[parse_key(k)] for k in body.want if parse_key(k) in net.records]
+            return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
+        if isinstance(body, m.DidYouHear):
+            answer = None if body.probe is None else self._probe_answer(net.gossip_keys, body.probe)
+            self._heard_of(net, sender, body.ids, now)
+            return m.DidYouHearReply(answer=answer)
+        if isinstance(body, m.TellMeMore):
+            out: list[Gossip] = []
+            budget = ANSWER_BUDGET
+            for guid in body.ids:
+                gossip = net.gossips.get(guid)
+                if gossip is None:
+                    continue
+                budget -= len(gossip.msg.encode("utf-8")) + 256
+                if budget < 0 and out:
+                    break
+                out.append(gossip)
+            return m.TellMeMoreReply(gossips=tuple(out))
+        raise RemoteProtocolError(f"{body.TYPE} is not a request")
+
+    def _probe_answer(self, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
+        """In sync; else a page of keys when asked or when cheaper, else an IBLT."""
+        count = len(keys)
+        if probe.count == count and probe.fingerprint == keys.fingerprint:
+            return m.ProbeAnswer(in_sync=True)
+        size = probe.size or iblt_size_for(abs(probe.count - count))
+        if size < MIN_IBLT_SIZE or size > MAX_IBLT_SIZE or size & (size - 1):
+            raise RemoteProtocolError(
+                f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}"
+            )
+        # A key costs ~35 bytes in a page, a cell ~37 in an IBLT (3 per size unit): when the
+        # difference is a good part of the set, sending the keys themselves is cheaper.
+        if probe.after is not None or (not probe.size and count <= 3 * size):
+            after = -1 if probe.after is None else parse_key(probe.after)
+            page, upto = keys.page(after, PAGE_SIZE)
+            return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
+        return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
+
+    def _heard_of(self, net: _Net, source: str, guids: tuple[str, ...], now: float) -> None:
+        """DID_YOU_HEAR ids: mark the new ones pending and ask the teller for them."""
+        if source not in net.peers:
+            return
+        ask = []
+        for guid in guids:
+            if guid in net.gossips:
+                continue
+            pending = net.pending.get(guid)
+            if pending is None:
+                pending = net.pending[guid] = _Pending(sources=[source])
+            elif source not in pending.sources:
+                pending.sources.append(source)
+            if pending.asked is None:
+                pending.asked = source
+                ask.append(guid)
+        for batch in _chunks(ask, TELL_ME_MORE_BATCH):
+            self._send_to(net, source, m.TellMeMore(ids=tuple(batch)), now)
+
+    # -- answers to my requests -----------------------------------------------------
+    def _on_reply(
+        self, net: _Net, peer: str, request_id: int, flight: _Inflight, reply: m.Message, now: float
+    ) -> None:
+        if isinstance(reply, m.RegisterOk):
+            node = reply.node
+            if node.network_name != net.network.name or node.guid != peer or node.guid == self.guid:
+                self.stats["rejected.register_ok"] += 1
+                return
+            entry = self._learn_peer(net, node) or net.peers.get(node.guid)
+            if entry is not None:
+                entry.fresh = True
+                self._events.append(Registered(request_id=request_id, peer=entry.view()))
+        elif isinstance(reply, m.HelloReply):
+            for record in reply.peers:
+                self._learn_peer(net, record)
+            if reply.answer is not None:
+                self._reconcile(net, peer, _PEERS, flight.body, reply.answer, now)
+        elif isinstance(reply, m.DidYouHearReply):
+            if reply.answer is not None:
+                self._reconcile(net, peer, _GOSSIP, flight.body, reply.answer, now)
+        elif isinstance(reply, m.TellMeMoreReply):
+            assert isinstance(flight.body, m.TellMeMore)
+            asked = set(flight.body.ids)
+            for gossip in reply.gossips:
+                if gossip.guid not in asked or gossip.guid in net.gossips:
+                    self.stats["rejected.unsolicited"] += 1
+                elif not gossip.verify():
+                    self.stats["rejected.bad_sha2"] += 1
+                else:
+                    self._store(net, gossip, peer)
+            for guid in asked:
+                pending = net.pending.get(guid)
+                if pending is not None and pending.asked == peer:
+                    pending.asked = None
+
+    def _reconcile(
+        self, net: _Net, peer: str, kind: str, request: m.Message, answer: m.ProbeAnswer, now: float
+    ) -> None:
+        if answer.in_sync:
+            return
+        keys = net.keyset(kind)
+        probe = request.probe if isinstance(request, (m.Hello, m.DidYouHear)) else None
+        if answer.keys is not None and answer.upto is not None:
+            after = -1 if probe is None or probe.after is None else parse_key(probe.after)
+            upto = parse_key(answer.upto)
+            theirs = {parse_key(k) for k in answer.keys}
+            mine = set(keys.between(after, upto))
+            self._exchange(net, peer, kind, mine - theirs, theirs - mine, now)
+            if upto < _LAST_KEY:
+                self._send_probe(net, peer, kind, self._probe(keys, after=upto), now)
+            return
+        if answer.cells is None:
+            return
+        try:
+            table = Iblt.from_text(answer.cells, answer.size)
+        except ValueError:
+            self.stats["rejected.bad_iblt"] += 1
+            return
+        diff = keys.iblt(answer.size).subtract(table).decode()
+        if diff is None:
+            self.stats[f"iblt_retry.{kind}"] += 1
+            if answer.size * 2 <= MAX_IBLT_SIZE:
+                self._send_probe(net, peer, kind, self._probe(keys, size=answer.size * 2), now)
+            else:
+                self._send_probe(net, peer, kind, self._probe(keys, after=-1), now)
+            return
+        only_mine, only_theirs = diff
+        self._exchange(net, peer, kind, only_mine, only_theirs, now)
+
+    def _send_probe(self, net: _Net, peer: str, kind: str, probe: m.Probe, now: float) -> None:
+        body: m.Message = m.Hello(probe=probe) if kind == _PEERS else m.DidYouHear(probe=probe)
+        self._send_to(net, peer, body, now)
+
+    def _exchange(self, net: _Net, peer: str, kind: str, only_mine: set[int], only_theirs: set[int], now: float) -> None:
+        """Both halves of a push-pull once the difference is known."""
+        if kind == _PEERS:
+            push = [net.records[k] for k in sorted(only_mine) if k in net.records]
+            want = [key_hex(k) for k in sorted(only_theirs)]
+            step = m.MAX_PEERS
+            for i in range(0, max(len(push), len(want)), step):
+                hello = m.Hello(peers=tuple(push[i : i + step]), want=tuple(want[i : i + step]))
+                self._send_to(net, peer, hello, now)
+            return
+        tell = [_key_guid(k) for k in sorted(only_mine) if _key_guid(k) in net.gossips]
+        for batch in _chunks(tell, m.MAX_IDS):
+            self._send_to(net, peer, m.DidYouHear(ids=tuple(batch)), now)
+        self._heard_of(net, peer, tuple(_key_guid(k) for k in sorted(only_theirs)), now)
+
+    # -- state changes ----------------------------------------------------------------
+    def _store(self, net: _Net, gossip: Gossip, source: str | None) -> None:
+        if gossip.guid in net.gossips:
+            return
+        net.gossips[gossip.guid] = gossip
+        net.gossip_keys.add(_guid_key(gossip.guid))
+        net.pending.pop(gossip.guid, None)
+        self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
+
+    def _add_record(self, net: _Net, peer: Peer) -> int:
+        key = record_key(peer)
+        net.records[key] = peer
+        net.peer_keys.add(key)
+        return key
+
+    def _drop_record(self, net: _Net, key: int) -> None:
+        net.records.pop(key, None)
+        net.peer_keys.discard(key)
+
+    def _put_peer(self, net: _Net, peer: Peer) -> _PeerEntry | None:
+        """Insert or replace a peer's record, without events. None if refused."""
+        entry = net.peers.get(peer.guid)
+        if entry is None:
+            if len(net.peers) >= self._max_peers:
+                self.stats["rejected.peer_cap"] += 1
+                return None
+            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=self._add_record(net, peer))
+            return entry
+        self._drop_record(net, entry.key)
+        entry.peer = peer
+        entry.key = self._add_record(net, peer)
+        return entry
+
+    def _learn_peer(self, net: _Net, peer: Peer) -> _PeerEntry | None:
+        """Take a peer record heard from the network. Returns its entry if it was new or newer."""
+        if peer.network_name != net.network.name:
+            self.stats["rejected.peer_wrong_network"] += 1
+            return None
+        if peer.guid == self.guid:
+            return None
+        entry = net.peers.get(peer.guid)
+        if entry is not None and (peer.incarnation <= entry.peer.incarnation):
+            return None
+        is_new = entry is None
+        entry = self._put_peer(net, peer)
+        if entry is None:
+            return None
+        self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
+        return entry
+
+    def _seen(self, net: _Net, guid: str, now: float) -> None:
+        entry = net.peers.get(guid)
+        if entry is None:
+            return
+        old = entry.liveness.succeeded(now)
+        if old is not None:
+            self._events.append(PeerStatusChanged(peer=entry.view(), old=old))

@@ -1,0 +1,40 @@
+"""Storage adapters keep gossips and peers across restarts; the core never touches them.
+
+The runner builds a node from ``storage.load()`` and writes each change the node reports
+(its events) with :func:`persist` *before* it acknowledges the request that caused it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, PeerUpdated, Registered
+from ..model import Gossip, PeerView, Snapshot
+from .memory import MemoryStorage
+
+__all__ = ["Storage", "MemoryStorage", "persist"]
+
+
+class Storage(Protocol):
+    """What the runner needs from a store."""
+
+    def load(self) -> Snapshot:
+        """Everything stored. Raises StorageError naming the file and line on corruption."""
+
+    def save_gossip(self, network: str, gossip: Gossip) -> None:
+        """Store one gossip durably before returning (idempotent by guid)."""
+
+    def save_peer(self, view: PeerView) -> None:
+        """Store or replace one peer (by network and guid)."""
+
+    def close(self) -> None:
+        """Flush and release; idempotent."""
+
+
+def persist(storage: Storage, events: Iterable[Event]) -> None:
+    """Write what the given events changed."""
+    for event in events:
+        if isinstance(event, GossipReceived):
+            storage.save_gossip(event.network, event.gossip)
+        elif isinstance(event, (PeerJoined, PeerUpdated, PeerStatusChanged, Registered)):
+            storage.save_peer(event.peer)

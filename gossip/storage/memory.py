@@ -1,0 +1,31 @@
+"""In-memory storage: the twin of the JSON-file store, for tests and the simulator."""
+
+from __future__ import annotations
+
+from ..model import Gossip, PeerView, Snapshot
+
+__all__ = ["MemoryStorage"]
+
+
+class MemoryStorage:
+    """Keeps gossips and peers in dicts; survives a node "crash" in the simulator."""
+
+    def __init__(self) -> None:
+        self._gossips: dict[str, dict[str, Gossip]] = {}
+        self._peers: dict[str, dict[str, PeerView]] = {}
+        self.closed = False
+
+    def load(self) -> Snapshot:
+        return Snapshot(
+            gossips={net: list(g.values()) for net, g in self._gossips.items()},
+            peers={net: list(p.values()) for net, p in self._peers.items()},
+        )
+
+    def save_gossip(self, network: str, gossip: Gossip) -> None:
+        self._gossips.setdefault(network, {}).setdefault(gossip.guid, gossip)
+
+    def save_peer(self, view: PeerView) -> None:
+        self._peers.setdefault(view.peer.network_name, {})[view.peer.guid] = view
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,95 @@
+"""Drive GossipNodes by hand, without sockets: pairs, meshes and a fake clock."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+
+from gossip.auth import derive_key
+from gossip.errors import GossipError
+from gossip.model import Network, NodeConfig
+from gossip.node import GossipNode
+
+KEYS = {name: derive_key(name, f"password-of-{name}") for name in ("default", "other", "third")}
+T0 = 1_790_000_000.0
+
+
+def make_config(index: int, networks: tuple[str, ...] = ("default",), *, keys: dict[str, bytes] | None = None, timer: float = 1.0, max_peers: int = 3) -> NodeConfig:
+    keys = keys or KEYS
+    return NodeConfig(
+        node_guid=str(uuid.UUID(int=random.Random(index).getrandbits(128), version=4)),
+        node_name=f"node-{index}",
+        networks=tuple(Network(name=n, key=keys[n]) for n in networks),
+        ip="127.0.0.1",
+        port=9000 + index,
+        gossip_timer=timer,
+        gossip_max_peer_count=max_peers,
+    )
+
+
+def make_node(index: int, networks: tuple[str, ...] = ("default",), now: float = T0, **kw) -> GossipNode:  # type: ignore[no-untyped-def]
+    keys = kw.pop("keys", None)
+    config = make_config(index, networks, keys=keys, timer=kw.pop("timer", 1.0), max_peers=kw.pop("max_peers", 3))
+    return GossipNode(config, rng=random.Random(index), now=now, **kw)
+
+
+@dataclass
+class Mesh:
+    """Nodes that reach each other by address; deliver() pumps requests until quiet."""
+
+    nodes: list[GossipNode]
+    now: float = T0
+    down: set[int] = field(default_factory=set)
+    requests: int = 0
+    bytes: int = 0
+    log: list[tuple[str, str]] = field(default_factory=list)
+
+    def by_address(self, address: tuple[str, int]) -> GossipNode | None:
+        for node in self.nodes:
+            if (node.config.ip, node.config.port) == address and node.config.port not in self.down:
+                return node
+        return None
+
+    def deliver(self, limit: int = 10_000) -> int:
+        """Send every queued request, feed the answers back, repeat until quiet."""
+        sent = 0
+        while sent < limit:
+            batch = [(n, o) for n in self.nodes if n.config.port not in self.down for o in n.outbox()]
+            if not batch:
+                return sent
+            for sender, out in batch:
+                sent += 1
+                self.requests += 1
+                self.bytes += len(out.data)
+                self.log.append((sender.config.node_name, out.verb))
+                target = self.by_address(out.address)
+                if target is None:
+                    sender.delivery_failed(out.request_id, self.now, "unreachable", None)
+                    continue
+                try:
+                    answer = target.handle_request(out.data, self.now)
+                except GossipError as exc:
+                    sender.delivery_failed(out.request_id, self.now, str(exc), exc.status_hint)
+                    continue
+                self.bytes += len(answer)
+                sender.receive_response(out.request_id, answer, self.now)
+        raise AssertionError("delivery did not settle")
+
+    def round(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+        for node in self.nodes:
+            if node.config.port not in self.down:
+                node.tick(self.now)
+        self.deliver()
+
+    def join_all(self) -> None:
+        """Every node registers with node 0, then rounds until everybody knows everybody."""
+        for node in self.nodes[1:]:
+            node.register(self.nodes[0].config.ip, self.nodes[0].config.port, self.now)
+        self.deliver()
+        for _ in range(30):
+            if all(n.peer_count() == len(self.nodes) - 1 for n in self.nodes):
+                return
+            self.round()
+        raise AssertionError("membership did not converge in 30 rounds")

@@ -1,0 +1,414 @@
+"""The sans-I/O core, driven by hand: every verb, bootstrap, auth, isolation, failures."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from gossip import messages as m
+from gossip.auth import derive_key
+from gossip.errors import AuthenticationError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
+from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
+from gossip.model import Gossip, Network, PeerStatus, Snapshot
+from gossip.node import GossipNode
+
+from .helpers import KEYS, T0, Mesh, make_config, make_node
+
+
+def pair() -> Mesh:
+    return Mesh([make_node(1), make_node(2)])
+
+
+def test_seed_bootstrap_two_nodes_converge() -> None:
+    """The seed's story: B registers with A; after A's timer, HELLO + DID_YOU_HEAR; B asks TELL_ME_MORE."""
+    mesh = pair()
+    a, b = mesh.nodes
+    created = [a.create_gossip(f"from a {i}", mesh.now) for i in range(3)]
+    mine = b.create_gossip("from b", mesh.now)
+    rid = b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    registered = [e for e in b.events() if isinstance(e, Registered)]
+    assert [e.request_id for e in registered] == [rid]
+    assert registered[0].peer.peer.guid == a.guid
+    assert any(isinstance(e, PeerJoined) and e.peer.peer.guid == b.guid for e in a.events())
+    mesh.log.clear()
+    mesh.round()  # the very next round
+    verbs = {(who, verb) for who, verb in mesh.log}
+    assert ("node-1", "hello") in verbs and ("node-1", "did_you_hear") in verbs
+    assert ("node-2", "tell_me_more") in verbs
+    want = {g.guid for g in created} | {mine.guid}
+    assert {g.guid for g in a.gossips()} == want
+    assert {g.guid for g in b.gossips()} == want
+    got = [e for e in b.events() if isinstance(e, GossipReceived)]
+    assert {e.gossip.guid for e in got} == {g.guid for g in created}
+    assert all(e.source == a.guid for e in got)
+
+
+def test_create_gossip_fields_and_sha2() -> None:
+    node = make_node(1)
+    gossip = node.create_gossip("héllo ✓ \n <b>", T0)
+    assert gossip.verify()
+    assert gossip.who_name == "node-1"
+    assert gossip.date_time.startswith("2026-09-21T") and gossip.date_time.endswith("+00:00")
+    event = node.next_event()
+    assert isinstance(event, GossipReceived) and event.source is None and event.gossip == gossip
+    assert node.next_event() is None
+
+
+def test_create_gossip_is_deterministic_per_seed() -> None:
+    assert make_node(1).create_gossip("x", T0) == make_node(1).create_gossip("x", T0)
+    assert make_node(1).create_gossip("x", T0).guid != make_node(2).create_gossip("x", T0).guid
+
+
+@pytest.mark.parametrize("msg", [None, 5, "x" * 70_000, "bad \ud800 surrogate"])
+def test_create_gossip_rejects_bad_text(msg: object) -> None:
+    node = make_node(1)
+    with pytest.raises(LocalProtocolError):
+        node.create_gossip(msg, T0)  # type: ignore[arg-type]
+    assert node.gossip_count() == 0
+
+
+def test_status_verbs() -> None:
+    mesh = pair()
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    g = a.create_gossip("hi", mesh.now)
+    peers = a.network_status()
+    assert [(p.peer.name, p.status) for p in peers] == [("node-2", PeerStatus.ALIVE)]
+    row = peers[0].to_dict()
+    assert {"guid", "name", "ip", "port", "network_name", "status", "last_seen"} <= set(row)
+    assert row["status"] == "alive" and row["last_seen"].endswith("+00:00")
+    [status] = [s.to_dict() for s in a.gossip_status()]
+    assert status["complete"] is True and status["sha2"] == g.sha2 and status["msg"] == "hi"
+
+
+def test_pending_gossip_shows_incomplete_until_fetched() -> None:
+    mesh = pair()
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    g = a.create_gossip("pending?", mesh.now)
+    mesh.now += 1
+    a.tick(mesh.now)
+    # Deliver A's probes and B's answers, but lose B's TELL_ME_MORE.
+    mesh.down.add(a.config.port)
+    for out in a.outbox():
+        a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    mesh.down.discard(a.config.port)
+    for out in a.outbox():  # A's DID_YOU_HEAR(ids) makes B ask TELL_ME_MORE
+        a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    tmm = b.outbox()
+    assert [o.verb for o in tmm] == ["tell_me_more"]
+    b.delivery_failed(tmm[0].request_id, mesh.now, "lost")
+    rows = [r.to_dict() for r in b.gossip_status()]
+    assert rows == [
+        {"network": "default", "guid": g.guid, "date_time": None, "who_name": None, "msg": None, "sha2": None, "complete": False}
+    ]
+    mesh.round()
+    assert b.has_gossip(g.guid)
+    assert [r.complete for r in b.gossip_status()] == [True]
+
+
+def test_wrong_password_register_is_refused_and_changes_nothing() -> None:
+    keys = dict(KEYS, default=derive_key("default", "not the password"))
+    a = make_node(1)
+    intruder = make_node(2, keys=keys)
+    mesh = Mesh([a, intruder])
+    rid = intruder.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    [failed] = [e for e in intruder.events() if isinstance(e, RegisterFailed)]
+    assert failed.request_id == rid and failed.status == 401
+    assert "MAC" in failed.reason
+    assert a.peer_count() == 0 and a.events() == []
+    assert a.stats["rejected.AuthenticationError"] == 1
+
+
+def test_register_answer_proves_the_receiver_holds_the_key() -> None:
+    """A node that answers REGISTER without the key is not believed."""
+    a, b = make_node(1), make_node(2)
+    rid = b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    answer = a.handle_request(out.data, T0)
+    forged = m.encode(
+        m.RegisterOk(node=a.config.self_peer("default")),
+        network="default",
+        sender=a.guid,
+        key=derive_key("default", "guess"),
+        re=json.loads(out.data)["nonce"],
+    )
+    b.receive_response(rid, forged, T0)
+    assert b.peer_count() == 0
+    assert isinstance(b.next_event(), RegisterFailed)
+    # the genuine answer is now stale: its request was already settled
+    b.receive_response(rid, answer, T0)
+    assert b.peer_count() == 0
+
+
+def test_replayed_request_is_refused() -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    a.handle_request(out.data, T0)
+    a.events()
+    with pytest.raises(AuthenticationError, match="replayed"):
+        a.handle_request(out.data, T0 + 1)
+    assert a.events() == [] and a.peer_count() == 1
+
+
+@pytest.mark.parametrize("skew", [-901.0, 901.0])
+def test_stale_timestamp_is_refused(skew: float) -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    with pytest.raises(AuthenticationError, match="clock"):
+        a.handle_request(out.data, T0 + skew)
+    assert a.peer_count() == 0
+
+
+def test_clock_skew_of_ten_minutes_is_accepted() -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    a.handle_request(out.data, T0 + 600)
+    assert a.peer_count() == 1
+
+
+def test_tampered_message_is_refused() -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    tampered = out.data.replace(b"node-2", b"node-X")
+    with pytest.raises(AuthenticationError, match="MAC"):
+        a.handle_request(tampered, T0)
+    assert a.peer_count() == 0
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"", RemoteProtocolError),
+        (b"\xff\xfe", RemoteProtocolError),
+        (b"[1,2]", RemoteProtocolError),
+        (b'{"v":2}', RemoteProtocolError),
+        (b'{"v":1,"net":"nowhere"}', AuthenticationError),
+        (b"x" * (m.MAX_MESSAGE_BYTES + 1), MessageTooLarge),
+    ],
+)
+def test_malformed_requests_get_a_clear_error(data: bytes, error: type[Exception]) -> None:
+    node = make_node(1)
+    with pytest.raises(error):
+        node.handle_request(data, T0)
+    assert node.events() == []
+
+
+def test_tampered_gossip_is_dropped_and_counted() -> None:
+    a, b = make_node(1), make_node(2)
+    mesh = Mesh([a, b])
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    good = a.create_gossip("the truth", mesh.now)
+    b.events()
+    # B asks A for it; A's answer is altered (by a member) to carry a different text.
+    b._heard_of(b._nets["default"], a.guid, (good.guid,), mesh.now)  # noqa: SLF001
+    [out] = b.outbox()
+    env = json.loads(out.data)
+    lie = Gossip(guid=good.guid, date_time=good.date_time, who_name=good.who_name, msg="a lie", sha2=good.sha2)
+    answer = m.encode(m.TellMeMoreReply(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], re=env["nonce"])
+    b.receive_response(out.request_id, answer, mesh.now)
+    assert not b.has_gossip(good.guid)
+    assert b.stats["rejected.bad_sha2"] == 1
+    assert not any(isinstance(e, GossipReceived) for e in b.events())
+    mesh.round()  # and it still arrives, intact, from A
+    assert b.gossips() == [good]
+
+
+def test_networks_are_isolated() -> None:
+    a = make_node(1, ("default", "other"))
+    b = make_node(2, ("default",))
+    c = make_node(3, ("other",))
+    mesh = Mesh([a, b, c])
+    b.register(a.config.ip, a.config.port, mesh.now, network="default")
+    c.register(a.config.ip, a.config.port, mesh.now, network="other")
+    mesh.deliver()
+    on_default = a.create_gossip("default only", mesh.now, network="default")
+    on_other = c.create_gossip("other only", mesh.now, network="other")
+    for _ in range(4):
+        mesh.round()
+    assert b.gossips() == [on_default] and c.gossips("other") == [on_other]
+    assert a.gossips("default") == [on_default] and a.gossips("other") == [on_other]
+    assert [p.peer.name for p in b.network_status()] == ["node-1"]  # never learns C
+    assert [p.peer.name for p in c.network_status()] == ["node-1"]
+    assert {p.peer.network_name for p in a.network_status()} == {"default", "other"}
+    with pytest.raises(LocalProtocolError):
+        b.create_gossip("x", mesh.now, network="other")
+
+
+def test_node_on_another_network_is_refused() -> None:
+    a = make_node(1, ("default",))
+    c = make_node(3, ("other",))
+    c.register(a.config.ip, a.config.port, T0, network="other")
+    [out] = c.outbox()
+    with pytest.raises(AuthenticationError, match="not on network"):
+        a.handle_request(out.data, T0)
+
+
+def test_hello_spreads_peers_and_membership_converges() -> None:
+    mesh = Mesh([make_node(i) for i in range(1, 9)])
+    mesh.join_all()
+    for node in mesh.nodes:
+        assert node.peer_count() == 7
+        assert node.guid not in {p.peer.guid for p in node.network_status()}
+
+
+def test_gossip_converges_on_eight_nodes() -> None:
+    mesh = Mesh([make_node(i) for i in range(1, 9)])
+    mesh.join_all()
+    made = {n.create_gossip(f"g{i}", mesh.now).guid for i, n in enumerate(mesh.nodes)}
+    for _ in range(10):
+        mesh.round()
+        if all({g.guid for g in n.gossips()} == made for n in mesh.nodes):
+            break
+    assert all({g.guid for g in n.gossips()} == made for n in mesh.nodes)
+
+
+def test_settled_round_costs_the_same_whatever_the_set_size() -> None:
+    costs = []
+    for count in (10, 3000):
+        mesh = pair()
+        a, b = mesh.nodes
+        b.register(a.config.ip, a.config.port, mesh.now)
+        mesh.deliver()
+        for i in range(count):
+            a.create_gossip(f"m{i}", mesh.now)
+        for _ in range(3):
+            mesh.round()
+        assert b.gossip_count() == count
+        before = mesh.bytes
+        mesh.round()
+        costs.append((mesh.bytes - before) / 2)  # per node: each contacted the other
+    assert costs[0] < 1024 and costs[1] < 1024
+    assert abs(costs[0] - costs[1]) < 16
+
+
+def test_newly_registered_peer_is_contacted_next_round_even_with_many_peers() -> None:
+    mesh = Mesh([make_node(i, max_peers=1) for i in range(1, 7)])
+    mesh.join_all()
+    newcomer = make_node(7, max_peers=1)
+    mesh.nodes.append(newcomer)
+    hub = mesh.nodes[0]
+    newcomer.register(hub.config.ip, hub.config.port, mesh.now)
+    mesh.deliver()
+    mesh.now += 1
+    hub.tick(mesh.now)
+    targets = {o.peer for o in hub.outbox()}
+    assert newcomer.guid in targets
+
+
+def test_unreachable_peer_turns_suspect_then_dead_then_alive() -> None:
+    mesh = Mesh([make_node(1, max_peers=1), make_node(2, max_peers=1)])
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    a.events()
+    mesh.down.add(b.config.port)
+    statuses = []
+    for _ in range(40):
+        mesh.round()
+        statuses.append(a.network_status()[0].status)
+        if statuses[-1] is PeerStatus.DEAD:
+            break
+    assert PeerStatus.SUSPECT in statuses and statuses[-1] is PeerStatus.DEAD
+    changes = [(e.old, e.peer.status) for e in a.events() if isinstance(e, PeerStatusChanged)]
+    assert changes == [(PeerStatus.ALIVE, PeerStatus.SUSPECT), (PeerStatus.SUSPECT, PeerStatus.DEAD)]
+    mesh.down.discard(b.config.port)
+    for _ in range(80):  # dead peers are retried with backoff
+        mesh.round()
+        if a.network_status()[0].status is PeerStatus.ALIVE:
+            break
+    assert a.network_status()[0].status is PeerStatus.ALIVE
+
+
+def test_refusal_does_not_count_against_liveness() -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    a.receive_response  # noqa: B018
+    b.receive_response(out.request_id, a.handle_request(out.data, T0), T0)
+    b.tick(T0 + 1)
+    for out in b.outbox():
+        b.delivery_failed(out.request_id, T0 + 1, "refused", 401)
+    assert b.network_status()[0].status is PeerStatus.ALIVE
+
+
+def test_requests_time_out_by_themselves() -> None:
+    a, b = make_node(1), make_node(2)
+    b.register(a.config.ip, a.config.port, T0)
+    b.outbox()  # sent, never answered
+    assert b.next_deadline() == T0 + 1.0  # first round comes before the 5 s timeout
+    b.tick(T0 + 5.0)
+    [event] = [e for e in b.events() if isinstance(e, RegisterFailed)]
+    assert event.reason == "timed out" and event.status is None
+
+
+def test_restart_from_snapshot_keeps_gossips_and_peers() -> None:
+    mesh = pair()
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    g = a.create_gossip("keep me", mesh.now)
+    snapshot = Snapshot(gossips={"default": a.gossips()}, peers={"default": a.network_status()})
+    again = GossipNode(a.config, rng=random.Random(9), now=mesh.now, snapshot=snapshot)
+    assert again.gossips() == [g]
+    assert [p.peer.guid for p in again.network_status()] == [b.guid]
+
+
+def test_snapshot_gossip_with_bad_sha2_is_not_loaded() -> None:
+    a = make_node(1)
+    g = a.create_gossip("x", T0)
+    bad = Gossip(guid=g.guid, date_time=g.date_time, who_name=g.who_name, msg="y", sha2=g.sha2)
+    again = GossipNode(a.config, rng=random.Random(1), now=T0, snapshot=Snapshot(gossips={"default": [bad]}))
+    assert again.gossip_count() == 0 and again.stats["rejected.bad_sha2"] == 1
+
+
+def test_register_rejects_bad_arguments() -> None:
+    node = make_node(1)
+    with pytest.raises(LocalProtocolError):
+        node.register("not-an-ip", 80, T0)
+    with pytest.raises(LocalProtocolError):
+        node.register("127.0.0.1", 0, T0)
+    with pytest.raises(LocalProtocolError):
+        node.register(node.config.ip, node.config.port, T0)
+    with pytest.raises(LocalProtocolError):
+        node.register("127.0.0.1", 80, T0, network="nope")
+
+
+def test_rng_must_be_injected() -> None:
+    with pytest.raises(LocalProtocolError):
+        GossipNode(make_config(1), rng=None, now=T0)  # type: ignore[arg-type]
+
+
+def test_core_does_no_io() -> None:
+    import ast
+    import pathlib
+
+    import gossip.node
+
+    tree = ast.parse(pathlib.Path(gossip.node.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"socket", "threading", "time", "os", "asyncio", "select"}
+    calls = {
+        f"{n.func.value.id}.{n.func.attr}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+    }
+    assert not {c for c in calls if c.startswith("random.") and c != "random.Random"}
+    assert "uuid.uuid4" not in calls
+
+
+def test_network_key_must_be_long_enough() -> None:
+    with pytest.raises(LocalProtocolError):
+        Network(name="default", key=b"short")
