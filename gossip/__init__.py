@@ -27,8 +27,8 @@ from .events import (
 )
 from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Snapshot, compute_sha2
 from .node import GossipNode, GossipStatus, Outgoing
-from .storage import MemoryStorage, Storage, persist
-from .transport import MemoryNetwork, MemoryTransport, Transport
+from .storage import JsonFileStorage, MemoryStorage, Storage, persist
+from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
 
 __version__ = "0.1.0"
 
@@ -63,8 +63,10 @@ __all__ = [
     "Outgoing",
     "Storage",
     "MemoryStorage",
+    "JsonFileStorage",
     "persist",
     "Transport",
     "MemoryNetwork",
     "MemoryTransport",
+    "HttpTransport",
 ]

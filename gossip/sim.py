@@ -265,7 +265,7 @@ def simulate(
 ) -> SimResult:
     """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence."""
     sim = Simulator(nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap)
-    bootstrap = sim.bootstrap(max_rounds=max_rounds)
+    bootstrap_rounds = sim.bootstrap(max_rounds=max_rounds)
     sim.create(messages)
     rounds = sim.run(max_rounds=max_rounds)
     stats = sim.network.stats
@@ -276,7 +276,7 @@ def simulate(
         converged=sim.converged(),
         requests=stats.requests,
         bytes=stats.bytes,
-        bootstrap_rounds=bootstrap,
+        bootstrap_rounds=bootstrap_rounds,
         seed=seed,
         fanout=fanout,
         loss=loss,

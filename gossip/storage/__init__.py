@@ -10,9 +10,10 @@ from typing import Iterable, Protocol
 
 from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, PeerUpdated, Registered
 from ..model import Gossip, PeerView, Snapshot
+from .jsonfile import JsonFileStorage
 from .memory import MemoryStorage
 
-__all__ = ["Storage", "MemoryStorage", "persist"]
+__all__ = ["Storage", "MemoryStorage", "JsonFileStorage", "persist"]
 
 
 class Storage(Protocol):
@@ -32,7 +33,7 @@ class Storage(Protocol):
 
 
 def persist(storage: Storage, events: Iterable[Event]) -> None:
-    """Write what the given events changed."""
+    """Write what the given events changed, in order."""
     for event in events:
         if isinstance(event, GossipReceived):
             storage.save_gossip(event.network, event.gossip)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from .http import HttpTransport
 from .memory import MemoryNetwork, MemoryTransport
 
-__all__ = ["Address", "Handler", "Transport", "MemoryNetwork", "MemoryTransport"]
+__all__ = ["Address", "Handler", "Transport", "MemoryNetwork", "MemoryTransport", "HttpTransport"]
 
 Address = tuple[str, int]
 Handler = Callable[[bytes], bytes]

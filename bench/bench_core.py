@@ -1,0 +1,160 @@
+"""Benchmarks of the sans-I/O core and the simulator (issue: core targets).
+
+Prints three markdown tables:
+
+1. rounds until every node holds one new gossip, push-pull with one peer a round, against
+   log3(N) + ln(ln N) + 1 (Karp et al., "Randomized Rumor Spreading", FOCS 2000);
+2. wall time and peak memory of ``python -m gossip.sim --nodes 1000 --messages 100``;
+3. bytes on the wire for one round between two nodes that hold the same 1,000 peers and
+   1,000 / 10,000 / 100,000 gossips, settled and with d = 10 differences.
+
+Run: ``python bench/bench_core.py`` (about two minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gossip.auth import derive_key  # noqa: E402
+from gossip.errors import GossipError  # noqa: E402
+from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Snapshot  # noqa: E402
+from gossip.node import GossipNode  # noqa: E402
+from gossip.sim import Simulator  # noqa: E402
+
+T0 = 1_790_000_000.0
+
+
+def rounds_table(sizes: list[int], seeds: int) -> None:
+    print("| N | bound log3 N + ln ln N + 1 | 1.5 x bound | mean rounds | max rounds | seeds |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        bound = math.log(n, 3) + math.log(math.log(n)) + 1
+        rounds = []
+        for seed in range(seeds):
+            sim = Simulator(nodes=n, seed=seed, fanout=1)
+            sim.create(1)
+            rounds.append(sim.run(max_rounds=200))
+            assert sim.converged()
+        print(
+            f"| {n:,} | {bound:.2f} | {1.5 * bound:.2f} | {statistics.mean(rounds):.1f} |"
+            f" {max(rounds)} | {seeds} |"
+        )
+
+
+def sim_run() -> None:
+    cmd = [sys.executable, "-m", "gossip.sim", "--nodes", "1000", "--messages", "100", "--json"]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=600, text=True)
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"`{' '.join(['python'] + cmd[1:])}` -> {out.stdout.strip()}")
+    print()
+    print("| runs | median wall time | min | max | peak RSS |")
+    print("|---:|---:|---:|---:|---:|")
+    print(
+        f"| 3 | {statistics.median(times):.1f} s | {min(times):.1f} s | {max(times):.1f} s |"
+        f" {peak_kib / 1024:.0f} MiB |"
+    )
+
+
+def _config(i: int, key: bytes) -> NodeConfig:
+    return NodeConfig(
+        node_guid=str(uuid.UUID(int=random.Random(i).getrandbits(128), version=4)),
+        node_name=f"bench-{i}",
+        networks=(Network(name="default", key=key),),
+        ip="127.0.0.1",
+        port=20000 + i,
+        gossip_max_peer_count=1,
+    )
+
+
+def _round_bytes(a: GossipNode, b: GossipNode, now: float) -> tuple[int, int]:
+    """A contacts B in one round; returns (bytes, requests) until everything settles."""
+    total = requests = 0
+    nodes = {a.config.port: a, b.config.port: b}
+    a.tick(now)
+    for _ in range(100):
+        batch = [(n, o) for n in (a, b) for o in n.outbox()]
+        if not batch:
+            return total, requests
+        for sender, out in batch:
+            target = nodes.get(out.address[1])
+            if target is None:
+                sender.delivery_failed(out.request_id, now, "not in this benchmark")
+                continue
+            try:
+                answer = target.handle_request(out.data, now)
+            except GossipError as exc:
+                raise SystemExit(f"unexpected refusal: {exc}")
+            total += len(out.data) + len(answer)
+            requests += 1
+            sender.receive_response(out.request_id, answer, now)
+    raise SystemExit("round did not settle")
+
+
+def wire_table(sizes: list[int], d: int) -> None:
+    key = derive_key("default", "bench")
+    rng = random.Random(42)
+    others = [
+        PeerView(peer=Peer(guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)), name=f"p{i}",
+                           ip="127.0.0.1", port=30000 + i, network_name="default"))
+        for i in range(998)
+    ]
+    largest = max(sizes) + d
+    pool = [
+        Gossip.create(
+            guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            date_time="2026-11-24T00:00:00.000000+00:00",
+            who_name="bench",
+            msg=f"message {i} " + "x" * 40,
+        )
+        for i in range(largest)
+    ]
+    print(f"| gossips held | peers known | settled round | requests | round with d = {d} | requests |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        ca, cb = _config(1, key), _config(2, key)
+        pa, pb = PeerView(peer=ca.self_peer("default")), PeerView(peer=cb.self_peer("default"))
+        common = pool[:size]
+        results = []
+        for extra in (0, d):
+            # In the d case each side holds d/2 gossips the other lacks.
+            a_extra = pool[size : size + extra // 2]
+            b_extra = pool[size + extra // 2 : size + extra]
+            a = GossipNode(ca, rng=random.Random(1), now=T0,
+                           snapshot=Snapshot(gossips={"default": common + a_extra}, peers={"default": others + [pb]}))
+            b = GossipNode(cb, rng=random.Random(2), now=T0,
+                           snapshot=Snapshot(gossips={"default": common + b_extra}, peers={"default": others + [pa]}))
+            # Make B the peer A contacts next round (as after a REGISTER).
+            a._nets["default"].peers[b.guid].fresh = True  # noqa: SLF001
+            results.append(_round_bytes(a, b, T0 + 1))
+            assert a.gossip_count() == b.gossip_count() == size + extra
+        (settled, r0), (diff, r1) = results
+        print(f"| {size:,} | 1,000 | {settled:,} B | {r0} | {diff:,} B | {r1} |")
+
+
+def main() -> None:
+    # The subprocess runs first: ru_maxrss of children would otherwise include the pages
+    # this process had grown to when it forked.
+    print("## Simulator, 1,000 nodes x 100 gossips\n")
+    sim_run()
+    print("\n## Rounds to spread one gossip (fanout 1, push-pull)\n")
+    rounds_table([10, 100, 1000], seeds=10)
+    print("\n## Bytes on the wire for one round between two nodes\n")
+    wire_table([1000, 10_000, 100_000], d=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Reading and writing ``server.json``, the node's properties (the seed's SERVER_FILES)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, LocalProtocolError
+from .model import Network, NodeConfig
+from .storage.jsonfile import write_file_atomically
+
+__all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
+
+logger = logging.getLogger("gossip.config")
+
+#: The ``"v"`` field written into every config file.
+CONFIG_VERSION = 1
+
+_REQUIRED = ("node_guid", "node_name", "networks")
+_OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation")
+_KNOWN = frozenset(("v", *_REQUIRED, *_OPTIONAL))
+#: Keys that would mean a secret is kept in plain text; refused wherever they appear.
+_SECRET_KEYS = frozenset(("password", "passwd", "secret", "network_password"))
+#: Refuse to parse anything larger: a config is a few hundred bytes.
+_MAX_BYTES = 1 << 20
+
+
+def config_to_dict(config: NodeConfig) -> dict[str, Any]:
+    """The JSON form of a node's configuration.
+
+    Each network is stored as its name and the hex of the key derived from its password
+    (:func:`gossip.auth.derive_key`); the password itself is never part of it.
+
+    Args:
+        config: the configuration to convert.
+
+    Returns:
+        A dict of JSON types, with ``"v": 1``.
+    """
+    return {
+        "v": CONFIG_VERSION,
+        "node_guid": config.node_guid,
+        "node_name": config.node_name,
+        "ip": config.ip,
+        "port": config.port,
+        "gossip_timer": config.gossip_timer,
+        "gossip_max_peer_count": config.gossip_max_peer_count,
+        "incarnation": config.incarnation,
+        "networks": [{"name": net.name, "key": net.key.hex()} for net in config.networks],
+    }
+
+
+def _network_from_dict(item: Any, index: int) -> Network:
+    where = f"networks[{index}]"
+    if not isinstance(item, dict):
+        raise ConfigError(f'{where} must be an object {{"name": ..., "key": ...}}')
+    secrets = _SECRET_KEYS.intersection(item)
+    if secrets:
+        raise ConfigError(
+            f"{where} holds {sorted(secrets)[0]!r}: a password must never be stored in plain"
+            " text; remove it and store only the derived key (`gossip init` does this)"
+        )
+    for name in ("name", "key"):
+        if name not in item:
+            raise ConfigError(f"{where} is missing {name!r}")
+    key_hex = item["key"]
+    if not isinstance(key_hex, str):
+        raise ConfigError(f"{where}.key must be a string of hex digits")
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ConfigError(f"{where}.key is not hex digits") from None
+    try:
+        return Network(name=item["name"], key=key)
+    except LocalProtocolError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def config_from_dict(data: Any) -> NodeConfig:
+    """Build a node configuration from its JSON form, validating every field.
+
+    Missing optional fields take :class:`~gossip.model.NodeConfig`'s defaults; unknown
+    fields are ignored with a warning (so a typo does not pass unnoticed).
+
+    Args:
+        data: what ``json.loads`` returned for the file.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        ConfigError: a field is missing, of the wrong type or invalid, the version is not
+            1, or a plain-text password is present. The message names the field.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a JSON object, found {type(data).__name__}")
+    version = data.get("v", CONFIG_VERSION)
+    if version != CONFIG_VERSION or isinstance(version, bool):
+        raise ConfigError(
+            f"format version {version!r} is not {CONFIG_VERSION}; it was written by another"
+            " version of gossip"
+        )
+    secrets = _SECRET_KEYS.intersection(data)
+    if secrets:
+        raise ConfigError(
+            f"holds {sorted(secrets)[0]!r}: a password must never be stored in plain text;"
+            " remove it and store only the derived key (`gossip init` does this)"
+        )
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        raise ConfigError(f"missing field {missing[0]!r}")
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        logger.warning("ignoring unknown config fields %s", ", ".join(map(repr, unknown)))
+    networks = data["networks"]
+    if not isinstance(networks, list):
+        raise ConfigError('networks must be a list of {"name": ..., "key": ...} objects')
+    incarnation = data.get("incarnation", 0)
+    if (
+        isinstance(incarnation, bool)
+        or not isinstance(incarnation, int)
+        or not 0 <= incarnation < 2**53
+    ):
+        raise ConfigError(f"incarnation {incarnation!r} must be a non-negative integer")
+    optional = {name: data[name] for name in _OPTIONAL if name in data}
+    try:
+        return NodeConfig(
+            node_guid=data["node_guid"],
+            node_name=data["node_name"],
+            networks=tuple(_network_from_dict(item, i) for i, item in enumerate(networks)),
+            **optional,
+        )
+    except LocalProtocolError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    """Read a node's configuration from ``path`` (``server.json``).
+
+    Args:
+        path: the config file.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not JSON (the message gives line and
+            column) or holds a missing or invalid field. The message is one line that
+            names the file and says what to do.
+    """
+    where = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {where} not found; create it with `gossip init --config {where}`"
+            " or start `python -m gossip.http` once"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {where}: {exc.strerror or exc};"
+            " check the path and permissions"
+        ) from None
+    if len(raw) > _MAX_BYTES:
+        raise ConfigError(
+            f"config file {where} is larger than {_MAX_BYTES} bytes; is it the right file?"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {where} is not UTF-8 text ({exc.reason} at byte {exc.start + 1});"
+            " is it the right file?"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config file {where}, line {exc.lineno}, column {exc.colno}: invalid JSON"
+            f" ({exc.msg}); fix it or recreate it with `gossip init`"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {where}: JSON nested too deeply; fix it") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"config file {where}: {exc}; fix it or recreate it with `gossip init`"
+        ) from None
+
+
+def save_config(path: str | os.PathLike[str], config: NodeConfig) -> None:
+    """Write a node's configuration to ``path``, atomically and readable by its owner only.
+
+    The file is replaced in one step (temp file, fsync, ``os.replace``), so a crash leaves
+    the old or the new version, never a mix; it gets mode 0600. A missing parent
+    directory is created with mode 0700.
+
+    Args:
+        path: the config file to create or replace.
+        config: what to write. Networks are stored as derived keys, never passwords.
+
+    Raises:
+        ConfigError: the file could not be written; it is then unchanged.
+    """
+    where = os.fspath(path)
+    text = json.dumps(config_to_dict(config), indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file_atomically(path, (text + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write config file {where}: {exc.strerror or exc}; check the directory exists"
+            " and is writable"
+        ) from None

@@ -1,0 +1,561 @@
+"""JSON-file storage: an append-only, fsynced gossip log plus an atomically rewritten peer file.
+
+Theory of operation
+-------------------
+
+A store is one directory (mode 0700) holding, all with mode 0600:
+
+``gossip.jsonl``
+    One line per gossip, ``{"network": NAME, "gossip": {...}}``, in the order they were
+    saved. A new gossip is one appended line followed by ``os.fsync``, so saving costs the
+    same with ten or a million stored. Nothing is ever rewritten in place.
+``peers.json``
+    ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
+    rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory.
+``quarantine.jsonl``
+    Stored gossips whose sha2 did not verify, set aside by :meth:`JsonFileStorage.load`
+    rather than lost.
+
+Rule 1: a ``save_*`` call returns only once its data is on disk ("persist, then
+acknowledge"). Rule 2: a crash at any instant leaves a store that loads. Each append
+is fsynced before the next starts, so the only damage a crash can do is one torn line at
+the very end of the log, which :meth:`~JsonFileStorage.load` cuts away with a warning.
+Any other bad line was not made by a crash; ``load`` refuses it with a
+:class:`~gossip.errors.StorageError` naming the file and line, and changes nothing.
+
+One process owns a directory at a time; within it, a lock makes every method safe to
+call from several threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import LocalProtocolError, StorageError
+from ..model import Gossip, PeerView, Snapshot, check_network_name
+
+__all__ = ["JsonFileStorage", "write_file_atomically", "LOG_NAME", "PEERS_NAME", "QUARANTINE_NAME"]
+
+logger = logging.getLogger("gossip.storage")
+
+#: The append-only gossip log.
+LOG_NAME = "gossip.jsonl"
+#: The peer file, rewritten atomically on each change.
+PEERS_NAME = "peers.json"
+#: Where gossips that fail verification are set aside.
+QUARANTINE_NAME = "quarantine.jsonl"
+
+_PEERS_VERSION = 1
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY: int = getattr(os, "O_BINARY", 0)
+_FIX_HINT = "repair or delete that line (keep a copy of the directory first), then start again"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new or replaced directory entry durable (no-op where directories can't be opened)."""
+    if os.name == "nt":  # pragma: no cover - Windows cannot open a directory
+        return
+    fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
+def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
+
+    Writes a temp file (mode 0600) in the same directory, fsyncs it, renames it over
+    ``path`` with ``os.replace`` and fsyncs the directory.
+
+    Args:
+        path: the file to create or replace; its directory must exist.
+        data: the whole new content.
+
+    Raises:
+        OSError: the file could not be written; ``path`` is then unchanged.
+    """
+    target = Path(path)
+    temp = _temp_name(target)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY, _FILE_MODE)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(target.parent)
+
+
+def _line_for(network: str, gossip: Gossip) -> bytes:
+    record = {"network": network, "gossip": gossip.to_dict()}
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # JSON escapes "\n" inside strings, so the only b"\n" is the terminator. (Never split
+    # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
+    return text.encode("utf-8") + b"\n"
+
+
+@dataclass
+class _Scan:
+    """What one pass over the log found."""
+
+    records: list[tuple[str, Gossip]] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    duplicates: int = 0
+    quarantined: int = 0
+
+
+class JsonFileStorage:
+    """Gossips and peers in JSON files in one directory (see the module docstring).
+
+    Call :meth:`load` first; a ``save_*`` call made before it loads the store itself.
+
+    Args:
+        directory: where the files live; created (mode 0700) if missing.
+
+    Raises:
+        StorageError: the directory cannot be created.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.log_path = self.directory / LOG_NAME
+        self.peers_path = self.directory / PEERS_NAME
+        self.quarantine_path = self.directory / QUARANTINE_NAME
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._log_size = 0
+        self._keys: set[tuple[str, str]] = set()
+        self._peers: dict[tuple[str, str], PeerView] = {}
+        self._loaded = False
+        self._closed = False
+        try:
+            self.directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create storage directory {self.directory}: {exc.strerror or exc};"
+                " check the path and its permissions"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"JsonFileStorage({str(self.directory)!r})"
+
+    # -- the Storage protocol -------------------------------------------------------------
+
+    def load(self) -> Snapshot:
+        """Read everything stored, repairing what a crash may have left.
+
+        A torn last line of the log is cut away (with a warning). Gossips whose sha2 does
+        not verify are moved to ``quarantine.jsonl`` (with a warning). Duplicates are
+        skipped; if there are many, the log is compacted.
+
+        Returns:
+            The gossips by network, in the order they were saved, and the peers by network.
+
+        Raises:
+            StorageError: a file is unreadable or holds a bad line; the message names the
+                file and the line. Nothing is changed in that case.
+        """
+        with self._lock:
+            self._check_open()
+            scan = self._load_locked()
+            peers: dict[str, list[PeerView]] = {}
+            for (network, _), view in self._peers.items():
+                peers.setdefault(network, []).append(view)
+        gossips: dict[str, list[Gossip]] = {}
+        for network, gossip in scan.records:
+            gossips.setdefault(network, []).append(gossip)
+        return Snapshot(gossips=gossips, peers=peers)
+
+    def save_gossip(self, network: str, gossip: Gossip) -> None:
+        """Append one gossip to the log and fsync it; a gossip already stored is skipped.
+
+        Args:
+            network: the network the gossip belongs to.
+            gossip: a verified gossip.
+
+        Raises:
+            LocalProtocolError: the network name is invalid or the gossip does not verify.
+            StorageError: the store is closed or the disk refused the write (the log is
+                then left as it was).
+        """
+        self.save_gossips(network, [gossip])
+
+    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
+        """Append several gossips with one write and one fsync (idempotent like save_gossip).
+
+        Args:
+            network: the network the gossips belong to.
+            gossips: verified gossips; those already stored are skipped.
+
+        Raises:
+            LocalProtocolError: the network name is invalid or a gossip does not verify;
+                nothing is written then.
+            StorageError: as for :meth:`save_gossip`.
+        """
+        check_network_name(network)
+        batch = list(gossips)
+        for gossip in batch:
+            if not gossip.verify():
+                raise LocalProtocolError(
+                    f"gossip {gossip.guid} does not match its sha2; not stored"
+                )
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            new: dict[tuple[str, str], Gossip] = {}
+            for gossip in batch:
+                key = (network, gossip.guid)
+                if key not in self._keys:
+                    new.setdefault(key, gossip)
+            if not new:
+                return
+            self._append(b"".join(_line_for(network, g) for g in new.values()))
+            self._keys.update(new)
+
+    def save_peer(self, view: PeerView) -> None:
+        """Store or replace one peer (by network and guid); rewrites ``peers.json``.
+
+        Raises:
+            StorageError: the store is closed or the file could not be written.
+        """
+        self.save_peers([view])
+
+    def save_peers(self, views: Iterable[PeerView]) -> None:
+        """Store or replace several peers with a single rewrite of ``peers.json``.
+
+        Raises:
+            StorageError: the store is closed or the file could not be written; the
+                stored peers are then unchanged.
+        """
+        batch = list(views)
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            peers = dict(self._peers)
+            for view in batch:
+                peers[(view.peer.network_name, view.peer.guid)] = view
+            self._write_peers(peers)
+            self._peers = peers
+
+    def close(self) -> None:
+        """Release the log file. Idempotent; every other method then raises StorageError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_fd()
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Rewrite the log atomically with each gossip once and no torn or quarantined lines.
+
+        Raises:
+            StorageError: the store is closed, holds a bad line, or could not be written
+                (the old log is then intact).
+        """
+        with self._lock:
+            self._check_open()
+            scan = self._scan_log()
+            self._rewrite_log(scan.records)
+            self._keys = scan.keys
+            if not self._loaded:
+                self._peers = self._read_peers()
+                self._loaded = True
+
+    # -- internals (called with the lock held) -----------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"{self!r} is closed; open a new one to use the store")
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._load_locked()
+
+    def _load_locked(self) -> _Scan:
+        self._remove_stale_temps()
+        peers = self._read_peers()  # first: a bad peer file must refuse before any repair
+        scan = self._scan_log()
+        if scan.quarantined or scan.duplicates * 4 > len(scan.records):
+            self._rewrite_log(scan.records)
+        self._open_log()
+        self._keys = scan.keys
+        self._peers = peers
+        self._loaded = True
+        return scan
+
+    def _remove_stale_temps(self) -> None:
+        """Delete temp files left by a crash during an atomic rewrite."""
+        for name in (LOG_NAME, PEERS_NAME):
+            for temp in self.directory.glob(f".{name}.*.tmp"):
+                logger.info("removing %s, left by an interrupted rewrite", temp)
+                try:
+                    temp.unlink()
+                except OSError:
+                    pass
+
+    def _open_log(self) -> None:
+        if self._fd is not None:
+            return
+        created = not self.log_path.exists()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+        try:
+            fd = os.open(self.log_path, flags, _FILE_MODE)
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
+        try:
+            if created:
+                _fsync_directory(self.directory)
+            self._log_size = os.fstat(fd).st_size
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
+        self._fd = fd
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover - nothing left to flush: every write was fsynced
+                pass
+
+    def _append(self, data: bytes) -> None:
+        self._open_log()
+        assert self._fd is not None
+        try:
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            # Never leave a partial line in front of the next append: cut back to the last
+            # complete line so that the log still loads.
+            try:
+                os.ftruncate(self._fd, self._log_size)
+            except OSError:  # pragma: no cover - the torn tail is then repaired by load()
+                pass
+            raise StorageError(
+                f"cannot append to {self.log_path}: {exc.strerror or exc};"
+                " the gossip was not stored (check free disk space and permissions)"
+            ) from exc
+        self._log_size += len(data)
+
+    def _scan_log(self) -> _Scan:
+        scan = _Scan()
+        bad_sha2: list[tuple[int, Any]] = []
+        try:
+            f = open(self.log_path, "rb")
+        except FileNotFoundError:
+            return scan
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.log_path}: {exc.strerror or exc}") from exc
+        with f:
+            offset = 0
+            for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n") and not self._repair_tail(raw, offset, lineno):
+                    break
+                offset += len(raw)
+                if not raw.strip():
+                    continue
+                obj, network, gossip = self._parse_line(raw, lineno)
+                if not gossip.verify():
+                    bad_sha2.append((lineno, obj))
+                    continue
+                key = (network, gossip.guid)
+                if key in scan.keys:
+                    scan.duplicates += 1
+                    continue
+                scan.keys.add(key)
+                scan.records.append((network, gossip))
+        if bad_sha2:
+            self._quarantine(bad_sha2)
+            scan.quarantined = len(bad_sha2)
+        return scan
+
+    def _where(self, lineno: int) -> str:
+        return f"{self.log_path}, line {lineno}"
+
+    def _parse_line(self, raw: bytes, lineno: int) -> tuple[Any, str, Gossip]:
+        where = self._where(lineno)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StorageError(
+                f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start + 1}); {_FIX_HINT}"
+            ) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StorageError(
+                f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); {_FIX_HINT}"
+            ) from None
+        except RecursionError:
+            raise StorageError(f"{where}: JSON nested too deeply; {_FIX_HINT}") from None
+        if not isinstance(obj, dict):
+            raise StorageError(
+                f'{where}: expected an object {{"network": ..., "gossip": {{...}}}},'
+                f" found {type(obj).__name__}; {_FIX_HINT}"
+            )
+        try:
+            network = check_network_name(obj.get("network"))
+        except LocalProtocolError as exc:
+            raise StorageError(f"{where}: bad or missing network: {exc}; {_FIX_HINT}") from None
+        try:
+            gossip = Gossip.from_dict(obj.get("gossip"))
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"{where}: bad gossip: {exc}; {_FIX_HINT}") from None
+        return obj, network, gossip
+
+    def _repair_tail(self, raw: bytes, offset: int, lineno: int) -> bool:
+        """Handle a last line with no newline: keep it if complete, else cut it away.
+
+        Returns:
+            True if the line was complete (a newline was added and it is to be read).
+        """
+        try:
+            complete = isinstance(json.loads(raw.decode("utf-8")), dict)
+        except (ValueError, RecursionError):
+            complete = False
+        try:
+            fd = os.open(self.log_path, os.O_WRONLY | _O_CLOEXEC | _O_BINARY)
+            try:
+                if complete:
+                    os.lseek(fd, 0, os.SEEK_END)
+                    _write_all(fd, b"\n")
+                else:
+                    os.ftruncate(fd, offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(
+                f"{self._where(lineno)}: the last line is unterminated and could not be"
+                f" repaired: {exc.strerror or exc}; check the file's permissions"
+            ) from exc
+        if complete:
+            logger.warning("%s: last line had no newline; added one", self._where(lineno))
+        else:
+            logger.warning(
+                "%s: removed a torn last line (%d bytes), left by an interrupted write;"
+                " it was never acknowledged",
+                self._where(lineno),
+                len(raw),
+            )
+        return complete
+
+    def _quarantine(self, entries: list[tuple[int, Any]]) -> None:
+        lines = []
+        for lineno, obj in entries:
+            logger.warning(
+                "%s: gossip does not match its sha2; moved to %s",
+                self._where(lineno),
+                self.quarantine_path,
+            )
+            entry = {"v": 1, "file": str(self.log_path), "line": lineno, "record": obj}
+            lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        created = not self.quarantine_path.exists()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+        try:
+            fd = os.open(self.quarantine_path, flags, _FILE_MODE)
+            try:
+                _write_all(fd, "".join(lines).encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_directory(self.directory)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {self.quarantine_path}: {exc.strerror or exc}; check free disk space"
+            ) from exc
+
+    def _rewrite_log(self, records: list[tuple[str, Gossip]]) -> None:
+        data = b"".join(_line_for(network, gossip) for network, gossip in records)
+        try:
+            write_file_atomically(self.log_path, data)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot compact {self.log_path}: {exc.strerror or exc}; the old log is intact"
+            ) from exc
+        # The open descriptor still points at the replaced file.
+        self._close_fd()
+        self._open_log()
+
+    def _read_peers(self) -> dict[tuple[str, str], PeerView]:
+        path = self.peers_path
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise StorageError(
+                f"{path}: not UTF-8 text ({exc.reason}); delete it to forget the peers"
+            ) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StorageError(
+                f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg});"
+                " fix it or delete the file to forget the peers"
+            ) from None
+        except RecursionError:
+            raise StorageError(f"{path}: JSON nested too deeply") from None
+        if not isinstance(data, dict) or not isinstance(data.get("peers"), list):
+            raise StorageError(
+                f'{path}: expected {{"v": 1, "peers": [...]}}; fix or delete the file'
+            )
+        if data.get("v") != _PEERS_VERSION:
+            raise StorageError(
+                f"{path}: format version {data.get('v')!r} is not {_PEERS_VERSION};"
+                " it was written by another version of gossip"
+            )
+        peers: dict[tuple[str, str], PeerView] = {}
+        for index, item in enumerate(data["peers"], 1):
+            try:
+                view = PeerView.from_dict(item)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise StorageError(
+                    f"{path}: peer #{index}: {exc}; fix it or delete the file to forget the peers"
+                ) from None
+            peers[(view.peer.network_name, view.peer.guid)] = view
+        return peers
+
+    def _write_peers(self, peers: dict[tuple[str, str], PeerView]) -> None:
+        body = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}
+        data = (json.dumps(body, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+        try:
+            write_file_atomically(self.peers_path, data)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {self.peers_path}: {exc.strerror or exc}; the peers were not stored"
+            ) from exc

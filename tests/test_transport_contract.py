@@ -1,0 +1,493 @@
+"""One contract for every transport: the in-memory twin and HTTP must behave alike.
+
+The first half runs against both (parametrized over factories, as chitchat runs one suite
+over its UDP and channel transports); the second half checks what only HTTP has: its limits,
+its error answers and the App hook. Sockets are bound on 127.0.0.1 only, every server is
+closed by a fixture finalizer, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from gossip.errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
+from gossip.errors import TransportError
+from gossip.transport import Address, MemoryNetwork, Transport
+from gossip.transport.http import HttpTransport, Request, Response, http_call
+
+LOCAL = "127.0.0.1"
+WAIT = 5.0  # the most any test waits for anything
+
+
+def echo(data: bytes) -> bytes:
+    return data
+
+
+@dataclass
+class Net:
+    """Makes transports that can reach each other, and closes them all at the end."""
+
+    kind: str
+    make_transport: Callable[..., Transport]
+    unused: Callable[[], Address]
+    made: list[Transport] = field(default_factory=list)
+
+    def new(self, **kwargs: Any) -> Transport:
+        transport = self.make_transport(**kwargs)
+        self.made.append(transport)
+        return transport
+
+    def server(self, handler: Callable[[bytes], bytes] = echo, **kwargs: Any) -> Address:
+        return self.new(**kwargs).serve((LOCAL, 0), handler)
+
+    def close_all(self) -> None:
+        for transport in self.made:
+            transport.close()
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (bound, noted, closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCAL, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def memory_net() -> Net:
+    network = MemoryNetwork()
+    return Net("memory", lambda **_: network.transport(LOCAL), lambda: (LOCAL, 9))
+
+
+def http_net() -> Net:
+    return Net("http", lambda **kw: HttpTransport(timeout=WAIT, **kw), lambda: (LOCAL, free_port()))
+
+
+@pytest.fixture(params=[memory_net, http_net], ids=["memory", "http"])
+def net(request: pytest.FixtureRequest) -> Iterator[Net]:
+    made: Net = request.param()
+    yield made
+    made.close_all()
+
+
+@pytest.fixture
+def web() -> Iterator[Net]:
+    made = http_net()
+    yield made
+    made.close_all()
+
+
+# -- the contract -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"hello", "ηλλο, 世界 🌍".encode(), bytes(range(256)), b"x" * 500_000],
+    ids=["empty", "ascii", "non-ascii", "all-bytes", "500KB"],
+)
+def test_echo_round_trip(net: Net, body: bytes) -> None:
+    address = net.server(echo)
+    assert net.new().request(address, body, timeout=WAIT) == body
+
+
+def test_handler_sees_the_exact_bytes(net: Net) -> None:
+    seen: list[bytes] = []
+
+    def handler(data: bytes) -> bytes:
+        seen.append(data)
+        return b"answer:" + data
+
+    address = net.server(handler)
+    assert net.new().request(address, b"\x00\xff{}", timeout=WAIT) == b"answer:\x00\xff{}"
+    assert seen == [b"\x00\xff{}"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (AuthenticationError("bad MAC"), 401),
+        (RemoteProtocolError("malformed"), 400),
+        (MessageTooLarge("too big"), 413),
+        (GossipError("teapot", status_hint=418), 418),
+    ],
+    ids=["auth-401", "protocol-400", "too-large-413", "hint-418"],
+)
+def test_gossip_error_becomes_status(net: Net, error: GossipError, status: int) -> None:
+    def handler(data: bytes) -> bytes:
+        raise error
+
+    address = net.server(handler)
+    with pytest.raises(TransportError) as caught:
+        net.new().request(address, b"{}", timeout=WAIT)
+    assert caught.value.status == status
+    assert str(error) in str(caught.value)
+
+
+def test_nobody_serving_is_unreachable(net: Net) -> None:
+    address = net.unused()
+    with pytest.raises(TransportError) as caught:
+        net.new().request(address, b"hello", timeout=WAIT)
+    assert caught.value.status is None
+    assert f"{address[0]}:{address[1]}" in str(caught.value)
+    assert "unreachable" in str(caught.value)
+
+
+def test_close_is_idempotent_and_final(net: Net) -> None:
+    server = net.new()
+    address = server.serve((LOCAL, 0), echo)
+    client = net.new()
+    assert client.request(address, b"before", timeout=WAIT) == b"before"
+    server.close()
+    server.close()
+    with pytest.raises(TransportError) as caught:
+        client.request(address, b"after", timeout=WAIT)
+    assert caught.value.status is None
+
+
+def test_close_without_serving(net: Net) -> None:
+    net.new().close()
+
+
+def test_serving_twice_is_refused(net: Net) -> None:
+    server = net.new()
+    server.serve((LOCAL, 0), echo)
+    with pytest.raises(TransportError):
+        server.serve((LOCAL, 0), echo)
+
+
+def test_two_servers_talk_to_each_other(net: Net) -> None:
+    a, b = net.new(), net.new()
+    address_b = b.serve((LOCAL, 0), lambda data: b"b got " + data)
+    address_a = a.serve((LOCAL, 0), lambda data: b"a got " + data)
+    assert address_a != address_b
+    assert a.request(address_b, b"hi", timeout=WAIT) == b"b got hi"
+    assert b.request(address_a, b"hi", timeout=WAIT) == b"a got hi"
+
+
+def test_concurrent_requests_all_answered(net: Net) -> None:
+    address = net.server(lambda data: data + b"!")
+    clients = [net.new() for _ in range(20)]
+
+    def worker(i: int) -> list[bytes]:
+        return [clients[i].request(address, f"{i}-{j}".encode(), timeout=WAIT) for j in range(10)]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = [f.result(timeout=WAIT * 2) for f in [pool.submit(worker, i) for i in range(20)]]
+    assert results == [[f"{i}-{j}!".encode() for j in range(10)] for i in range(20)]
+
+
+# -- HTTP only --------------------------------------------------------------------------------
+
+
+def raw_request(address: Address, lines: list[str], body: bytes = b"") -> bytes:
+    """Send a hand-written request and read the whole answer."""
+    with socket.create_connection(address, timeout=WAIT) as sock:
+        sock.sendall("\r\n".join(lines + ["", ""]).encode("latin-1") + body)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_error(body: bytes, status: int) -> str:
+    data = json.loads(body)
+    assert data["v"] == 1
+    assert data["type"] == "error"
+    assert data["status"] == status
+    assert isinstance(data["error"], str)
+    return data["error"]
+
+
+def test_http_body_over_max_body_is_413_unread(web: Net) -> None:
+    calls: list[bytes] = []
+
+    def handler(data: bytes) -> bytes:
+        calls.append(data)
+        return b"ok"
+
+    address = web.server(handler, max_body=1000)
+    client = web.new()
+    assert client.request(address, b"x" * 1000, timeout=WAIT) == b"ok"
+    with pytest.raises(TransportError) as caught:
+        client.request(address, b"x" * 5000, timeout=WAIT)
+    assert caught.value.status == 413
+    assert "exceeds the limit of 1000 bytes" in str(caught.value)
+    assert calls == [b"x" * 1000]
+
+
+def test_http_413_is_sent_before_the_body(web: Net) -> None:
+    address = web.server(echo, max_body=1000)
+    conn = http.client.HTTPConnection(*address, timeout=WAIT)
+    try:
+        conn.putrequest("POST", "/v1/peer")
+        conn.putheader("Content-Length", "100000000")
+        conn.endheaders()  # and no body at all: the answer must not wait for it
+        response = conn.getresponse()
+        assert response.status == 413
+        json_error(response.read(), 413)
+    finally:
+        conn.close()
+
+
+def test_http_missing_content_length_is_411(web: Net) -> None:
+    address = web.server(echo)
+    conn = http.client.HTTPConnection(*address, timeout=WAIT)
+    try:
+        conn.putrequest("POST", "/v1/peer")
+        conn.putheader("Content-Type", "application/json")
+        conn.endheaders()
+        response = conn.getresponse()
+        assert response.status == 411
+        assert response.getheader("Content-Type") == "application/json"
+        json_error(response.read(), 411)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("Transfer-Encoding: chunked", 411),
+        ("Content-Length: -5", 400),
+        ("Content-Length: 12abc", 400),
+        ("Content-Length: 99999999999999999999999", 413),
+    ],
+)
+def test_http_bad_lengths(web: Net, header: str, status: int) -> None:
+    address = web.server(echo)
+    answer = raw_request(address, ["POST /v1/peer HTTP/1.1", "Host: x", header], b"0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode()
+    json_error(body, status)
+
+
+def test_http_unknown_path_and_wrong_method(web: Net) -> None:
+    address = web.server(echo)
+    status, body = http_call(f"http://{LOCAL}:{address[1]}/nowhere", timeout=WAIT)
+    assert status == 404
+    assert "/nowhere" in json_error(body, 404)
+    status, body = http_call(f"http://{LOCAL}:{address[1]}/v1/peer", timeout=WAIT)
+    assert status == 405
+    json_error(body, 405)
+
+
+def test_http_unparsable_request_gets_json_400(web: Net) -> None:
+    address = web.server(echo)
+    answer = raw_request(address, ["GET /a b HTTP/1.1", "Host: x"])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b" 400 " in head
+    json_error(body, 400)
+
+
+def test_http_slow_client_does_not_block_others(web: Net) -> None:
+    address = web.server(echo, read_timeout=1.0)
+    client = web.new()
+    slow = [socket.create_connection(address, timeout=WAIT) for _ in range(3)]
+    try:
+        slow[0].sendall(b"POST /v1/peer HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        slow[1].sendall(b"POST /v1/peer HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        # slow[2] sends nothing at all
+        started = time.monotonic()
+        for i in range(5):
+            assert client.request(address, b"fast %d" % i, timeout=WAIT) == b"fast %d" % i
+        assert time.monotonic() - started < 0.9  # well before any slow one timed out
+        answers = []
+        for sock in slow:  # the server gives up on each of them after its read timeout
+            sock.settimeout(WAIT)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            answers.append(answer)
+        assert time.monotonic() - started < 3.0
+        assert answers[0].startswith(b"HTTP/1.0 408 ")  # it had asked for a body: told why
+        json_error(answers[0].partition(b"\r\n\r\n")[2], 408)
+        assert answers[1:] == [b"", b""]
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_http_trickling_client_is_cut_off(web: Net) -> None:
+    address = web.server(echo, read_timeout=5.0, request_timeout=0.5)
+    with socket.create_connection(address, timeout=WAIT) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/peer HTTP/1.1\r\n")
+        with pytest.raises(OSError):  # broken pipe or reset, once the server has given up
+            for _ in range(int(WAIT / 0.05)):
+                sock.sendall(b"X-Slow: 1\r\n")  # each byte in time, the whole far too late
+                time.sleep(0.05)
+        assert time.monotonic() - started < 2.0
+
+
+def test_http_close_ends_open_connections(web: Net) -> None:
+    server = web.new(read_timeout=WAIT)
+    address = server.serve((LOCAL, 0), echo)
+    slow = socket.create_connection(address, timeout=WAIT)
+    try:
+        slow.sendall(b"POST /v1/peer HTTP/1.1\r\n")
+        time.sleep(0.1)  # let the server pick the connection up
+        started = time.monotonic()
+        server.close()
+        try:
+            assert slow.recv(65536) == b""
+        except ConnectionResetError:  # also fine: the connection ended, and at once
+            pass
+        assert time.monotonic() - started < 1.0
+    finally:
+        slow.close()
+
+
+def test_http_request_timeout(web: Net) -> None:
+    release = threading.Event()
+    address = web.server(lambda data: b"late" if release.wait(WAIT) else b"never")
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            web.new().request(address, b"hi", timeout=0.3)
+        assert caught.value.status is None
+        assert "no answer within 0.3 s" in str(caught.value)
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+
+
+def test_http_busy_server_answers_503(web: Net) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(data: bytes) -> bytes:
+        entered.set()
+        release.wait(WAIT)
+        return data
+
+    address = web.server(handler, max_concurrency=1)
+    client = web.new()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(client.request, address, b"first", timeout=WAIT)
+        try:
+            assert entered.wait(WAIT)
+            with pytest.raises(TransportError) as caught:
+                client.request(address, b"second", timeout=WAIT)
+            assert caught.value.status == 503
+        finally:
+            release.set()
+        assert first.result(timeout=WAIT) == b"first"
+    assert client.request(address, b"third", timeout=WAIT) == b"third"
+
+
+def test_http_app_hook(web: Net) -> None:
+    seen: list[Request] = []
+
+    def app(request: Request) -> Response:
+        seen.append(request)
+        if request.path == "/secret":
+            raise AuthenticationError("wrong password")
+        if request.path == "/bug":
+            raise ValueError("the app is broken")
+        headers = {"X-Test": "yes"}
+        return Response(200, b"hello " + request.body, content_type="text/plain", headers=headers)
+
+    address = web.server(echo, app=app)
+    base = f"http://{LOCAL}:{address[1]}"
+    conn = http.client.HTTPConnection(*address, timeout=WAIT)
+    try:
+        conn.request("GET", "/something?x=1&x=2&empty=", headers={"X-Custom": "abc"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "text/plain"
+        assert response.getheader("X-Test") == "yes"
+        assert response.read() == b"hello "
+    finally:
+        conn.close()
+    request = seen[-1]
+    assert (request.method, request.path) == ("GET", "/something")
+    assert request.query == {"x": ["1", "2"], "empty": [""]}
+    assert request.headers["x-custom"] == "abc"
+    assert request.body == b""
+    assert request.client[0] == LOCAL
+
+    answer = http_call(base + "/echo", method="POST", body=b"body", timeout=WAIT)
+    assert answer == (200, b"hello body")
+    assert seen[-1].method == "POST"
+    assert seen[-1].headers["content-type"] == "application/json"
+
+    status, body = http_call(base + "/secret", timeout=WAIT)
+    assert (status, json_error(body, 401)) == (401, "wrong password")
+    status, body = http_call(base + "/bug", timeout=WAIT)
+    assert status == 500
+    assert "broken" not in json_error(body, 500)
+    # /v1/peer still goes to the node's handler, not to the app
+    assert web.new().request(address, b"peer", timeout=WAIT) == b"peer"
+    assert seen[-1].path == "/bug"
+
+
+def test_http_app_body_is_limited_too(web: Net) -> None:
+    calls: list[Request] = []
+
+    def app(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"")
+
+    address = web.server(echo, app=app, max_body=100)
+    status, body = http_call(f"http://{LOCAL}:{address[1]}/x", method="POST", body=b"y" * 101)
+    assert status == 413
+    json_error(body, 413)
+    assert calls == []
+
+
+def test_http_plain_exception_is_500_and_server_keeps_serving(
+    web: Net, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def handler(data: bytes) -> bytes:
+        if data == b"boom":
+            raise RuntimeError("secret internals")
+        return data
+
+    address = web.server(handler)
+    client = web.new()
+    with caplog.at_level(logging.ERROR, logger="gossip.http"):
+        with pytest.raises(TransportError) as caught:
+            client.request(address, b"boom", timeout=WAIT)
+    assert caught.value.status == 500
+    assert "secret internals" not in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)
+    status, body = http_call(
+        f"http://{LOCAL}:{address[1]}/v1/peer", method="POST", body=b"boom", timeout=WAIT
+    )
+    assert status == 500
+    assert "secret" not in json_error(body, 500)
+    assert client.request(address, b"still here", timeout=WAIT) == b"still here"
+    assert capsys.readouterr().err == ""  # logging goes through "gossip.http", not stderr
+
+
+def test_http_call_unreachable_and_bad_url() -> None:
+    port = free_port()
+    with pytest.raises(TransportError) as caught:
+        http_call(f"http://{LOCAL}:{port}/", timeout=WAIT)
+    assert caught.value.status is None
+    assert str(caught.value) == f"{LOCAL}:{port} is unreachable: connection refused"
+    with pytest.raises(GossipError):
+        http_call("file:///etc/passwd")
+
+
+def test_http_oversized_answer_is_refused(web: Net) -> None:
+    address = web.server(lambda data: b"z" * 5000)
+    with pytest.raises(TransportError) as caught:
+        web.new(max_body=1000).request(address, b"hi", timeout=WAIT)
+    assert caught.value.status is None
+    assert "4000 bytes" in str(caught.value)
+
+
+def test_http_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        HttpTransport(max_body=0)
