@@ -25,6 +25,9 @@ class Storage(Protocol):
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Store one gossip durably before returning (idempotent by guid)."""
 
+    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
+        """Store several gossips durably before returning, in one write where possible."""
+
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid)."""
 
@@ -33,9 +36,12 @@ class Storage(Protocol):
 
 
 def persist(storage: Storage, events: Iterable[Event]) -> None:
-    """Write what the given events changed, in order."""
+    """Write what the given events changed: the gossips of each network in one batch."""
+    gossips: dict[str, list[Gossip]] = {}
     for event in events:
         if isinstance(event, GossipReceived):
-            storage.save_gossip(event.network, event.gossip)
+            gossips.setdefault(event.network, []).append(event.gossip)
         elif isinstance(event, (PeerJoined, PeerUpdated, PeerStatusChanged, Registered)):
             storage.save_peer(event.peer)
+    for network, batch in gossips.items():
+        storage.save_gossips(network, batch)

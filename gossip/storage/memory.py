@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from ..model import Gossip, PeerView, Snapshot
 
 __all__ = ["MemoryStorage"]
@@ -23,6 +25,10 @@ class MemoryStorage:
 
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         self._gossips.setdefault(network, {}).setdefault(gossip.guid, gossip)
+
+    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
+        for gossip in gossips:
+            self.save_gossip(network, gossip)
 
     def save_peer(self, view: PeerView) -> None:
         self._peers.setdefault(view.peer.network_name, {})[view.peer.guid] = view
