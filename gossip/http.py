@@ -95,8 +95,8 @@ class NodeRunner:
     ) -> None:
         self.storage = storage
         self.clock = clock
+        # A transport passed in must route its app to this runner (see main()).
         self.transport = transport or HttpTransport(app=self.app, timeout=request_timeout)
-        self.transport.app = self.app
         self._request_timeout = request_timeout
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -509,8 +509,9 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
     ]
     join = f"python -m gossip.http --config node2.json --port {address[1] + 1} --network {network} --join {host}:{address[1]}"
     if password is not None:
+        lines[-1] = "To join a second node to this network, run (the password is shown only this once;"
+        lines.append("server.json keeps only a key derived from it):")
         lines.append(f"    GOSSIP_PASSWORD='{password}' {join}")
-        lines.append("(the password is shown only this once; server.json keeps only a key derived from it)")
     else:
         lines.append(f"    GOSSIP_PASSWORD='<the password of {network}>' {join}")
     return "\n".join(lines)
@@ -525,12 +526,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config)
     runner: NodeRunner | None = None
 
+    # The transport must be listening before the runner exists (to learn the port of --port 0).
     def handler(data: bytes) -> bytes:
         if runner is None:
             raise GossipError("this node is starting; try again", status_hint=503)
         return runner.handle_peer(data)
 
-    transport = HttpTransport()
+    def app(request: Request) -> Response:
+        if runner is None:
+            raise GossipError("this node is starting; try again", status_hint=503)
+        return runner.app(request)
+
+    transport = HttpTransport(app=app)
     try:
         config, generated, changed = build_config(args, path)
         join = parse_hostport(args.join) if args.join else None

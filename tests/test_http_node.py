@@ -1,0 +1,144 @@
+"""Real node processes on 127.0.0.1: the runner, persistence across kill -9, liveness, joins."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .nodeproc import PASSWORD, Cluster, free_port, wait_for
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_first_run_prints_where_it_listens_and_the_join_command(cluster: Cluster, tmp_path: Path) -> None:
+    node = cluster.start("a", password="")  # no password anywhere: one is made up
+    text = "\n".join(node.banner)
+    assert f"Serving HTTP on 127.0.0.1 port {node.port}" in text
+    [join] = [line for line in node.banner if "--join" in line]
+    assert f"--join 127.0.0.1:{node.port}" in join and "GOSSIP_PASSWORD='" in join
+    password = join.split("GOSSIP_PASSWORD='")[1].split("'")[0]
+    assert len(password) >= 16
+    saved = node.config.read_text()
+    assert password not in saved and "password" not in saved
+    assert stat.S_IMODE(node.config.stat().st_mode) == 0o600
+    guid = json.loads(saved)["node_guid"]
+    assert node.stop() == 0
+    # Second run: same identity, and the password is never shown again.
+    again = cluster.start("a", port=node.port, password="")
+    assert json.loads(again.config.read_text())["node_guid"] == guid
+    assert password not in "\n".join(again.banner)
+    node.password = password
+    again.password = password
+    assert again.call("GET", "/v1/node")[1]["node_guid"] == guid
+
+
+def test_two_nodes_join_and_converge(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    made = {a.create(f"before join {i}") for i in range(5)}
+    b = cluster.start("b", "--join", a.address)
+    assert b.proc.stdout is not None and "joined network default" in b.proc.stdout.readline()
+    made.add(b.create("from b"))
+    wait_for(lambda: a.guids() == made and b.guids() == made, 15, "both nodes to hold all gossip")
+    [peer] = b.peers()
+    assert peer["name"] == "a" or peer["port"] == a.port
+    assert peer["status"] == "alive"
+
+
+def test_ten_nodes_through_different_introducers_converge_on_100_gossips(cluster: Cluster) -> None:
+    rng = random.Random(10)
+    nodes = [cluster.start("n0")]
+    for i in range(1, 10):
+        nodes.append(cluster.start(f"n{i}", "--join", rng.choice(nodes).address))
+    made = {rng.choice(nodes).create(f"gossip {i}") for i in range(100)}
+    wait_for(lambda: all(n.guids() == made for n in nodes), 60, "10 nodes to hold 100 gossips", 0.5)
+    wait_for(lambda: all(len(n.peers()) == 9 for n in nodes), 30, "full membership", 0.5)
+
+
+def test_kill_9_after_acknowledged_creates_loses_nothing(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    made = {a.create(f"acknowledged {i}") for i in range(50)}
+    a.stop(signal.SIGKILL)
+    again = cluster.start("a", port=a.port)
+    assert again.guids() == made
+
+
+def test_stopped_node_turns_suspect_then_dead_then_alive_again(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    b = cluster.start("b", "--join", a.address)
+
+    def status_of_b() -> str:
+        peers = a.peers()  # empty until b's --join has landed
+        return str(peers[0]["status"]) if peers else "unknown"
+
+    wait_for(lambda: status_of_b() == "alive", 10, "b alive on a")
+    b.stop()
+    seen = set()
+
+    def dead() -> bool:
+        seen.add(status_of_b())
+        return "dead" in seen
+
+    wait_for(dead, 20, "b to turn dead on a", 0.05)
+    assert "suspect" in seen
+    cluster.start("b", port=b.port)
+    wait_for(lambda: status_of_b() == "alive", 20, "b alive again on a")
+
+
+def test_join_with_wrong_password_is_refused_with_a_clear_message(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    intruder = cluster.start("x", "--join", a.address, password="not the password", expect_banner=False)
+    code = intruder.proc.wait(30)
+    err = intruder.proc.stderr.read() if intruder.proc.stderr else ""
+    assert code == 1
+    assert f"could not join {a.address}" in err and "password differs" in err
+    assert "Traceback" not in err
+    assert a.peers() == []
+
+
+def test_join_to_nothing_fails_clearly(cluster: Cluster) -> None:
+    port = free_port()
+    node = cluster.start("a", "--join", f"127.0.0.1:{port}", expect_banner=False)
+    assert node.proc.wait(30) == 1
+    err = node.proc.stderr.read() if node.proc.stderr else ""
+    assert f"could not join 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_wrong_client_password_gets_401_and_changes_nothing(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    status, body = a.call("POST", "/v1/gossip", {"msg": "sneaky"}, password="guess")
+    assert status == 401 and "wrong password" in body["error"]
+    assert a.guids() == set()
+
+
+def test_sigterm_stops_cleanly(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    a.create("x")
+    assert a.stop(signal.SIGTERM) == 0
+    out = a.proc.stdout.read() if a.proc.stdout else ""
+    assert "stopped; everything acknowledged is on disk" in out
+
+
+def test_bad_flags_give_one_line_errors(cluster: Cluster, tmp_path: Path) -> None:
+    bad = cluster.start("bad", "--timer", "-1", expect_banner=False)
+    assert bad.proc.wait(30) == 2
+    err = (bad.proc.stderr.read() if bad.proc.stderr else "").strip()
+    assert err.startswith("error:") and "gossip_timer" in err and len(err.splitlines()) == 1
+    (tmp_path / "broken.json").write_text("{not json")
+    broken = cluster.start("broken", expect_banner=False)
+    assert broken.proc.wait(30) == 2
+    err = (broken.proc.stderr.read() if broken.proc.stderr else "").strip()
+    assert "broken.json" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert PASSWORD  # the fixture's password never shows in errors
