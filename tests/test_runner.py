@@ -1,0 +1,156 @@
+"""The runner in-process: client API routes, auth, metrics, persist-before-ack."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gossip.auth import client_auth_header
+from gossip.http import NodeRunner, data_dir_for, parse_hostport
+from gossip.errors import LocalProtocolError
+from gossip.model import Network, NodeConfig
+from gossip.storage.jsonfile import JsonFileStorage
+from gossip.transport.http import http_call
+
+from .helpers import KEYS
+from .nodeproc import free_port, wait_for
+
+
+def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default",)) -> NodeRunner:
+    config = NodeConfig(
+        node_guid=str(uuid.uuid4()),
+        node_name=name,
+        networks=tuple(Network(name=n, key=KEYS[n]) for n in networks),
+        ip="127.0.0.1",
+        port=free_port(),
+        gossip_timer=0.1,
+    )
+    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")))
+
+
+@pytest.fixture
+def runners(tmp_path: Path) -> Iterator[list[NodeRunner]]:
+    started: list[NodeRunner] = []
+    try:
+        yield started
+    finally:
+        for r in started:
+            r.stop()
+
+
+def call(r: NodeRunner, method: str, path: str, body: object = None, *, network: str = "default",
+         key: bytes | None = None, query: str = "") -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else b""
+    q = {k: [v] for k, v in (p.split("=") for p in query.split("&"))} if query else {}
+    header = client_auth_header(network=network, key=key or KEYS[network], method=method, path=path,
+                                query=q, body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12))
+    url = f"http://127.0.0.1:{r.config.port}{path}" + (f"?{query}" if query else "")
+    status, answer = http_call(url, method=method, body=data if body is not None else None,
+                               headers={"X-Gossip-Auth": header})
+    return status, json.loads(answer)
+
+
+def test_client_api_round_trip(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a = make_runner(tmp_path, "a")
+    runners.append(a)
+    a.start()
+    status, made = call(a, "POST", "/v1/gossip", {"msg": "héllo"})
+    assert status == 201 and isinstance(made, dict) and made["msg"] == "héllo" and made["complete"]
+    # acknowledged means stored: a fresh store on the same directory has it
+    on_disk = JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]
+    assert [g.guid for g in on_disk] == [made["guid"]]
+    status, rows = call(a, "GET", "/v1/gossip")
+    assert status == 200 and rows == [made]
+    status, node = call(a, "GET", "/v1/node")
+    assert status == 200 and isinstance(node, dict) and node["node_name"] == "a" and node["networks"] == ["default"]
+    assert call(a, "GET", "/v1/peers") == (200, [])
+
+
+def test_register_through_the_client_api(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
+    runners += [a, b]
+    a.start()
+    b.start()
+    status, answer = call(b, "POST", "/v1/register", {"address": f"127.0.0.1:{a.config.port}"})
+    assert status == 200 and isinstance(answer, dict) and answer["peer"]["name"] == "a"
+    g = call(a, "POST", "/v1/gossip", {"msg": "to b"})[1]
+    assert isinstance(g, dict)
+    wait_for(lambda: any(r["guid"] == g["guid"] for r in call(b, "GET", "/v1/gossip")[1]), 10, "b to get it")  # type: ignore[union-attr,index]
+    status, answer = call(b, "POST", "/v1/register", {"address": f"127.0.0.1:{free_port()}"})
+    assert status == 502 and "did not answer" in answer["error"]  # type: ignore[index]
+
+
+def test_register_refused_by_other_password(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a = make_runner(tmp_path, "a", ("other",))
+    c = NodeRunner(
+        NodeConfig(node_guid=str(uuid.uuid4()), node_name="c",
+                   networks=(Network(name="other", key=bytes(32)),), ip="127.0.0.1", port=free_port()),
+        JsonFileStorage(tmp_path / "c"),
+    )
+    runners += [a, c]
+    a.start()
+    c.start()
+    status, answer = call(a, "POST", "/v1/register", {"address": f"127.0.0.1:{c.config.port}"}, network="other")
+    assert status == 403 and "password differs" in answer["error"]  # type: ignore[index]
+
+
+def test_auth_errors_and_routes(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a = make_runner(tmp_path, "a", ("default", "other"))
+    runners.append(a)
+    a.start()
+    base = f"http://127.0.0.1:{a.config.port}"
+    status, body = http_call(base + "/v1/gossip")
+    assert status == 401 and b"X-Gossip-Auth" in body
+    assert call(a, "GET", "/v1/gossip", key=bytes(32))[0] == 401
+    status, body = call(a, "GET", "/v1/gossip", query="network=other")
+    assert status == 403 and "not 'other'" in body["error"]  # type: ignore[index]
+    assert call(a, "GET", "/v1/gossip", network="other", query="network=other")[0] == 200
+    assert http_call(base + "/nope")[0] == 404
+    assert http_call(base + "/v1/node", method="DELETE")[0] == 405
+    assert call(a, "POST", "/v1/gossip", {"msg": ""})[0] == 201  # empty text is a message too
+    status, body = call(a, "POST", "/v1/gossip", {"msg": 5})
+    assert status == 400 and "msg" in body["error"]  # type: ignore[index]
+    status, body = call(a, "POST", "/v1/register", {"address": "nowhere"})
+    assert status == 400 and "HOST:PORT" in body["error"]  # type: ignore[index]
+    # a replayed client request is refused
+    data = json.dumps({"msg": "once"}).encode()
+    header = client_auth_header(network="default", key=KEYS["default"], method="POST", path="/v1/gossip",
+                                body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12))
+    first = http_call(base + "/v1/gossip", method="POST", body=data, headers={"X-Gossip-Auth": header})
+    again = http_call(base + "/v1/gossip", method="POST", body=data, headers={"X-Gossip-Auth": header})
+    assert first[0] == 201 and again[0] == 401 and b"replayed" in again[1]
+
+
+def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
+    runners += [a, b]
+    a.start()
+    b.start()
+    b.register("127.0.0.1", a.config.port)
+    call(a, "POST", "/v1/gossip", {"msg": "x"})
+    wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the gossip")
+    base = f"http://127.0.0.1:{a.config.port}"
+    status, body = http_call(base + "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = http_call(base + "/metrics")
+    text = body.decode()
+    assert status == 200
+    for needle in ("gossip_rounds_total", 'gossip_gossips{network="default"} 1',
+                   'gossip_peers{network="default",status="alive"} 1', 'gossip_requests_sent_total{verb="hello"}',
+                   'gossip_bytes_total{direction="sent"}', "# TYPE gossip_rejected_total counter"):
+        assert needle in text, needle
+
+
+def test_parse_hostport() -> None:
+    assert parse_hostport("127.0.0.1:8470") == ("127.0.0.1", 8470)
+    assert parse_hostport("localhost:1")[1] == 1
+    assert parse_hostport("[::1]:80") == ("::1", 80)
+    for bad in ("", "host", "host:", ":80", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x"):
+        with pytest.raises(LocalProtocolError):
+            parse_hostport(bad)
