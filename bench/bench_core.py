@@ -8,11 +8,12 @@ Prints three markdown tables:
 3. bytes on the wire for one round between two nodes that hold the same 1,000 peers and
    1,000 / 10,000 / 100,000 gossips, settled and with d = 10 differences.
 
-Run: ``python bench/bench_core.py`` (about two minutes on 2 cores).
+Run: ``python bench/bench_core.py [sim|rounds|wire|all]`` (all: about three minutes on 2 cores).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import resource
@@ -104,7 +105,7 @@ def _round_bytes(a: GossipNode, b: GossipNode, now: float) -> tuple[int, int]:
     raise SystemExit("round did not settle")
 
 
-def wire_table(sizes: list[int], d: int) -> None:
+def wire_table(sizes: list[int], ds: list[int]) -> None:
     key = derive_key("default", "bench")
     rng = random.Random(42)
     others = [
@@ -112,7 +113,6 @@ def wire_table(sizes: list[int], d: int) -> None:
                            ip="127.0.0.1", port=30000 + i, network_name="default"))
         for i in range(998)
     ]
-    largest = max(sizes) + d
     pool = [
         Gossip.create(
             guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -120,17 +120,19 @@ def wire_table(sizes: list[int], d: int) -> None:
             who_name="bench",
             msg=f"message {i} " + "x" * 40,
         )
-        for i in range(largest)
+        for i in range(max(sizes) + max(ds))
     ]
-    print(f"| gossips held | peers known | settled round | requests | round with d = {d} | requests |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    body_bytes = len(json.dumps(pool[0].to_dict()))
+    head = " | ".join(f"d = {d}: bytes | requests" for d in ds)
+    print(f"| gossips held | peers known | settled: bytes | requests | {head} |")
+    print("|---:|---:|---:|---:|" + "---:|---:|" * len(ds))
     for size in sizes:
         ca, cb = _config(1, key), _config(2, key)
         pa, pb = PeerView(peer=ca.self_peer("default")), PeerView(peer=cb.self_peer("default"))
         common = pool[:size]
-        results = []
-        for extra in (0, d):
-            # In the d case each side holds d/2 gossips the other lacks.
+        cells = []
+        for extra in [0] + ds:
+            # With d differences, each side holds d/2 gossips the other lacks.
             a_extra = pool[size : size + extra // 2]
             b_extra = pool[size + extra // 2 : size + extra]
             a = GossipNode(ca, rng=random.Random(1), now=T0,
@@ -139,22 +141,27 @@ def wire_table(sizes: list[int], d: int) -> None:
                            snapshot=Snapshot(gossips={"default": common + b_extra}, peers={"default": others + [pa]}))
             # Make B the peer A contacts next round (as after a REGISTER).
             a._nets["default"].peers[b.guid].fresh = True  # noqa: SLF001
-            results.append(_round_bytes(a, b, T0 + 1))
+            total, requests = _round_bytes(a, b, T0 + 1)
             assert a.gossip_count() == b.gossip_count() == size + extra
-        (settled, r0), (diff, r1) = results
-        print(f"| {size:,} | 1,000 | {settled:,} B | {r0} | {diff:,} B | {r1} |")
+            cells.append(f"{total:,} B | {requests}")
+        print(f"| {size:,} | 1,000 | " + " | ".join(cells) + " |")
+    print(f"\n(each gossip body in these runs is about {body_bytes} bytes of JSON)")
 
 
-def main() -> None:
+def main(parts: list[str]) -> None:
+    parts = parts or ["all"]
     # The subprocess runs first: ru_maxrss of children would otherwise include the pages
     # this process had grown to when it forked.
-    print("## Simulator, 1,000 nodes x 100 gossips\n")
-    sim_run()
-    print("\n## Rounds to spread one gossip (fanout 1, push-pull)\n")
-    rounds_table([10, 100, 1000], seeds=10)
-    print("\n## Bytes on the wire for one round between two nodes\n")
-    wire_table([1000, 10_000, 100_000], d=10)
+    if {"sim", "all"} & set(parts):
+        print("## Simulator, 1,000 nodes x 100 gossips\n")
+        sim_run()
+    if {"rounds", "all"} & set(parts):
+        print("\n## Rounds to spread one gossip (fanout 1, push-pull)\n")
+        rounds_table([10, 100, 1000], seeds=10)
+    if {"wire", "all"} & set(parts):
+        print("\n## Bytes on the wire for one round between two nodes\n")
+        wire_table([1000, 10_000, 100_000], ds=[10, 100])
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
