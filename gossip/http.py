@@ -10,6 +10,7 @@ Run it with ``-m``: run by path, ``import http.server`` would find this file ins
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 import json
 import logging
 import os
@@ -282,6 +283,8 @@ class NodeRunner:
             return _json(200, body)
         if route == ("GET", "/metrics"):
             return Response(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if request.method == "GET" and request.path in WEB_FILES:
+            return _web_file(request.path)
         handlers: dict[tuple[str, str], Callable[[Request, str], Response]] = {
             ("GET", "/v1/node"): self._get_node,
             ("GET", "/v1/peers"): self._get_peers,
@@ -382,6 +385,33 @@ class NodeRunner:
         finally:
             with self._lock:
                 self._waiters.pop(rid, None)
+
+
+#: The web client: path -> (file in gossip/web, content type). Nothing else is served from disk.
+WEB_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+#: Scripts and styles only from this node, no inline script, no framing, no other origin.
+WEB_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _web_file(path: str) -> Response:
+    name, content_type = WEB_FILES[path]
+    try:
+        data = resources.files("gossip.web").joinpath(name).read_bytes()
+    except (FileNotFoundError, OSError):
+        return _json(404, {"v": 1, "type": "error", "status": 404, "error": f"{name} is not installed"})
+    return Response(200, data, content_type, WEB_HEADERS)
 
 
 def _json(status: int, body: Any) -> Response:
