@@ -60,7 +60,8 @@ def parse_hostport(text: str) -> tuple[str, int]:
     try:
         infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise LocalProtocolError(f"cannot resolve host {host!r}: {exc}") from None
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise LocalProtocolError(f"cannot resolve host {host!r}: {why}") from None
     return str(infos[0][4][0]), int(port_text)
 
 

@@ -1,0 +1,632 @@
+"""``gossip``: the command-line client of a running node, and ``gossip init`` to make its config.
+
+Every subcommand but ``init`` talks to a node's client API over HTTP (``/v1/...``), proving
+that it holds the network's key with the :data:`~gossip.auth.CLIENT_AUTH_HEADER` header: the
+password itself never travels. The node and the credentials come from ``server.json``
+(``--config``), or from ``--node`` and ``--network``/``--password``.
+
+Rules for what the user sees:
+
+- Success: exit status 0 and the result on stdout (one guid, one line, a table or JSON).
+- Failure: exactly one line on stderr, ``gossip: error: <what went wrong>; <what to do>``, and
+  exit status 1 (something failed at run time) or 2 (the arguments are wrong). Never a
+  traceback; argparse's own usage errors keep argparse's message and status 2.
+- Text that came from the network (messages, names) is shown with control characters
+  replaced, so that a gossip cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shlex
+import sys
+import time
+import unicodedata
+import urllib.parse
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .auth import CLIENT_AUTH_HEADER, client_auth_header, derive_key
+from .configfile import load_config, save_config
+from .errors import ConfigError, GossipError, LocalProtocolError, TransportError
+from .http import DEFAULT_PORT, REGISTER_WAIT
+from .model import Network, NodeConfig, check_network_name
+from .transport.http import http_call
+
+__all__ = [
+    "main",
+    "NodeClient",
+    "CliError",
+    "format_table",
+    "gossip_table",
+    "peers_table",
+    "DEFAULT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+]
+
+#: The config file used when ``--config`` is not given.
+DEFAULT_CONFIG = "./server.json"
+#: Exit status when something failed at run time (node unreachable, refused, bad config).
+EXIT_FAILURE = 1
+#: Exit status when the arguments are wrong (as argparse does).
+EXIT_USAGE = 2
+
+#: Seconds to wait for a node's answer; ``register`` waits longer (the node waits for the other).
+TIMEOUT = 10.0
+REGISTER_TIMEOUT = REGISTER_WAIT + 20.0
+#: Widest message shown in the ``status`` table, in terminal columns.
+MSG_WIDTH = 40
+_RUN_NODE = "python -m gossip.http --config"
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr.
+
+    Args:
+        message: what went wrong and what to do, without the ``gossip: error:`` prefix.
+        status: the exit status (:data:`EXIT_FAILURE` or :data:`EXIT_USAGE`).
+    """
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------- talking to a node
+class NodeClient:
+    """Authenticated JSON calls to one node's client API.
+
+    Args:
+        url: the node's base URL, e.g. ``http://127.0.0.1:8470`` (no path).
+        network: the network to authenticate for.
+        key: that network's key (:func:`gossip.auth.derive_key`).
+        start_hint: the command that starts this node, shown when it does not answer.
+    """
+
+    def __init__(self, url: str, network: str, key: bytes, *, start_hint: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.network = network
+        self.key = key
+        self.start_hint = start_hint
+
+    def call(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT) -> tuple[int, Any]:
+        """Send one request, signed with a fresh timestamp and nonce.
+
+        Args:
+            method: ``GET`` or ``POST``.
+            path: the API path, e.g. ``/v1/gossip`` (no query string).
+            payload: the JSON body to send, or None for none.
+            timeout: seconds to wait for the answer.
+
+        Returns:
+            The HTTP status and the answer's JSON (None when it is not JSON).
+
+        Raises:
+            CliError: nothing answered.
+        """
+        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        header = client_auth_header(
+            network=self.network,
+            key=self.key,
+            method=method,
+            path=path,
+            query={},
+            body=body or b"",
+            ts=int(time.time() * 1000),
+            nonce=secrets.token_hex(12),
+        )
+        headers = {CLIENT_AUTH_HEADER: header, "Accept": "application/json"}
+        try:
+            status, raw = http_call(self.url + path, method=method, body=body, headers=headers, timeout=timeout)
+        except TransportError as exc:
+            text = str(exc)
+            why = text.split(" is unreachable: ", 1)[1] if " is unreachable: " in text else text
+            hint = (
+                f"is it running? start it with: {self.start_hint}"
+                if self.start_hint
+                else "is it running, and is --node right?"
+            )
+            raise CliError(f"cannot reach the node at {self.url}: {why}; {hint}") from None
+        except LocalProtocolError as exc:
+            raise CliError(f"--node: {exc}", EXIT_USAGE) from None
+        try:
+            return status, json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return status, None
+
+    def fail(self, status: int, data: Any, path: str) -> CliError:
+        """The error for an answer that is not the expected success (401, 404, 5xx, ...)."""
+        error = data.get("error") if isinstance(data, dict) else None
+        text = error if isinstance(error, str) and error else None
+        if status == 401:
+            if text and "clock" in text:
+                return CliError(f"the node at {self.url} refused our request: {text}")
+            return CliError(
+                f"the node refused our credentials for network {self.network}: wrong network or password"
+                f" ({text or 'HTTP 401'}); check --network and --password, or the config"
+            )
+        if status in (404, 405) or text is None:
+            return CliError(
+                f"unexpected answer from {self.url}{path}: HTTP {status}"
+                f"{f' ({text})' if text else ''}; is --node the address of a gossip node?"
+            )
+        if status == 400:
+            return CliError(f"the node refused the request: {text}")
+        return CliError(f"the node at {self.url} answered HTTP {status}: {text}")
+
+    def expect(self, method: str, path: str, payload: Any, ok: int, shape: type, *, timeout: float = TIMEOUT) -> Any:
+        """:meth:`call`, then insist on status ``ok`` and a JSON answer of type ``shape``."""
+        status, data = self.call(method, path, payload, timeout=timeout)
+        if status != ok:
+            raise self.fail(status, data, path)
+        if not isinstance(data, shape):
+            raise CliError(
+                f"the node at {self.url} answered {path} with something that is not a JSON"
+                f" {shape.__name__}; is --node the address of a gossip node?"
+            )
+        return data
+
+
+# ---------------------------------------------------------------------- arguments
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gossip",
+        description="Client of a gossip node: create gossip, register with other nodes, see the"
+        " network and the gossip a node holds. Start a node with: python -m gossip.http",
+    )
+    parser.add_argument("--version", action="version", version=f"gossip {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def password_options(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--password", help="the network password (prefer GOSSIP_PASSWORD or --password-file)")
+        group.add_argument("--password-file", metavar="PATH", help="read the network password from this file")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--node", metavar="URL", help="the node to talk to (default: the one --config describes)")
+    common.add_argument("--config", metavar="PATH", help=f"the node's config (default {DEFAULT_CONFIG})")
+    common.add_argument("--network", help="authenticate for this network (default: the config's first)")
+    password_options(common)
+
+    init = sub.add_parser(
+        "init", help="write a new config (server.json) for a node",
+        description="Write a new node config: a fresh guid and the key derived from the password"
+        " (the password itself is not stored). Then start the node with python -m gossip.http.",
+    )
+    init.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=f"where to write it (default {DEFAULT_CONFIG})")
+    init.add_argument("--name", help="the node's name (default node-<guid prefix>)")
+    init.add_argument("--network", default="default", help="the network's name (default 'default')")
+    password_options(init)
+    init.add_argument("--ip", default="127.0.0.1", help="address to listen on and advertise (default 127.0.0.1)")
+    init.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    init.add_argument("--timer", type=float, default=1.0, help="seconds between gossip rounds (default 1)")
+    init.add_argument("--max-peers", type=int, default=3, help="most peers contacted in one round (default 3)")
+    init.add_argument("--force", action="store_true", help="replace an existing config (a new node identity)")
+
+    create = sub.add_parser("create", parents=[common], help="create a gossip on the node; prints its guid")
+    create.add_argument("msg", metavar="MSG", help="the message text ('-' reads it from stdin)")
+
+    register = sub.add_parser("register", parents=[common], help="register the node with another node")
+    register.add_argument("address", metavar="HOST:PORT", help="the other node, e.g. 192.0.2.7:8470")
+
+    network = sub.add_parser("network", parents=[common], help="the peers the node knows and their liveness")
+    network.add_argument("--json", action="store_true", help="print the node's JSON list")
+
+    status = sub.add_parser("status", parents=[common], help="the gossip the node holds")
+    status.add_argument("--json", action="store_true", help="print the node's JSON list")
+    return parser
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The password given by --password or --password-file (not the environment)."""
+    if args.password is not None:
+        if not args.password:
+            raise CliError("--password is empty", EXIT_USAGE)
+        return str(args.password)
+    if args.password_file is not None:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CliError(f"cannot read --password-file {args.password_file}: {why}") from None
+        if not text:
+            raise CliError(f"--password-file {args.password_file} is empty; put the password in it")
+        return text
+    return None
+
+
+def _env_password() -> str | None:
+    return os.environ.get("GOSSIP_PASSWORD") or None
+
+
+def _check_network(name: str) -> str:
+    try:
+        return check_network_name(name)
+    except LocalProtocolError as exc:
+        raise CliError(f"--network: {exc}", EXIT_USAGE) from None
+
+
+def _node_url(text: str) -> str:
+    """``--node`` as a base URL; ``HOST:PORT`` alone means ``http://HOST:PORT``."""
+    url = text.strip() if "://" in text else "http://" + text.strip()
+    example = f"like http://127.0.0.1:{DEFAULT_PORT}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise CliError(f"--node {text!r} is not a node URL {example}", EXIT_USAGE) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise CliError(f"--node {text!r} is not a node URL {example}", EXIT_USAGE)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _check_hostport(text: str) -> str:
+    """Check the form of ``HOST:PORT`` (the node resolves the name, not this client)."""
+    value = text.strip()
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or not 1 <= int(port) <= 65535
+        or any(c.isspace() or c in "/@?#[]" for c in host)
+    ):
+        raise CliError(f"{text!r} is not HOST:PORT of a node (for example 127.0.0.1:{DEFAULT_PORT})", EXIT_USAGE)
+    return value
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connect(args: argparse.Namespace) -> NodeClient:
+    """The node to talk to and the credentials to use, from the flags and the config.
+
+    The config is read when ``--config`` is given, or when the flags alone do not name the
+    node, the network and a password.
+    """
+    node_url = _node_url(args.node) if args.node is not None else None
+    network = _check_network(args.network) if args.network is not None else None
+    password = _password(args)
+    path = Path(args.config or DEFAULT_CONFIG)
+    shown = args.config or DEFAULT_CONFIG
+    config: NodeConfig | None = None
+    if args.config is not None or node_url is None or network is None or (password or _env_password()) is None:
+        if not path.exists():
+            raise CliError(
+                f"no config at {shown}: run 'gossip init --config {shown} --name NAME --network NET"
+                " --password PW', or pass --node URL with --network NET and --password PW"
+            )
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    start_hint = f"{_RUN_NODE} {shlex.quote(shown)}" if config is not None and node_url is None else None
+    if network is None:
+        assert config is not None
+        network = config.networks[0].name
+    if password is not None:
+        key = derive_key(network, password)
+    elif config is not None and network in config.network_names:
+        key = config.network(network).key
+    elif (env := _env_password()) is not None:
+        key = derive_key(network, env)
+    else:
+        raise CliError(
+            f"no password for network {network}: {shown} is not on it; pass --password or"
+            " --password-file, or set GOSSIP_PASSWORD",
+            EXIT_USAGE,
+        )
+    if node_url is None:
+        assert config is not None
+        host = config.ip
+        if ipaddress.ip_address(host).is_unspecified:  # listens everywhere: talk to it here
+            host = "::1" if ":" in host else "127.0.0.1"
+        node_url = f"http://{_hostport(host, config.port)}"
+    return NodeClient(node_url, network, key, start_hint=start_hint)
+
+
+# ---------------------------------------------------------------------- output
+def _out(text: str) -> None:
+    """Print to stdout, replacing what the terminal's encoding cannot show."""
+    try:
+        print(text)
+    except UnicodeEncodeError:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        print(text.encode(encoding, "replace").decode(encoding))
+
+
+def _print_json(data: Any) -> None:
+    try:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    except UnicodeEncodeError:
+        print(json.dumps(data, indent=2, ensure_ascii=True))
+
+
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def _printable(value: Any) -> str:
+    """One line of harmless text: newlines as ⏎, other control characters as �."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    out = []
+    for c in text:
+        if c == "\n":
+            out.append("⏎")
+        elif c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs"):
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _width(text: str) -> int:
+    """Terminal columns: wide (East Asian) characters take two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+        for c in text
+    )
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` columns, ending in … when cut."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 0
+    for c in text:
+        w = _width(c)
+        if used + w > width - 1:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + "…"
+
+
+def _short_time(value: Any) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS`` in UTC (as given when it does not parse)."""
+    if not isinstance(value, str):
+        return "-" if value is None else _printable(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return _printable(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned by their widest cell, two spaces apart, no trailing spaces.
+
+    Args:
+        header: the column titles.
+        rows: the cells, already one-line text.
+
+    Returns:
+        The table, one line per row after the header, without a final newline.
+    """
+    widths = [max(_width(cell) for cell in column) for column in zip(header, *rows)]
+    return "\n".join(
+        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+def _field(row: Any, name: str) -> Any:
+    return row.get(name) if isinstance(row, dict) else None
+
+
+def peers_table(peers: Sequence[Any]) -> str:
+    """The human form of ``GET /v1/peers``: NAME, STATUS, ADDRESS, LAST SEEN, GUID."""
+    rows = []
+    for peer in peers:
+        ip, port = _field(peer, "ip"), _field(peer, "port")
+        address = _hostport(str(ip), port) if isinstance(ip, str) and isinstance(port, int) else "-"
+        last_seen = _field(peer, "last_seen")
+        rows.append([
+            _printable(_field(peer, "name")),
+            _printable(_field(peer, "status")),
+            _printable(address),
+            "never" if last_seen is None else _short_time(last_seen),
+            _printable(_field(peer, "guid")),
+        ])
+    rows.sort(key=lambda r: (r[0], r[2], r[4]))
+    return format_table(["NAME", "STATUS", "ADDRESS", "LAST SEEN", "GUID"], rows)
+
+
+def gossip_table(gossips: Sequence[Any]) -> str:
+    """The human form of ``GET /v1/gossip``: WHEN (UTC), WHO, MSG, SHA2, GUID; oldest first."""
+    ordered = sorted(
+        gossips,
+        key=lambda g: (
+            _field(g, "date_time") is None,
+            str(_field(g, "date_time") or ""),
+            str(_field(g, "guid") or ""),
+        ),
+    )
+    rows = []
+    for g in ordered:
+        complete = _field(g, "complete") is True and isinstance(_field(g, "sha2"), str)
+        rows.append([
+            _short_time(_field(g, "date_time")) if complete else "-",
+            _printable(_field(g, "who_name")) if complete else "-",
+            _clip(_printable(_field(g, "msg")), MSG_WIDTH) if complete else "(data not here yet)",
+            _printable(_field(g, "sha2"))[:12] if complete else "pending",
+            _printable(_field(g, "guid")),
+        ])
+    return format_table(["WHEN (UTC)", "WHO", "MSG", "SHA2", "GUID"], rows)
+
+
+# ---------------------------------------------------------------------- the commands
+def _cmd_init(args: argparse.Namespace) -> int:
+    network = _check_network(args.network)
+    password = _password(args) or _env_password()
+    if password is None:
+        raise CliError(
+            "gossip init needs the network password: pass --password or --password-file, or set GOSSIP_PASSWORD",
+            EXIT_USAGE,
+        )
+    path = Path(args.config)
+    if (path.exists() or path.is_symlink()) and not args.force:
+        raise CliError(
+            f"{args.config} already exists; keep it (start it with: {_RUN_NODE} {shlex.quote(args.config)})"
+            " or pass --force to replace it with a new node"
+        )
+    guid = str(uuid.uuid4())
+    try:
+        config = NodeConfig(
+            node_guid=guid,
+            node_name=args.name if args.name is not None else f"node-{guid[:8]}",
+            networks=(Network(name=network, key=derive_key(network, password)),),
+            ip=args.ip,
+            port=args.port,
+            gossip_timer=args.timer,
+            gossip_max_peer_count=args.max_peers,
+        )
+    except LocalProtocolError as exc:
+        raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
+    try:
+        save_config(path, config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    _out(
+        f"wrote {args.config}: node {_printable(config.node_name)} ({guid}) on network {network},"
+        f" listening on {_hostport(config.ip, config.port)}"
+    )
+    _out(f"start it with: {_RUN_NODE} {shlex.quote(args.config)}")
+    return 0
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    msg = args.msg
+    if msg == "-":  # like $(cat): without the final newline
+        msg = sys.stdin.read()
+        msg = msg[:-1] if msg.endswith("\n") else msg
+    if not msg.strip():
+        raise CliError("the message is empty; give the text to gossip, e.g. gossip create 'hello'", EXIT_USAGE)
+    client = _connect(args)
+    gossip = client.expect("POST", "/v1/gossip", {"msg": msg}, 201, dict)
+    _out(_printable(gossip.get("guid")))
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    address = _check_hostport(args.address)
+    client = _connect(args)
+    status, data = client.call("POST", "/v1/register", {"address": address}, timeout=REGISTER_TIMEOUT)
+    error = data.get("error") if isinstance(data, dict) else None
+    if status in (403, 502) and isinstance(error, str):
+        # The node says "<address> refused ..." or "<address> did not answer: <address> is
+        # unreachable: <why>"; say it once.
+        text = re.sub(r"^\S+ (refused|did not answer)", r"it \1", error)
+        if status == 403:
+            raise CliError(
+                f"cannot register with {address}: {text}; both nodes need the same network and password"
+            )
+        head, _, why = text.partition(": ")
+        why = why.rpartition(" is unreachable: ")[2]
+        raise CliError(
+            f"cannot register with {address}: {head}{f' ({why})' if why else ''}; is a gossip node running there?"
+        )
+    if status != 200:
+        raise client.fail(status, data, "/v1/register")
+    peer = data.get("peer") if isinstance(data, dict) else None
+    if not isinstance(peer, dict):
+        raise CliError(f"the node at {client.url} answered /v1/register without the peer; is it a gossip node?")
+    name = _printable(peer.get("name"))
+    where = _hostport(str(peer.get("ip")), peer["port"]) if isinstance(peer.get("port"), int) else address
+    _out(
+        f"registered with {name} ({_printable(peer.get('guid'))}) at {_printable(where)}"
+        f" on network {_printable(peer.get('network_name') or client.network)}"
+    )
+    return 0
+
+
+def _cmd_network(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    peers = client.expect("GET", "/v1/peers", None, 200, list)
+    if args.json:
+        _print_json(peers)
+    elif not peers:
+        _out(f"no peers known on network {client.network} yet; add one with: gossip register HOST:PORT")
+    else:
+        _out(peers_table(peers))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    gossips = client.expect("GET", "/v1/gossip", None, 200, list)
+    if args.json:
+        _print_json(gossips)
+    elif not gossips:
+        _out(f"no gossip on network {client.network} yet; create one with: gossip create MSG")
+    else:
+        _out(gossip_table(gossips))
+    return 0
+
+
+_COMMANDS = {
+    "init": _cmd_init,
+    "create": _cmd_create,
+    "register": _cmd_register,
+    "network": _cmd_network,
+    "status": _cmd_status,
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_printable(text).replace("⏎", " ").split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gossip`` command line.
+
+    Args:
+        argv: the arguments after the program name (``sys.argv[1:]`` when None).
+
+    Returns:
+        The exit status: 0 on success, 1 when something failed, 2 for bad arguments
+        (argparse's usage errors included); 130 when interrupted.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else 0
+    try:
+        return _COMMANDS[args.command](args)
+    except CliError as exc:
+        message, status = str(exc), exc.status
+    except GossipError as exc:
+        message, status = str(exc), EXIT_FAILURE
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
+    except BrokenPipeError:  # stdout closed early (| head): not worth a word
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 -- the contract: never a traceback
+        message, status = f"internal error ({type(exc).__name__}: {exc}); please report it", EXIT_FAILURE
+    print(f"gossip: error: {_one_line(message)}", file=sys.stderr)
+    return status
