@@ -538,7 +538,8 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
         "",
         "To join a second node to this network, run:",
     ]
-    join = f"python -m gossip.http --config node2.json --port {address[1] + 1} --network {network} --join {host}:{address[1]}"
+    port = address[1] + 1
+    join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {host}:{address[1]}"
     if password is not None:
         lines[-1] = "To join a second node to this network, run (the password is shown only this once;"
         lines.append("server.json keeps only a key derived from it):")
