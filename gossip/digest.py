@@ -248,24 +248,24 @@ class KeySet:
             return self._base.fold(size)
         return self._build(size)
 
-    def page(self, after: int, limit: int) -> tuple[list[int], int]:
-        """Up to ``limit`` keys greater than ``after``, sorted, and the end of the range covered.
+    def page(self, start: int, limit: int) -> tuple[list[int], int]:
+        """Up to ``limit`` keys from ``start`` on, sorted, and the end of the range covered.
 
         Returns:
-            ``(keys, upto)``: every key of this set in ``(after, upto]`` is in ``keys``;
+            ``(keys, upto)``: every key of this set in ``[start, upto]`` is in ``keys``;
             ``upto`` is ``2**128 - 1`` once the set is exhausted.
         """
         if self._sorted is None:
             self._sorted = sorted(self._keys)
-        start = bisect.bisect_right(self._sorted, after)
-        keys = self._sorted[start : start + limit]
-        upto = keys[-1] if len(keys) == limit and start + limit < len(self._sorted) else _KEY_LIMIT - 1
-        return keys, upto
+        first = bisect.bisect_left(self._sorted, start)
+        keys = self._sorted[first : first + limit]
+        more = len(keys) == limit and first + limit < len(self._sorted)
+        return keys, keys[-1] if more else _KEY_LIMIT - 1
 
-    def between(self, after: int, upto: int) -> list[int]:
-        """Every key in ``(after, upto]``."""
+    def between(self, start: int, upto: int) -> list[int]:
+        """Every key in ``[start, upto]``."""
         if self._sorted is None:
             self._sorted = sorted(self._keys)
-        lo = bisect.bisect_right(self._sorted, after)
+        lo = bisect.bisect_left(self._sorted, start)
         hi = bisect.bisect_right(self._sorted, upto)
         return self._sorted[lo:hi]

@@ -52,6 +52,8 @@ class Liveness:
     last_seen: float | None = None
     failures: int = 0
     retry_at: float = 0.0
+    #: When the last failure was recorded; requests sent before it do not count again.
+    failed_at: float = float("-inf")
 
     def succeeded(self, now: float) -> PeerStatus | None:
         """Record an authenticated message from the peer. Returns the old status if it changed."""
@@ -66,6 +68,7 @@ class Liveness:
         """Record a request that got no answer. Returns the old status if it changed."""
         old = self.status
         self.failures += 1
+        self.failed_at = now
         new = ON_FAILURE[old]
         if new is PeerStatus.SUSPECT and self.failures >= policy.dead_after:
             new = PeerStatus.DEAD

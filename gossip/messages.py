@@ -3,7 +3,7 @@
 Every node-to-node request is one JSON object, its MAC last::
 
     {"v": 1, "type": "did_you_hear", "net": "default", "from": "<node guid>",
-     "ts": <ms since the epoch>, "nonce": "<24 hex>", "body": {...}, "mac": "<32 hex>"}
+     "body": {...}, "ts": <ms since the epoch>, "nonce": "<24 hex>", "mac": "<32 hex>"}
 
 and every answer is ``{"v": 1, "type": "<verb>_reply", "net", "from", "re": "<request
 nonce>", "body", "mac"}``. The MAC (see :mod:`gossip.auth`) covers the exact bytes before
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from . import auth
-from .digest import parse_key
 from .errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
 from .model import Gossip, Peer, check_guid, check_network_name
 
@@ -74,6 +74,10 @@ def _int(value: Any, what: str, lo: int = 0, hi: int = 2**53) -> int:
 def _str(value: Any, what: str, max_len: int = 64) -> str:
     if not isinstance(value, str) or len(value) > max_len:
         raise _Bad(f"{what} must be a string of at most {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") would break re-encoding
+        raise _Bad(f"{what} must be valid Unicode text") from None
     return value
 
 
@@ -85,12 +89,14 @@ def _list(value: Any, what: str, max_len: int) -> list[Any]:
     return value
 
 
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{32}")
+
+
 def _key(value: Any, what: str) -> str:
-    try:
-        parse_key(value)
-    except ValueError:
-        raise _Bad(f"{what} must hold 32-hex-digit keys") from None
-    return str(value).lower()
+    # parse_key() is int(text, 16), which also takes "0x", signs, spaces and underscores.
+    if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
+        raise _Bad(f"{what} must hold 32-hex-digit keys")
+    return value.lower()
 
 
 def _guid(value: Any, what: str) -> str:
@@ -105,31 +111,31 @@ class Probe:
     """A set summary: "I hold ``count`` keys with this fingerprint".
 
     ``size`` asks the answerer for an IBLT of that many cells per sub-table (0: you choose).
-    ``after`` asks instead for a page of the answerer's sorted keys greater than it.
+    ``start`` asks instead for a page of the answerer's sorted keys from that key on.
     """
 
     count: int
     fingerprint: str
     size: int = 0
-    after: str | None = None
+    start: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.count, "fp": self.fingerprint}
         if self.size:
             out["size"] = self.size
-        if self.after is not None:
-            out["after"] = self.after
+        if self.start is not None:
+            out["start"] = self.start
         return out
 
     @classmethod
     def from_wire(cls, data: Any) -> Probe:
         d = _obj(data, "probe")
-        after = d.get("after")
+        start = d.get("start")
         return cls(
             count=_int(d.get("n"), "probe.n"),
             fingerprint=_key(d.get("fp"), "probe.fp"),
             size=_int(d.get("size", 0), "probe.size", 0, 1 << 20),
-            after=None if after is None else _key(after, "probe.after"),
+            start=None if start is None else _key(start, "probe.start"),
         )
 
 
@@ -480,7 +486,8 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         raise AuthenticationError(f"bad MAC: the sender does not hold the key of network {network!r}")
     if not _depth_ok(env):
         raise RemoteProtocolError("message is nested too deeply")
-    cls = MESSAGE_TYPES.get(env.get("type"))  # type: ignore[arg-type]
+    tag = env.get("type")
+    cls = MESSAGE_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise RemoteProtocolError(f"unknown message type {str(env.get('type'))[:64]!r}")
     try:

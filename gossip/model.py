@@ -62,6 +62,10 @@ def check_name(value: Any, what: str) -> str:
         raise _fail(f"{what} is longer than {MAX_NAME_CHARS} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise _fail(f"{what} must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(f"{what} must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
@@ -78,9 +82,15 @@ def check_ip(value: Any) -> str:
     if not isinstance(value, str):
         raise _fail("ip must be a string holding an IPv4 or IPv6 address")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise _fail(f"ip {value!r} is not an IPv4 or IPv6 address") from None
+    # One spelling per address, on every Python: peer records are compared by their bytes.
+    if isinstance(address, ipaddress.IPv6Address) and (address.scope_id or address.ipv4_mapped):
+        raise _fail(f"ip {value!r}: give an IPv4 address as a.b.c.d, and IPv6 without a %scope")
+    if address.is_unspecified or address.is_multicast:
+        raise _fail(f"ip {value!r} cannot be a node's address (unspecified or multicast)")
+    return str(address)
 
 
 def check_port(value: Any) -> int:

@@ -162,6 +162,7 @@ class _Inflight:
     address: Address
     body: m.Message
     nonce: str
+    sent: float
     deadline: float
 
 
@@ -422,7 +423,8 @@ class GossipNode:
                 if pending is not None:
                     pending.asked = None
         entry = net.peers.get(flight.peer) if flight.peer else None
-        if entry is not None and (status is None or status >= 500):
+        # A round sends a peer two requests: count one failure per wave, not per request.
+        if entry is not None and (status is None or status >= 500) and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy)
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
@@ -482,6 +484,7 @@ class GossipNode:
             address=address,
             body=body,
             nonce=nonce,
+            sent=now,
             deadline=now + self._request_timeout,
         )
         self._outbox.append(
@@ -509,12 +512,12 @@ class GossipNode:
             self._fetch_pending(net, now)
 
     @staticmethod
-    def _probe(keys: KeySet, size: int = 0, after: int | None = None) -> m.Probe:
+    def _probe(keys: KeySet, size: int = 0, start: int | None = None) -> m.Probe:
         return m.Probe(
             count=len(keys),
             fingerprint=keys.fingerprint,
             size=size,
-            after=None if after is None else key_hex(after),
+            start=None if start is None else key_hex(start),
         )
 
     def _fetch_pending(self, net: _Net, now: float) -> None:
@@ -544,6 +547,9 @@ class GossipNode:
                 raise RemoteProtocolError("register: the record must describe the sender on this network")
             if node.guid == self.guid:
                 raise RemoteProtocolError("register: that guid is this node's own")
+            if node.guid not in net.peers and len(net.peers) >= self._max_peers:
+                self.stats["rejected.peer_cap"] += 1
+                raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
             entry = self._learn_peer(net, node) or net.peers.get(node.guid)
             if entry is not None:
                 entry.fresh = True  # contacted in the very next round: the seed's bootstrap
@@ -565,7 +571,7 @@ class GossipNode:
                 gossip = net.gossips.get(guid)
                 if gossip is None:
                     continue
-                budget -= len(gossip.msg.encode("utf-8")) + 256
+                budget -= len(json.dumps(gossip.to_dict(), ensure_ascii=False).encode("utf-8"))
                 if budget < 0 and out:
                     break
                 out.append(gossip)
@@ -577,16 +583,16 @@ class GossipNode:
         count = len(keys)
         if probe.count == count and probe.fingerprint == keys.fingerprint:
             return m.ProbeAnswer(in_sync=True)
-        size = probe.size or iblt_size_for(abs(probe.count - count))
-        if size < MIN_IBLT_SIZE or size > MAX_IBLT_SIZE or size & (size - 1):
+        if probe.size and (probe.size < MIN_IBLT_SIZE or probe.size > MAX_IBLT_SIZE or probe.size & (probe.size - 1)):
             raise RemoteProtocolError(
                 f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}"
             )
+        size = probe.size or min(MAX_IBLT_SIZE, iblt_size_for(abs(probe.count - count)))
         # A key costs ~35 bytes in a page, a cell ~37 in an IBLT (3 per size unit): when the
         # difference is a good part of the set, sending the keys themselves is cheaper.
-        if probe.after is not None or (not probe.size and count <= 3 * size):
-            after = -1 if probe.after is None else parse_key(probe.after)
-            page, upto = keys.page(after, PAGE_SIZE)
+        if probe.start is not None or (not probe.size and count <= 3 * size):
+            start = 0 if probe.start is None else parse_key(probe.start)
+            page, upto = keys.page(start, PAGE_SIZE)
             return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
         return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
 
@@ -615,13 +621,18 @@ class GossipNode:
     ) -> None:
         if isinstance(reply, m.RegisterOk):
             node = reply.node
-            if node.network_name != net.network.name or node.guid != peer or node.guid == self.guid:
+            entry = None
+            if node.network_name == net.network.name and node.guid == peer and node.guid != self.guid:
+                entry = self._learn_peer(net, node) or net.peers.get(node.guid)
+            if entry is None:
                 self.stats["rejected.register_ok"] += 1
+                reason = "its answer did not describe itself" if node.guid != peer else "this node's peer list is full"
+                self._events.append(
+                    RegisterFailed(request_id=request_id, network=flight.net, address=flight.address, reason=reason, status=None)
+                )
                 return
-            entry = self._learn_peer(net, node) or net.peers.get(node.guid)
-            if entry is not None:
-                entry.fresh = True
-                self._events.append(Registered(request_id=request_id, peer=entry.view()))
+            entry.fresh = True
+            self._events.append(Registered(request_id=request_id, peer=entry.view()))
         elif isinstance(reply, m.HelloReply):
             for record in reply.peers:
                 self._learn_peer(net, record)
@@ -653,13 +664,16 @@ class GossipNode:
         keys = net.keyset(kind)
         probe = request.probe if isinstance(request, (m.Hello, m.DidYouHear)) else None
         if answer.keys is not None and answer.upto is not None:
-            after = -1 if probe is None or probe.after is None else parse_key(probe.after)
+            start = 0 if probe is None or probe.start is None else parse_key(probe.start)
             upto = parse_key(answer.upto)
             theirs = {parse_key(k) for k in answer.keys}
-            mine = set(keys.between(after, upto))
+            if upto < start or any(not start <= k <= upto for k in theirs):
+                self.stats["rejected.bad_page"] += 1
+                return
+            mine = set(keys.between(start, upto))
             self._exchange(net, peer, kind, mine - theirs, theirs - mine, now)
             if upto < _LAST_KEY:
-                self._send_probe(net, peer, kind, self._probe(keys, after=upto), now)
+                self._send_probe(net, peer, kind, self._probe(keys, start=upto + 1), now)
             return
         if answer.cells is None:
             return
@@ -674,7 +688,7 @@ class GossipNode:
             if answer.size * 2 <= MAX_IBLT_SIZE:
                 self._send_probe(net, peer, kind, self._probe(keys, size=answer.size * 2), now)
             else:
-                self._send_probe(net, peer, kind, self._probe(keys, after=-1), now)
+                self._send_probe(net, peer, kind, self._probe(keys, start=0), now)
             return
         only_mine, only_theirs = diff
         self._exchange(net, peer, kind, only_mine, only_theirs, now)

@@ -70,13 +70,14 @@ def test_pages_cover_the_set_in_order() -> None:
     keys = {rng.getrandbits(128) for _ in range(1000)}
     ks = KeySet(keys)
     seen: list[int] = []
-    after = -1
+    start = 0
     while True:
-        page, upto = ks.page(after, 300)
-        assert page == sorted(page) and all(after < k <= upto for k in page)
-        assert ks.between(after, upto) == page
+        page, upto = ks.page(start, 300)
+        assert page == sorted(page) and all(start <= k <= upto for k in page)
+        assert ks.between(start, upto) == page
         seen += page
         if upto == (1 << 128) - 1:
             break
-        after = upto
+        start = upto + 1
     assert seen == sorted(keys)
+    assert ks.page(sorted(keys)[5], 2)[0] == sorted(keys)[5:7]  # the start is included

@@ -412,3 +412,45 @@ def test_core_does_no_io() -> None:
 def test_network_key_must_be_long_enough() -> None:
     with pytest.raises(LocalProtocolError):
         Network(name="default", key=b"short")
+
+
+def test_large_difference_falls_back_to_pages_of_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no IBLT up to the largest size peels, the sides page through their sorted keys."""
+    import gossip.node
+
+    monkeypatch.setattr(gossip.node, "MAX_IBLT_SIZE", 16)
+    monkeypatch.setattr(gossip.node, "PAGE_SIZE", 40)
+    mesh = pair()
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    made = {a.create_gossip(f"a{i}", mesh.now).guid for i in range(150)}
+    made |= {b.create_gossip(f"b{i}", mesh.now).guid for i in range(150)}  # same counts: no hint
+    mesh.round()
+    assert {g.guid for g in a.gossips()} == made == {g.guid for g in b.gossips()}
+    assert a.stats["iblt_retry.gossip"] + b.stats["iblt_retry.gossip"] >= 2
+    pages = [verb for _, verb in mesh.log].count("did_you_hear")
+    assert pages > 300 // 40  # several pages were asked for
+
+
+def test_peer_list_cap_refuses_registration_clearly() -> None:
+    a = GossipNode(make_config(1), rng=random.Random(1), now=T0, max_peers=1)
+    mesh = Mesh([a, make_node(2), make_node(3)])
+    _, b, c = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    rid = c.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    [failed] = [e for e in c.events() if isinstance(e, RegisterFailed)]
+    assert failed.request_id == rid and failed.status == 503 and "full" in failed.reason
+    assert [p.peer.name for p in a.network_status()] == ["node-2"]
+
+
+def test_one_silent_round_makes_a_peer_suspect_not_dead() -> None:
+    mesh = Mesh([make_node(1, max_peers=1), make_node(2, max_peers=1)])
+    a, b = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    mesh.down.add(b.config.port)
+    mesh.round()  # HELLO and DID_YOU_HEAR both fail: one failure, not two
+    [view] = a.network_status()
+    assert view.status is PeerStatus.SUSPECT and view.failures == 1

@@ -1,0 +1,659 @@
+"""Wire messages: round trips, the signed envelope, and hostile input of every kind."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gossip import auth
+from gossip import messages as m
+from gossip.digest import KeySet, key_hex
+from gossip.errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
+from gossip.model import Gossip, Peer
+from gossip.node import GossipNode
+
+from .helpers import KEYS, T0, Mesh, make_node
+
+KEY = KEYS["default"]
+SENDER = str(uuid.UUID(int=0xA11CE, version=4))
+NONCE = "0123456789abcdef01234567"
+TS = int(T0 * 1000)
+FP = key_hex(0x0123456789ABCDEF0123456789ABCDEF)
+FP2 = key_hex(0xFEDCBA9876543210FEDCBA9876543210)
+
+
+#: The probe's paging field (inclusive start of a page of keys).
+PAGE = "start"
+
+
+def page(key: str) -> dict[str, Any]:
+    return {PAGE: key}
+
+
+def key_for(network: str) -> bytes | None:
+    return {"default": KEY, "other": KEYS["other"]}.get(network)
+
+
+def guid(i: int) -> str:
+    return str(uuid.UUID(int=i, version=4))
+
+
+def peer(i: int = 1, **changes: Any) -> Peer:
+    fields: dict[str, Any] = dict(
+        guid=guid(1000 + i), name=f"peer-{i}", ip="10.0.0.1", port=8000 + i, network_name="default", incarnation=i
+    )
+    fields.update(changes)
+    return Peer(**fields)
+
+
+def peer_dict(**changes: Any) -> dict[str, Any]:
+    out = peer(1).to_dict()
+    out.update(changes)
+    return out
+
+
+GOSSIPS = (
+    Gossip.create(guid=guid(1), date_time="2026-11-24T06:35:13.123456+00:00", who_name="node-1", msg="plain"),
+    Gossip.create(
+        guid=guid(2),
+        date_time="2026-11-24T06:35:14.000000+00:00",
+        who_name="Zoë 🚀 ノード",
+        msg='héllo ✓ 😀 "quoted" \\ back\nnew line\u2028\u0000 <b>&amp;</b> Ω',
+    ),
+    Gossip.create(guid=guid(3), date_time="2026-11-24T08:35:14+02:00", who_name="n", msg=""),
+)
+
+
+def request(body: m.Message, *, network: str = "default", key: bytes = KEY, nonce: str = NONCE, ts: int = TS) -> bytes:
+    return m.encode(body, network=network, sender=SENDER, key=key, nonce=nonce, ts=ts)
+
+
+def answer(body: m.Message, *, re_: str = NONCE) -> bytes:
+    return m.encode(body, network="default", sender=SENDER, key=KEY, re=re_)
+
+
+def signed(env: dict[str, Any], *, key: bytes = KEY, ensure_ascii: bool = True) -> bytes:
+    """Sign any JSON object the way encode() does, so decode() gets past the MAC."""
+    text = json.dumps(env, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    return auth.sign(key, text.encode("utf-8", "surrogatepass"))
+
+
+def envelope(type_: str, body: Any, **changes: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {"v": 1, "type": type_, "net": "default", "from": SENDER, "body": body, "ts": TS, "nonce": NONCE}
+    env.update(changes)
+    return env
+
+
+# ---------------------------------------------------------------------------- round trips
+
+REQUESTS: list[m.Message] = [
+    m.Register(node=peer(1)),
+    m.Hello(probe=m.Probe(count=3, fingerprint=FP)),
+    m.Hello(probe=m.Probe(count=0, fingerprint=FP, size=64, **page(FP2))),
+    m.Hello(peers=(peer(1), peer(2, ip="::1"), peer(3, ip="192.168.1.20", port=65535)), want=(FP, FP2)),
+    m.Hello(),
+    m.DidYouHear(probe=m.Probe(count=2**53, fingerprint=FP2, size=8)),
+    m.DidYouHear(ids=tuple(guid(i) for i in range(50))),
+    m.TellMeMore(ids=(guid(1), guid(2))),
+    m.TellMeMore(ids=()),
+]
+
+_keys = KeySet(range(1, 40))
+ANSWERS: list[m.Message] = [
+    m.RegisterOk(node=peer(9)),
+    m.HelloReply(answer=m.ProbeAnswer(in_sync=True)),
+    m.HelloReply(answer=m.ProbeAnswer(keys=(FP, FP2), upto=FP2), peers=(peer(4),)),
+    m.HelloReply(peers=(peer(5), peer(6))),
+    m.HelloReply(),
+    m.DidYouHearReply(answer=m.ProbeAnswer(in_sync=True)),
+    m.DidYouHearReply(answer=m.ProbeAnswer(size=8, cells=_keys.iblt(8).to_text())),
+    m.DidYouHearReply(answer=m.ProbeAnswer(keys=(), upto="f" * 32)),
+    m.DidYouHearReply(),
+    m.TellMeMoreReply(gossips=GOSSIPS),
+    m.TellMeMoreReply(),
+]
+
+
+@pytest.mark.parametrize("body", REQUESTS, ids=lambda b: type(b).__name__)
+def test_request_round_trip(body: m.Message) -> None:
+    data = request(body)
+    env = m.decode(data, key_for)
+    assert env.body == body and type(env.body) is type(body)
+    assert (env.network, env.sender, env.nonce, env.ts, env.re) == ("default", SENDER, NONCE, TS, None)
+    assert env.is_request
+    # encoding is deterministic: the decoded body encodes to the very same bytes
+    assert request(env.body) == data
+
+
+@pytest.mark.parametrize("body", ANSWERS, ids=lambda b: type(b).__name__)
+def test_answer_round_trip(body: m.Message) -> None:
+    data = answer(body, re_="feedface" * 3)
+    env = m.decode(data, key_for)
+    assert env.body == body and type(env.body) is type(body)
+    assert (env.network, env.sender, env.re, env.nonce, env.ts) == ("default", SENDER, "feedface" * 3, None, None)
+    assert not env.is_request
+    assert answer(env.body, re_="feedface" * 3) == data
+
+
+def test_every_message_type_is_covered_and_replies_pair_up() -> None:
+    assert {type(b) for b in REQUESTS + ANSWERS} == set(m.MESSAGE_TYPES.values())
+    assert set(m.MESSAGE_TYPES) == {cls.TYPE for cls in m.MESSAGE_TYPES.values()}
+    assert {req.TYPE: rep.TYPE for req, rep in m.REPLY_TYPES.items()} == {
+        "register": "register_ok",
+        "hello": "hello_reply",
+        "did_you_hear": "did_you_hear_reply",
+        "tell_me_more": "tell_me_more_reply",
+    }
+    assert m.Register(node=peer(1)).response(peer(2)) == m.RegisterOk(node=peer(2))
+
+
+def test_unicode_gossips_travel_as_utf8_and_still_verify() -> None:
+    data = answer(m.TellMeMoreReply(gossips=GOSSIPS))
+    assert "Zoë 🚀".encode() in data and "😀".encode() in data  # ensure_ascii=False on the wire
+    env = m.decode(data, key_for)
+    assert isinstance(env.body, m.TellMeMoreReply)
+    assert env.body.gossips == GOSSIPS
+    assert all(g.verify() for g in env.body.gossips)
+
+
+def test_keys_are_normalised_to_lower_case() -> None:
+    body = m.Hello(probe=m.Probe(count=1, fingerprint=FP.upper(), **page(FP2.upper())), want=(FP2.upper(),))
+    env = m.decode(request(body), key_for)
+    assert env.body == m.Hello(probe=m.Probe(count=1, fingerprint=FP, **page(FP2)), want=(FP2,))
+
+
+def test_probe_and_answer_wire_forms_are_minimal() -> None:
+    assert m.Probe(count=5, fingerprint=FP).to_wire() == {"n": 5, "fp": FP}
+    assert m.Probe(count=5, fingerprint=FP, size=16, **page(FP2)).to_wire() == {"n": 5, "fp": FP, "size": 16, PAGE: FP2}
+    assert m.ProbeAnswer(in_sync=True).to_wire() == {"sync": True}
+    assert m.ProbeAnswer(keys=(FP,), upto=FP2).to_wire() == {"keys": [FP], "upto": FP2}
+    assert m.ProbeAnswer(size=8, cells="AAAA").to_wire() == {"size": 8, "cells": "AAAA"}
+    assert m.Hello().to_wire() == {} and m.DidYouHearReply().to_wire() == {}
+
+
+# ---------------------------------------------------------------------------- the envelope
+
+def test_request_envelope_shape() -> None:
+    data = request(m.DidYouHear(ids=(guid(1),)))
+    env = json.loads(data)
+    assert list(env) == ["v", "type", "net", "from", "body", "ts", "nonce", "mac"]
+    assert env["v"] == m.PROTOCOL_VERSION == 1
+    assert (env["type"], env["net"], env["from"], env["ts"], env["nonce"]) == ("did_you_hear", "default", SENDER, TS, NONCE)
+    assert env["body"] == {"ids": [guid(1)]}
+    assert re.fullmatch(r"[0-9a-f]{32}", env["mac"])
+    assert data.endswith(b'"}') and data.index(b'"mac"') > data.index(b'"nonce"')
+    assert b" " not in data  # compact separators
+
+
+def test_answer_envelope_shape() -> None:
+    env = json.loads(answer(m.HelloReply(answer=m.ProbeAnswer(in_sync=True)), re_="abc"))
+    assert list(env) == ["v", "type", "net", "from", "body", "re", "mac"]
+    assert (env["type"], env["re"], env["body"]) == ("hello_reply", "abc", {"answer": {"sync": True}})
+    assert "ts" not in env and "nonce" not in env
+
+
+def test_mac_is_the_auth_mac_over_the_bytes_before_it() -> None:
+    data = request(m.Hello())
+    assert auth.verify(KEY, data)
+    assert not auth.verify(KEYS["other"], data)
+    head = data[: data.rindex(b',"mac":"')] + b"}"
+    assert auth.sign(KEY, head) == data
+
+
+def test_the_password_and_key_never_appear_on_the_wire() -> None:
+    data = request(m.Register(node=peer(1)))
+    assert KEY.hex().encode() not in data and b"password-of-default" not in data
+
+
+# ---------------------------------------------------------------------------- refusals
+
+def test_wrong_key_is_an_authentication_error() -> None:
+    with pytest.raises(AuthenticationError, match="MAC") as info:
+        m.decode(request(m.Hello(), key=KEYS["other"]), key_for)
+    assert info.value.status_hint == 401
+
+
+def test_key_of_another_network_does_not_open_this_one() -> None:
+    data = request(m.Hello(), network="other", key=KEY)
+    with pytest.raises(AuthenticationError, match="MAC"):
+        m.decode(data, key_for)
+    assert m.decode(request(m.Hello(), network="other", key=KEYS["other"]), key_for).network == "other"
+
+
+def test_unknown_network_is_an_authentication_error() -> None:
+    with pytest.raises(AuthenticationError, match="not on network 'nowhere'"):
+        m.decode(request(m.Hello(), network="nowhere"), key_for)
+
+
+def test_every_single_flipped_bit_is_refused_with_a_gossip_error() -> None:
+    data = request(m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), ids=(guid(1), guid(2))))
+    checked = 0
+    for i, bit in itertools.product(range(len(data)), range(8)):
+        bad = bytearray(data)
+        bad[i] ^= 1 << bit
+        with pytest.raises(GossipError):
+            m.decode(bytes(bad), key_for)
+        checked += 1
+    assert checked == 8 * len(data)
+
+
+@pytest.mark.parametrize("value", [b"0", b"x", b"\x00", b"\xff", b"{"])
+def test_every_single_replaced_byte_is_refused(value: bytes) -> None:
+    data = answer(m.TellMeMoreReply(gossips=GOSSIPS[:2]))
+    for i in range(len(data)):
+        if data[i : i + 1] == value:
+            continue
+        with pytest.raises(GossipError):
+            m.decode(data[:i] + value + data[i + 1 :], key_for)
+
+
+def test_every_truncation_is_refused() -> None:
+    data = request(m.Hello(peers=(peer(1),)))
+    for n in range(len(data)):
+        with pytest.raises(GossipError):
+            m.decode(data[:n], key_for)
+
+
+def test_oversized_message_is_refused_before_parsing() -> None:
+    with pytest.raises(MessageTooLarge) as info:
+        m.decode(b"{" + b" " * m.MAX_MESSAGE_BYTES + b"}", key_for)
+    assert info.value.status_hint == 413
+    assert isinstance(info.value, RemoteProtocolError)
+
+
+def test_oversized_signed_message_is_refused() -> None:
+    big = tuple(
+        Gossip.create(guid=guid(i), date_time="2026-11-24T06:35:13+00:00", who_name="n", msg="é" * 60_000)
+        for i in range(10)
+    )
+    data = answer(m.TellMeMoreReply(gossips=big))
+    assert len(data) > m.MAX_MESSAGE_BYTES
+    with pytest.raises(MessageTooLarge, match=str(m.MAX_MESSAGE_BYTES)):
+        m.decode(data, key_for)
+
+
+def test_message_at_the_size_limit_is_accepted() -> None:
+    env = envelope("hello", {"pad": ""})
+    room = m.MAX_MESSAGE_BYTES - len(signed(env))
+    env["body"]["pad"] = "x" * room
+    data = signed(env)
+    assert len(data) == m.MAX_MESSAGE_BYTES
+    assert m.decode(data, key_for).body == m.Hello()
+
+
+def test_deep_nesting_in_a_signed_message_is_refused() -> None:
+    deep: Any = 1
+    for _ in range(20):
+        deep = [deep]
+    with pytest.raises(RemoteProtocolError, match="nested too deeply"):
+        m.decode(signed(envelope("hello", {"extra": deep})), key_for)
+    ok: Any = 1
+    for _ in range(5):
+        ok = {"a": ok}
+    assert m.decode(signed(envelope("hello", {"extra": ok})), key_for).body == m.Hello()
+
+
+@pytest.mark.parametrize("data", [b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_pathological_nesting_is_a_protocol_error(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        m.decode(data, key_for)
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, [1]])
+def test_wrong_protocol_version(version: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match="protocol version") as info:
+        m.decode(signed(envelope("hello", {}, v=version)), key_for)
+    assert not isinstance(info.value, AuthenticationError)
+
+
+def test_missing_version() -> None:
+    env = envelope("hello", {})
+    del env["v"]
+    with pytest.raises(RemoteProtocolError, match="protocol version None"):
+        m.decode(signed(env), key_for)
+
+
+@pytest.mark.parametrize("type_", ["gossip_bomb", "", None, 1, ["hello"], {"t": "hello"}, "HELLO", "error"])
+def test_unknown_message_type(type_: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match="unknown message type"):
+        m.decode(signed(envelope(type_, {})), key_for)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"   ", b"\xff\xfe", b"null", b"[1,2]", b'"text"', b"{}", b'{"v":1}', b'{"v":1,"net":5}', b"{'v':1}"],
+)
+def test_garbage_is_a_protocol_error(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        m.decode(data, key_for)
+    assert info.value.status_hint == 400
+
+
+MANY_KEYS = [FP] * (m.MAX_IDS + 1)
+MANY_IDS = [guid(i) for i in range(m.MAX_IDS + 1)]
+SURROGATE = "x\ud800"
+
+#: (type, body, other envelope changes, text the error must contain)
+BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
+    ("hello", [], {}, "body must be a JSON object"),
+    ("hello", None, {}, "body must be a JSON object"),
+    ("hello", {"probe": []}, {}, "probe must be a JSON object"),
+    ("hello", {"probe": {"n": "3", "fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"n": -1, "fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"n": 1.5, "fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"n": True, "fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"n": 2**53 + 1, "fp": FP}}, {}, "probe.n"),
+    ("hello", {"probe": {"n": 1}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": "xyz"}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": "g" * 32}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": "0x" + "1" * 30}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": "-" + "1" * 31}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": " " + "1" * 31}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": "1_" + "1" * 30}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": int(FP, 16)}}, {}, "probe.fp"),
+    ("hello", {"probe": {"n": 1, "fp": FP, "size": True}}, {}, "probe.size"),
+    ("hello", {"probe": {"n": 1, "fp": FP, "size": "8"}}, {}, "probe.size"),
+    ("hello", {"probe": {"n": 1, "fp": FP, "size": 2**21}}, {}, "probe.size"),
+    ("hello", {"probe": {"n": 1, "fp": FP, PAGE: 5}}, {}, f"probe.{PAGE}"),
+    ("hello", {"want": "abc"}, {}, "want must be a JSON list"),
+    ("hello", {"want": ["abc"]}, {}, "want must hold 32-hex-digit keys"),
+    ("hello", {"want": MANY_KEYS}, {}, f"want holds {m.MAX_IDS + 1} items, more than the {m.MAX_IDS}"),
+    ("hello", {"peers": {}}, {}, "peers must be a JSON list"),
+    ("hello", {"peers": [5]}, {}, "peers: a peer must be a JSON object"),
+    ("hello", {"peers": [peer_dict(ip="999.1.1.1")]}, {}, "ip '999.1.1.1'"),
+    ("hello", {"peers": [peer_dict(ip="localhost")]}, {}, "ip 'localhost'"),
+    ("hello", {"peers": [peer_dict(ip=None)]}, {}, "peers: a peer needs"),
+    ("hello", {"peers": [peer_dict(port=0)]}, {}, "port 0"),
+    ("hello", {"peers": [peer_dict(port=65536)]}, {}, "port 65536"),
+    ("hello", {"peers": [peer_dict(port=True)]}, {}, "peers: a peer needs"),
+    ("hello", {"peers": [peer_dict(port="80")]}, {}, "port '80'"),
+    ("hello", {"peers": [peer_dict(port=80.0)]}, {}, "peers: a peer needs"),
+    ("hello", {"peers": [peer_dict(guid="nope")]}, {}, "peer guid"),
+    ("hello", {"peers": [peer_dict(name="")]}, {}, "peer name"),
+    ("hello", {"peers": [peer_dict(name=SURROGATE)]}, {}, "peer name"),
+    ("hello", {"peers": [peer_dict(network_name="bad name")]}, {}, "network name 'bad name'"),
+    ("hello", {"peers": [peer_dict(incarnation=-1)]}, {}, "incarnation"),
+    ("hello", {"peers": [{k: v for k, v in peer_dict().items() if k != "network_name"}]}, {}, "network_name"),
+    ("hello", {"peers": [peer_dict()] * (m.MAX_PEERS + 1)}, {}, f"more than the {m.MAX_PEERS}"),
+    ("register", {}, {}, "node: a peer must be a JSON object"),
+    ("register", {"node": [peer_dict()]}, {}, "node: a peer must be a JSON object"),
+    ("register", {"node": peer_dict(guid=guid(0xABCDEF).upper())}, {}, "peer guid"),
+    ("register_ok", {"node": peer_dict(port=-1)}, {"re": NONCE}, "port -1"),
+    ("did_you_hear", {"ids": "x"}, {}, "ids must be a JSON list"),
+    ("did_you_hear", {"ids": ["not-a-uuid"]}, {}, "ids"),
+    ("did_you_hear", {"ids": [1]}, {}, "ids must be a UUID string"),
+    ("did_you_hear", {"ids": [guid(0xABCDEF).upper()]}, {}, "ids"),
+    ("did_you_hear", {"ids": [guid(1).replace("-", "")]}, {}, "ids must be a UUID string"),
+    ("did_you_hear", {"ids": ["z" * 36]}, {}, "ids 'zzz"),
+    ("did_you_hear", {"ids": MANY_IDS}, {}, f"more than the {m.MAX_IDS}"),
+    ("did_you_hear", {"probe": {"n": "many", "fp": FP}}, {}, "probe.n"),
+    ("tell_me_more", {}, {}, "ids must be a JSON list"),
+    ("tell_me_more", {"ids": [None]}, {}, "ids must be a UUID string"),
+    ("tell_me_more", {"ids": MANY_IDS}, {}, "ids holds"),
+    ("tell_me_more_reply", {"gossips": {}}, {"re": NONCE}, "gossips must be a JSON list"),
+    ("tell_me_more_reply", {"gossips": ["x"]}, {"re": NONCE}, "gossips: a gossip must be a JSON object"),
+    ("tell_me_more_reply", {"gossips": [{k: v for k, v in GOSSIPS[0].to_dict().items() if k != "sha2"}]}, {"re": NONCE}, "missing field 'sha2'"),
+    ("tell_me_more_reply", {"gossips": [{k: v for k, v in GOSSIPS[0].to_dict().items() if k != "msg"}]}, {"re": NONCE}, "missing field 'msg'"),
+    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), sha2="Z" * 64)]}, {"re": NONCE}, "sha2"),
+    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), date_time="2026-11-24T06:35:13")]}, {"re": NONCE}, "UTC offset"),
+    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), who_name=SURROGATE)]}, {"re": NONCE}, "who_name"),
+    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=SURROGATE)]}, {"re": NONCE}, "msg"),
+    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=7)]}, {"re": NONCE}, "msg must be a string"),
+    ("hello_reply", {"answer": 1}, {"re": NONCE}, "answer must be a JSON object"),
+    ("hello_reply", {"answer": {"keys": ["zz"], "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("hello_reply", {"answer": {"keys": [], "upto": None}}, {"re": NONCE}, "answer.upto"),
+    ("hello_reply", {"answer": {"keys": {}, "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("hello_reply", {"answer": {"size": "8"}}, {"re": NONCE}, "answer.size"),
+    ("hello_reply", {"peers": [peer_dict(ip="1.2.3")]}, {"re": NONCE}, "ip '1.2.3'"),
+    ("did_you_hear_reply", {"answer": {"size": 8, "cells": 5}}, {"re": NONCE}, "answer.cells"),
+    ("did_you_hear_reply", {"answer": {"keys": MANY_KEYS, "upto": FP}}, {"re": NONCE}, "answer.keys holds"),
+    ("hello", {}, {"from": "me"}, "from"),
+    ("hello", {}, {"from": None}, "from"),
+    ("hello", {}, {"nonce": None}, "nonce"),
+    ("hello", {}, {"nonce": "n" * 65}, "nonce"),
+    ("hello", {}, {"nonce": SURROGATE}, "nonce must be valid Unicode"),
+    ("hello", {}, {"ts": "1790000000000"}, "ts"),
+    ("hello", {}, {"ts": -1}, "ts"),
+    ("hello", {}, {"ts": 1.5e12}, "ts"),
+    ("hello_reply", {}, {"re": 5}, "re must be a string"),
+    ("hello_reply", {}, {"re": SURROGATE}, "re must be valid Unicode"),
+    ("hello_reply", {}, {"re": None}, "re must be a string"),
+]
+
+
+@pytest.mark.parametrize("type_, body, changes, needle", BAD_FIELDS, ids=[f"{i}-{c[0]}-{c[3][:24]}" for i, c in enumerate(BAD_FIELDS)])
+def test_wrongly_typed_field_names_the_field(type_: str, body: Any, changes: dict[str, Any], needle: str) -> None:
+    env = envelope(type_, body, **changes)
+    if "re" in changes:
+        del env["ts"], env["nonce"]
+    with pytest.raises(RemoteProtocolError) as info:
+        m.decode(signed(env), key_for)
+    assert type(info.value) is RemoteProtocolError  # a 400, not an authentication failure
+    text = str(info.value)
+    assert text.startswith(f"{type_}: "), text
+    assert needle in text, text
+
+
+def test_bad_network_name_is_refused_even_with_a_key() -> None:
+    with pytest.raises(RemoteProtocolError, match="network name"):
+        m.decode(signed(envelope("hello", {}, net="no such/name")), lambda net: KEY)
+
+
+@pytest.mark.parametrize("net", [None, 5, ["default"]])
+def test_missing_network_name(net: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match="network name"):
+        m.decode(signed(envelope("hello", {}, net=net)), key_for)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    env = envelope("hello", {"probe": {"n": 1, "fp": FP, "future": [1, 2]}, "later": {"x": None}}, extra="yes")
+    assert m.decode(signed(env), key_for).body == m.Hello(probe=m.Probe(count=1, fingerprint=FP))
+
+
+def test_limits_are_inclusive() -> None:
+    env = envelope("did_you_hear", {"ids": MANY_IDS[:-1]})
+    body = m.decode(signed(env), key_for).body
+    assert isinstance(body, m.DidYouHear) and len(body.ids) == m.MAX_IDS
+    peers = [peer(i).to_dict() for i in range(m.MAX_PEERS)]
+    body = m.decode(signed(envelope("hello", {"peers": peers})), key_for).body
+    assert isinstance(body, m.Hello) and len(body.peers) == m.MAX_PEERS
+
+
+def test_error_body_is_json_with_status() -> None:
+    assert json.loads(m.error_body(401, "bad MAC")) == {"v": 1, "type": "error", "status": 401, "error": "bad MAC"}
+
+
+# ---------------------------------------------------------------------------- property-based
+
+_valid_bytes = request(m.Hello(peers=(peer(1),), want=(FP,)))
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(_valid_bytes)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+_json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        _mutated(),
+        _json_values.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(st.sampled_from(["v", "type", "net", "from", "body", "ts", "nonce", "re", "mac"]), _json_values)
+        .map(lambda d: json.dumps(d).encode()),
+    )
+)
+def test_arbitrary_bytes_raise_only_gossip_errors(data: bytes) -> None:
+    try:
+        env = m.decode(data, key_for)
+    except GossipError as exc:
+        assert isinstance(exc, RemoteProtocolError)
+        assert 400 <= exc.status_hint < 500
+    else:  # only a message signed with a key this node holds gets through
+        key = key_for(env.network)
+        assert key is not None and auth.verify(key, data)
+
+
+# Leaves that look right, so that hostile bodies get deep into the field checks.
+_PLAUSIBLE: st.SearchStrategy[Any] = st.sampled_from(
+    [
+        FP, FP.upper(), "0x" + FP[2:], guid(1), guid(0xBEEF).upper(), SENDER, "10.0.0.1", "::1", "default", "bad name",
+        "2026-11-24T06:35:13+00:00", "2026-11-24T06:35:13", GOSSIPS[0].sha2, "node", "", SURROGATE, 0, 1, 8, 80,
+        65536, -1, 2**53, 2**64, 1.0, True, False, None, [], {},
+    ]
+)
+_FIELD_NAMES = st.sampled_from(
+    [
+        "probe", "peers", "want", "ids", "answer", "gossips", "node", "n", "fp", "size", "start", "sync", "cells",
+        "keys", "upto", "start", "guid", "name", "ip", "port", "network_name", "incarnation", "date_time", "who_name", "msg",
+        "sha2",
+    ]
+)
+_hostile = st.recursive(
+    st.one_of(_json_leaves, _PLAUSIBLE),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_FIELD_NAMES | st.text(max_size=4), kids, max_size=4),
+    max_leaves=10,
+)
+_INTS = st.one_of(st.integers(-2, 2**54), st.sampled_from([0, 8, 16, 4096, 8192]))
+#: Nearly well-formed probes, ids and peers, which reach the node's answering code.
+_near_miss = st.one_of(
+    st.fixed_dictionaries(
+        {"probe": st.fixed_dictionaries({"n": _INTS, "fp": _PLAUSIBLE}, optional={"size": _INTS, PAGE: _PLAUSIBLE})},
+        optional={"ids": st.lists(_PLAUSIBLE, max_size=3), "want": st.lists(_PLAUSIBLE, max_size=3)},
+    ),
+    st.fixed_dictionaries({"peers": st.lists(st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict().items()}), max_size=2)}),
+    st.fixed_dictionaries({"node": st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict(guid=SENDER).items()})}),
+)
+#: Any JSON value, but mostly objects keyed by the protocol's own field names.
+_hostile_body = st.one_of(_hostile, st.dictionaries(_FIELD_NAMES, _hostile, max_size=3), _near_miss)
+
+
+ALL_TYPES = sorted(m.MESSAGE_TYPES)
+#: What the hostile-body tests saw, to check that they reach both outcomes.
+OUTCOMES: dict[str, set[str]] = {t: set() for t in ALL_TYPES}
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_hostile_body, as_answer=st.booleans(), ensure_ascii=st.booleans())
+def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: bool, ensure_ascii: bool) -> None:
+    """Each example's body goes to every message type: 1,000 signed hostile bodies per
+    type. The MAC passes, so the parser itself is what is tested."""
+    for type_ in ALL_TYPES:
+        env = envelope(type_, body)
+        if as_answer:
+            del env["ts"], env["nonce"]
+            env["re"] = NONCE
+        data = signed(env, ensure_ascii=ensure_ascii)
+        try:
+            decoded = m.decode(data, key_for)
+        except GossipError as exc:
+            assert type(exc) in (RemoteProtocolError, MessageTooLarge), exc
+            OUTCOMES[type_].add("refused")
+            continue
+        OUTCOMES[type_].add("decoded")
+        # What decodes is well-formed: it encodes again, and that decodes to the same thing.
+        assert decoded.body.TYPE == type_ and decoded.is_request is not as_answer
+        again = m.encode(
+            decoded.body, network="default", sender=SENDER, key=KEY, nonce=decoded.nonce, ts=decoded.ts, re=decoded.re
+        )
+        assert m.decode(again, key_for) == decoded
+
+
+def test_hostile_bodies_reached_both_outcomes_for_every_type() -> None:
+    if not any(OUTCOMES.values()):
+        pytest.skip("runs after test_hostile_signed_bodies_raise_only_protocol_errors")
+    # tell_me_more needs "ids" and register(_ok) a whole valid peer: those may never decode.
+    assert all("refused" in seen for seen in OUTCOMES.values()), OUTCOMES
+    assert all("decoded" in OUTCOMES[t] for t in ("hello", "hello_reply", "did_you_hear", "did_you_hear_reply", "tell_me_more_reply")), OUTCOMES
+
+
+def _joined_pair() -> tuple[GossipNode, GossipNode]:
+    a, b = make_node(1), make_node(2)
+    mesh = Mesh([a, b])
+    b.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    a.create_gossip("already here", mesh.now)
+    a.events()
+    return a, b
+
+
+_counter = itertools.count()
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_hostile_body, known=st.booleans())
+def test_node_refuses_hostile_signed_requests_without_changing_anything(body: Any, known: bool) -> None:
+    """The same hostile bodies, as every type, from a known peer or a stranger, to a live node."""
+    a, b = _NODES
+    who = b.guid if known else SENDER
+    for type_ in ALL_TYPES:
+        env = envelope(type_, body, nonce=f"n{next(_counter)}")
+        env["from"] = who
+        data = signed(env)
+        before = (a.gossip_count(), a.peer_count(), a.network_status(), a.gossip_status())
+        try:
+            reply = a.handle_request(data, T0)
+        except GossipError as exc:
+            assert isinstance(exc, RemoteProtocolError) and 400 <= exc.status_hint < 500, exc
+            assert (a.gossip_count(), a.peer_count(), a.network_status(), a.gossip_status()) == before
+            assert a.events() == [] and a.outbox() == []
+            continue
+        # Accepted: then it was a well-formed request, and the answer is a signed reply to it.
+        request_env = m.decode(data, key_for)
+        reply_env = m.decode(reply, key_for)
+        assert type(reply_env.body) is m.REPLY_TYPES[type(request_env.body)]
+        assert reply_env.re == env["nonce"] and reply_env.sender == a.guid
+        a.events()
+        a.outbox()
+
+
+_NODES = _joined_pair()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"nonce": SURROGATE},
+        {"body": {"peers": [peer_dict(name=SURROGATE)]}},
+        {"body": {"want": ["-" + "0" * 31]}},
+        {"type": ["hello"]},
+    ],
+    ids=["surrogate-nonce", "surrogate-peer-name", "signed-key", "list-type"],
+)
+def test_node_answers_regressions_with_a_400(changes: dict[str, Any]) -> None:
+    """Regressions: the first two once escaped as UnicodeEncodeError, the list type as
+    TypeError (a 500 and a traceback); the signed key was accepted as a 32-hex-digit key."""
+    a, b = _joined_pair()
+    env = envelope("hello", {})
+    env.update(changes, **{"from": b.guid})
+    before = (a.peer_count(), a.network_status())
+    with pytest.raises(RemoteProtocolError) as info:
+        a.handle_request(signed(env), T0)
+    assert info.value.status_hint == 400
+    assert (a.peer_count(), a.network_status()) == before and a.events() == []
