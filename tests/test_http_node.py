@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .nodeproc import PASSWORD, Cluster, free_port, wait_for
+from .nodeproc import PASSWORD, ROOT, Cluster, free_port, wait_for
 
 
 @pytest.fixture
@@ -142,3 +145,37 @@ def test_bad_flags_give_one_line_errors(cluster: Cluster, tmp_path: Path) -> Non
     err = (broken.proc.stderr.read() if broken.proc.stderr else "").strip()
     assert "broken.json" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert PASSWORD  # the fixture's password never shows in errors
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("GOSSIP_PASSWORD", None)
+    return subprocess.run([sys.executable, "-m", "gossip", *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd, env=env)
+
+
+def test_seed_bootstrap_through_the_cli_alone(cluster: Cluster, tmp_path: Path) -> None:
+    """init two nodes, start them, register B with A, create on A, read it on B: all by command."""
+    ports = {"a": free_port(), "b": free_port()}
+    for name, port in ports.items():
+        done = _cli("init", "--config", f"{name}.json", "--name", name, "--network", "default",
+                    "--password", PASSWORD, "--port", str(port), "--timer", "0.2", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    a = cluster.start("a", port=ports["a"])
+    b = cluster.start("b", port=ports["b"])
+    done = _cli("register", a.address, "--config", "b.json", cwd=tmp_path)
+    assert done.returncode == 0 and "a" in done.stdout, done.stderr
+    done = _cli("create", "the seed's first gossip", "--config", "a.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    guid = done.stdout.strip()
+
+    def on_b() -> list[dict[str, object]]:
+        done = _cli("status", "--json", "--config", "b.json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return list(json.loads(done.stdout))
+
+    wait_for(lambda: any(r["guid"] == guid and r["complete"] for r in on_b()), 20, "B to hear it", 0.3)
+    [row] = on_b()
+    assert row["msg"] == "the seed's first gossip" and row["who_name"] == "a" and len(str(row["sha2"])) == 64
+    peers = json.loads(_cli("network", "--json", "--config", "a.json", cwd=tmp_path).stdout)
+    assert [(p["name"], p["status"]) for p in peers] == [("b", "alive")]
