@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shlex
+import ssl
 import sys
 import time
 import unicodedata
@@ -92,11 +93,14 @@ class NodeClient:
         start_hint: the command that starts this node, shown when it does not answer.
     """
 
-    def __init__(self, url: str, network: str, key: bytes, *, start_hint: str | None = None) -> None:
+    def __init__(
+        self, url: str, network: str, key: bytes, *, start_hint: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.network = network
         self.key = key
         self.start_hint = start_hint
+        self.ssl_context = ssl_context
 
     def call(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT) -> tuple[int, Any]:
         """Send one request, signed with a fresh timestamp and nonce.
@@ -126,7 +130,9 @@ class NodeClient:
         )
         headers = {CLIENT_AUTH_HEADER: header, "Accept": "application/json"}
         try:
-            status, raw = http_call(self.url + path, method=method, body=body, headers=headers, timeout=timeout)
+            status, raw = http_call(
+                self.url + path, method=method, body=body, headers=headers, timeout=timeout, ssl_context=self.ssl_context
+            )
         except TransportError as exc:
             text = str(exc)
             why = text.split(" is unreachable: ", 1)[1] if " is unreachable: " in text else text
@@ -195,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--node", metavar="URL", help="the node to talk to (default: the one --config describes)")
     common.add_argument("--config", metavar="PATH", help=f"the node's config (default {DEFAULT_CONFIG})")
     common.add_argument("--network", help="authenticate for this network (default: the config's first)")
+    common.add_argument("--tls-ca", metavar="PATH", help="the node serves HTTPS: verify it with this CA (PEM)")
     password_options(common)
 
     init = sub.add_parser(
@@ -340,8 +347,15 @@ def _connect(args: argparse.Namespace) -> NodeClient:
         host = config.ip
         if ipaddress.ip_address(host).is_unspecified:  # listens everywhere: talk to it here
             host = "::1" if ":" in host else "127.0.0.1"
-        node_url = f"http://{_hostport(host, config.port)}"
-    return NodeClient(node_url, network, key, start_hint=start_hint)
+        scheme = "https" if args.tls_ca else "http"
+        node_url = f"{scheme}://{_hostport(host, config.port)}"
+    ssl_context = None
+    if args.tls_ca:
+        try:
+            ssl_context = ssl.create_default_context(cafile=args.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"cannot load --tls-ca {args.tls_ca}: {exc}", EXIT_USAGE) from None
+    return NodeClient(node_url, network, key, start_hint=start_hint, ssl_context=ssl_context)
 
 
 # ---------------------------------------------------------------------- output

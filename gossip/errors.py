@@ -66,7 +66,12 @@ class TransportError(GossipError):
 
 
 class StorageError(GossipError):
-    """A store could not be read or written; the message names the file and the line."""
+    """A store could not be read or written; the message names the file and the line.
+
+    Answered as 507 (Insufficient Storage): nothing was acknowledged.
+    """
+
+    status_hint = 507
 
 
 class ConfigError(GossipError, ValueError):

@@ -18,6 +18,7 @@ import random
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ from .auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth, derive_key
 from .configfile import load_config, save_config
 from .errors import ConfigError, GossipError, LocalProtocolError, StorageError, TransportError
 from .events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
+from .messages import MAX_MESSAGE_BYTES
 from .model import Network, NodeConfig, PeerStatus, check_network_name
 from .node import GossipNode, Outgoing
 from .storage import persist
@@ -446,6 +448,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="most peers contacted in one round (default 3)")
     p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
+    p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
+    p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
+    p.add_argument("--tls-key", metavar="PATH", help="the certificate's private key (PEM)")
+    p.add_argument("--tls-ca", metavar="PATH", help="verify peers' certificates against this CA (PEM); turns on HTTPS to peers")
+    p.add_argument("--max-body", type=int, default=MAX_MESSAGE_BYTES, metavar="BYTES", help="largest request body accepted (default 1 MiB)")
+    p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     return p
 
@@ -528,18 +536,44 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
     return config, generated, changed
 
 
-def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None) -> str:
+def tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """The server and client TLS contexts the flags ask for (both None: plain HTTP).
+
+    Raises:
+        ConfigError: a half-given pair, or a file that cannot be loaded.
+    """
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    server = client = None
+    try:
+        if args.tls_cert:
+            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server.minimum_version = ssl.TLSVersion.TLSv1_2
+            server.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            client = ssl.create_default_context(cafile=args.tls_ca)
+            client.minimum_version = ssl.TLSVersion.TLSv1_2
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS files: {exc}") from None
+    if server is not None and client is None:
+        raise ConfigError("with --tls-cert, also give --tls-ca: peers are then reached over HTTPS and verified")
+    return server, client
+
+
+def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None, scheme: str = "http") -> str:
     host = f"[{address[0]}]" if ":" in address[0] else address[0]
     network = config.networks[0].name
     lines = [
         f"gossip node {config.node_name} ({config.node_guid}) on network {', '.join(config.network_names)}",
-        f"Serving HTTP on {address[0]} port {address[1]} (http://{host}:{address[1]}/) ...",
+        f"Serving {scheme.upper()} on {address[0]} port {address[1]} ({scheme}://{host}:{address[1]}/) ...",
         f"config {path}, data {data_dir_for(path)}/",
         "",
         "To join a second node to this network, run:",
     ]
     port = address[1] + 1
     join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {host}:{address[1]}"
+    if scheme == "https":
+        join += " --tls-cert CERT --tls-key KEY --tls-ca CA"
     if password is not None:
         lines[-1] = "To join a second node to this network, run (the password is shown only this once;"
         lines.append("server.json keeps only a key derived from it):")
@@ -569,26 +603,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise GossipError("this node is starting; try again", status_hint=503)
         return runner.app(request)
 
-    transport = HttpTransport(app=app)
+    transport = None
     try:
+        server_tls, client_tls = tls_contexts(args)
+        transport = HttpTransport(
+            app=app, max_body=args.max_body, ssl_server_context=server_tls, ssl_client_context=client_tls
+        )
         config, generated, changed = build_config(args, path)
         join = parse_hostport(args.join) if args.join else None
+        listen = parse_hostport(args.listen) if args.listen else (config.ip, config.port)
         storage = JsonFileStorage(data_dir_for(path))
         try:
-            address = transport.serve((config.ip, config.port), handler)
+            address = transport.serve(listen, handler)
         except (OSError, TransportError) as exc:
-            raise ConfigError(f"cannot listen on {config.ip}:{config.port}: {exc}; pick another --port") from None
-        if address[1] != config.port:  # --port 0: advertise the port we got
+            raise ConfigError(f"cannot listen on {listen[0]}:{listen[1]}: {exc}; pick another --port") from None
+        if args.listen:
+            address = (config.ip, config.port)
+        elif address[1] != config.port:  # --port 0: advertise the port we got
             config = config.with_changes(port=address[1], incarnation=config.incarnation + 1)
             changed = True
         if changed:
             save_config(path, config)
-        runner = NodeRunner(config, storage, transport=transport)
+        offset = args.clock_offset
+        runner = NodeRunner(config, storage, transport=transport, clock=lambda: time.time() + offset)
     except (ConfigError, StorageError, LocalProtocolError) as exc:
-        transport.close()
+        if transport is not None:
+            transport.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(_banner(config, address, path, generated), flush=True)
+    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,10 +53,18 @@ class NodeProc:
     password: str = PASSWORD
     network: str = "default"
     banner: list[str] = field(default_factory=list)
+    ca: str | None = None  # the node serves HTTPS, verified with this CA
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ca else 'http'}://{self.address}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.ca) if self.ca else None
 
     def call(self, method: str, path: str, body: Any = None, *, password: str | None = None, timeout: float = 10.0) -> tuple[int, Any]:
         data = b"" if body is None else json.dumps(body).encode()
@@ -65,8 +74,8 @@ class NodeProc:
             ts=int(time.time() * 1000), nonce=secrets.token_hex(12),
         )
         status, answer = http_call(
-            f"http://{self.address}{path}", method=method, body=data if body is not None else None,
-            headers={"X-Gossip-Auth": header}, timeout=timeout,
+            f"{self.url}{path}", method=method, body=data if body is not None else None,
+            headers={"X-Gossip-Auth": header}, timeout=timeout, ssl_context=self.ssl_context(),
         )
         return status, json.loads(answer) if answer else None
 
@@ -104,15 +113,19 @@ class Cluster:
         self.nodes: list[NodeProc] = []
 
     def start(self, name: str, *args: str, port: int | None = None, password: str = PASSWORD,
-              timer: float = 0.2, expect_banner: bool = True, env: dict[str, str] | None = None) -> NodeProc:
+              timer: float = 0.2, expect_banner: bool = True, env: dict[str, str] | None = None,
+              tls: tuple[Path, Path, Path] | None = None) -> NodeProc:
         port = port or free_port()
         config = self.directory / f"{name}.json"
         cmd = [sys.executable, "-m", "gossip.http", "--config", str(config), "--port", str(port),
                "--timer", str(timer), "--log-level", "WARNING", *args]
+        if tls is not None:
+            cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--tls-ca", str(tls[2])]
         full_env = dict(os.environ, GOSSIP_PASSWORD=password, PYTHONPATH=str(ROOT), **(env or {}))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=self.directory, env=full_env)
-        node = NodeProc(name=name, config=config, port=port, proc=proc, password=password)
+        node = NodeProc(name=name, config=config, port=port, proc=proc, password=password,
+                        ca=str(tls[2]) if tls else None)
         self.nodes.append(node)
         if expect_banner:
             assert proc.stdout is not None
@@ -130,7 +143,7 @@ class Cluster:
     @staticmethod
     def _healthy(node: NodeProc) -> bool:
         try:
-            return http_call(f"http://{node.address}/healthz", timeout=1)[0] == 200
+            return http_call(f"{node.url}/healthz", timeout=1, ssl_context=node.ssl_context())[0] == 200
         except Exception:
             return False
 

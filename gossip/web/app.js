@@ -215,7 +215,9 @@
       const status = STATUSES.includes(p.status) ? p.status : "unknown";
       const badge = el("span", `badge ${status}`, String(p.status));
       if (p.failures) badge.title = `${p.failures} failed contact(s)`;
-      const seen = el("span", "peer-seen", "seen ", timeEl(p.last_seen, true));
+      const seen = p.last_seen
+        ? el("span", "peer-seen", "seen ", timeEl(p.last_seen, true))
+        : el("span", "peer-seen", "not seen yet");
       const item = el(
         "li", "peer", badge,
         el("span", "peer-name", String(p.name)),
