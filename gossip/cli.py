@@ -32,7 +32,7 @@ import urllib.parse
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .auth import CLIENT_AUTH_HEADER, client_auth_header, derive_key
@@ -575,28 +575,27 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_network(args: argparse.Namespace) -> int:
+def _show_list(args: argparse.Namespace, path: str, table: Callable[[list[Any]], str], empty: str) -> int:
+    """GET a list from the node and print it: as JSON, as a table, or a hint when empty."""
     client = _connect(args)
-    peers = client.expect("GET", "/v1/peers", None, 200, list)
+    rows = client.expect("GET", path, None, 200, list)
     if args.json:
-        _print_json(peers)
-    elif not peers:
-        _out(f"no peers known on network {client.network} yet; add one with: gossip register HOST:PORT")
+        _print_json(rows)
+    elif not rows:
+        _out(empty.format(network=client.network))
     else:
-        _out(peers_table(peers))
+        _out(table(rows))
     return 0
+
+
+def _cmd_network(args: argparse.Namespace) -> int:
+    hint = "no peers known on network {network} yet; add one with: gossip register HOST:PORT"
+    return _show_list(args, "/v1/peers", peers_table, hint)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    client = _connect(args)
-    gossips = client.expect("GET", "/v1/gossip", None, 200, list)
-    if args.json:
-        _print_json(gossips)
-    elif not gossips:
-        _out(f"no gossip on network {client.network} yet; create one with: gossip create MSG")
-    else:
-        _out(gossip_table(gossips))
-    return 0
+    hint = "no gossip on network {network} yet; create one with: gossip create MSG"
+    return _show_list(args, "/v1/gossip", gossip_table, hint)
 
 
 _COMMANDS = {
