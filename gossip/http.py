@@ -57,7 +57,9 @@ def parse_hostport(text: str) -> tuple[str, int]:
     """
     host, sep, port_text = text.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
+            or not 1 <= int(port_text) <= 65535:
         raise LocalProtocolError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:8470)")
     try:
         infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
@@ -154,7 +156,10 @@ class NodeRunner:
         while not self._stop.is_set():
             with self._lock:
                 self.node.tick(self.clock())
-                self._settle()
+                try:
+                    self._settle()
+                except StorageError:
+                    pass  # logged by _settle; a full disk must not end the rounds
                 delay = self.node.next_deadline() - self.clock()
             self._wake.wait(timeout=min(max(delay, 0.0), 1.0))
             self._wake.clear()
@@ -167,7 +172,12 @@ class NodeRunner:
         """
         events = self.node.events()
         if events:
-            persist(self.storage, events)
+            try:
+                persist(self.storage, events)
+            except StorageError as exc:
+                # Also raised in the send pool and the round loop, where nobody else reports it.
+                log.error("%s", exc)
+                raise
             for event in events:
                 self._note(event)
         for out in self.node.outbox():
@@ -367,8 +377,7 @@ class NodeRunner:
         assert isinstance(event, RegisterFailed)
         if event.status in (401, 403):
             raise GossipError(
-                f"{address} refused the registration: it is not on network {network!r}"
-                " or its password differs",
+                f"{address} refused the registration: {_refusal(event, network, 'its')}",
                 status_hint=403,
             )
         raise GossipError(f"{address} did not answer: {event.reason}", status_hint=502)
@@ -415,6 +424,13 @@ def _web_file(path: str) -> Response:
     except (FileNotFoundError, OSError):
         return _json(404, {"v": 1, "type": "error", "status": 404, "error": f"{name} is not installed"})
     return Response(200, data, content_type, WEB_HEADERS)
+
+
+def _refusal(event: RegisterFailed, network: str, article: str) -> str:
+    """Why a node refused our REGISTER with 401/403: the clocks, or else the network or password."""
+    if "clock" in event.reason:  # ReplayGuard's "message timestamp is ...s off this node's clock"
+        return f"the clocks differ too much ({event.reason.split('): ', 1)[-1]})"
+    return f"it is not on network {network!r} or {article} password differs"
 
 
 def _json(status: int, body: Any) -> Response:
@@ -644,11 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"joined network {network}: registered with {event.peer.peer.name} at {args.join}", flush=True)
         else:
             assert isinstance(event, RegisterFailed)
-            why = (
-                f"it is not on network {network!r} or the password differs"
-                if event.status in (401, 403)
-                else event.reason
-            )
+            why = _refusal(event, network, "the") if event.status in (401, 403) else event.reason
             print(f"error: could not join {args.join}: {why}", file=sys.stderr)
             stop.set()
             status = 1

@@ -63,6 +63,11 @@ class NodeProc:
     def url(self) -> str:
         return f"{'https' if self.ca else 'http'}://{self.address}"
 
+    @property
+    def node_guid(self) -> str:
+        """This node's guid, from its config file."""
+        return str(json.loads(self.config.read_text())["node_guid"])
+
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.ca) if self.ca else None
 
@@ -114,7 +119,8 @@ class Cluster:
 
     def start(self, name: str, *args: str, port: int | None = None, password: str = PASSWORD,
               timer: float = 0.2, expect_banner: bool = True, env: dict[str, str] | None = None,
-              tls: tuple[Path, Path, Path] | None = None) -> NodeProc:
+              tls: tuple[Path, Path, Path] | None = None,
+              preexec_fn: Callable[[], None] | None = None) -> NodeProc:
         port = port or free_port()
         config = self.directory / f"{name}.json"
         cmd = [sys.executable, "-m", "gossip.http", "--config", str(config), "--port", str(port),
@@ -123,7 +129,7 @@ class Cluster:
             cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--tls-ca", str(tls[2])]
         full_env = dict(os.environ, GOSSIP_PASSWORD=password, PYTHONPATH=str(ROOT), **(env or {}))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=self.directory, env=full_env)
+                                cwd=self.directory, env=full_env, preexec_fn=preexec_fn)
         node = NodeProc(name=name, config=config, port=port, proc=proc, password=password,
                         ca=str(tls[2]) if tls else None)
         self.nodes.append(node)

@@ -491,3 +491,27 @@ def test_http_oversized_answer_is_refused(web: Net) -> None:
 def test_http_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         HttpTransport(max_body=0)
+
+
+def test_http_call_refuses_an_answer_cut_short() -> None:
+    """A server that promises 100 bytes and sends 12 gets an error, not a short body."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n" + b'{"guid": "ab')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TransportError):
+            http_call(f"http://127.0.0.1:{port}/v1/gossip", timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()

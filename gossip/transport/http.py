@@ -352,7 +352,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     # -- answering --------------------------------------------------------------------------
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Error answers from the base class's parser (bad request line, 431, 501...) in JSON."""
+        """Error answers from the base class's parser (bad request line, 414, 431...) in JSON."""
+        # Its only 5xx blame the request (an unknown method: 501, HTTP/2 or later: 505): like
+        # every other malformed request they get a 4xx, so that 5xx always means the node's fault.
+        code = {501: 405, 505: 400}.get(code, code)
         text = message or self.responses.get(code, ("error",))[0]
         self.log_error("code %d, message %s", code, text)
         self._error(code, text)
@@ -447,12 +450,17 @@ def _why(exc: BaseException, timeout: float) -> str:
 def _read_capped(response: Any, cap: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
+    declared = response.headers.get("Content-Length")
     while True:
         if time.monotonic() > deadline:
             raise TimeoutError("the answer took too long")
         chunk = response.read(min(65536, cap + 1 - size))
         if not chunk:
-            return b"".join(chunks)
+            body = b"".join(chunks)
+            if declared is not None and declared.isdigit() and int(declared) != size:
+                # The connection closed early: a cut answer must never pass for a whole one.
+                raise http.client.IncompleteRead(body, int(declared) - size)
+            return body
         chunks.append(chunk)
         size += len(chunk)
         if size > cap:
