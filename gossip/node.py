@@ -400,7 +400,8 @@ class GossipNode:
         Args:
             reason: what went wrong, for the events and logs.
             status: the remote's error status if it answered with one (401: it does not
-                accept our key), None if nothing answered (counts against its liveness).
+                accept our key or our clock), None if nothing answered. Either way the
+                peer's liveness counts a failure.
         """
         flight = self._inflight.pop(request_id, None)
         if flight is None:
@@ -423,8 +424,9 @@ class GossipNode:
                 if pending is not None:
                     pending.asked = None
         entry = net.peers.get(flight.peer) if flight.peer else None
+        # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
         # A round sends a peer two requests: count one failure per wave, not per request.
-        if entry is not None and (status is None or status >= 500) and flight.sent > entry.liveness.failed_at:
+        if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy)
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
