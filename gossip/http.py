@@ -1,8 +1,9 @@
 """``python -m gossip.http``: a real node. Connects the core, the HTTP transport, JSON storage and the clock.
 
 This is the one place where "persist, then acknowledge" lives: every call into the node runs
-under one lock, and the events it produced are written to storage before the HTTP answer
-that caused them leaves (:meth:`NodeRunner._settle`).
+under one lock and takes the events it produced (:meth:`NodeRunner._take`); they are written
+to storage, in the order taken but outside the lock, before the HTTP answer that caused them
+leaves (:meth:`NodeRunner._commit`).
 
 Run it with ``-m``: run by path, ``import http.server`` would find this file instead.
 """
@@ -47,13 +48,18 @@ log = logging.getLogger("gossip.node")
 DEFAULT_PORT = 8470
 #: Seconds a client's "register with HOST:PORT" waits for the other node's answer.
 REGISTER_WAIT = 10.0
+#: Seconds it waits for the host name to resolve (an unresolvable name gets its 400 quickly).
+RESOLVE_WAIT = 3.0
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
+def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) to an (ip, port) pair, resolving a host name.
 
+    Args:
+        timeout: most seconds to wait for the name's resolution (None: the resolver's own).
+
     Raises:
-        LocalProtocolError: not of that form, or the name does not resolve.
+        LocalProtocolError: not of that form, or the name does not resolve (in time).
     """
     host, sep, port_text = text.strip().rpartition(":")
     host = host.strip("[]")
@@ -62,16 +68,48 @@ def parse_hostport(text: str) -> tuple[str, int]:
             or not 1 <= int(port_text) <= 65535:
         raise LocalProtocolError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:8470)")
     try:
-        infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, int(port_text), timeout)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise LocalProtocolError(f"cannot resolve host {host!r}: {why}") from None
     return str(infos[0][4][0]), int(port_text)
 
 
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
+    """getaddrinfo, given up after ``timeout`` s: it has no timeout, and a slow resolver can
+    take 5 s per try (the lookup itself ends in a daemon thread, bounded by the resolver)."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller
+            box.append(exc)
+
+    thread = threading.Thread(target=work, name="gossip-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        raise socket.gaierror(f"no answer within {timeout:g} s")
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return list(box[0])
+
+
 def data_dir_for(config_path: Path) -> Path:
     """Where a node keeps gossips and peers: ``server.json`` -> ``server-data/`` beside it."""
     return config_path.with_name(config_path.stem + "-data")
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What one call into the node changed (events) and queued (requests), in call order."""
+
+    ticket: int
+    events: list[Event]
+    outbox: list[Outgoing]
 
 
 @dataclass
@@ -112,12 +150,17 @@ class NodeRunner:
         self._client_guards: dict[str, ReplayGuard] = {}
         self._counters: dict[tuple[str, str], int] = {}
         self._listeners: list[Callable[[Event], None]] = []
+        # Batches are taken under the lock and written in the same order outside it.
+        self._order = threading.Condition()
+        self._issued = 0
+        self._committed = 0
         self.node = GossipNode(
             config,
             rng=random.Random(secrets.randbits(128)),
             now=clock(),
             snapshot=storage.load(),
-            request_timeout=request_timeout * 2,
+            # The transport times every call out; this only catches an answer never reported.
+            request_timeout=request_timeout * 6,
         )
 
     # ------------------------------------------------------------------ life cycle
@@ -156,31 +199,46 @@ class NodeRunner:
         while not self._stop.is_set():
             with self._lock:
                 self.node.tick(self.clock())
-                try:
-                    self._settle()
-                except StorageError:
-                    pass  # logged by _settle; a full disk must not end the rounds
+                batch = self._take()
                 delay = self.node.next_deadline() - self.clock()
+            try:
+                self._commit(batch)
+            except StorageError:
+                pass  # logged by _commit; a full disk must not end the rounds
             self._wake.wait(timeout=min(max(delay, 0.0), 1.0))
             self._wake.clear()
 
-    # ------------------------------------------------------------------ the node, under the lock
-    def _settle(self) -> None:
-        """Persist what the node changed, tell listeners, then send what it queued.
+    # ------------------------------------------------------------------ persist, then acknowledge
+    def _take(self) -> _Batch:
+        """Take what the node changed and queued, in order. Call with the lock held, last."""
+        batch = _Batch(self._issued, self.node.events(), self.node.outbox())
+        self._issued += 1
+        return batch
 
-        Called with the lock held, after every call into the node and before answering.
+    def _commit(self, batch: _Batch) -> None:
+        """Persist a batch (in the order batches were taken), tell listeners, send its requests.
+
+        Called without the node lock, so that other requests are served while this one's
+        writes reach the disk; the caller answers only after this returns.
+
+        Raises:
+            StorageError: the events could not be written (the caller must not acknowledge).
         """
-        events = self.node.events()
-        if events:
+        with self._order:
+            while self._committed != batch.ticket:
+                self._order.wait()
             try:
-                persist(self.storage, events)
+                if batch.events:
+                    persist(self.storage, batch.events)
             except StorageError as exc:
-                # Also raised in the send pool and the round loop, where nobody else reports it.
-                log.error("%s", exc)
+                log.error("%s", exc)  # also raised in the send pool and the round loop: say it here
                 raise
-            for event in events:
-                self._note(event)
-        for out in self.node.outbox():
+            finally:
+                self._committed += 1
+                self._order.notify_all()
+        for event in batch.events:
+            self._note(event)
+        for out in batch.outbox:
             self._count("sent", out.verb)
             self._pool.submit(self._send, out)
 
@@ -209,12 +267,14 @@ class NodeRunner:
             self._count("failed", out.verb)
             with self._lock:
                 self.node.delivery_failed(out.request_id, self.clock(), str(exc), exc.status)
-                self._settle()
+                batch = self._take()
+            self._commit(batch)
             return
         self._count_bytes(len(out.data), len(answer))
         with self._lock:
             self.node.receive_response(out.request_id, answer, self.clock())
-            self._settle()
+            batch = self._take()
+        self._commit(batch)
 
     def handle_peer(self, data: bytes) -> bytes:
         """``POST /v1/peer``: a peer's request. Its effects are on disk before the answer leaves."""
@@ -225,7 +285,8 @@ class NodeRunner:
                 self._count("rejected", type(exc).__name__)
                 log.warning("refused a peer request: %s", exc)
                 raise
-            self._settle()
+            batch = self._take()
+        self._commit(batch)  # on disk before the answer leaves
         self._count_bytes(len(answer), len(data))
         return answer
 
@@ -362,7 +423,8 @@ class NodeRunner:
         msg = body.get("msg")
         with self._lock:
             gossip = self.node.create_gossip(msg, self.clock(), network)  # type: ignore[arg-type]
-            self._settle()  # on disk before the 201 leaves
+            batch = self._take()
+        self._commit(batch)  # on disk before the 201 leaves
         return _json(201, dict(gossip.to_dict(), network=network, complete=True))
 
     def _post_register(self, request: Request, network: str) -> Response:
@@ -370,7 +432,7 @@ class NodeRunner:
         address = body.get("address")
         if not isinstance(address, str):
             raise LocalProtocolError("register needs {\"address\": \"HOST:PORT\"}")
-        ip, port = parse_hostport(address)
+        ip, port = parse_hostport(address, timeout=RESOLVE_WAIT)
         event = self.register(ip, port, network)
         if isinstance(event, Registered):
             return _json(200, {"peer": event.peer.to_dict()})
@@ -388,7 +450,8 @@ class NodeRunner:
         with self._lock:
             rid = self.node.register(ip, port, self.clock(), network)
             self._waiters[rid] = waiter
-            self._settle()
+            batch = self._take()
+        self._commit(batch)
         try:
             if not waiter.done.wait(REGISTER_WAIT + self._request_timeout):
                 return RegisterFailed(request_id=rid, network=network or "", address=(ip, port), reason="no answer in time", status=None)
@@ -531,12 +594,12 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         value = getattr(args, flag)
         if value is not None and value != getattr(config, attr):
             updates[attr] = value
-    if password is not None:
+    if password is not None and generated is None and existed:
         key = derive_key(network_name, password)
         if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
             others = tuple(n for n in config.networks if n.name != network_name)
             updates["networks"] = (Network(name=network_name, key=key),) + others
-    elif network_name not in config.network_names:
+    elif password is None and network_name not in config.network_names:
         raise ConfigError(
             f"to join network {network_name!r} this node needs its password:"
             " set GOSSIP_PASSWORD, or pass --password-file or --password"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, PeerUpdated, Registered
+from ..events import Event, GossipReceived, PeerJoined, PeerUpdated, Registered
 from ..model import Gossip, PeerView, Snapshot
 from .jsonfile import JsonFileStorage
 from .memory import MemoryStorage
@@ -31,17 +31,28 @@ class Storage(Protocol):
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid)."""
 
+    def save_peers(self, views: Iterable[PeerView]) -> None:
+        """Store or replace several peers, in one write where possible."""
+
     def close(self) -> None:
         """Flush and release; idempotent."""
 
 
 def persist(storage: Storage, events: Iterable[Event]) -> None:
-    """Write what the given events changed: the gossips of each network in one batch."""
+    """Write what the given events changed: the gossips of each network, then the peers, each in one batch.
+
+    Liveness changes alone (:class:`PeerStatusChanged`) are not written: they are this node's
+    passing opinion, relearnt within rounds after a restart, and rewriting the peer file at
+    every flip between alive and suspect would cost a write per flip.
+    """
     gossips: dict[str, list[Gossip]] = {}
+    peers: dict[tuple[str, str], PeerView] = {}
     for event in events:
         if isinstance(event, GossipReceived):
             gossips.setdefault(event.network, []).append(event.gossip)
-        elif isinstance(event, (PeerJoined, PeerUpdated, PeerStatusChanged, Registered)):
-            storage.save_peer(event.peer)
+        elif isinstance(event, (PeerJoined, PeerUpdated, Registered)):
+            peers[(event.peer.peer.network_name, event.peer.peer.guid)] = event.peer
     for network, batch in gossips.items():
         storage.save_gossips(network, batch)
+    if peers:
+        storage.save_peers(peers.values())

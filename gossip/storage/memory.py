@@ -33,5 +33,9 @@ class MemoryStorage:
     def save_peer(self, view: PeerView) -> None:
         self._peers.setdefault(view.peer.network_name, {})[view.peer.guid] = view
 
+    def save_peers(self, views: Iterable[PeerView]) -> None:
+        for view in views:
+            self.save_peer(view)
+
     def close(self) -> None:
         self.closed = True
