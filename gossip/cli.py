@@ -83,6 +83,10 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------- talking to a node
+#: Largest answer read: a status of 100,000 gossips is about 35 MB of JSON.
+MAX_ANSWER = 1 << 30
+
+
 class NodeClient:
     """Authenticated JSON calls to one node's client API.
 
@@ -131,7 +135,13 @@ class NodeClient:
         headers = {CLIENT_AUTH_HEADER: header, "Accept": "application/json"}
         try:
             status, raw = http_call(
-                self.url + path, method=method, body=body, headers=headers, timeout=timeout, ssl_context=self.ssl_context
+                self.url + path,
+                method=method,
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                ssl_context=self.ssl_context,
+                max_answer=MAX_ANSWER,
             )
         except TransportError as exc:
             text = str(exc)
