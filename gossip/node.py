@@ -450,7 +450,7 @@ class GossipNode:
             if net is None:
                 continue
             for gossip in gossips:
-                if gossip.verify():
+                if snapshot.verified or gossip.verify():
                     net.gossips[gossip.guid] = gossip
                     net.gossip_keys.add(_guid_key(gossip.guid))
                 else:

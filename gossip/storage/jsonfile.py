@@ -192,7 +192,7 @@ class JsonFileStorage:
         gossips: dict[str, list[Gossip]] = {}
         for network, gossip in scan.records:
             gossips.setdefault(network, []).append(gossip)
-        return Snapshot(gossips=gossips, peers=peers)
+        return Snapshot(gossips=gossips, peers=peers, verified=True)  # _scan_log checked every sha2
 
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Append one gossip to the log and fsync it; a gossip already stored is skipped.
