@@ -154,6 +154,9 @@ class NodeRunner:
         self._order = threading.Condition()
         self._issued = 0
         self._committed = 0
+        self._ready: dict[int, _Batch] = {}
+        self._writing = False
+        self._failures: dict[int, StorageError] = {}
         self.node = GossipNode(
             config,
             rng=random.Random(secrets.randbits(128)),
@@ -216,31 +219,52 @@ class NodeRunner:
         return batch
 
     def _commit(self, batch: _Batch) -> None:
-        """Persist a batch (in the order batches were taken), tell listeners, send its requests.
+        """Persist a batch, tell listeners, send its requests; the caller answers after this.
 
-        Called without the node lock, so that other requests are served while this one's
-        writes reach the disk; the caller answers only after this returns.
+        Group commit: batches are written in the order they were taken, outside the node
+        lock, and whichever thread finds the writer idle writes every batch ready by then in
+        one go (one fsync for all of them), so concurrent requests share the disk's latency.
 
         Raises:
             StorageError: the events could not be written (the caller must not acknowledge).
         """
         with self._order:
-            while self._committed != batch.ticket:
-                self._order.wait()
-            try:
-                if batch.events:
-                    persist(self.storage, batch.events)
-            except StorageError as exc:
-                log.error("%s", exc)  # also raised in the send pool and the round loop: say it here
-                raise
-            finally:
-                self._committed += 1
-                self._order.notify_all()
+            self._ready[batch.ticket] = batch
+            while batch.ticket >= self._committed:
+                if self._writing or self._committed not in self._ready:
+                    self._order.wait()
+                    continue
+                run: list[_Batch] = []
+                while self._committed + len(run) in self._ready:
+                    run.append(self._ready.pop(self._committed + len(run)))
+                self._writing = True
+                self._order.release()
+                failure: StorageError | None = None
+                try:
+                    events = [event for b in run for event in b.events]
+                    if events:
+                        persist(self.storage, events)
+                except StorageError as exc:
+                    failure = exc
+                    log.error("%s", exc)  # also raised in the send pool and the round loop: say it here
+                finally:
+                    self._order.acquire()
+                    self._writing = False
+                    self._committed += len(run)
+                    if failure is not None:
+                        self._failures.update((b.ticket, failure) for b in run)
+                    self._order.notify_all()
+            failed = self._failures.pop(batch.ticket, None)
+        if failed is not None:
+            raise failed
         for event in batch.events:
             self._note(event)
         for out in batch.outbox:
             self._count("sent", out.verb)
-            self._pool.submit(self._send, out)
+            try:
+                self._pool.submit(self._send, out)
+            except RuntimeError:  # stopping: the pool takes no more work
+                return
 
     def _note(self, event: Event) -> None:
         if isinstance(event, GossipReceived):
