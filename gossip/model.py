@@ -313,7 +313,8 @@ class Snapshot:
     gossips: dict[str, list[Gossip]] = field(default_factory=dict)
     peers: dict[str, list[PeerView]] = field(default_factory=dict)
     #: The store already checked every gossip's sha2 (the node then need not check again).
-    verified: bool = False
+    #: Not part of what the snapshot holds, so not compared.
+    verified: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
