@@ -62,7 +62,6 @@ from .model import (
     Network,
     NodeConfig,
     Peer,
-    PeerStatus,
     PeerView,
     Snapshot,
     check_ip,

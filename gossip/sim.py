@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -31,15 +30,6 @@ from .faultproxy import FaultProxy
 from .nodeproc import Cluster, NodeProc, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses SIGKILL, rlimits and Linux capabilities")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def restart(cluster: Cluster, node: NodeProc, *args: str, **kwargs: Any) -> NodeProc:

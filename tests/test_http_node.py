@@ -9,21 +9,10 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from .nodeproc import PASSWORD, ROOT, Cluster, free_port, wait_for
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_first_run_prints_where_it_listens_and_the_join_command(cluster: Cluster, tmp_path: Path) -> None:
@@ -162,7 +151,7 @@ def test_seed_bootstrap_through_the_cli_alone(cluster: Cluster, tmp_path: Path) 
                     "--password", PASSWORD, "--port", str(port), "--timer", "0.2", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     a = cluster.start("a", port=ports["a"])
-    b = cluster.start("b", port=ports["b"])
+    cluster.start("b", port=ports["b"])
     done = _cli("register", a.address, "--config", "b.json", cwd=tmp_path)
     assert done.returncode == 0 and "a" in done.stdout, done.stderr
     done = _cli("create", "the seed's first gossip", "--config", "a.json", cwd=tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ def certs(tmp_path: Path) -> tuple[Path, Path, Path]:
         check=True, capture_output=True, timeout=60,
     )
     return cert, key, cert  # self-signed: the certificate is its own CA
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_two_nodes_gossip_over_https(cluster: Cluster, certs: tuple[Path, Path, Path]) -> None:
