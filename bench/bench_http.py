@@ -117,13 +117,14 @@ def client_call(
         ts=int(time.time() * 1000),
         nonce=secrets.token_hex(16),
     )
+    extra: dict[str, Any] = {} if max_answer is None else {"max_answer": max_answer}
     return http_call(
         f"http://{HOST}:{port}{path}",
         method=method,
         body=data if body is not None else None,
         headers={CLIENT_AUTH_HEADER: header},
         timeout=timeout,
-        **({} if max_answer is None else {"max_answer": max_answer}),
+        **extra,
     )
 
 
