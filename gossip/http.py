@@ -360,6 +360,10 @@ class NodeRunner:
             "gossip_bytes_total", "counter", "Node-to-node body bytes, by direction.",
             [(f'{{direction="{d}"}}', counters.get((f"bytes_{d}", ""), 0)) for d in ("sent", "received")],
         )
+        family(
+            "gossip_iblt_retries_total", "counter", "IBLTs that did not peel and were asked for again, by set.",
+            [(f'{{set="{k.split(".", 1)[1]}"}}', n) for k, n in sorted(stats.items()) if k.startswith("iblt_retry.")],
+        )
         family("gossip_gossips", "gauge", "Complete gossips held, by network.", [(f'{{network="{n}"}}', c) for n, c in held.items()])
         family(
             "gossip_peers", "gauge", "Peers known, by network and status.",

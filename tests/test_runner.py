@@ -143,7 +143,8 @@ def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
     assert status == 200
     for needle in ("gossip_rounds_total", 'gossip_gossips{network="default"} 1',
                    'gossip_peers{network="default",status="alive"} 1', 'gossip_requests_sent_total{verb="hello"}',
-                   'gossip_bytes_total{direction="sent"}', "# TYPE gossip_rejected_total counter"):
+                   'gossip_bytes_total{direction="sent"}', "# TYPE gossip_rejected_total counter",
+                   "# TYPE gossip_iblt_retries_total counter"):
         assert needle in text, needle
 
 
