@@ -541,21 +541,29 @@ def gossip_posts(draw: st.DrawFn) -> ClientRequest | tuple[str, bytes, int]:
     return draw(client_requests(client_bodies("msg", MSG_VALUES)))
 
 
+def refused_before_the_handler(node: Node, path: str, req: ClientRequest | tuple[str, bytes, int]) -> bool:
+    """Bad framing or an oversized body on a POST endpoint: check the refusal, return True."""
+    if isinstance(req, tuple):
+        extra, prefix, status = req
+        answer = raw(node, framed("POST", path, extra, prefix, sign_header("POST", path)), label=f"POST {path}")
+        assert_error(answer, {status}, what=f"framing {extra[:60]!r}")
+        return True
+    body = req.body or b""
+    if len(body) > MAX_BODY:  # refused unread, whoever signed it
+        answer = send(node, "POST", client_target(path, req), body, client_headers(req, "POST", path)[0])
+        assert_error(answer, {413}, what="oversized")
+        return True
+    return False
+
+
 def test_post_gossip_hostile(node: Node) -> None:
     @HOSTILE
     @given(req=gossip_posts())
     def run(req: ClientRequest | tuple[str, bytes, int]) -> None:
-        if isinstance(req, tuple):
-            extra, prefix, status = req
-            answer = raw(node, framed("POST", "/v1/gossip", extra, prefix, sign_header("POST", "/v1/gossip")),
-                         label="POST /v1/gossip")
-            assert_error(answer, {status}, what=f"framing {extra[:60]!r}")
+        if refused_before_the_handler(node, "/v1/gossip", req):
             return
+        assert not isinstance(req, tuple)
         body = req.body or b""
-        if len(body) > MAX_BODY:  # refused unread, whoever signed it
-            answer = send(node, "POST", client_target("/v1/gossip", req), body, client_headers(req, "POST", "/v1/gossip")[0])
-            assert_error(answer, {413}, what="oversized")
-            return
         for i, headers in enumerate(client_headers(req, "POST", "/v1/gossip")):
             answer = send(node, "POST", client_target("/v1/gossip", req), body, headers)
             if req.mode not in ("signed", "replay") or i == 1:
@@ -667,17 +675,10 @@ def test_post_register_hostile(node: Node) -> None:
     @HOSTILE
     @given(req=register_posts())
     def run(req: ClientRequest | tuple[str, bytes, int]) -> None:
-        if isinstance(req, tuple):
-            extra, prefix, status = req
-            answer = raw(node, framed("POST", "/v1/register", extra, prefix, sign_header("POST", "/v1/register")),
-                         label="POST /v1/register")
-            assert_error(answer, {status}, what=f"framing {extra[:60]!r}")
+        if refused_before_the_handler(node, "/v1/register", req):
             return
+        assert not isinstance(req, tuple)
         body = req.body or b""
-        if len(body) > MAX_BODY:  # refused unread, whoever signed it
-            answer = send(node, "POST", client_target("/v1/register", req), body, client_headers(req, "POST", "/v1/register")[0])
-            assert_error(answer, {413}, what="oversized")
-            return
         expected = _register_expect(node, req, body) if req.mode in ("signed", "replay") else {401}
         for i, headers in enumerate(client_headers(req, "POST", "/v1/register")):
             answer = send(node, "POST", client_target("/v1/register", req), body, headers)
