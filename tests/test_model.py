@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossip.errors import LocalProtocolError
 from gossip.model import (
@@ -21,6 +23,7 @@ from gossip.model import (
     PeerStatus,
     PeerView,
     canonical_bytes,
+    check_guid,
     compute_sha2,
     iso_from_timestamp,
 )
@@ -391,3 +394,30 @@ def test_node_config_rejects_bad_identity(changes: dict[str, Any], needle: str) 
 
 def test_node_config_normalises_ip() -> None:
     assert config(ip="0:0::1").ip == "::1"
+
+
+@given(st.text(max_size=40), st.text(max_size=200), st.text(max_size=40))
+def test_canonical_bytes_is_the_contracts_json_dumps_for_any_text(who: str, msg: str, when: str) -> None:
+    """canonical_bytes writes the JSON by hand, for speed: it must equal json.dumps everywhere."""
+    fields = {"date_time": when, "guid": GUID, "msg": msg, "who_name": who}
+    try:
+        expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: neither form can be encoded
+        with pytest.raises(UnicodeEncodeError):
+            canonical_bytes(guid=GUID, date_time=when, who_name=who, msg=msg)
+        return
+    assert canonical_bytes(guid=GUID, date_time=when, who_name=who, msg=msg) == expected
+
+
+@given(st.uuids() | st.text(max_size=40))
+def test_check_guid_accepts_exactly_canonical_uuid_text(value: object) -> None:
+    text = str(value)
+    try:
+        canonical = str(uuid.UUID(text)) == text
+    except ValueError:
+        canonical = False
+    if canonical:
+        assert check_guid(text) == text
+    else:
+        with pytest.raises(LocalProtocolError):
+            check_guid(text)
