@@ -2,13 +2,16 @@
 
 Prints three markdown tables:
 
-1. rounds until every node holds one new gossip, push-pull with one peer a round, against
-   log3(N) + ln(ln N) + 1 (Karp et al., "Randomized Rumor Spreading", FOCS 2000);
-2. wall time and peak memory of ``python -m gossip.sim --nodes 1000 --messages 100``;
+1. wall time, peak memory and traffic of ``python -m gossip.sim --nodes 1000 --messages 100``,
+   with eager push and with ``--no-push``;
+2. rounds until every node holds one new gossip: anti-entropy alone (push-pull with one peer
+   a round) against log3(N) + ln(ln N) + 1 (Karp et al., "Randomized Rumor Spreading", FOCS
+   2000), and with eager push;
 3. bytes on the wire for one round between two nodes that hold the same 1,000 peers and
-   1,000 / 10,000 / 100,000 gossips, settled and with d = 10 differences.
+   1,000 / 10,000 / 100,000 gossips, settled and with d = 10 differences (push off, so that
+   the fetches happen within the round).
 
-Run: ``python bench/bench_core.py [sim|rounds|wire|all]`` (all: about three minutes on 2 cores).
+Run: ``python bench/bench_core.py [sim|rounds|wire|all]`` (all: about ten minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -35,39 +38,49 @@ from gossip.sim import Simulator  # noqa: E402
 T0 = 1_790_000_000.0
 
 
+def _rounds(n: int, seed: int, push: bool) -> int:
+    sim = Simulator(nodes=n, seed=seed, fanout=1, push=push)
+    sim.create(1)
+    rounds = sim.run(max_rounds=200)
+    assert sim.converged()
+    return rounds
+
+
 def rounds_table(sizes: list[int], seeds: int) -> None:
-    print("| N | bound log3 N + ln ln N + 1 | 1.5 x bound | mean rounds | max rounds | seeds |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| N | bound log3 N + ln ln N + 1 | 1.5 x bound | anti-entropy: mean rounds | max |"
+        " with push: mean rounds | max | seeds |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         bound = math.log(n, 3) + math.log(math.log(n)) + 1
-        rounds = []
-        for seed in range(seeds):
-            sim = Simulator(nodes=n, seed=seed, fanout=1)
-            sim.create(1)
-            rounds.append(sim.run(max_rounds=200))
-            assert sim.converged()
+        alone = [_rounds(n, seed, push=False) for seed in range(seeds)]
+        pushed = [_rounds(n, seed, push=True) for seed in range(seeds)]
         print(
-            f"| {n:,} | {bound:.2f} | {1.5 * bound:.2f} | {statistics.mean(rounds):.1f} |"
-            f" {max(rounds)} | {seeds} |"
+            f"| {n:,} | {bound:.2f} | {1.5 * bound:.2f} | {statistics.mean(alone):.1f} | {max(alone)} |"
+            f" {statistics.mean(pushed):.1f} | {max(pushed)} | {seeds} |"
         )
 
 
-def sim_run() -> None:
-    cmd = [sys.executable, "-m", "gossip.sim", "--nodes", "1000", "--messages", "100", "--json"]
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, check=True, timeout=600, text=True)
-        times.append(time.perf_counter() - start)
+def sim_run(runs: int = 3) -> None:
+    base = [sys.executable, "-m", "gossip.sim", "--nodes", "1000", "--messages", "100", "--json"]
+    print("| command | runs | median wall time | min | max | rounds | requests | pushes | bytes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for extra in ([], ["--no-push"]):
+        cmd = base + extra
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, check=True, timeout=600, text=True)
+            times.append(time.perf_counter() - start)
+        r = json.loads(out.stdout)
+        print(
+            f"| `{' '.join(['python'] + cmd[1:-1])}` | {runs} | {statistics.median(times):.1f} s |"
+            f" {min(times):.1f} s | {max(times):.1f} s | {r['rounds']} | {r['requests']:,} |"
+            f" {r['pushes']:,} | {r['bytes']:,} |"
+        )
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(f"`{' '.join(['python'] + cmd[1:])}` -> {out.stdout.strip()}")
-    print()
-    print("| runs | median wall time | min | max | peak RSS |")
-    print("|---:|---:|---:|---:|---:|")
-    print(
-        f"| 3 | {statistics.median(times):.1f} s | {min(times):.1f} s | {max(times):.1f} s |"
-        f" {peak_kib / 1024:.0f} MiB |"
-    )
+    print(f"\npeak RSS of a run: {peak_kib / 1024:.0f} MiB")
 
 
 def _config(i: int, key: bytes) -> NodeConfig:
@@ -135,9 +148,9 @@ def wire_table(sizes: list[int], ds: list[int]) -> None:
             # With d differences, each side holds d/2 gossips the other lacks.
             a_extra = pool[size : size + extra // 2]
             b_extra = pool[size + extra // 2 : size + extra]
-            a = GossipNode(ca, rng=random.Random(1), now=T0,
+            a = GossipNode(ca, rng=random.Random(1), now=T0, push=False,
                            snapshot=Snapshot(gossips={"default": common + a_extra}, peers={"default": others + [pb]}))
-            b = GossipNode(cb, rng=random.Random(2), now=T0,
+            b = GossipNode(cb, rng=random.Random(2), now=T0, push=False,
                            snapshot=Snapshot(gossips={"default": common + b_extra}, peers={"default": others + [pa]}))
             # Make B the peer A contacts next round (as after a REGISTER).
             a._nets["default"].peers[b.guid].fresh = True  # noqa: SLF001
@@ -156,7 +169,7 @@ def main(parts: list[str]) -> None:
         print("## Simulator, 1,000 nodes x 100 gossips\n")
         sim_run()
     if {"rounds", "all"} & set(parts):
-        print("\n## Rounds to spread one gossip (fanout 1, push-pull)\n")
+        print("\n## Rounds to spread one gossip (fanout 1)\n")
         rounds_table([10, 100, 1000], seeds=10)
     if {"wire", "all"} & set(parts):
         print("\n## Bytes on the wire for one round between two nodes\n")

@@ -1,6 +1,6 @@
 """Benchmark real node processes over HTTP: convergence, peer-request throughput, a large store.
 
-    python bench/bench_http.py converge|throughput|store|all [--runs N] [--keep]
+    python bench/bench_http.py converge|throughput|throughput-keepalive|store|all [--runs N] [--keep]
 
 - converge: 20 ``python -m gossip.http`` processes on 127.0.0.1 (``--timer 0.2 --max-peers 3``),
   each joining a random earlier node; once every node knows 19 peers, 1,000 gossips are created
@@ -8,6 +8,9 @@
   figure is the seconds from the last acknowledged create to full convergence.
 - throughput: one node; 20 client threads POST signed DID_YOU_HEAR probes to ``/v1/peer``
   (a new connection each) for ~10 s; requests/s, p50/p99 latency, errors.
+- throughput-keepalive: the same probes on one node, first a new connection each, then from
+  20 threads each keeping ONE persistent HTTP/1.1 connection (TCP_NODELAY; reopened and
+  counted when the server closes it); requests/s, p50/p99, errors, reconnects, side by side.
 - store: a node started on 100,000 stored gossips: startup until ``/healthz`` answers,
   200 sequential creates, the size of ``gossip.jsonl`` and the node's peak RSS.
 
@@ -51,7 +54,7 @@ from gossip.digest import KeySet  # noqa: E402
 from gossip.http import data_dir_for  # noqa: E402
 from gossip.model import Gossip, Network, NodeConfig  # noqa: E402
 from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
-from gossip.transport.http import http_call  # noqa: E402
+from gossip.http import http_call  # noqa: E402
 
 __all__ = ["main"]
 
@@ -714,6 +717,237 @@ def _healthy(port: int) -> bool:
     return status == 200
 
 
+# ------------------------------------------------------------------------------------ throughput-keepalive
+KA_TARGET_RPS = 5000  # issue 9: at least 5,000 signed DID_YOU_HEAR a second on persistent connections ...
+KA_TARGET_P99_MS = 10.0  # ... with p99 under 10 ms
+
+
+def keepalive_run(port: int, sender: str) -> dict[str, Any]:
+    """TP_THREADS threads, each with ONE persistent HTTP/1.1 connection (TCP_NODELAY), POSTing
+    signed in-sync DID_YOU_HEAR probes for TP_SECONDS. A connection the server closes (an
+    HTTP/1.0 answer, ``Connection: close``, or a reused connection found closed) is reopened
+    and counted; a request that failed on a reused connection (the server closed it first)
+    is counted as ``stale``, not as an error, and the next one goes on a new connection."""
+    latencies: list[list[float]] = [[] for _ in range(TP_THREADS)]
+    errors: list[list[str]] = [[] for _ in range(TP_THREADS)]
+    opened = [0] * TP_THREADS  # connections opened, per thread
+    closed_by_server = [0] * TP_THREADS  # answers after which the server closed the connection
+    stale = [0] * TP_THREADS  # requests that failed on a reused connection
+    versions: list[dict[int, int]] = [{} for _ in range(TP_THREADS)]  # answers by HTTP version (10, 11)
+    start_gate = threading.Barrier(TP_THREADS + 1)
+    stop_at = [0.0]
+
+    def worker(i: int) -> None:
+        lat, err, ver = latencies[i], errors[i], versions[i]
+        conn: http.client.HTTPConnection | None = None
+        used = 0  # requests answered on the current connection
+        start_gate.wait()
+        try:
+            while time.perf_counter() < stop_at[0]:
+                body = probe_body(sender)
+                t0 = time.perf_counter()  # a reconnect, when one is needed, counts in the latency
+                if conn is None or conn.sock is None:
+                    if conn is not None:
+                        conn.close()
+                    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+                    try:
+                        conn.connect()
+                        assert conn.sock is not None
+                        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    except OSError as exc:
+                        err.append(f"connect {type(exc).__name__}")
+                        conn.close()
+                        conn = None
+                        time.sleep(0.01)  # a refused connect returns at once: do not spin
+                        continue
+                    opened[i] += 1
+                    used = 0
+                try:
+                    conn.request("POST", "/v1/peer", body=body, headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    answer = resp.read()
+                    status = resp.status
+                    ver[resp.version] = ver.get(resp.version, 0) + 1
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    conn = None
+                    if used > 0:
+                        stale[i] += 1
+                    else:
+                        err.append(type(exc).__name__)
+                    continue
+                used += 1
+                if conn.sock is None:  # http.client closed it: the answer said the server closes
+                    closed_by_server[i] += 1
+                if status == 200 and b'"sync":true' in answer:
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    err.append(f"{status}")
+        finally:
+            if conn is not None:
+                conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(TP_THREADS)]
+    for t in threads:
+        t.start()
+    cpu0 = os.times()
+    stop_at[0] = time.perf_counter() + TP_SECONDS
+    t0 = time.perf_counter()
+    start_gate.wait()
+    for t in threads:
+        t.join(timeout=TP_SECONDS + 30)
+    elapsed = time.perf_counter() - t0
+    cpu1 = os.times()
+    lat = [x for part in latencies for x in part]
+    errs = [x for part in errors for x in part]
+    kinds: dict[str, int] = {}
+    for e in errs:
+        kinds[e] = kinds.get(e, 0) + 1
+    by_version: dict[str, int] = {}
+    for part in versions:
+        for v, n in part.items():
+            key = f"HTTP/{v // 10}.{v % 10}"
+            by_version[key] = by_version.get(key, 0) + n
+    total_opened = sum(opened)
+    return {
+        "ok": len(lat),
+        "rps": len(lat) / elapsed,
+        "p50": pct(lat, 0.5) * 1000,
+        "p99": pct(lat, 0.99) * 1000,
+        "errors": len(errs),
+        "kinds": kinds,
+        "elapsed": elapsed,
+        "client_cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "opened": total_opened,
+        "reconnects": max(0, total_opened - TP_THREADS),
+        "closed_by_server": sum(closed_by_server),
+        "stale": sum(stale),
+        "per_conn": (len(lat) + len(errs)) / total_opened if total_opened else None,
+        "versions": by_version,
+    }
+
+
+_LEAN_SENDER = str(uuid.uuid4())
+
+
+def _lean_bodies(count: int) -> list[bytes]:
+    return [probe_body(_LEAN_SENDER) for _ in range(count)]
+
+
+def lean_keepalive_run(port: int, sender: str) -> dict[str, Any]:
+    """The same probes from bench/h1load.py: 2 processes x 10 persistent connections, bodies
+    signed before the clock starts, raw sockets: the client costs ~40 µs a request, so the
+    figure is the server's."""
+    import h1load
+
+    r = h1load.run_load((HOST, port), _lean_bodies, processes=2, connections=TP_THREADS // 2, seconds=TP_SECONDS)
+    lat = r.latencies
+    return {
+        "ok": r.requests - r.errors, "rps": r.requests / r.seconds if r.seconds else 0.0,
+        "p50": pct(lat, 0.5) * 1e3 if lat else 0.0, "p99": pct(lat, 0.99) * 1e3 if lat else 0.0,
+        "errors": r.errors, "kinds": "", "reconnects": r.reconnects, "closed_by_server": r.reconnects,
+        "stale": 0, "versions": {}, "client_cpu": r.client_cpu,
+        "per_conn": r.requests / max(1, TP_THREADS + r.reconnects),
+    }
+
+
+def bench_throughput_keepalive(runs: int, keep: bool) -> None:
+    print(f"## throughput-keepalive: POST /v1/peer DID_YOU_HEAR probes, {TP_THREADS} client threads, "
+          f"~{TP_SECONDS:g} s per mode: one persistent connection per thread, beside a new connection per request")
+    print()
+    print("Command: " + shlex.join([sys.executable, "bench/bench_http.py", "throughput-keepalive", "--runs", str(runs)]))
+    print("Node: GOSSIP_PASSWORD=... python -m gossip.http --config <tmpdir>/server.json --port <free port> --log-level WARNING")
+    print(
+        f"Each run starts one node and measures, on it, first the new-connection mode (as the throughput part), "
+        f"then the keep-alive mode: each of the {TP_THREADS} threads keeps ONE http.client.HTTPConnection "
+        "(HTTP/1.1, TCP_NODELAY), reopened only when the server closes it (counted as reconnects). "
+        f"Caveat: this machine has {CORES} cores and the load generator (one Python process, signing each "
+        "request, ~250 µs of client CPU per request in http.client and thread switching) shares them with the "
+        "server: the rates are a floor for the server, not its capacity (at 5,000/s this client alone would "
+        "need more than a core); server CPU per request is the figure least sensitive to that."
+    )
+    print()
+    sender = str(uuid.uuid4())  # an unknown sender that holds the key
+    network_key()
+    rows: list[list[Any]] = []
+    results: dict[str, list[dict[str, Any]]] = {"new connection": [], "keep-alive": [], "keep-alive, lean client": []}
+    for run in range(1, runs + 1):
+        work = make_workdir(keep, f"gossip-bench-keepalive{run}-")
+        nodes: list[Node] = []
+        try:
+            node = Node(["--config", str(work / "server.json"), "--port", str(free_port()), "--log-level", "WARNING"],
+                        workdir=work, tag="node", env={"GOSSIP_PASSWORD": PASSWORD})
+            nodes.append(node)
+            node.wait_banner(timeout=30)
+            assert node.port is not None
+            if not wait_until(lambda: _healthy(node.port), 30, 0.05):  # type: ignore[arg-type]
+                raise RuntimeError("/healthz never answered")
+            for mode, fn in (("new connection", throughput_run), ("keep-alive", keepalive_run),
+                             ("keep-alive, lean client", lean_keepalive_run)):
+                cpu0 = node.cpu_seconds()
+                other = OtherLoad(lambda: node.cpu_seconds() or 0.0)
+                r = fn(node.port, sender)
+                r["other_cores"] = other.cores()
+                cpu1 = node.cpu_seconds()
+                r["server_cpu"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+                r["run"], r["mode"] = run, mode
+                results[mode].append(r)
+                extra = ""
+                if mode.startswith("keep-alive"):
+                    extra = (f", reconnects {r['reconnects']} (server closed after an answer {r['closed_by_server']}, "
+                             f"stale {r['stale']}), answers {r['versions']}")
+                print(f"run {run} {mode}: {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                      f"errors {r['errors']} {r['kinds'] or ''}{extra}", flush=True)
+                rows.append([
+                    run, mode, r["ok"], f"{r['rps']:.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
+                    f"{r['errors']}" + (f" {r['kinds']}" if r["kinds"] else ""),
+                    (f"{r['reconnects']:,} ({r['closed_by_server']:,} closed by the server, {r['stale']} stale)"
+                     if mode.startswith("keep-alive") else "— (one per request)"),
+                    _per_conn(r) if mode.startswith("keep-alive") else "1",
+                    ", ".join(f"{k} ×{v:,}" for k, v in sorted(r.get("versions", {}).items())) or "—",
+                    fmt(r["server_cpu"], ".1f"), f"{r['client_cpu']:.1f}",
+                    fmt(r["server_cpu"] / r["ok"] * 1e6 if r["server_cpu"] is not None and r["ok"] else None, ".0f"),
+                    fmt(r["client_cpu"] / r["ok"] * 1e6 if r["ok"] else None, ".0f"),
+                    f"{r['other_cores']:.2f}",
+                ])
+        except Exception as exc:  # noqa: BLE001
+            print(f"run {run}: FAILED: {exc}", flush=True)
+        finally:
+            stop_all(nodes)
+            errs = [ln for n in nodes for ln in n.stderr_lines() if " ERROR " in ln or "Traceback" in ln]
+            if errs:
+                print(f"  node stderr errors: {len(errs)}, first: {errs[0][:200]}")
+            cleanup(work, keep)
+    print()
+    print(table(
+        ["run", "mode", "ok requests", "req/s", "p50 (ms)", "p99 (ms)", "errors", "reconnects",
+         "requests per connection", "answers by HTTP version", "server CPU (s)", "client CPU (s)",
+         "server CPU per ok request (µs)", "client CPU per ok request (µs)", "other processes' CPU (cores)"],
+        rows,
+    ))
+    print()
+    for mode, rs in results.items():
+        if rs:
+            rps = statistics.median(r["rps"] for r in rs)
+            p99 = statistics.median(r["p99"] for r in rs)
+            line = (f"**{mode}, median of {len(rs)} runs: {rps:.0f} req/s, "
+                    f"p50 {statistics.median(r['p50'] for r in rs):.1f} ms, p99 {p99:.1f} ms, "
+                    f"errors {statistics.median(r['errors'] for r in rs):.0f}**")
+            if mode == "keep-alive":
+                met = rps >= KA_TARGET_RPS and p99 < KA_TARGET_P99_MS
+                line += (f" — target (issue 9): at least {KA_TARGET_RPS:,}/s with p99 under {KA_TARGET_P99_MS:g} ms: "
+                         + ("met" if met else "not met"))
+                if any(r["closed_by_server"] for r in rs):
+                    line += ("; the server closed connections after answering (HTTP/1.0 or Connection: close), "
+                             "so this mode fell back to about one connection per request")
+            print(line)
+    print()
+
+
+def _per_conn(r: dict[str, Any]) -> str:
+    return fmt(r.get("per_conn"), ".1f")
+
+
 # ------------------------------------------------------------------------------------ store
 STORE_GOSSIPS = 100_000
 STORE_BATCH = 1000
@@ -857,7 +1091,7 @@ def bench_store(keep: bool, stored: int) -> None:
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/bench_http.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["converge", "throughput", "store", "all"])
+    parser.add_argument("part", choices=["converge", "throughput", "throughput-keepalive", "store", "all"])
     parser.add_argument("--runs", type=int, default=3, help="runs of converge and throughput (default 3)")
     parser.add_argument("--stored", type=int, default=STORE_GOSSIPS, help="gossips in the store part (default 100,000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
@@ -872,6 +1106,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_converge(args.runs, args.keep)
     if args.part in ("throughput", "all"):
         bench_throughput(args.runs, args.keep)
+    if args.part in ("throughput-keepalive", "all"):
+        bench_throughput_keepalive(args.runs, args.keep)
     if args.part in ("store", "all"):
         bench_store(args.keep, args.stored)
     return 0

@@ -1,9 +1,11 @@
 """gossip: eventually consistent message sets by gossip, with a sans-I/O core.
 
-Everything in ``__all__`` is the public API. The runners (``python -m gossip.http``,
-``python -m gossip.sim``) are not imported here, so that running them with ``-m`` does not
-load them twice.
+Everything in ``__all__`` is the public API. The simulator (``python -m gossip.sim``) is
+not imported here, so that running it with ``-m`` does not load it twice;
+``python -m gossip.http`` runs ``gossip/http/__main__.py``, which nothing imports.
 """
+
+__version__ = "0.1.0"  # first: gossip.http reads it while this package is still importing
 
 from .auth import derive_key
 from .errors import (
@@ -28,9 +30,8 @@ from .events import (
 from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Snapshot, compute_sha2
 from .node import GossipNode, GossipStatus, Outgoing
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
-from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
-
-__version__ = "0.1.0"
+from .transport import MemoryNetwork, MemoryTransport, Transport
+from .http.client import HttpTransport
 
 __all__ = [
     "__version__",

@@ -40,7 +40,7 @@ from .configfile import load_config, save_config
 from .errors import ConfigError, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
-from .transport.http import http_call
+from .http.client import http_call
 
 __all__ = [
     "main",

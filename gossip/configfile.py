@@ -14,7 +14,7 @@ from .storage.jsonfile import write_file_atomically
 
 __all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
 
-logger = logging.getLogger("gossip.config")
+logger = logging.getLogger(__name__)
 
 #: The ``"v"`` field written into every config file.
 CONFIG_VERSION = 1

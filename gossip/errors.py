@@ -10,6 +10,7 @@ __all__ = [
     "MessageTooLarge",
     "TransportError",
     "StorageError",
+    "StorageInUse",
     "ConfigError",
 ]
 
@@ -72,6 +73,15 @@ class StorageError(GossipError):
     """
 
     status_hint = 507
+
+
+class StorageInUse(StorageError):
+    """Another process (or another open store in this one) owns the storage directory."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        #: The owner's process id, when it could be read.
+        self.pid = pid
 
 
 class ConfigError(GossipError, ValueError):

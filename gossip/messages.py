@@ -39,6 +39,8 @@ __all__ = [
     "DidYouHearReply",
     "TellMeMore",
     "TellMeMoreReply",
+    "Push",
+    "PushReply",
     "Envelope",
     "encode",
     "decode",
@@ -97,6 +99,12 @@ def _key(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
         raise _Bad(f"{what} must hold 32-hex-digit keys")
     return value.lower()
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"{what} must be true or false")
+    return value
 
 
 def _guid(value: Any, what: str) -> str:
@@ -216,6 +224,16 @@ def _peers(value: Any, what: str) -> tuple[Peer, ...]:
     return tuple(out)
 
 
+def _gossips(value: Any, what: str) -> tuple[Gossip, ...]:
+    out = []
+    for item in _list(value, what, MAX_IDS):
+        try:
+            out.append(Gossip.from_dict(item))
+        except GossipError as exc:
+            raise _Bad(f"{what}: {exc}") from None
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Register(Message):
     """REGISTER: "add me to this network"; the MAC proves the sender holds the key."""
@@ -303,11 +321,16 @@ class HelloReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DidYouHear(Message):
-    """DID_YOU_HEAR: a probe of my gossip ids, or the ids I hold that you lack."""
+    """DID_YOU_HEAR: a probe of my gossip ids, or the ids I hold that you lack.
+
+    A round's request also carries ``hello``, a probe of my peer records, so that one
+    request per peer checks both sets; what follows a peer-record difference is plain HELLO.
+    """
 
     TYPE: ClassVar[str] = "did_you_hear"
     probe: Probe | None = None
     ids: tuple[str, ...] = ()
+    hello: Probe | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -315,44 +338,71 @@ class DidYouHear(Message):
             out["probe"] = self.probe.to_wire()
         if self.ids:
             out["ids"] = list(self.ids)
+        if self.hello is not None:
+            out["hello"] = self.hello.to_wire()
         return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> DidYouHear:
         probe = data.get("probe")
+        hello = data.get("hello")
         return cls(
             probe=None if probe is None else Probe.from_wire(probe),
             ids=tuple(_guid(g, "ids") for g in _list(data.get("ids", []), "ids", MAX_IDS)),
+            hello=None if hello is None else Probe.from_wire(hello),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DidYouHearReply(Message):
+    """``answer`` answers the gossip-id probe, ``hello`` the peer-record probe."""
+
     TYPE: ClassVar[str] = "did_you_hear_reply"
     answer: ProbeAnswer | None = None
+    hello: ProbeAnswer | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {} if self.answer is None else {"answer": self.answer.to_wire()}
+        out: dict[str, Any] = {}
+        if self.answer is not None:
+            out["answer"] = self.answer.to_wire()
+        if self.hello is not None:
+            out["hello"] = self.hello.to_wire()
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> DidYouHearReply:
         answer = data.get("answer")
-        return cls(answer=None if answer is None else ProbeAnswer.from_wire(answer))
+        hello = data.get("hello")
+        return cls(
+            answer=None if answer is None else ProbeAnswer.from_wire(answer),
+            hello=None if hello is None else ProbeAnswer.from_wire(hello),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TellMeMore(Message):
-    """TELL_ME_MORE: send me the bodies of these gossip ids."""
+    """TELL_ME_MORE: send me the bodies of these gossip ids.
+
+    ``graft``: the eager-push tree missed these gossips; the answerer adds the asker to its
+    eager peers (Plumtree's GRAFT), so the next gossips reach it by PUSH.
+    """
 
     TYPE: ClassVar[str] = "tell_me_more"
     ids: tuple[str, ...]
+    graft: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ids": list(self.ids)}
+        out: dict[str, Any] = {"ids": list(self.ids)}
+        if self.graft:
+            out["graft"] = True
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> TellMeMore:
-        return cls(ids=tuple(_guid(g, "ids") for g in _list(data.get("ids"), "ids", MAX_IDS)))
+        return cls(
+            ids=tuple(_guid(g, "ids") for g in _list(data.get("ids"), "ids", MAX_IDS)),
+            graft=_bool(data.get("graft", False), "graft"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,13 +417,37 @@ class TellMeMoreReply(Message):
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> TellMeMoreReply:
-        out = []
-        for item in _list(data.get("gossips", []), "gossips", MAX_IDS):
-            try:
-                out.append(Gossip.from_dict(item))
-            except GossipError as exc:
-                raise _Bad(f"gossips: {exc}") from None
-        return cls(gossips=tuple(out))
+        return cls(gossips=_gossips(data.get("gossips", []), "gossips"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Push(Message):
+    """PUSH: gossips new to the sender, sent at once to its eager peers (Plumtree's GOSSIP)."""
+
+    TYPE: ClassVar[str] = "push"
+    gossips: tuple[Gossip, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"gossips": [g.to_dict() for g in self.gossips]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Push:
+        return cls(gossips=_gossips(data.get("gossips"), "gossips"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushReply(Message):
+    """The answer to PUSH. ``prune``: it brought nothing new, stop pushing to me (Plumtree's PRUNE)."""
+
+    TYPE: ClassVar[str] = "push_reply"
+    prune: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"prune": True} if self.prune else {}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> PushReply:
+        return cls(prune=_bool(data.get("prune", False), "prune"))
 
 
 #: Every message type by its wire tag. ONLY APPEND: the tags are part of the protocol.
@@ -388,6 +462,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         DidYouHearReply,
         TellMeMore,
         TellMeMoreReply,
+        Push,
+        PushReply,
     )
 }
 #: The answer type each request type expects.
@@ -396,6 +472,7 @@ REPLY_TYPES: dict[type[Message], type[Message]] = {
     Hello: HelloReply,
     DidYouHear: DidYouHearReply,
     TellMeMore: TellMeMoreReply,
+    Push: PushReply,
 }
 
 

@@ -17,19 +17,35 @@ The runner (``gossip.http``, ``gossip.sim`` or your program) owns the I/O and lo
     while (event := node.next_event()): ...     # persist, then acknowledge
     sleep until node.next_deadline()
 
-A round (every ``gossip_timer``) contacts up to ``gossip_max_peer_count`` eligible peers
-of each network at random, plus every peer that registered since the last round, with a
-HELLO probe (peer records) and a DID_YOU_HEAR probe (gossip ids). A probe is a set's
-``(count, fingerprint)``; an in-sync answer ends the exchange. Otherwise the answer is an
-IBLT of the peer's set (:mod:`gossip.digest`) that the initiator subtracts from its own and
-peels into "keys only I have" and "keys only you have", both sides of a push-pull:
+A new gossip spreads by **eager push** (:mod:`gossip.plumtree`): the node that creates it,
+and every node that stores it for the first time, sends it at once in a PUSH to its eager
+peers except the one it came from, so it crosses the network in hops, not rounds. A PUSH
+that brought only duplicates prunes its link, a fetch grafts one, and the eager links settle
+into a tree on which each body crosses each link about once. At most one PUSH per peer is
+in flight; what is created meanwhile queues and leaves in the next one.
 
-- peers: one more HELLO pushes my extra records and asks for the keys I lack;
-- gossip: DID_YOU_HEAR(ids) tells the peer what I hold that it lacks (it then asks me
-  TELL_ME_MORE), and my own TELL_ME_MORE fetches what I lack from the peer that has it.
+**Anti-entropy** repairs whatever the tree missed. A round (every ``gossip_timer``, the
+first at a random moment of the first period) contacts up to ``gossip_max_peer_count``
+eligible peers of each network at random, plus every peer that registered since the last
+round, with one DID_YOU_HEAR carrying two probes: of its gossip ids and (``hello``) of its
+peer records. A probe is a set's ``(count, fingerprint)``; an in-sync answer ends the
+exchange. Otherwise the answer is an IBLT of the peer's set (:mod:`gossip.digest`) that the
+initiator subtracts from its own and peels into "keys only I have" and "keys only you
+have", both sides of a push-pull:
 
-An id heard of but not yet fetched is *pending*: GOSSIP_STATUS shows it with
-``complete: false``; the fetch is retried from another source each round until it lands.
+- peers: one HELLO pushes my extra records and asks for the keys I lack;
+- gossip: DID_YOU_HEAR(ids) tells the peer what I hold that it lacks, and the ids I lack
+  become *pending*, to be fetched with TELL_ME_MORE from a peer that has them.
+
+A pending id shows in GOSSIP_STATUS with ``complete: false``. Without eager push it is
+fetched at once; with it, at the node's next round, if no push brought it meanwhile, and the
+fetch grafts the tree (Plumtree's IHAVE timer and GRAFT). A fetch that fails is retried from
+another source each round until it lands.
+
+**Undo.** The runner writes each batch of events before it lets the answer and the queued
+requests out. When the write fails it calls :meth:`GossipNode.revert` with the events and
+:meth:`GossipNode.cancel` with each request, so nothing of the batch stays in the node or
+leaves it.
 """
 
 from __future__ import annotations
@@ -41,7 +57,7 @@ import random
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from . import messages as m
 from .auth import DEFAULT_WINDOW, ReplayGuard
@@ -68,13 +84,14 @@ from .model import (
     check_port,
     iso_from_timestamp,
 )
+from .plumtree import EagerPeers
 
 __all__ = ["GossipNode", "Outgoing", "GossipStatus"]
 
 Address = tuple[str, int]
 #: Most gossip ids asked for in one TELL_ME_MORE.
 TELL_ME_MORE_BATCH = 256
-#: Bytes of gossip bodies put in one TELL_ME_MORE answer; the rest is asked for again.
+#: Bytes of gossip bodies put in one TELL_ME_MORE answer or PUSH; the rest follows later.
 ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
@@ -142,6 +159,7 @@ class _Net:
 
     network: Network
     self_peer: Peer
+    eager: EagerPeers
     gossips: dict[str, Gossip] = field(default_factory=dict)
     gossip_keys: KeySet = field(default_factory=KeySet)
     pending: dict[str, _Pending] = field(default_factory=dict)
@@ -172,6 +190,11 @@ def record_key(peer: Peer) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
+def _wire_size(gossip: Gossip) -> int:
+    """Bytes of a gossip's JSON as sent, escapes included: what the answer budget counts."""
+    return len(json.dumps(gossip.to_dict(), ensure_ascii=False).encode("utf-8"))
+
+
 def _guid_key(guid: str) -> int:
     return uuid.UUID(guid).int
 
@@ -197,6 +220,8 @@ class GossipNode:
         request_timeout: seconds after which an unanswered request counts as failed.
         max_peers: most peers kept per network (protects memory from a flood of records).
         liveness: how failures turn peers suspect and dead.
+        push: spread new gossips by eager push (:mod:`gossip.plumtree`). False leaves the
+            rounds' anti-entropy alone, to measure it; pushes from peers are still taken.
     """
 
     def __init__(
@@ -210,6 +235,7 @@ class GossipNode:
         request_timeout: float | None = None,
         max_peers: int = 1024,
         liveness: LivenessPolicy | None = None,
+        push: bool = True,
     ) -> None:
         if not isinstance(rng, random.Random):
             raise LocalProtocolError("rng must be a random.Random instance (seed it for replay)")
@@ -218,12 +244,17 @@ class GossipNode:
         self._window = window
         self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
         self._max_peers = max_peers
+        self._push = push
         self._policy = liveness or LivenessPolicy(
             base_backoff=config.gossip_timer, max_backoff=max(60.0, 10 * config.gossip_timer)
         )
         self._nets: dict[str, _Net] = {}
         for network in config.networks:
-            net = _Net(network=network, self_peer=config.self_peer(network.name))
+            net = _Net(
+                network=network,
+                self_peer=config.self_peer(network.name),
+                eager=EagerPeers(config.gossip_max_peer_count),
+            )
             net.replay = ReplayGuard(window)
             self._add_record(net, net.self_peer)
             self._nets[network.name] = net
@@ -231,7 +262,11 @@ class GossipNode:
         self._outbox: list[Outgoing] = []
         self._events: deque[Event] = deque()
         self._next_id = 1
-        self._next_round = now + config.gossip_timer
+        # The first round comes at a random moment of the first period, and the next ones a
+        # period apart: nodes started together must not run their rounds in lockstep, or
+        # every node that the eager-push tree missed repairs at the same instant, and the
+        # duplicate pushes of that parallel repair prune the tree apart.
+        self._next_round = now + config.gossip_timer * (1.0 - rng.random())
         #: Counters: rounds, sent.<verb>, received.<verb>, failed.<verb>, rejected.<reason>.
         self.stats: Counter[str] = Counter()
         if snapshot is not None:
@@ -277,7 +312,7 @@ class GossipNode:
         return out
 
     def create_gossip(self, msg: str, now: float, network: str | None = None) -> Gossip:
-        """CREATE_GOSSIP: a new gossip from this node; it spreads from the next round.
+        """CREATE_GOSSIP: a new gossip from this node, pushed at once to its eager peers.
 
         Raises:
             LocalProtocolError: ``msg`` is not acceptable text, or the network is unknown.
@@ -287,7 +322,7 @@ class GossipNode:
         gossip = Gossip.create(
             guid=guid, date_time=iso_from_timestamp(now), who_name=self.config.node_name, msg=msg
         )
-        self._store(net, gossip, None)
+        self._store(net, [gossip], None, now)
         return gossip
 
     def register(self, ip: str, port: int, now: float, network: str | None = None) -> int:
@@ -341,6 +376,10 @@ class GossipNode:
 
     def peer_count(self, network: str | None = None) -> int:
         return len(self._net(network).peers)
+
+    def eager_peers(self, network: str | None = None) -> tuple[str, ...]:
+        """The guids of the peers a new gossip is pushed to at once (one network)."""
+        return self._net(network).eager.peers()
 
     # ------------------------------------------------------------------ incoming
     def handle_request(self, data: bytes, now: float) -> bytes:
@@ -400,7 +439,7 @@ class GossipNode:
             reason: what went wrong, for the events and logs.
             status: the remote's error status if it answered with one (401: it does not
                 accept our key or our clock), None if nothing answered. Either way the
-                peer's liveness counts a failure.
+                peer's liveness counts a failure, and it leaves the eager set.
         """
         flight = self._inflight.pop(request_id, None)
         if flight is None:
@@ -417,20 +456,72 @@ class GossipNode:
                     status=status,
                 )
             )
-        if isinstance(flight.body, m.TellMeMore):
-            for guid in flight.body.ids:
-                pending = net.pending.get(guid)
-                if pending is not None:
-                    pending.asked = None
-        entry = net.peers.get(flight.peer) if flight.peer else None
+        self._release(net, flight)
+        if flight.peer is None:
+            return
+        net.eager.remove(flight.peer)  # a peer we cannot reach is no link of the tree
+        entry = net.peers.get(flight.peer)
         # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
-        # A round sends a peer two requests: count one failure per wave, not per request.
+        # A peer may have several requests out at once (a round's probe, a fetch, a push):
+        # count one failure per wave, not per request.
         if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy)
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
 
+    def cancel(self, request_id: int) -> None:
+        """Forget a request from :meth:`outbox` that the runner will not send.
+
+        The runner cancels the requests of a batch whose events it could not write, and
+        reverts the events (:meth:`revert`; either order). No failure is counted and no event
+        follows, not even for a REGISTER. A cancelled TELL_ME_MORE's ids can be asked for again. A cancelled PUSH
+        frees its peer for the next one and drops the gossips queued behind it: they may
+        belong to writes still under way, and the rounds deliver those that were written.
+
+        Args:
+            request_id: an id from :meth:`outbox`; unknown or settled ids are ignored.
+        """
+        flight = self._inflight.pop(request_id, None)
+        if flight is not None:
+            self._release(self._nets[flight.net], flight)
+
+    def revert(self, events: Iterable[Event]) -> None:
+        """Undo what these events reported: the runner could not persist them.
+
+        Each gossip a :class:`GossipReceived` stored leaves the node: its set, fingerprint,
+        listing and push queues. Each peer a :class:`PeerJoined` added is forgotten, with its
+        record and eager link. The other events need no undo: a newer peer record or a
+        liveness change stays true, and the next write that touches the peer stores it.
+
+        Args:
+            events: the batch as taken from :meth:`events` or :meth:`next_event`.
+        """
+        for event in events:
+            if isinstance(event, GossipReceived):
+                net = self._nets[event.network]
+                if net.gossips.pop(event.gossip.guid, None) is not None:
+                    net.gossip_keys.discard(_guid_key(event.gossip.guid))
+                    net.eager.forget(event.gossip.guid)
+            elif isinstance(event, PeerJoined):
+                peer = event.peer.peer
+                net = self._nets[peer.network_name]
+                entry = net.peers.pop(peer.guid, None)
+                if entry is not None:
+                    self._drop_record(net, entry.key)
+                    net.eager.remove(peer.guid)
+
     # ------------------------------------------------------------------ internals
+    def _release(self, net: _Net, flight: _Inflight) -> None:
+        """A request ends without an answer: free what it held."""
+        if isinstance(flight.body, m.TellMeMore):
+            for guid in flight.body.ids:
+                pending = net.pending.get(guid)
+                if pending is not None:
+                    pending.asked = None
+        elif isinstance(flight.body, m.Push) and flight.peer is not None:
+            net.eager.finished(flight.peer)
+            net.eager.clear(flight.peer)
+
     def _net(self, name: str | None) -> _Net:
         if name is None:
             return next(iter(self._nets.values()))
@@ -499,17 +590,26 @@ class GossipNode:
         if entry is not None:
             self._send(net, peer, entry.peer.address, body, now)
 
+    @staticmethod
+    def _eligible(net: _Net, now: float) -> list[str]:
+        return [g for g, e in net.peers.items() if e.liveness.eligible(now)]
+
     def _round(self, now: float) -> None:
         self.stats["rounds"] += 1
         k = self.config.gossip_max_peer_count
         for net in self._nets.values():
-            fresh = [g for g, e in net.peers.items() if e.fresh]
-            others = [g for g, e in net.peers.items() if not e.fresh and e.liveness.eligible(now)]
+            fresh: list[str] = []
+            others: list[str] = []
+            for guid, entry in net.peers.items():
+                if entry.fresh:
+                    fresh.append(guid)
+                elif entry.liveness.eligible(now):
+                    others.append(guid)
             targets = fresh + self._rng.sample(others, max(0, min(k - len(fresh), len(others))))
+            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
             for guid in targets:
                 net.peers[guid].fresh = False
-                self._send_to(net, guid, m.Hello(probe=self._probe(net.peer_keys)), now)
-                self._send_to(net, guid, m.DidYouHear(probe=self._probe(net.gossip_keys)), now)
+                self._send_to(net, guid, probes, now)
             self._fetch_pending(net, now)
 
     @staticmethod
@@ -522,7 +622,11 @@ class GossipNode:
         )
 
     def _fetch_pending(self, net: _Net, now: float) -> None:
-        """Ask for pending bodies not currently asked for, from a source that looks alive."""
+        """Ask for pending bodies not currently asked for, from a source that looks alive.
+
+        With eager push on, the fetch grafts: the tree missed these gossips, so the source
+        and this node become eager peers of each other.
+        """
         by_source: dict[str, list[str]] = {}
         for guid, pending in net.pending.items():
             if pending.asked is not None:
@@ -538,7 +642,7 @@ class GossipNode:
             for batch in _chunks(guids, TELL_ME_MORE_BATCH):
                 for guid in batch:
                     net.pending[guid].asked = source
-                self._send_to(net, source, m.TellMeMore(ids=tuple(batch)), now)
+                self._send_to(net, source, m.TellMeMore(ids=tuple(batch), graft=self._push), now)
 
     # -- answering ----------------------------------------------------------------
     def _answer(self, net: _Net, sender: str, body: m.Message, now: float) -> m.Message:
@@ -554,6 +658,7 @@ class GossipNode:
             entry = self._learn_peer(net, node) or net.peers.get(node.guid)
             if entry is not None:
                 entry.fresh = True  # contacted in the very next round: the seed's bootstrap
+                net.eager.add(node.guid)
             return body.response(net.self_peer)
         if isinstance(body, m.Hello):
             answer = None if body.probe is None else self._probe_answer(net.peer_keys, body.probe)
@@ -563,16 +668,25 @@ class GossipNode:
             return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
         if isinstance(body, m.DidYouHear):
             answer = None if body.probe is None else self._probe_answer(net.gossip_keys, body.probe)
+            hello = None if body.hello is None else self._probe_answer(net.peer_keys, body.hello)
             self._heard_of(net, sender, body.ids, now)
-            return m.DidYouHearReply(answer=answer)
+            return m.DidYouHearReply(answer=answer, hello=hello)
+        if isinstance(body, m.Push):
+            fresh = [g for g in body.gossips if g.guid not in net.gossips and self._verified(g)]
+            new = self._store(net, fresh, sender, now)
+            if not new:
+                net.eager.remove(sender)
+            return m.PushReply(prune=not new)
         if isinstance(body, m.TellMeMore):
+            if body.graft and sender in net.peers:
+                net.eager.add(sender)
             out: list[Gossip] = []
             budget = ANSWER_BUDGET
             for guid in body.ids:
                 gossip = net.gossips.get(guid)
                 if gossip is None:
                     continue
-                budget -= len(json.dumps(gossip.to_dict(), ensure_ascii=False).encode("utf-8"))
+                budget -= _wire_size(gossip)
                 if budget < 0 and out:
                     break
                 out.append(gossip)
@@ -598,7 +712,13 @@ class GossipNode:
         return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
 
     def _heard_of(self, net: _Net, source: str, guids: tuple[str, ...], now: float) -> None:
-        """DID_YOU_HEAR ids: mark the new ones pending and ask the teller for them."""
+        """Ids a peer holds that I lack: mark them pending, with the peer as a source.
+
+        Without eager push they are asked for at once. With it they wait for the next round
+        (:meth:`_fetch_pending`), which plays Plumtree's IHAVE timer: an id heard of is most
+        likely on its way down the tree, and fetching it now would bring its body twice and
+        graft a link the tree does not need.
+        """
         if source not in net.peers:
             return
         ask = []
@@ -610,7 +730,7 @@ class GossipNode:
                 pending = net.pending[guid] = _Pending(sources=[source])
             elif source not in pending.sources:
                 pending.sources.append(source)
-            if pending.asked is None:
+            if pending.asked is None and not self._push:
                 pending.asked = source
                 ask.append(guid)
         for batch in _chunks(ask, TELL_ME_MORE_BATCH):
@@ -633,37 +753,48 @@ class GossipNode:
                 )
                 return
             entry.fresh = True
+            net.eager.add(node.guid)
             self._events.append(Registered(request_id=request_id, peer=entry.view()))
         elif isinstance(reply, m.HelloReply):
+            assert isinstance(flight.body, m.Hello)
             for record in reply.peers:
                 self._learn_peer(net, record)
             if reply.answer is not None:
-                self._reconcile(net, peer, _PEERS, flight.body, reply.answer, now)
+                self._reconcile(net, peer, _PEERS, flight.body.probe, reply.answer, now)
         elif isinstance(reply, m.DidYouHearReply):
+            assert isinstance(flight.body, m.DidYouHear)
             if reply.answer is not None:
-                self._reconcile(net, peer, _GOSSIP, flight.body, reply.answer, now)
+                self._reconcile(net, peer, _GOSSIP, flight.body.probe, reply.answer, now)
+            if reply.hello is not None:
+                self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
         elif isinstance(reply, m.TellMeMoreReply):
             assert isinstance(flight.body, m.TellMeMore)
             asked = set(flight.body.ids)
+            fresh = []
             for gossip in reply.gossips:
                 if gossip.guid not in asked or gossip.guid in net.gossips:
                     self.stats["rejected.unsolicited"] += 1
-                elif not gossip.verify():
-                    self.stats["rejected.bad_sha2"] += 1
-                else:
-                    self._store(net, gossip, peer)
+                elif self._verified(gossip):
+                    fresh.append(gossip)
+            self._store(net, fresh, peer, now)
             for guid in asked:
                 pending = net.pending.get(guid)
                 if pending is not None and pending.asked == peer:
                     pending.asked = None
+        elif isinstance(reply, m.PushReply):
+            net.eager.finished(peer)
+            if reply.prune:
+                net.eager.remove(peer)
+            else:
+                self._push_next(net, peer, now)
 
     def _reconcile(
-        self, net: _Net, peer: str, kind: str, request: m.Message, answer: m.ProbeAnswer, now: float
+        self, net: _Net, peer: str, kind: str, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
     ) -> None:
+        """Act on a peer's answer to my probe of one set (``kind``)."""
         if answer.in_sync:
             return
         keys = net.keyset(kind)
-        probe = request.probe if isinstance(request, (m.Hello, m.DidYouHear)) else None
         if answer.keys is not None and answer.upto is not None:
             start = 0 if probe is None or probe.start is None else parse_key(probe.start)
             upto = parse_key(answer.upto)
@@ -714,13 +845,54 @@ class GossipNode:
         self._heard_of(net, peer, tuple(_key_guid(k) for k in sorted(only_theirs)), now)
 
     # -- state changes ----------------------------------------------------------------
-    def _store(self, net: _Net, gossip: Gossip, source: str | None) -> None:
-        if gossip.guid in net.gossips:
-            return
-        net.gossips[gossip.guid] = gossip
-        net.gossip_keys.add(_guid_key(gossip.guid))
-        net.pending.pop(gossip.guid, None)
-        self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
+    def _verified(self, gossip: Gossip) -> bool:
+        if gossip.verify():
+            return True
+        self.stats["rejected.bad_sha2"] += 1
+        return False
+
+    def _store(self, net: _Net, gossips: Iterable[Gossip], source: str | None, now: float) -> list[Gossip]:
+        """Keep the gossips (verified by the caller) new to this node, report them, push them on.
+
+        Returns:
+            The gossips that were new.
+        """
+        new = []
+        for gossip in gossips:
+            if gossip.guid in net.gossips:
+                continue
+            net.gossips[gossip.guid] = gossip
+            net.gossip_keys.add(_guid_key(gossip.guid))
+            net.pending.pop(gossip.guid, None)
+            self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
+            new.append(gossip)
+        if new and self._push:
+            self._push_new(net, new, source, now)
+        return new
+
+    def _push_new(self, net: _Net, gossips: list[Gossip], source: str | None, now: float) -> None:
+        """Push gossips new to this node to its eager peers, except the one they came from.
+
+        The source joins the eager set: it just proved a useful link (a push, or the answer
+        to a grafting TELL_ME_MORE). The node's own random peers are picked on its first
+        push, before the source joins so that the flood goes on past it, and again only when
+        the set is empty even with the source: a node whose links were all pruned and that
+        now hears by anti-entropy stays a leaf of the tree instead of flooding random peers.
+        """
+        if not net.eager.started:
+            net.eager.pick(self._eligible(net, now), self._rng)
+        if source is not None and source in net.peers:
+            net.eager.add(source)
+        if not net.eager:
+            net.eager.pick(self._eligible(net, now), self._rng)
+        for peer in net.eager.enqueue({g.guid: _wire_size(g) for g in gossips}, exclude=source):
+            self._push_next(net, peer, now)
+
+    def _push_next(self, net: _Net, peer: str, now: float) -> None:
+        """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""
+        guids = net.eager.take(peer, ANSWER_BUDGET)
+        if guids:
+            self._send_to(net, peer, m.Push(gossips=tuple(net.gossips[g] for g in guids)), now)
 
     def _add_record(self, net: _Net, peer: Peer) -> int:
         key = record_key(peer)

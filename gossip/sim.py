@@ -1,8 +1,11 @@
 """Deterministic simulation: N in-memory nodes on a virtual clock; ``python -m gossip.sim``.
 
-Rounds are synchronous: at every multiple of the gossip timer each live node ticks, then the
+Virtual time advances one gossip timer per :meth:`Simulator.step`. Each live node ticks
+whenever its :meth:`~gossip.node.GossipNode.next_deadline` comes, so every node runs one
+round per step at its own phase (the node draws it from its seeded rng), and the
 :class:`~gossip.transport.memory.MemoryNetwork` delivers every request and answer after its
-latency (a hundredth of the timer), so each exchange started in a round completes within it.
+latency (a hundredth of the timer) in between. An eager push leaves at once and reaches the
+next hop a latency later, so a gossip crosses up to ~100 hops within one step.
 Every random choice comes from generators seeded by ``seed``: the same arguments give the
 same run and the same output, byte for byte.
 """
@@ -10,6 +13,7 @@ same run and the same output, byte for byte.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import random
 import uuid
@@ -43,7 +47,10 @@ class _SimNode:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimResult:
-    """What a run measured. ``rounds`` counts from the first gossip created to convergence."""
+    """What a run measured. ``rounds`` counts from the first gossip created to convergence.
+
+    ``requests`` counts every request, ``pushes`` the PUSH requests among them.
+    """
 
     nodes: int
     messages: int
@@ -56,6 +63,8 @@ class SimResult:
     fanout: int
     loss: float
     dropped: int
+    push: bool
+    pushes: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +79,8 @@ class SimResult:
             "fanout": self.fanout,
             "loss": self.loss,
             "dropped": self.dropped,
+            "push": self.push,
+            "pushes": self.pushes,
         }
 
 
@@ -86,6 +97,7 @@ class Simulator:
         bootstrap_mode: ``"full"`` starts every node knowing every other (what the rumour
             spreading bounds assume); ``"register"`` starts each knowing none, and
             :meth:`bootstrap` joins them by REGISTER and HELLO.
+        push: eager push on every node; False measures the rounds' anti-entropy alone.
     """
 
     nodes: int
@@ -94,12 +106,14 @@ class Simulator:
     loss: float = 0.0
     timer: float = 1.0
     bootstrap_mode: str = "full"
+    push: bool = True
     rng: random.Random = field(init=False)
     network: MemoryNetwork = field(init=False)
     members: list[_SimNode] = field(init=False)
     now: float = field(init=False)
     round: int = field(init=False, default=0)
     created: dict[str, int] = field(init=False, default_factory=dict)
+    pushes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -136,7 +150,7 @@ class Simulator:
                 for view in views[:i] + views[i + 1 :]:
                     storage.save_peer(view)
             seed = self.rng.getrandbits(64)
-            node = GossipNode(config, rng=random.Random(seed), now=self.now, snapshot=storage.load())
+            node = GossipNode(config, rng=random.Random(seed), now=self.now, snapshot=storage.load(), push=self.push)
             address = (config.ip, config.port)
             member = _SimNode(index=i, address=address, config=config, storage=storage, node=node, seed=seed)
             self.members.append(member)
@@ -156,6 +170,8 @@ class Simulator:
         node = member.node
         persist(member.storage, node.events())
         for out in node.outbox():
+            if out.verb == "push":
+                self.pushes += 1
             self.network.send(member.address, out.address, out.data, self._on_reply(member, node, out.request_id))
 
     def _on_reply(self, member: _SimNode, node: GossipNode, rid: int):  # type: ignore[no-untyped-def]
@@ -173,15 +189,25 @@ class Simulator:
 
     # -- scenario steps ---------------------------------------------------------------
     def step(self) -> None:
-        """One round: every live node ticks at the same instant, then all traffic settles."""
+        """One gossip timer of virtual time: each live node ticks when its deadline comes.
+
+        Each node's rounds keep the phase its first round drew, as real nodes' do: the
+        network delivers what is due between one node's tick and the next.
+        """
         self.round += 1
-        self.now = EPOCH + self.round * self.timer
-        self.network.run_until(self.now)
-        for member in self.members:
-            if member.up:
-                member.node.tick(self.now)
-                self._flush(member)
-        self.network.run_until(self.now + self.timer * 0.99)
+        end = EPOCH + self.round * self.timer
+        due = [(m.node.next_deadline(), m.index) for m in self.members if m.up]
+        heapq.heapify(due)
+        while due and due[0][0] <= end:
+            deadline, index = heapq.heappop(due)
+            member = self.members[index]
+            at = max(deadline, self.network.now)
+            self.network.run_until(at)
+            member.node.tick(at)
+            self._flush(member)
+            heapq.heappush(due, (member.node.next_deadline(), index))
+        self.network.run_until(end)
+        self.now = end
 
     def bootstrap(self, max_rounds: int = 200) -> int:
         """Each node registers with a random earlier one; run until all know all.
@@ -239,7 +265,7 @@ class Simulator:
         member = self.members[index]
         member.seed = self.rng.getrandbits(64)
         member.node = GossipNode(
-            member.config, rng=random.Random(member.seed), now=self.now, snapshot=member.storage.load()
+            member.config, rng=random.Random(member.seed), now=self.now, snapshot=member.storage.load(), push=self.push
         )
         member.up = True
         self.network.attach(member.address, self._handler(member))
@@ -261,9 +287,10 @@ def simulate(
     loss: float = 0.0,
     max_rounds: int = 1000,
     bootstrap: str = "full",
+    push: bool = True,
 ) -> SimResult:
     """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence."""
-    sim = Simulator(nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap)
+    sim = Simulator(nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap, push=push)
     bootstrap_rounds = sim.bootstrap(max_rounds=max_rounds)
     sim.create(messages)
     rounds = sim.run(max_rounds=max_rounds)
@@ -280,6 +307,8 @@ def simulate(
         fanout=fanout,
         loss=loss,
         dropped=stats.dropped,
+        push=push,
+        pushes=sim.pushes,
     )
 
 
@@ -301,6 +330,12 @@ def _parser() -> argparse.ArgumentParser:
         help="full: nodes start knowing each other (default); register: they join by REGISTER"
         " and HELLO first, and the membership rounds are reported as bootstrap_rounds",
     )
+    p.add_argument(
+        "--no-push",
+        dest="push",
+        action="store_false",
+        help="no eager push: new gossips spread by the rounds' anti-entropy alone",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -320,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loss=args.loss,
         max_rounds=args.max_rounds,
         bootstrap=args.bootstrap,
+        push=args.push,
     )
     if args.json:
         print(json.dumps(result.to_dict(), sort_keys=True))
@@ -327,8 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = "converged" if result.converged else "did NOT converge"
         print(
             f"{result.nodes} nodes, {result.messages} gossips: {state} in {result.rounds} rounds"
-            f" (membership took {result.bootstrap_rounds}); {result.requests} requests,"
-            f" {result.bytes} bytes, {result.dropped} messages lost"
+            f" (membership took {result.bootstrap_rounds}); {result.requests} requests"
+            f" ({result.pushes} pushes), {result.bytes} bytes, {result.dropped} messages lost"
         )
     return 0 if result.converged else 1
 

@@ -8,9 +8,10 @@ the node behind the port: the connection is closed without an answer (``mode="dr
 a partition looks like to the sender: no answer) or answered ``503`` (``mode="503"``).
 Client-API requests (anything but ``/v1/peer``) always pass.
 
-The nodes speak one request per connection, so the proxy reads one whole request (head and
-``Content-Length`` body), decides, forwards it, relays the answer until the node closes, and
-closes. Every socket has a timeout, every thread is tracked and :meth:`FaultProxy.close`
+The proxy serves one request per connection: it reads one whole request (head and
+``Content-Length`` body), decides, forwards it with ``Connection: close`` added (so that the
+node closes after answering, and the sender's pool does not keep the connection), relays the
+answer until the node closes, and closes. Every socket has a timeout, every thread is tracked and :meth:`FaultProxy.close`
 ends them all.
 
 Usage::
@@ -202,7 +203,7 @@ class FaultProxy:
             else:
                 with self._lock:
                     self.stats[("client", None, route.group)] += 1
-            self._forward(route, conn, head + body)
+            self._forward(route, conn, head[:-2] + b"Connection: close\r\n\r\n" + body)
         except OSError:
             pass  # a peer that went away mid-request: the node sees what a network would show
         finally:

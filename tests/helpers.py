@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
 
 from gossip.auth import derive_key
 from gossip.errors import GossipError
-from gossip.model import Network, NodeConfig
+from gossip.model import Network, NodeConfig, PeerView, Snapshot
 from gossip.node import GossipNode
 
 KEYS = {name: derive_key(name, f"password-of-{name}") for name in ("default", "other", "third")}
@@ -43,6 +44,8 @@ class Mesh:
     down: set[int] = field(default_factory=set)
     requests: int = 0
     bytes: int = 0
+    #: Gossip bodies received in PUSH requests and TELL_ME_MORE answers.
+    bodies: int = 0
     log: list[tuple[str, str]] = field(default_factory=list)
 
     def by_address(self, address: tuple[str, int]) -> GossipNode | None:
@@ -73,6 +76,9 @@ class Mesh:
                     sender.delivery_failed(out.request_id, self.now, str(exc), exc.status_hint)
                     continue
                 self.bytes += len(answer)
+                if out.verb in ("push", "tell_me_more"):
+                    carrier = out.data if out.verb == "push" else answer
+                    self.bodies += len(json.loads(carrier)["body"]["gossips"])
                 sender.receive_response(out.request_id, answer, self.now)
         raise AssertionError("delivery did not settle")
 
@@ -93,3 +99,15 @@ class Mesh:
                 return
             self.round()
         raise AssertionError("membership did not converge in 30 rounds")
+
+
+def full_mesh(count: int, *, max_peers: int = 3, **kw) -> Mesh:  # type: ignore[no-untyped-def]
+    """Nodes 1..``count`` that start knowing each other, as after a bootstrap."""
+    configs = [make_config(i, max_peers=max_peers) for i in range(1, count + 1)]
+    views = [PeerView(peer=c.self_peer("default")) for c in configs]
+    return Mesh(
+        [
+            GossipNode(c, rng=random.Random(i), now=T0, snapshot=Snapshot(peers={"default": views[: i - 1] + views[i:]}), **kw)
+            for i, c in enumerate(configs, 1)
+        ]
+    )

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from gossip.auth import client_auth_header
 from gossip.auth import derive_key as _derive_key
-from gossip.transport.http import http_call
+from gossip.http import http_call
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"

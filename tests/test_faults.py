@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pytest
 
 from gossip.errors import GossipError
-from gossip.transport.http import http_call
+from gossip.http import http_call
 
 from .faultproxy import FaultProxy
 from .nodeproc import Cluster, NodeProc, free_port, wait_for

@@ -168,3 +168,18 @@ def test_seed_bootstrap_through_the_cli_alone(cluster: Cluster, tmp_path: Path) 
     assert row["msg"] == "the seed's first gossip" and row["who_name"] == "a" and len(str(row["sha2"])) == 64
     peers = json.loads(_cli("network", "--json", "--config", "a.json", cwd=tmp_path).stdout)
     assert [(p["name"], p["status"]) for p in peers] == [("b", "alive")]
+
+
+def test_a_second_process_on_the_same_config_is_refused_at_once(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    a.create("kept")
+    # Same config, another port: it must not start a second node on the same store.
+    second = cluster.start("a", port=free_port(), expect_banner=False)
+    assert second.proc.wait(30) == 2
+    err = (second.proc.stderr.read() if second.proc.stderr else "").strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert f"in use by process {a.proc.pid}" in err and "--config other.json" in err
+    assert a.call("GET", "/v1/gossip")[0] == 200 and len(a.guids()) == 1  # the first one is untouched
+    assert a.stop() == 0
+    again = cluster.start("a", port=a.port)  # once it stopped, the store is free again
+    assert len(again.guids()) == 1

@@ -101,8 +101,12 @@ REQUESTS: list[m.Message] = [
     m.Hello(),
     m.DidYouHear(probe=m.Probe(count=2**53, fingerprint=FP2, size=8)),
     m.DidYouHear(ids=tuple(guid(i) for i in range(50))),
+    m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), hello=m.Probe(count=3, fingerprint=FP2)),
     m.TellMeMore(ids=(guid(1), guid(2))),
+    m.TellMeMore(ids=(guid(3),), graft=True),
     m.TellMeMore(ids=()),
+    m.Push(gossips=GOSSIPS),
+    m.Push(gossips=()),
 ]
 
 _keys = KeySet(range(1, 40))
@@ -116,8 +120,11 @@ ANSWERS: list[m.Message] = [
     m.DidYouHearReply(answer=m.ProbeAnswer(size=8, cells=_keys.iblt(8).to_text())),
     m.DidYouHearReply(answer=m.ProbeAnswer(keys=(), upto="f" * 32)),
     m.DidYouHearReply(),
+    m.DidYouHearReply(answer=m.ProbeAnswer(in_sync=True), hello=m.ProbeAnswer(keys=(FP,), upto="f" * 32)),
     m.TellMeMoreReply(gossips=GOSSIPS),
     m.TellMeMoreReply(),
+    m.PushReply(prune=True),
+    m.PushReply(),
 ]
 
 
@@ -150,6 +157,7 @@ def test_every_message_type_is_covered_and_replies_pair_up() -> None:
         "hello": "hello_reply",
         "did_you_hear": "did_you_hear_reply",
         "tell_me_more": "tell_me_more_reply",
+        "push": "push_reply",
     }
     assert m.Register(node=peer(1)).response(peer(2)) == m.RegisterOk(node=peer(2))
 
@@ -167,6 +175,17 @@ def test_keys_are_normalised_to_lower_case() -> None:
     body = m.Hello(probe=m.Probe(count=1, fingerprint=FP.upper(), **page(FP2.upper())), want=(FP2.upper(),))
     env = m.decode(request(body), key_for)
     assert env.body == m.Hello(probe=m.Probe(count=1, fingerprint=FP, **page(FP2)), want=(FP2,))
+
+
+def test_new_fields_are_left_out_when_unset() -> None:
+    """graft, prune and hello are additive: a message without them is what it always was."""
+    assert m.TellMeMore(ids=(guid(1),)).to_wire() == {"ids": [guid(1)]}
+    assert m.TellMeMore(ids=(guid(1),), graft=True).to_wire() == {"ids": [guid(1)], "graft": True}
+    assert m.PushReply().to_wire() == {} and m.PushReply(prune=True).to_wire() == {"prune": True}
+    probe = m.Probe(count=1, fingerprint=FP)
+    assert m.DidYouHear(probe=probe).to_wire() == {"probe": {"n": 1, "fp": FP}}
+    assert m.DidYouHear(probe=probe, hello=probe).to_wire() == {"probe": {"n": 1, "fp": FP}, "hello": {"n": 1, "fp": FP}}
+    assert m.DidYouHearReply(hello=m.ProbeAnswer(in_sync=True)).to_wire() == {"hello": {"sync": True}}
 
 
 def test_probe_and_answer_wire_forms_are_minimal() -> None:
@@ -398,6 +417,18 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("tell_me_more", {}, {}, "ids must be a JSON list"),
     ("tell_me_more", {"ids": [None]}, {}, "ids must be a UUID string"),
     ("tell_me_more", {"ids": MANY_IDS}, {}, "ids holds"),
+    ("tell_me_more", {"ids": [], "graft": 1}, {}, "graft must be true or false"),
+    ("tell_me_more", {"ids": [], "graft": None}, {}, "graft must be true or false"),
+    ("did_you_hear", {"hello": []}, {}, "probe must be a JSON object"),
+    ("did_you_hear", {"hello": {"n": 1}}, {}, "probe.fp"),
+    ("did_you_hear_reply", {"hello": {"keys": ["zz"], "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("push", {}, {}, "gossips must be a JSON list"),
+    ("push", {"gossips": None}, {}, "gossips must be a JSON list"),
+    ("push", {"gossips": [GOSSIPS[0].to_dict()] * (m.MAX_IDS + 1)}, {}, "gossips holds"),
+    ("push", {"gossips": [dict(GOSSIPS[0].to_dict(), sha2="Z" * 64)]}, {}, "gossips: sha2"),
+    ("push", {"gossips": [dict(GOSSIPS[0].to_dict(), guid="nope")]}, {}, "gossips: "),
+    ("push_reply", {"prune": "yes"}, {"re": NONCE}, "prune must be true or false"),
+    ("push_reply", {"prune": 0}, {"re": NONCE}, "prune must be true or false"),
     ("tell_me_more_reply", {"gossips": {}}, {"re": NONCE}, "gossips must be a JSON list"),
     ("tell_me_more_reply", {"gossips": ["x"]}, {"re": NONCE}, "gossips: a gossip must be a JSON object"),
     ("tell_me_more_reply", {"gossips": [{k: v for k, v in GOSSIPS[0].to_dict().items() if k != "sha2"}]}, {"re": NONCE}, "missing field 'sha2'"),
@@ -532,7 +563,7 @@ _FIELD_NAMES = st.sampled_from(
     [
         "probe", "peers", "want", "ids", "answer", "gossips", "node", "n", "fp", "size", "start", "sync", "cells",
         "keys", "upto", "start", "guid", "name", "ip", "port", "network_name", "incarnation", "date_time", "who_name", "msg",
-        "sha2",
+        "sha2", "hello", "graft", "prune",
     ]
 )
 _hostile = st.recursive(
@@ -549,6 +580,10 @@ _near_miss = st.one_of(
     ),
     st.fixed_dictionaries({"peers": st.lists(st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict().items()}), max_size=2)}),
     st.fixed_dictionaries({"node": st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict(guid=SENDER).items()})}),
+    st.fixed_dictionaries(
+        {"gossips": st.lists(st.sampled_from([g.to_dict() for g in GOSSIPS]) | st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in GOSSIPS[0].to_dict().items()}), max_size=2)},
+        optional={"ids": st.lists(_PLAUSIBLE, max_size=3), "graft": _PLAUSIBLE, "prune": _PLAUSIBLE},
+    ),
 )
 #: Any JSON value, but mostly objects keyed by the protocol's own field names.
 _hostile_body = st.one_of(_hostile, st.dictionaries(_FIELD_NAMES, _hostile, max_size=3), _near_miss)
@@ -590,7 +625,8 @@ def test_hostile_bodies_reached_both_outcomes_for_every_type() -> None:
         pytest.skip("runs after test_hostile_signed_bodies_raise_only_protocol_errors")
     # tell_me_more needs "ids" and register(_ok) a whole valid peer: those may never decode.
     assert all("refused" in seen for seen in OUTCOMES.values()), OUTCOMES
-    assert all("decoded" in OUTCOMES[t] for t in ("hello", "hello_reply", "did_you_hear", "did_you_hear_reply", "tell_me_more_reply")), OUTCOMES
+    decodable = ("hello", "hello_reply", "did_you_hear", "did_you_hear_reply", "tell_me_more_reply", "push", "push_reply")
+    assert all("decoded" in OUTCOMES[t] for t in decodable), OUTCOMES
 
 
 def _joined_pair() -> tuple[GossipNode, GossipNode]:
@@ -599,7 +635,8 @@ def _joined_pair() -> tuple[GossipNode, GossipNode]:
     b.register(a.config.ip, a.config.port, mesh.now)
     mesh.deliver()
     a.create_gossip("already here", mesh.now)
-    a.events()
+    mesh.deliver()  # its push to B
+    a.events(), b.events()
     return a, b
 
 

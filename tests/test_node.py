@@ -14,7 +14,7 @@ from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, Registe
 from gossip.model import Gossip, Network, PeerStatus, Snapshot
 from gossip.node import GossipNode
 
-from .helpers import KEYS, T0, Mesh, make_config, make_node
+from .helpers import KEYS, T0, Mesh, full_mesh, make_config, make_node
 
 
 def pair() -> Mesh:
@@ -22,7 +22,8 @@ def pair() -> Mesh:
 
 
 def test_seed_bootstrap_two_nodes_converge() -> None:
-    """The seed's story: B registers with A; after A's timer, HELLO + DID_YOU_HEAR; B asks TELL_ME_MORE."""
+    """The seed's story: B registers with A; A's next round probes B with one DID_YOU_HEAR;
+    each fetches what it lacks with TELL_ME_MORE at its following round."""
     mesh = pair()
     a, b = mesh.nodes
     created = [a.create_gossip(f"from a {i}", mesh.now) for i in range(3)]
@@ -33,11 +34,16 @@ def test_seed_bootstrap_two_nodes_converge() -> None:
     assert [e.request_id for e in registered] == [rid]
     assert registered[0].peer.peer.guid == a.guid
     assert any(isinstance(e, PeerJoined) and e.peer.peer.guid == b.guid for e in a.events())
+    assert a.eager_peers() == (b.guid,) and b.eager_peers() == (a.guid,)  # registering links them
     mesh.log.clear()
-    mesh.round()  # the very next round
+    mesh.round()  # the very next round: the ids each lacks become pending
     verbs = {(who, verb) for who, verb in mesh.log}
-    assert ("node-1", "hello") in verbs and ("node-1", "did_you_hear") in verbs
-    assert ("node-2", "tell_me_more") in verbs
+    assert ("node-1", "did_you_hear") in verbs
+    assert ("node-1", "hello") not in verbs  # its probe rode in the DID_YOU_HEAR: in sync
+    assert [r.complete for r in b.gossip_status()] == [True] + [False] * 3
+    mesh.log.clear()
+    mesh.round()  # the gossips created before the link came by no push: fetched now
+    assert {verb for _, verb in mesh.log} == {"did_you_hear", "tell_me_more"}
     want = {g.guid for g in created} | {mine.guid}
     assert {g.guid for g in a.gossips()} == want
     assert {g.guid for g in b.gossips()} == want
@@ -86,7 +92,7 @@ def test_status_verbs() -> None:
 
 
 def test_pending_gossip_shows_incomplete_until_fetched() -> None:
-    mesh = pair()
+    mesh = Mesh([make_node(1, push=False), make_node(2, push=False)])
     a, b = mesh.nodes
     b.register(a.config.ip, a.config.port, mesh.now)
     mesh.deliver()
@@ -205,7 +211,7 @@ def test_malformed_requests_get_a_clear_error(data: bytes, error: type[Exception
 
 
 def test_tampered_gossip_is_dropped_and_counted() -> None:
-    a, b = make_node(1), make_node(2)
+    a, b = make_node(1, push=False), make_node(2, push=False)
     mesh = Mesh([a, b])
     b.register(a.config.ip, a.config.port, mesh.now)
     mesh.deliver()
@@ -347,7 +353,7 @@ def test_requests_time_out_by_themselves() -> None:
     a, b = make_node(1), make_node(2)
     b.register(a.config.ip, a.config.port, T0)
     b.outbox()  # sent, never answered
-    assert b.next_deadline() == T0 + 1.0  # first round comes before the 5 s timeout
+    assert T0 < b.next_deadline() <= T0 + 1.0  # first round comes before the 5 s timeout
     b.tick(T0 + 5.0)
     [event] = [e for e in b.events() if isinstance(e, RegisterFailed)]
     assert event.reason == "timed out" and event.status is None
@@ -420,7 +426,7 @@ def test_large_difference_falls_back_to_pages_of_keys(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(gossip.node, "MAX_IBLT_SIZE", 16)
     monkeypatch.setattr(gossip.node, "PAGE_SIZE", 40)
-    mesh = pair()
+    mesh = Mesh([make_node(1, push=False), make_node(2, push=False)])
     a, b = mesh.nodes
     b.register(a.config.ip, a.config.port, mesh.now)
     mesh.deliver()
@@ -451,6 +457,137 @@ def test_one_silent_round_makes_a_peer_suspect_not_dead() -> None:
     b.register(a.config.ip, a.config.port, mesh.now)
     mesh.deliver()
     mesh.down.add(b.config.port)
-    mesh.round()  # HELLO and DID_YOU_HEAR both fail: one failure, not two
+    a.create_gossip("lost", mesh.now)
+    mesh.round()  # the push and the round's probe both fail: one failure, not two
     [view] = a.network_status()
     assert view.status is PeerStatus.SUSPECT and view.failures == 1
+
+
+# ---------------------------------------------------------------------------- one request per peer a round
+
+
+def test_a_round_sends_each_peer_one_request_carrying_both_probes() -> None:
+    mesh = full_mesh(8, max_peers=3)
+    node = mesh.nodes[0]
+    node.tick(T0 + 1)
+    out = node.outbox()
+    assert [o.verb for o in out] == ["did_you_hear"] * 3 and len({o.peer for o in out}) == 3
+    body = json.loads(out[0].data)["body"]
+    assert set(body) == {"probe", "hello"}
+    assert body["hello"]["n"] == 8 and body["probe"]["n"] == 0  # 8 records (its own too), no gossip
+
+
+def test_the_combined_probe_reconciles_peers_and_gossips_together() -> None:
+    """B knows A; A knows B and C; each holds gossips the other lacks. The one request of B's
+    round finds both differences, and the follow-ups fix them: a plain HELLO for the peer
+    records, DID_YOU_HEAR ids and TELL_ME_MORE for the gossips."""
+    mesh = Mesh([make_node(i, push=False) for i in (1, 2, 3)])
+    a, b, c = mesh.nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    c.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    assert b.peer_count() == 1
+    made = {a.create_gossip(f"a{i}", mesh.now).guid for i in range(5)} | {b.create_gossip("b", mesh.now).guid}
+    mesh.log.clear()
+    mesh.now += 1
+    b.tick(mesh.now)  # B alone: its round probes its one peer
+    mesh.deliver()
+    assert mesh.log[0] == ("node-2", "did_you_hear")
+    assert {verb for _, verb in mesh.log} == {"did_you_hear", "hello", "tell_me_more"}
+    assert {p.peer.guid for p in b.network_status()} == {a.guid, c.guid}
+    assert {g.guid for g in a.gossips()} == made == {g.guid for g in b.gossips()}
+
+
+# ---------------------------------------------------------------------------- undo: revert and cancel
+
+
+def test_revert_takes_a_created_gossip_back_out_of_the_node() -> None:
+    mesh = full_mesh(3)
+    a = mesh.nodes[0]
+    kept = a.create_gossip("written", mesh.now)
+    a.events()
+    mesh.deliver()
+    listing = a.gossip_status()
+    made = a.create_gossip("write failed", mesh.now)
+    events = a.events()
+    pushes = a.outbox()
+    assert [o.verb for o in pushes] == ["push"] * 2
+    a.revert(events)
+    for out in pushes:
+        a.cancel(out.request_id)
+    assert not a.has_gossip(made.guid) and a.gossips() == [kept]
+    assert a.gossip_status() == listing and a.next_event() is None
+    # Its fingerprint is that of {kept} again: a round finds it in sync with its peers.
+    mesh.log.clear()
+    mesh.round()
+    assert {verb for _, verb in mesh.log} == {"did_you_hear"}
+    assert all(n.gossips() == [kept] for n in mesh.nodes)
+    assert all(n.network_status()[0].status is PeerStatus.ALIVE for n in mesh.nodes)
+
+
+def test_revert_drops_a_reverted_gossip_from_the_push_queues() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    a.create_gossip("first", mesh.now)
+    [first] = a.outbox()  # in flight: what follows queues behind it
+    second = a.create_gossip("second", mesh.now)
+    a.revert([e for e in a.events() if isinstance(e, GossipReceived) and e.gossip == second])
+    assert a.outbox() == []
+    a.receive_response(first.request_id, b.handle_request(first.data, mesh.now), mesh.now)
+    assert a.outbox() == []  # nothing left to push: the second gossip is gone
+    assert [g.msg for g in b.gossips()] == ["first"]
+
+
+def test_revert_forgets_a_peer_that_joined_in_the_failed_batch() -> None:
+    a, b = make_node(1), make_node(2)
+    records = a.network_status()
+    before = a._nets["default"].peer_keys.fingerprint  # noqa: SLF001
+    b.register(a.config.ip, a.config.port, T0)
+    [out] = b.outbox()
+    a.handle_request(out.data, T0)  # the runner would now fail to write, and answer 507
+    a.revert(a.events())
+    assert a.peer_count() == 0 and a.network_status() == records and a.eager_peers() == ()
+    assert a._nets["default"].peer_keys.fingerprint == before  # noqa: SLF001
+    a.tick(T0 + 1)
+    assert a.outbox() == []  # no round probes a forgotten peer
+
+
+def test_cancelled_fetch_can_be_asked_again_and_costs_no_liveness() -> None:
+    mesh = full_mesh(2, push=False)
+    a, b = mesh.nodes
+    g = a.create_gossip("fetch me", mesh.now)
+    mesh.now += 1
+    b.tick(mesh.now)
+    [probe] = b.outbox()
+    b.receive_response(probe.request_id, a.handle_request(probe.data, mesh.now), mesh.now)
+    [fetch] = b.outbox()
+    assert fetch.verb == "tell_me_more"
+    b.cancel(fetch.request_id)
+    b.cancel(fetch.request_id)  # settled ids are ignored
+    assert b.network_status()[0].failures == 0 and b.network_status()[0].status is PeerStatus.ALIVE
+    assert b.stats["failed.tell_me_more"] == 0
+    mesh.round()  # the id is free again: the next round asks for it
+    assert b.has_gossip(g.guid)
+
+
+def test_cancelled_push_frees_its_peer_for_the_next_push() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    a.create_gossip("one", mesh.now)
+    [push] = a.outbox()
+    a.create_gossip("two", mesh.now)  # queued behind the push in flight
+    assert a.outbox() == []
+    a.cancel(push.request_id)
+    assert a.eager_peers() == (b.guid,) and a.network_status()[0].failures == 0
+    three = a.create_gossip("three", mesh.now)
+    [again] = a.outbox()  # a new push goes at once, without what was queued behind the old
+    assert [g["guid"] for g in json.loads(again.data)["body"]["gossips"]] == [three.guid]
+
+
+def test_cancelled_register_reports_nothing() -> None:
+    a, b = make_node(1), make_node(2)
+    rid = b.register(a.config.ip, a.config.port, T0)
+    b.outbox()
+    b.cancel(rid)
+    b.tick(T0 + 10)
+    assert b.events() == [] and b.next_deadline() > T0 + 10

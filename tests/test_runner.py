@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 import uuid
@@ -13,10 +14,11 @@ import pytest
 
 from gossip.auth import client_auth_header
 from gossip.http import NodeRunner, data_dir_for, parse_hostport
-from gossip.errors import LocalProtocolError
+from gossip.errors import LocalProtocolError, StorageError, StorageInUse
+from gossip.events import Registered
 from gossip.model import Network, NodeConfig
 from gossip.storage.jsonfile import JsonFileStorage
-from gossip.transport.http import http_call
+from gossip.http import http_call
 
 from .helpers import KEYS
 from .nodeproc import free_port, wait_for
@@ -142,7 +144,7 @@ def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
     text = body.decode()
     assert status == 200
     for needle in ("gossip_rounds_total", 'gossip_gossips{network="default"} 1',
-                   'gossip_peers{network="default",status="alive"} 1', 'gossip_requests_sent_total{verb="hello"}',
+                   'gossip_peers{network="default",status="alive"} 1', 'gossip_requests_sent_total{verb="did_you_hear"}', 'gossip_http_connections ',
                    'gossip_bytes_total{direction="sent"}', "# TYPE gossip_rejected_total counter",
                    "# TYPE gossip_iblt_retries_total counter"):
         assert needle in text, needle
@@ -155,3 +157,38 @@ def test_parse_hostport() -> None:
     for bad in ("", "host", "host:", ":80", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x"):
         with pytest.raises(LocalProtocolError):
             parse_hostport(bad)
+
+
+def test_a_second_runner_on_the_same_store_is_refused(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    a = make_runner(tmp_path, "a")
+    runners.append(a)
+    with pytest.raises(StorageInUse) as caught:
+        make_runner(tmp_path, "a")
+    assert caught.value.pid == os.getpid()
+
+
+def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list[NodeRunner],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create answered 507 leaves nothing behind: not listed, not spread; a retry makes one."""
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
+    runners += [a, b]
+    a.start()
+    b.start()
+    assert isinstance(b.register("127.0.0.1", a.config.port), Registered)
+    real = a.storage.save_gossips
+
+    def disk_full(network: str, gossips: object) -> None:
+        raise StorageError("gossip.jsonl: no space left on device")
+
+    monkeypatch.setattr(a.storage, "save_gossips", disk_full)
+    status, body = call(a, "POST", "/v1/gossip", {"msg": "lost"})
+    assert status == 507 and "no space" in body["error"]  # type: ignore[index]
+    assert call(a, "GET", "/v1/gossip") == (200, [])
+    time.sleep(0.5)  # five rounds of a 0.1 s timer: nothing to spread
+    assert b.node.gossip_count() == 0
+    monkeypatch.setattr(a.storage, "save_gossips", real)
+    status, made = call(a, "POST", "/v1/gossip", {"msg": "kept"})
+    assert status == 201
+    wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the retried gossip")
+    assert [r["msg"] for r in call(b, "GET", "/v1/gossip")[1]] == ["kept"]  # type: ignore[index,union-attr]
+    assert [g.msg for g in JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]] == ["kept"]

@@ -18,6 +18,26 @@ def test_thousand_nodes_converge() -> None:
     assert result.requests > 0 and result.bytes > 0
 
 
+def test_push_spreads_in_fewer_rounds_than_anti_entropy_alone() -> None:
+    pushed = simulate(nodes=200, messages=20, seed=2, fanout=2)
+    rounds_only = simulate(nodes=200, messages=20, seed=2, fanout=2, push=False)
+    assert pushed.converged and rounds_only.converged
+    assert pushed.pushes > 0 and rounds_only.pushes == 0
+    assert pushed.rounds < rounds_only.rounds
+
+
+def test_once_the_tree_settles_a_gossip_spreads_within_the_round_it_was_created() -> None:
+    sim = Simulator(nodes=100, seed=6, fanout=2)
+    for _ in range(3):  # cold floods, prunes and grafts
+        sim.create(1)
+        sim.run()
+    before = sim.pushes
+    sim.create(10)
+    sim.step()
+    assert sim.converged()  # by push, before any node's round could fetch it
+    assert sim.pushes > before
+
+
 def test_converges_under_twenty_percent_loss() -> None:
     result = simulate(nodes=100, messages=20, seed=3, loss=0.2)
     assert result.converged and result.dropped > 0
@@ -82,15 +102,22 @@ def test_cli_json_output_is_byte_for_byte_reproducible() -> None:
     runs = [subprocess.run(cmd, capture_output=True, timeout=120, check=True) for _ in range(2)]
     assert runs[0].stdout == runs[1].stdout
     data = json.loads(runs[0].stdout)
-    assert {"nodes", "messages", "rounds", "converged", "requests", "bytes"} <= set(data)
+    assert {"nodes", "messages", "rounds", "converged", "requests", "bytes", "push", "pushes"} <= set(data)
     assert data["nodes"] == 50 and data["messages"] == 5 and data["converged"] is True
+    assert data["push"] is True and data["pushes"] > 0
     assert runs[0].stderr == b""
 
 
 def test_cli_human_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--nodes", "5", "--messages", "2"]) == 0
     out = capsys.readouterr().out
-    assert "5 nodes, 2 gossips: converged in" in out
+    assert "5 nodes, 2 gossips: converged in" in out and " pushes)" in out
+
+
+def test_cli_no_push_measures_anti_entropy_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--nodes", "20", "--messages", "3", "--no-push", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["push"] is False and data["pushes"] == 0 and data["converged"] is True
 
 
 @pytest.mark.parametrize("args", [["--nodes", "0", "--messages", "1"], ["--nodes", "3", "--messages", "1", "--loss", "1.5"]])

@@ -227,7 +227,7 @@ def test_torn_last_line_is_ignored_and_truncated(
     assert snapshot.gossips == {"net-a": gossips}
     assert log.read_bytes() == good
     assert any("torn" in r.getMessage() and "line 3" in r.getMessage() for r in caplog.records)
-    assert all(r.name == "gossip.storage" for r in caplog.records)
+    assert all(r.name == "gossip.storage.jsonfile" for r in caplog.records)
     # Appending after the repair gives a clean log.
     extra = make_gossip(rng)
     store.save_gossip("net-a", extra)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gossip.errors import TransportError
-from gossip.transport.http import http_call
+from gossip.http import http_call
 
 from .nodeproc import Cluster, wait_for
 

@@ -24,7 +24,7 @@ import pytest
 from gossip.errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
 from gossip.errors import TransportError
 from gossip.transport import Address, MemoryNetwork, Transport
-from gossip.transport.http import HttpTransport, Request, Response, http_call
+from gossip.http import HttpTransport, Limits, Request, Response, http_call
 
 LOCAL = "127.0.0.1"
 WAIT = 5.0  # the most any test waits for anything
@@ -289,10 +289,30 @@ def test_http_unparsable_request_gets_json_400(web: Net) -> None:
     json_error(body, 400)
 
 
+def raw(address: Address, source: str = LOCAL) -> socket.socket:
+    """A raw client socket from ``source`` (any 127.x address: all of 127/8 is this machine)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(WAIT)
+    sock.bind((source, 0))
+    sock.connect(address)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
 def test_http_slow_client_does_not_block_others(web: Net) -> None:
-    address = web.server(echo, read_timeout=1.0)
+    limits = Limits(idle_timeout=1.0, head_timeout=1.0, body_grace=1.0)
+    address = web.server(echo, limits=limits)
     client = web.new()
-    slow = [socket.create_connection(address, timeout=WAIT) for _ in range(3)]
+    slow = [raw(address) for _ in range(3)]
     try:
         slow[0].sendall(b"POST /v1/peer HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
         slow[1].sendall(b"POST /v1/peer HTTP/1.1\r\nHost: x\r\n")  # headers never end
@@ -301,15 +321,9 @@ def test_http_slow_client_does_not_block_others(web: Net) -> None:
         for i in range(5):
             assert client.request(address, b"fast %d" % i, timeout=WAIT) == b"fast %d" % i
         assert time.monotonic() - started < 0.9  # well before any slow one timed out
-        answers = []
-        for sock in slow:  # the server gives up on each of them after its read timeout
-            sock.settimeout(WAIT)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-            answers.append(answer)
+        answers = [read_until_closed(sock) for sock in slow]  # the server gives up on each
         assert time.monotonic() - started < 3.0
-        assert answers[0].startswith(b"HTTP/1.0 408 ")  # it had asked for a body: told why
+        assert answers[0].startswith(b"HTTP/1.1 408 ")  # it had asked for a body: told why
         json_error(answers[0].partition(b"\r\n\r\n")[2], 408)
         assert answers[1:] == [b"", b""]
     finally:
@@ -317,31 +331,49 @@ def test_http_slow_client_does_not_block_others(web: Net) -> None:
             sock.close()
 
 
-def test_http_trickling_client_is_cut_off(web: Net) -> None:
-    address = web.server(echo, read_timeout=5.0, request_timeout=0.5)
-    with socket.create_connection(address, timeout=WAIT) as sock:
+def test_http_trickling_head_is_cut_off(web: Net) -> None:
+    address = web.server(echo, limits=Limits(head_timeout=0.5))
+    with raw(address) as sock:
         started = time.monotonic()
         sock.sendall(b"POST /v1/peer HTTP/1.1\r\n")
         with pytest.raises(OSError):  # broken pipe or reset, once the server has given up
             for _ in range(int(WAIT / 0.05)):
-                sock.sendall(b"X-Slow: 1\r\n")  # each byte in time, the whole far too late
+                sock.sendall(b"X-Slow: 1\r\n")  # each line in time, the whole far too late
                 time.sleep(0.05)
         assert time.monotonic() - started < 2.0
 
 
+def test_http_trickling_body_gets_408(web: Net) -> None:
+    address = web.server(echo, limits=Limits(body_grace=0.3, min_body_rate=1000))
+    with raw(address) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/peer HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n")
+        answer = b""
+        for _ in range(40):  # a byte every 0.1 s: 500 would take 50 s; the deadline is 0.8 s
+            try:
+                sock.sendall(b"x")
+                sock.settimeout(0.1)
+                answer += sock.recv(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert time.monotonic() - started < 2.0
+
+
 def test_http_close_ends_open_connections(web: Net) -> None:
-    server = web.new(read_timeout=WAIT)
+    server = web.new()
     address = server.serve((LOCAL, 0), echo)
-    slow = socket.create_connection(address, timeout=WAIT)
+    slow = raw(address)
     try:
         slow.sendall(b"POST /v1/peer HTTP/1.1\r\n")
         time.sleep(0.1)  # let the server pick the connection up
         started = time.monotonic()
         server.close()
-        try:
-            assert slow.recv(65536) == b""
-        except ConnectionResetError:  # also fine: the connection ended, and at once
-            pass
+        assert read_until_closed(slow) == b""
         assert time.monotonic() - started < 1.0
     finally:
         slow.close()
@@ -361,27 +393,140 @@ def test_http_request_timeout(web: Net) -> None:
         release.set()
 
 
-def test_http_busy_server_answers_503(web: Net) -> None:
+def test_http_a_blocking_handler_does_not_stop_the_server(web: Net) -> None:
     entered, release = threading.Event(), threading.Event()
 
     def handler(data: bytes) -> bytes:
-        entered.set()
-        release.wait(WAIT)
+        if data == b"block":
+            entered.set()
+            release.wait(WAIT)
         return data
 
-    address = web.server(handler, max_concurrency=1)
+    address = web.server(handler)
     client = web.new()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(client.request, address, b"first", timeout=WAIT)
+        first = pool.submit(client.request, address, b"block", timeout=WAIT)
         try:
             assert entered.wait(WAIT)
-            with pytest.raises(TransportError) as caught:
-                client.request(address, b"second", timeout=WAIT)
-            assert caught.value.status == 503
+            assert client.request(address, b"second", timeout=WAIT) == b"second"
         finally:
             release.set()
-        assert first.result(timeout=WAIT) == b"first"
-    assert client.request(address, b"third", timeout=WAIT) == b"third"
+        assert first.result(timeout=WAIT) == b"block"
+
+
+def test_http_keep_alive_serves_many_requests_on_one_connection(web: Net) -> None:
+    server = web.new()
+    address = server.serve((LOCAL, 0), echo)
+    conn = http.client.HTTPConnection(*address, timeout=WAIT)
+    try:
+        for i in range(50):
+            conn.request("POST", "/v1/peer", body=b"%d" % i)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"%d" % i)
+            assert response.getheader("Connection") is None  # HTTP/1.1: stays open
+        assert isinstance(server, HttpTransport) and server.connections == 1
+    finally:
+        conn.close()
+
+
+def test_http_1_0_request_is_answered_and_closed(web: Net) -> None:
+    address = web.server(echo)
+    with raw(address) as sock:
+        sock.sendall(b"POST /v1/peer HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer and answer.endswith(b"hi")
+
+
+def test_http_pipelined_requests_are_answered_in_order(web: Net) -> None:
+    address = web.server(lambda data: data.upper())
+    requests = b"".join(
+        b"POST /v1/peer HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+        % (b"Connection: close\r\n" if i == 2 else b"", len(body), body)
+        for i, body in enumerate([b"one", b"two", b"three"])
+    )
+    with raw(address) as sock:
+        sock.sendall(requests)  # all three at once, before any answer
+        answer = read_until_closed(sock)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in answer.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert [b[: len(w)] for b, w in zip(bodies, [b"ONE", b"TWO", b"THREE"])] == [b"ONE", b"TWO", b"THREE"]
+
+
+def test_http_client_keeps_and_reuses_its_connections(web: Net) -> None:
+    server = web.new()
+    address = server.serve((LOCAL, 0), echo)
+    client = web.new()
+    for i in range(100):
+        assert client.request(address, b"%d" % i, timeout=WAIT) == b"%d" % i
+    assert isinstance(server, HttpTransport) and server.connections == 1
+
+
+def test_http_client_reconnects_when_the_server_closed_an_idle_connection(web: Net) -> None:
+    server = web.new(limits=Limits(keepalive_timeout=0.2))
+    address = server.serve((LOCAL, 0), echo)
+    client = web.new()
+    assert client.request(address, b"first", timeout=WAIT) == b"first"
+    time.sleep(0.7)  # the server closes the pooled connection meanwhile
+    assert client.request(address, b"second", timeout=WAIT) == b"second"
+
+
+def test_http_head_over_the_limit_is_431(web: Net) -> None:
+    address = web.server(echo, limits=Limits(max_head=1024))
+    with raw(address) as sock:
+        sock.sendall(b"POST /v1/peer HTTP/1.1\r\nX-Big: " + b"a" * 2000 + b"\r\n")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    json_error(answer.partition(b"\r\n\r\n")[2], 431)
+
+
+def test_http_connections_per_client_are_capped_but_other_clients_get_in(web: Net) -> None:
+    address = web.server(echo, limits=Limits(max_per_client=5))
+    held = [raw(address, "127.0.0.2") for _ in range(5)]
+    try:
+        time.sleep(0.1)
+        with raw(address, "127.0.0.2") as extra:
+            assert read_until_closed(extra) == b""  # closed at once
+        assert web.new().request(address, b"from another address", timeout=WAIT) == b"from another address"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_http_unauthenticated_connections_cannot_push_out_a_peer(web: Net) -> None:
+    server = web.new(limits=Limits(max_connections=8, max_per_client=1000))
+    address = server.serve((LOCAL, 0), echo)
+    peer = web.new()
+    assert peer.request(address, b"hello", timeout=WAIT) == b"hello"  # its connection is trusted now
+    flood = [raw(address, "127.0.0.2") for _ in range(40)]
+    try:
+        time.sleep(0.2)
+        assert isinstance(server, HttpTransport) and server.connections <= 8
+        for i in range(5):  # on the pooled, trusted connection, and on new ones
+            assert peer.request(address, b"%d" % i, timeout=WAIT) == b"%d" % i
+        newcomer = web.new()
+        assert newcomer.request(address, b"new", timeout=WAIT) == b"new"  # evicts the oldest idle
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+def test_http_buffered_bytes_are_capped(web: Net) -> None:
+    address = web.server(echo, limits=Limits(max_buffered=100_000))
+    hogs = [raw(address, "127.0.0.2") for _ in range(3)]
+    try:
+        for sock in hogs:
+            sock.sendall(b"POST /v1/peer HTTP/1.1\r\nX-Big: " + b"a" * 50_000)  # no end of head
+        answers = []
+        for sock in hogs:
+            sock.settimeout(1.0)
+            try:
+                answers.append(sock.recv(65536))
+            except (TimeoutError, socket.timeout):
+                answers.append(b"")
+        assert any(a.startswith(b"HTTP/1.1 503 ") for a in answers)
+        assert web.new().request(address, b"still serving", timeout=WAIT) == b"still serving"
+    finally:
+        for sock in hogs:
+            sock.close()
 
 
 def test_http_app_hook(web: Net) -> None:
@@ -491,6 +636,8 @@ def test_http_oversized_answer_is_refused(web: Net) -> None:
 def test_http_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         HttpTransport(max_body=0)
+    with pytest.raises(ValueError):
+        Limits(head_timeout=0)
 
 
 def test_http_call_refuses_an_answer_cut_short() -> None:

@@ -23,8 +23,11 @@ the very end of the log, which :meth:`~JsonFileStorage.load` cuts away with a wa
 Any other bad line was not made by a crash; ``load`` refuses it with a
 :class:`~gossip.errors.StorageError` naming the file and line, and changes nothing.
 
-One process owns a directory at a time; within it, a lock makes every method safe to
-call from several threads.
+One process owns a directory at a time: a node runner calls :meth:`~JsonFileStorage.claim`,
+which holds an exclusive ``flock`` on the ``lock`` file (naming the owner's pid) until
+:meth:`~JsonFileStorage.close`; a second claim gets :class:`~gossip.errors.StorageInUse` at
+once. (Reading a store without claiming it, as tests and tools do, is left free.) Within
+the owner, a lock makes every method safe to call from several threads.
 """
 
 from __future__ import annotations
@@ -38,12 +41,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import LocalProtocolError, StorageError
+from ..errors import LocalProtocolError, StorageError, StorageInUse
 from ..model import Gossip, PeerView, Snapshot, check_network_name
 
 __all__ = ["JsonFileStorage", "write_file_atomically", "LOG_NAME", "PEERS_NAME", "QUARANTINE_NAME"]
 
-logger = logging.getLogger("gossip.storage")
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; one process per directory is on trust
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 #: The append-only gossip log.
 LOG_NAME = "gossip.jsonl"
@@ -51,6 +59,8 @@ LOG_NAME = "gossip.jsonl"
 PEERS_NAME = "peers.json"
 #: Where gossips that fail verification are set aside.
 QUARANTINE_NAME = "quarantine.jsonl"
+#: Held locked by the process that owns the store; holds its pid.
+LOCK_NAME = "lock"
 
 _PEERS_VERSION = 1
 _FILE_MODE = 0o600
@@ -163,6 +173,46 @@ class JsonFileStorage:
                 f"cannot create storage directory {self.directory}: {exc.strerror or exc};"
                 " check the path and its permissions"
             ) from exc
+        self._lock_fd: int | None = None
+
+    def claim(self) -> None:
+        """Own the directory until :meth:`close`: no other claim succeeds meanwhile.
+
+        Raises:
+            StorageInUse: another process (or another store in this one) has claimed it.
+            StorageError: the lock file cannot be opened.
+        """
+        if fcntl is None or self._lock_fd is not None:  # pragma: no cover
+            return
+        path = self.directory / LOCK_NAME
+        writable = True
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, _FILE_MODE)
+        except PermissionError:
+            # A store made read-only can still be locked; its files then say what is wrong.
+            writable = False
+            try:
+                fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            except OSError as exc:
+                raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                text = os.read(fd, 32).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            pid = int(text) if text.isdigit() else None
+            raise StorageInUse(
+                f"{self.directory} is in use by {'process ' + str(pid) if pid else 'another process'}",
+                pid=pid,
+            ) from None
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
 
     def __repr__(self) -> str:
         return f"JsonFileStorage({str(self.directory)!r})"
@@ -272,6 +322,9 @@ class JsonFileStorage:
                 return
             self._closed = True
             self._close_fd()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -5,16 +5,20 @@ answer bytes, or raises a :class:`~gossip.errors.GossipError` whose ``status_hin
 transport sends back as an error (HTTP status, or the in-memory equivalent). The client
 side raises :class:`~gossip.errors.TransportError` with ``status`` set to that status, or
 None when nothing answered (unreachable, timed out, dropped).
+
+Two implementations pass one contract suite (``tests/test_transport_contract.py``): the
+in-memory twin here, and :class:`gossip.http.HttpTransport` (HTTP/1.1 over pooled
+persistent connections, which also offers ``*_async`` twins of these methods for callers
+on its event loop).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from .http import HttpTransport
 from .memory import MemoryNetwork, MemoryTransport
 
-__all__ = ["Address", "Handler", "Transport", "MemoryNetwork", "MemoryTransport", "HttpTransport"]
+__all__ = ["Address", "Handler", "Transport", "MemoryNetwork", "MemoryTransport"]
 
 Address = tuple[str, int]
 Handler = Callable[[bytes], bytes]

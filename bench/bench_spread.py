@@ -1,0 +1,164 @@
+"""Spreading: N NodeRunners in one process on 127.0.0.1, 1,000 gossips created at one node.
+
+    python bench/bench_spread.py [--nodes 50 100] [--timers 1 0.2] [--gossips 1000] [--runs 1]
+
+For each (N, timer): N runners share one event loop (one thread), each with its own JSON
+store in a temporary directory; each registers with a random earlier one (REGISTER), and the
+script waits until every node knows N-1 peers (bounded). Then ``--gossips`` creates are made at
+node 0, all at once (group commit writes them together), and every node's gossip count is
+checked every 5 ms on the loop until all hold all of them.
+
+Prints, per run: seconds from the first create until every node holds all, node-to-node body
+bytes over the floor (every node but the creator receives every gossip body once: (N-1) x the
+bodies' JSON size), requests sent by verb, and the process's CPU seconds while spreading.
+Issue 9's targets: at most 1.0 s for N=50 and 2.0 s for N=100, at --timer 1 and 0.2, bytes at
+most 1.5x the floor. Asserts nothing about timing; stops every runner and removes its files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gossip.auth import derive_key  # noqa: E402
+from gossip.http import LoopThread, NodeRunner  # noqa: E402
+from gossip.model import Network, NodeConfig  # noqa: E402
+from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
+
+HOST = "127.0.0.1"
+KEY = derive_key("default", "bench-spread-not-secret")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports that were free a moment ago (all bound at once, so they differ)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def make_runners(n: int, timer: float, max_peers: int, work: Path, loop: asyncio.AbstractEventLoop) -> list[NodeRunner]:
+    runners = []
+    for i, port in enumerate(free_ports(n)):
+        config = NodeConfig(
+            node_guid=str(uuid.uuid4()), node_name=f"n{i}", networks=(Network(name="default", key=KEY),),
+            ip=HOST, port=port, gossip_timer=timer, gossip_max_peer_count=max_peers,
+        )
+        runner = NodeRunner(config, JsonFileStorage(work / f"n{i}"), loop=loop)
+        runner.start()
+        runners.append(runner)
+    return runners
+
+
+def spread_run(n: int, timer: float, gossips: int, max_peers: int, rng: random.Random) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="gossip-spread-"))
+    thread = LoopThread("bench-loop")
+    runners: list[NodeRunner] = []
+    try:
+        started = time.monotonic()
+        runners = make_runners(n, timer, max_peers, work, thread.loop)
+
+        async def join() -> None:
+            await asyncio.gather(*(
+                r.register_async(HOST, runners[rng.randrange(i)].config.port) for i, r in enumerate(runners) if i
+            ))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and any(r.node.peer_count() < n - 1 for r in runners):
+                await asyncio.sleep(0.05)
+
+        thread.run(join())
+        joined = time.monotonic() - started
+        known = min(r.node.peer_count() for r in runners)
+
+        async def spread() -> dict[str, Any]:
+            await asyncio.sleep(2 * timer)  # a couple of settled rounds first
+            before = {k: sum(r.bytes[k] for r in runners) for k in ("sent", "received")}
+            sent_before = Counter[str]()
+            for r in runners:
+                sent_before.update({k: v for k, v in r.node.stats.items() if k.startswith("sent.")})
+            cpu0 = time.process_time()
+            t0 = time.monotonic()
+            made = await asyncio.gather(*(runners[0].create_async(f"spread {i} " + "x" * 40) for i in range(gossips)))
+            acked = time.monotonic() - t0
+            deadline = t0 + 120
+            while time.monotonic() < deadline and any(r.node.gossip_count() < gossips for r in runners):
+                await asyncio.sleep(0.005)
+            took = time.monotonic() - t0
+            cpu = time.process_time() - cpu0
+            floor = (n - 1) * sum(len(json.dumps(g.to_dict(), ensure_ascii=False).encode()) for g in made)
+            sent = sum(r.bytes["sent"] for r in runners) - before["sent"]
+            verbs = Counter[str]()
+            for r in runners:
+                verbs.update({k: v for k, v in r.node.stats.items() if k.startswith("sent.")})
+            verbs.subtract(sent_before)
+            return {
+                "converged": all(r.node.gossip_count() == gossips for r in runners),
+                "seconds": took, "acked": acked, "cpu": cpu, "bytes": sent, "floor": floor,
+                "verbs": {k.split(".", 1)[1]: v for k, v in sorted(verbs.items()) if v},
+            }
+
+        result = thread.run(spread())
+        result.update(nodes=n, timer=timer, joined=joined, known=known)
+        return result
+    finally:
+        for r in runners:
+            try:
+                r.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"stopping {r.config.node_name}: {exc}", file=sys.stderr)
+        thread.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/bench_spread.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[50, 100])
+    parser.add_argument("--timers", type=float, nargs="+", default=[1.0, 0.2])
+    parser.add_argument("--gossips", type=int, default=1000)
+    parser.add_argument("--max-peers", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    print("| nodes | timer | run | join s | creates acked s | **first create -> all hold all** | bytes / floor | CPU s | requests sent |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n in args.nodes:
+        for timer in args.timers:
+            seconds = []
+            for run in range(1, args.runs + 1):
+                r = spread_run(n, timer, args.gossips, args.max_peers, rng)
+                seconds.append(r["seconds"])
+                state = "" if r["converged"] else " (NOT converged)"
+                verbs = ", ".join(f"{k} {v}" for k, v in r["verbs"].items())
+                print(
+                    f"| {n} | {timer:g} | {run} | {r['joined']:.1f} (min known {r['known']}) | {r['acked']:.2f} |"
+                    f" **{r['seconds']:.2f} s**{state} | {r['bytes'] / r['floor']:.2f} ({r['bytes'] / 1e6:.1f} MB) |"
+                    f" {r['cpu']:.2f} | {verbs} |",
+                    flush=True,
+                )
+            if args.runs > 1:
+                print(f"median for N={n}, timer {timer:g}: {statistics.median(seconds):.2f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m gossip.http``: run a node (see :mod:`gossip.http.command`)."""
+
+from gossip.http.command import main
+
+raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The client API: routes, authentication, JSON shapes and error codes; the web page's files.
+
+Everything but ``/v1/peer`` arrives here (:meth:`ClientApi.handle`). ``/healthz``,
+``/metrics`` and the web page's files need no key; every ``/v1/...`` route needs a request
+signed with a network key (:data:`~gossip.auth.CLIENT_AUTH_HEADER`, see docs/http-api.md),
+and its answer marks the connection as authenticated (the server then keeps it, whatever
+unauthenticated clients do). Handlers run on the runner's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .. import __version__
+from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
+from ..errors import GossipError, LocalProtocolError
+from ..events import Event, RegisterFailed, Registered
+from ..node import GossipStatus
+from .server import Request, Response
+
+if TYPE_CHECKING:
+    from .runner import NodeRunner
+
+__all__ = ["ClientApi", "parse_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
+
+#: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
+RESOLVE_WAIT = 3.0
+
+#: The web client: path -> (file in gossip/web, content type). Nothing else is served from disk.
+WEB_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+#: Scripts and styles only from this node, no inline script, no framing, no other origin.
+WEB_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Route = Callable[[Request, str], Awaitable[Response]]
+
+
+def gossip_row(row: GossipStatus) -> dict[str, Any]:
+    """One GOSSIP_STATUS row as the client API shows it."""
+    return {
+        "network": row.network,
+        "guid": row.guid,
+        "date_time": row.date_time,
+        "who_name": row.who_name,
+        "msg": row.msg,
+        "sha2": row.sha2,
+        "complete": row.complete,
+    }
+
+
+class ClientApi:
+    """The routes of one runner's client API; :meth:`handle` is the server's App."""
+
+    def __init__(self, runner: NodeRunner) -> None:
+        self.runner = runner
+        self._guards: dict[str, ReplayGuard] = {}
+        self._routes: dict[tuple[str, str], Route] = {
+            ("GET", "/v1/node"): self._get_node,
+            ("GET", "/v1/peers"): self._get_peers,
+            ("GET", "/v1/gossip"): self._get_gossip,
+            ("POST", "/v1/gossip"): self._post_gossip,
+            ("POST", "/v1/register"): self._post_register,
+        }
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request (the server's :data:`~gossip.http.server.App`)."""
+        route = (request.method, request.path)
+        if route == ("GET", "/healthz"):
+            return _json(200, {"status": "ok", "node_guid": self.runner.node.guid, "version": __version__})
+        if route == ("GET", "/metrics"):
+            return Response(200, self.runner.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if request.method == "GET" and request.path in WEB_FILES:
+            return _web_file(request.path)
+        handler = self._routes.get(route)
+        if handler is None:
+            known = {p for _, p in self._routes} | {"/healthz", "/metrics"}
+            status = 405 if request.path in known else 404
+            return _json(status, {"v": 1, "type": "error", "status": status, "error": f"no route {request.method[:16]} {request.path[:200]}"})
+        network = check_client_auth(
+            request.headers.get(CLIENT_AUTH_HEADER.lower()),
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            body=request.body,
+            key_for=self._key_for,
+            guard_for=self._guard_for,
+            now=self.runner.clock(),
+        )
+        wanted = request.query.get("network", [network])[-1]
+        if wanted != network:
+            raise GossipError(f"you authenticated for network {network!r}, not {wanted[:64]!r}", status_hint=403)
+        response = await handler(request, network)
+        return Response(response.status, response.body, response.content_type, response.headers, authenticated=True)
+
+    def _key_for(self, network: str) -> bytes | None:
+        for net in self.runner.config.networks:
+            if net.name == network:
+                return net.key
+        return None
+
+    def _guard_for(self, network: str) -> ReplayGuard:
+        return self._guards.setdefault(network, ReplayGuard())
+
+    async def _get_node(self, request: Request, network: str) -> Response:
+        c = self.runner.config
+        return _json(200, {
+            "node_guid": c.node_guid,
+            "node_name": c.node_name,
+            "networks": list(c.network_names),
+            "ip": c.ip,
+            "port": c.port,
+            "gossip_timer": c.gossip_timer,
+            "gossip_max_peer_count": c.gossip_max_peer_count,
+            "version": __version__,
+        })
+
+    async def _get_peers(self, request: Request, network: str) -> Response:
+        return _json(200, [v.to_dict() for v in self.runner.node.network_status(network)])
+
+    async def _get_gossip(self, request: Request, network: str) -> Response:
+        rows = self.runner.node.gossip_status(network)  # on the loop: a consistent copy
+        # Encoding 100,000 rows takes a while: off the loop, so that peers are not kept waiting.
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: json.dumps([gossip_row(r) for r in rows], ensure_ascii=False).encode("utf-8")
+        )
+        return Response(200, body)
+
+    async def _post_gossip(self, request: Request, network: str) -> Response:
+        msg = _json_body(request).get("msg")
+        gossip = await self.runner.create_async(msg, network)  # type: ignore[arg-type]  # the core checks it
+        return _json(201, dict(gossip.to_dict(), network=network, complete=True))
+
+    async def _post_register(self, request: Request, network: str) -> Response:
+        address = _json_body(request).get("address")
+        if not isinstance(address, str):
+            raise LocalProtocolError("register needs {\"address\": \"HOST:PORT\"}")
+        loop = asyncio.get_running_loop()
+        ip, port = await loop.run_in_executor(None, lambda: parse_hostport(address, timeout=RESOLVE_WAIT))
+        event = await self.runner.register_async(ip, port, network)
+        if isinstance(event, Registered):
+            return _json(200, {"peer": event.peer.to_dict()})
+        assert isinstance(event, RegisterFailed)
+        if event.status in (401, 403):
+            raise GossipError(f"{address[:200]} refused the registration: {refusal(event, network, 'its')}", status_hint=403)
+        raise GossipError(f"{address[:200]} did not answer: {event.reason}", status_hint=502)
+
+
+def refusal(event: Event, network: str, article: str) -> str:
+    """Why a node refused our REGISTER with 401/403: the clocks, or else the network or password."""
+    reason = getattr(event, "reason", "")
+    if "clock" in reason:  # ReplayGuard's "message timestamp is ...s off this node's clock"
+        return f"the clocks differ too much ({reason.split('): ', 1)[-1]})"
+    return f"it is not on network {network!r} or {article} password differs"
+
+
+def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) to an (ip, port) pair, resolving a host name.
+
+    Args:
+        timeout: most seconds to wait for the name's resolution (None: the resolver's own).
+
+    Raises:
+        LocalProtocolError: not of that form, or the name does not resolve (in time).
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
+            or not 1 <= int(port_text) <= 65535:
+        raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    try:
+        infos = _getaddrinfo(host, int(port_text), timeout)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise LocalProtocolError(f"cannot resolve host {host[:100]!r}: {why}") from None
+    return str(infos[0][4][0]), int(port_text)
+
+
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
+    """getaddrinfo, given up after ``timeout`` s: it has no timeout, and a slow resolver can
+    take 5 s per try (the lookup itself ends in a daemon thread, bounded by the resolver)."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller
+            box.append(exc)
+
+    thread = threading.Thread(target=work, name="gossip-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        raise socket.gaierror(f"no answer within {timeout:g} s")
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return list(box[0])
+
+
+def _web_file(path: str) -> Response:
+    name, content_type = WEB_FILES[path]
+    try:
+        data = resources.files("gossip.web").joinpath(name).read_bytes()
+    except (FileNotFoundError, OSError):
+        return _json(404, {"v": 1, "type": "error", "status": 404, "error": f"{name} is not installed"})
+    return Response(200, data, content_type, WEB_HEADERS)
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise LocalProtocolError("the request body must be a UTF-8 JSON object") from None
+    except ValueError:  # a number of more than 4,300 digits
+        raise LocalProtocolError("the request body holds a number too long to read") from None
+    if not isinstance(body, dict):
+        raise LocalProtocolError("the request body must be a JSON object")
+    return body

@@ -1,0 +1,509 @@
+"""Requests out: the HTTP :class:`~gossip.transport.Transport`, over pooled persistent connections.
+
+:class:`HttpTransport` sends node-to-node requests (``POST /v1/peer``) over HTTP/1.1
+connections that it keeps open per peer (at most ``pool_size`` idle ones each, each reused
+while younger than :data:`POOL_IDLE`, which is shorter than the server's keep-alive timeout
+so that a reused connection is rarely one the server is closing). ``TCP_NODELAY`` is on (asyncio
+sets it): without it a small answer waits for the delayed ACK, ~40 ms. Every call has a
+timeout; a connection that times out or misbehaves is dropped, never reused. A request that
+fails on a *reused* connection before any answer byte arrived is sent once more on a fresh one:
+the server had closed the idle connection, and had not read the request.
+
+It also serves (:meth:`HttpTransport.serve`, with :class:`~gossip.http.server.HttpServer`).
+Everything runs on one asyncio event loop: the caller's (``loop=``), or one the transport
+starts in a daemon thread. The ``*_async`` methods run on that loop; the plain ones are for
+other threads and wait for it.
+
+:func:`http_call` is a one-shot request for the command-line client (urllib; no proxies from
+the environment, no redirects, no other URL schemes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import socket
+from typing import Any, Coroutine, Mapping, TypeVar
+
+from ..errors import LocalProtocolError, TransportError
+from ..messages import MAX_MESSAGE_BYTES
+from .h1 import SERVER_NAME, HeadError, parse_head
+from .server import PEER_PATH, App, Handler, HttpServer, Limits, hostport
+
+__all__ = ["HttpTransport", "LoopThread", "http_call", "POOL_IDLE"]
+
+Address = tuple[str, int]
+T = TypeVar("T")
+
+#: Seconds an idle pooled connection is reused; the server keeps trusted ones 15 s.
+POOL_IDLE = 10.0
+_MAX_ANSWER_HEAD = 64 * 1024
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread, for callers that are not async."""
+
+    def __init__(self, name: str = "gossip-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result (not from the loop's own thread)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("LoopThread.run() called from its own loop; await the coroutine instead")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            if threading.current_thread() is not self._thread:
+                self._thread.join(timeout=5.0)
+
+
+class _Reused(Exception):
+    """A reused connection ended before any answer byte: the request may be sent again."""
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One persistent connection to a peer; one request at a time."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.closed = False
+        self.idle_since = time.monotonic()
+        self._status = 0
+        self._length: int | None = None  # None: until the head is read; -1: until close
+        self._keep = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter, self.waiter = self.waiter, None
+        if waiter is None or waiter.done():
+            return
+        if self._length == -1:  # a body delimited by the close: this is its end
+            waiter.set_result((self._status, bytes(self.buffer), False))
+        elif not self.buffer and self._length is None:
+            waiter.set_exception(_Reused())
+        else:
+            waiter.set_exception(http.client.IncompleteRead(bytes(self.buffer)))
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self.abort()  # an answer nobody asked for
+            return
+        self.buffer += data
+        try:
+            self._parse()
+        except (HeadError, _TooLarge) as exc:
+            self.waiter.set_exception(exc)
+            self.waiter = None
+            self.abort()
+
+    def _parse(self) -> None:
+        if self._length is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > _MAX_ANSWER_HEAD:
+                    raise HeadError("the answer's head is too long")
+                return
+            head = parse_head(bytes(self.buffer[:end]), request=False)
+            del self.buffer[: end + 4]
+            self._status = int(head.start[1])
+            if self._status == 100:  # "100 Continue": the real answer follows
+                self._parse()
+                return
+            if head.get("transfer-encoding") is not None:
+                raise HeadError("chunked answers are not supported")
+            length = head.get("content-length")
+            tokens = (head.get("connection") or "").lower()
+            self._keep = head.start[0] == "HTTP/1.1" and "close" not in tokens
+            if length is None:
+                self._length, self._keep = -1, False
+            elif not length.isdigit() or len(length) > 30:
+                raise HeadError("invalid Content-Length in the answer")
+            else:
+                self._length = int(length)
+                if self._length > self.cap:
+                    raise _TooLarge(self.cap)
+        if self._length == -1:
+            if len(self.buffer) > self.cap:
+                raise _TooLarge(self.cap)
+            return
+        if len(self.buffer) >= self._length:
+            assert self.waiter is not None
+            body = bytes(self.buffer[: self._length])
+            extra = len(self.buffer) > self._length
+            self.waiter.set_result((self._status, body, self._keep and not extra))
+            self.waiter = None
+
+    async def exchange(self, data: bytes) -> tuple[int, bytes, bool]:
+        """Send one request; returns (status, body, reusable)."""
+        assert self.transport is not None
+        self.buffer.clear()
+        self._length = None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _TooLarge(Exception):
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"the answer exceeds {cap} bytes")
+
+
+class HttpTransport:
+    """The :class:`~gossip.transport.Transport` over HTTP(S); see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        max_body: int = MAX_MESSAGE_BYTES,
+        ssl_server_context: ssl.SSLContext | None = None,
+        ssl_client_context: ssl.SSLContext | None = None,
+        app: App | None = None,
+        limits: Limits | None = None,
+        pool_size: int = 4,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Configure; nothing is opened until used.
+
+        Args:
+            timeout: default seconds a request waits (connect, send, whole answer).
+            max_body: largest request body the server accepts (larger: 413); answers are
+                read up to four times this.
+            ssl_server_context: serve HTTPS with this context instead of HTTP.
+            ssl_client_context: send requests over HTTPS with this context.
+            app: serves every path but ``/v1/peer``; without it they get 404.
+            limits: the server's limits (:class:`~gossip.http.server.Limits`); ``max_body``
+                overrides its own.
+            pool_size: idle connections kept per peer.
+            loop: the event loop to run on; None starts one in a daemon thread when needed.
+
+        Raises:
+            LocalProtocolError: a limit is not positive.
+        """
+        for name, value in (("timeout", timeout), ("max_body", max_body), ("pool_size", pool_size)):
+            if not value > 0:
+                raise LocalProtocolError(f"{name} must be positive, not {value!r}")
+        base = limits or Limits()
+        self.limits = Limits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "max_body": max_body})
+        self.timeout = timeout
+        self.max_body = max_body
+        self.app = app
+        self._ssl_server = ssl_server_context
+        self._ssl_client = ssl_client_context
+        self._pool_size = pool_size
+        self._loop = loop
+        self._owned: LoopThread | None = None
+        self._lock = threading.Lock()
+        self._server: HttpServer | None = None
+        self._idle: dict[Address, list[_ClientConnection]] = {}
+        self._busy: set[_ClientConnection] = set()
+        #: The address being served, or None.
+        self.address: Address | None = None
+
+    # -- the loop ------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop this transport runs on (started on first use when none was given)."""
+        with self._lock:
+            if self._loop is None:
+                self._owned = LoopThread("gossip-http")
+                self._loop = self._owned.loop
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self.loop
+        if self._owned is not None:
+            return self._owned.run(coro)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError("a blocking HttpTransport method was called on its own loop; use the *_async one")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    # -- serving -------------------------------------------------------------------------
+    def serve(self, address: Address, handler: Handler) -> Address:
+        """Listen on ``address`` (port 0: a free one) and answer on the loop; see :meth:`serve_async`."""
+        return self._run(self.serve_async(address, handler))
+
+    async def serve_async(self, address: Address, handler: Handler) -> Address:
+        """Listen on ``address``; ``/v1/peer`` bodies go to ``handler``, other paths to the app.
+
+        Returns:
+            The address actually bound.
+
+        Raises:
+            TransportError: already serving, or the address cannot be bound.
+        """
+        if self._server is not None:
+            raise TransportError("this transport is already serving")
+        server = HttpServer(handler, self.app, limits=self.limits, ssl_context=self._ssl_server)
+        self._server = server
+        try:
+            self.address = await server.start(address)
+        except TransportError:
+            self._server = None
+            raise
+        return self.address
+
+    @property
+    def connections(self) -> int:
+        """Connections the server holds open now."""
+        return self._server.connections if self._server is not None else 0
+
+    # -- requesting ----------------------------------------------------------------------
+    def request(self, address: Address, data: bytes, *, timeout: float | None = None) -> bytes:
+        """POST ``data`` to ``address``'s ``/v1/peer``; see :meth:`request_async`."""
+        return self._run(self.request_async(address, data, timeout=timeout))
+
+    async def request_async(self, address: Address, data: bytes, *, timeout: float | None = None) -> bytes:
+        """POST ``data`` to ``address``'s ``/v1/peer`` and return the answer body.
+
+        Args:
+            address: the peer's ``(ip or host name, port)``.
+            data: the request body.
+            timeout: seconds for the whole call; None: the transport's default.
+
+        Raises:
+            TransportError: ``status`` None when nothing (usable) answered: refused, timed
+                out, unresolvable, cut short, or an answer over ``4 * max_body`` bytes;
+                otherwise the status of the error answer, with its error text.
+        """
+        wait = self.timeout if timeout is None else timeout
+        where = hostport(*address)
+        head = (
+            f"POST {PEER_PATH} HTTP/1.1\r\nHost: {where}\r\nUser-Agent: {SERVER_NAME}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode("latin-1")
+        try:
+            async with asyncio.timeout(wait):
+                status, body = await self._exchange(address, head + data)
+        except TimeoutError:
+            raise TransportError(f"{where} is unreachable: no answer within {wait:g} s") from None
+        except _TooLarge as exc:
+            raise TransportError(f"{where} answered too much: {exc}") from None
+        except (OSError, HeadError, http.client.HTTPException, _Reused) as exc:
+            raise TransportError(f"{where} is unreachable: {_why(exc, wait)}") from None
+        if status == 200:
+            return body
+        reason = _error_text(body) or http.client.responses.get(status, "error")
+        raise TransportError(f"refused by {where} ({status}): {reason}", status=status)
+
+    async def _exchange(self, address: Address, data: bytes) -> tuple[int, bytes]:
+        for attempt in range(2):
+            conn, reused = await self._acquire(address, fresh=attempt > 0)
+            self._busy.add(conn)
+            try:
+                status, body, keep = await conn.exchange(data)
+            except _Reused:
+                if reused:
+                    continue
+                raise
+            except BaseException:
+                conn.abort()  # timed out or broken: its state is unknown
+                raise
+            finally:
+                self._busy.discard(conn)
+            self._release(address, conn, keep)
+            return status, body
+        raise _Reused()  # pragma: no cover - the second attempt is always on a fresh connection
+
+    async def _acquire(self, address: Address, *, fresh: bool) -> tuple[_ClientConnection, bool]:
+        idle = self._idle.get(address, [])
+        now = time.monotonic()
+        while idle and not fresh:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < POOL_IDLE:
+                return conn, True
+            conn.abort()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: _ClientConnection(4 * self.max_body),
+            address[0],
+            address[1],
+            ssl=self._ssl_client,
+            server_hostname=address[0] if self._ssl_client is not None else None,
+        )
+        return conn, False
+
+    def _release(self, address: Address, conn: _ClientConnection, keep: bool) -> None:
+        idle = self._idle.setdefault(address, [])
+        if keep and not conn.closed and len(idle) < self._pool_size:
+            conn.idle_since = time.monotonic()
+            idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop serving and close every connection, both ways; idempotent."""
+        if self._loop is None:
+            return
+        try:
+            self._run(self.close_async())
+        finally:
+            if self._owned is not None:
+                self._owned.stop()
+                self._owned = None
+                self._loop = None
+
+    async def close_async(self) -> None:
+        server, self._server = self._server, None
+        self.address = None
+        if server is not None:
+            await server.close()
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.abort()
+        self._idle.clear()
+        for conn in list(self._busy):
+            conn.abort()
+
+
+# -- the one-shot client ------------------------------------------------------------------
+
+
+def _opener(ssl_context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    """HTTP and HTTPS only: no proxy from the environment, no redirects, no error handlers."""
+    opener = urllib.request.OpenerDirector()
+    opener.add_handler(urllib.request.HTTPHandler())
+    opener.add_handler(urllib.request.HTTPSHandler(context=ssl_context))
+    return opener
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """A short, lower-case reason why nothing (usable) answered."""
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason or exc})"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, (http.client.RemoteDisconnected, _Reused)):
+        return "closed the connection without answering"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the answer was cut short"
+    if isinstance(exc, HeadError):
+        return f"malformed answer ({exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
+def _read_capped(response: Any, cap: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    declared = response.headers.get("Content-Length")
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer took too long")
+        chunk = response.read(min(65536, cap + 1 - size))
+        if not chunk:
+            body = b"".join(chunks)
+            if declared is not None and declared.isdigit() and int(declared) != size:
+                # The connection closed early: a cut answer must never pass for a whole one.
+                raise http.client.IncompleteRead(body, int(declared) - size)
+            return body
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge(cap)
+
+
+def _error_text(body: bytes) -> str | None:
+    """The ``error`` field of a JSON error body, if there is one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return error[:500] if isinstance(error, str) else None
+
+
+def http_call(
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+    max_answer: int = 4 * MAX_MESSAGE_BYTES,
+) -> tuple[int, bytes]:
+    """One HTTP(S) request, for the command-line client; no proxies, no redirects.
+
+    Args:
+        url: an ``http://`` or ``https://`` URL.
+        method: the HTTP method.
+        body: the request body; its Content-Type defaults to ``application/json``.
+        headers: extra request headers.
+        timeout: seconds to wait for each step (connect, send, first byte), and for the
+            whole answer to arrive.
+        ssl_context: for ``https://``; None uses the default, verifying context.
+        max_answer: most answer bytes read.
+
+    Returns:
+        The status and the body of the answer, whatever the status.
+
+    Raises:
+        TransportError: nothing answered (``status`` None), or the answer exceeded
+            ``max_answer``.
+        LocalProtocolError: ``url`` is not an http(s) URL.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LocalProtocolError(f"not an http(s) URL: {url!r}")
+    all_headers = dict(headers or {})
+    if body is not None and not any(k.lower() == "content-type" for k in all_headers):
+        all_headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body, headers=all_headers, method=method)
+    request.add_unredirected_header("User-agent", SERVER_NAME)
+    deadline = time.monotonic() + timeout
+    try:
+        with _opener(ssl_context).open(request, timeout=timeout) as response:
+            return int(response.status), _read_capped(response, max_answer, deadline)
+    except _TooLarge as exc:
+        raise TransportError(f"{parts.netloc} answered too much: {exc}") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+        raise TransportError(f"{parts.netloc} is unreachable: {_why(exc, timeout)}") from None

@@ -1,0 +1,292 @@
+"""``python -m gossip.http``: flags, ``server.json``, the store's lock, the banner, signals.
+
+Run it with ``-m``: run by path, ``import http.server`` would find this package instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import secrets
+import signal
+import ssl
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..auth import derive_key
+from ..configfile import load_config, save_config
+from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
+from ..events import RegisterFailed, Registered
+from ..messages import MAX_MESSAGE_BYTES
+from ..model import Network, NodeConfig, check_network_name
+from ..storage.jsonfile import JsonFileStorage
+from .api import parse_hostport, refusal
+from .client import HttpTransport
+from .runner import NodeRunner
+from .server import Request, Response
+
+__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "DEFAULT_PORT"]
+
+DEFAULT_PORT = 8470
+
+
+def data_dir_for(config_path: Path) -> Path:
+    """Where a node keeps gossips and peers: ``server.json`` -> ``server-data/`` beside it."""
+    return config_path.with_name(config_path.stem + "-data")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gossip.http",
+        description="Run a gossip node: it serves its peers, the client API and the web page over HTTP.",
+    )
+    p.add_argument("--config", default="server.json", help="the node's properties file (default ./server.json)")
+    p.add_argument("--name", help="this node's name (default node-<guid prefix>)")
+    p.add_argument("--network", help="the network to create or join (default 'default')")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="the network password (prefer GOSSIP_PASSWORD or --password-file)")
+    pw.add_argument("--password-file", help="read the network password from this file")
+    p.add_argument("--ip", help="address to listen on and advertise (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
+    p.add_argument("--max-peers", type=int, help="most peers contacted in one round (default 3)")
+    p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
+    p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
+    p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
+    p.add_argument("--tls-key", metavar="PATH", help="the certificate's private key (PEM)")
+    p.add_argument("--tls-ca", metavar="PATH", help="verify peers' certificates against this CA (PEM); turns on HTTPS to peers")
+    p.add_argument("--max-body", type=int, default=MAX_MESSAGE_BYTES, metavar="BYTES", help="largest request body accepted (default 1 MiB)")
+    p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    return p
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password is not None:
+        return str(args.password)
+    if args.password_file is not None:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --password-file {args.password_file}: {exc.strerror}") from None
+        if not text:
+            raise ConfigError(f"--password-file {args.password_file} is empty")
+        return text
+    return os.environ.get("GOSSIP_PASSWORD") or None
+
+
+def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str | None, bool]:
+    """The config to run with: loaded and updated by flags, or new.
+
+    Returns:
+        ``(config, generated_password, changed)``; the password is set only when this call
+        made it up, so that it can be shown once.
+    """
+    password = _password(args)
+    generated = None
+    network_name = args.network
+    if network_name is not None:
+        try:
+            check_network_name(network_name)
+        except LocalProtocolError as exc:
+            raise ConfigError(f"--network: {exc}") from None
+    existed = path.exists()
+    if existed:
+        config = load_config(path)
+        network_name = network_name or config.networks[0].name
+        changed = False
+    else:
+        guid = str(uuid.uuid4())
+        network_name = network_name or "default"
+        if password is None:
+            password = generated = secrets.token_urlsafe(18)
+        config = NodeConfig(
+            node_guid=guid,
+            node_name=args.name or f"node-{guid[:8]}",
+            networks=(Network(name=network_name, key=derive_key(network_name, password)),),
+            port=DEFAULT_PORT,
+        )
+        changed = True
+    updates: dict[str, Any] = {}
+    for flag, attr in (
+        ("name", "node_name"),
+        ("ip", "ip"),
+        ("port", "port"),
+        ("timer", "gossip_timer"),
+        ("max_peers", "gossip_max_peer_count"),
+    ):
+        value = getattr(args, flag)
+        if value is not None and value != getattr(config, attr):
+            updates[attr] = value
+    if password is not None and generated is None and existed:
+        key = derive_key(network_name, password)
+        if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
+            others = tuple(n for n in config.networks if n.name != network_name)
+            updates["networks"] = (Network(name=network_name, key=key),) + others
+    elif password is None and network_name not in config.network_names:
+        raise ConfigError(
+            f"to join network {network_name!r} this node needs its password:"
+            " set GOSSIP_PASSWORD, or pass --password-file or --password"
+        )
+    if updates:
+        if existed and {"node_name", "ip", "port"} & set(updates):
+            updates["incarnation"] = config.incarnation + 1  # peers must prefer the new record
+        try:
+            config = config.with_changes(**updates)
+        except LocalProtocolError as exc:
+            raise ConfigError(f"bad option: {exc}") from None
+        changed = True
+    return config, generated, changed
+
+
+def tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """The server and client TLS contexts the flags ask for (both None: plain HTTP).
+
+    Raises:
+        ConfigError: a half-given pair, or a file that cannot be loaded.
+    """
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    server = client = None
+    try:
+        if args.tls_cert:
+            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server.minimum_version = ssl.TLSVersion.TLSv1_2
+            server.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            client = ssl.create_default_context(cafile=args.tls_ca)
+            client.minimum_version = ssl.TLSVersion.TLSv1_2
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS files: {exc}") from None
+    if server is not None and client is None:
+        raise ConfigError("with --tls-cert, also give --tls-ca: peers are then reached over HTTPS and verified")
+    return server, client
+
+
+def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None, scheme: str = "http") -> str:
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+    network = config.networks[0].name
+    lines = [
+        f"gossip node {config.node_name} ({config.node_guid}) on network {', '.join(config.network_names)}",
+        f"Serving {scheme.upper()} on {address[0]} port {address[1]} ({scheme}://{host}:{address[1]}/) ...",
+        f"config {path}, data {data_dir_for(path)}/",
+        "",
+        "To join a second node to this network, run:",
+    ]
+    port = address[1] + 1
+    join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {host}:{address[1]}"
+    if scheme == "https":
+        join += " --tls-cert CERT --tls-key KEY --tls-ca CA"
+    if password is not None:
+        lines[-1] = "To join a second node to this network, run (the password is shown only this once;"
+        lines.append("server.json keeps only a key derived from it):")
+        lines.append(f"    GOSSIP_PASSWORD='{password}' {join}")
+    else:
+        lines.append(f"    GOSSIP_PASSWORD='<the password of {network}>' {join}")
+    return "\n".join(lines)
+
+
+
+def _raise_fd_limit() -> None:
+    """Let the server hold as many connections as the system allows (Go's runtime does the same)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # not allowed here: keep the soft limit
+            pass
+
+
+def _claim(storage: JsonFileStorage, path: Path) -> None:
+    try:
+        storage.claim()
+    except StorageInUse as exc:
+        holder = f"process {exc.pid}" if exc.pid else "another process"
+        raise ConfigError(
+            f"{path} is already in use by {holder} (it holds {storage.directory}/)."
+            f" To run a second node here, give it its own config and port:"
+            f" python -m gossip.http --config other.json --port {DEFAULT_PORT + 1}"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a node until SIGINT or SIGTERM. Returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    path = Path(args.config)
+    runner: NodeRunner | None = None
+
+    # The server must listen before the runner exists (to learn the port of --port 0).
+    async def handler(data: bytes) -> bytes:
+        if runner is None:
+            raise GossipError("this node is starting; try again", status_hint=503)
+        return await runner.handle_peer(data)
+
+    async def app(request: Request) -> Response:
+        if runner is None:
+            raise GossipError("this node is starting; try again", status_hint=503)
+        return await runner.api.handle(request)
+
+    transport: HttpTransport | None = None
+    storage: JsonFileStorage | None = None
+    try:
+        server_tls, client_tls = tls_contexts(args)
+        config, generated, changed = build_config(args, path)
+        join = parse_hostport(args.join) if args.join else None
+        listen = parse_hostport(args.listen) if args.listen else (config.ip, config.port)
+        storage = JsonFileStorage(data_dir_for(path))
+        _claim(storage, path)
+        _raise_fd_limit()
+        transport = HttpTransport(
+            app=app, max_body=args.max_body, ssl_server_context=server_tls, ssl_client_context=client_tls
+        )
+        try:
+            address = transport.serve(listen, handler)
+        except TransportError as exc:
+            raise ConfigError(f"{exc}; pick another --port") from None
+        if args.listen:
+            address = (config.ip, config.port)
+        elif address[1] != config.port:  # --port 0: advertise the port we got
+            config = config.with_changes(port=address[1], incarnation=config.incarnation + 1)
+            changed = True
+        if changed:
+            save_config(path, config)
+        offset = args.clock_offset
+        runner = NodeRunner(config, storage, transport=transport, clock=lambda: time.time() + offset)
+    except (ConfigError, StorageError, LocalProtocolError) as exc:
+        if transport is not None:
+            transport.close()
+        if storage is not None:
+            storage.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.start_gossiping()
+    status = 0
+    if join is not None:
+        network = args.network or config.networks[0].name
+        event = runner.register(*join, network)
+        if isinstance(event, Registered):
+            print(f"joined network {network}: registered with {event.peer.peer.name} at {args.join}", flush=True)
+        else:
+            assert isinstance(event, RegisterFailed)
+            why = refusal(event, network, "the") if event.status in (401, 403) else event.reason
+            print(f"error: could not join {args.join}: {why}", file=sys.stderr)
+            stop.set()
+            status = 1
+    while not stop.wait(0.5):
+        pass
+    runner.stop()
+    print("stopped; everything acknowledged is on disk", flush=True)
+    return status

@@ -1,0 +1,382 @@
+"""NodeRunner: a GossipNode served over HTTP, persisted to JSON files, driven by the clock.
+
+Theory of operation
+-------------------
+One asyncio event loop (the transport's) does everything that touches the node: answering
+peers and clients, starting rounds, sending requests and taking their answers. So the node
+needs no lock, and every change to it goes through one method, :meth:`NodeRunner._drive`,
+the one commit path:
+
+1. call the core (``handle_request``, ``tick``, ``receive_response``, ``create_gossip``...);
+   a :class:`~gossip.errors.GossipError` there means nothing changed;
+2. take the events and the requests it queued;
+3. write the events (:class:`_Committer`: a writer thread, batches in the order taken, one
+   fsync for all the batches ready at once). A call that changed nothing skips the disk, but
+   still waits for writes already under way, so that no answer gets ahead of a change it
+   may reveal;
+4. then, and only then, let the effects out: answer, send the queued requests.
+
+**When a write fails**, the change does not stay: the node reverts the batch's events (a
+gossip leaves its set and its listing, a new peer is forgotten), cancels the batch's requests
+(its pushes never leave), and the caller gets the :class:`~gossip.errors.StorageError`
+(507). A call that was waiting for the failed write fails the same way. So a client that was
+answered 507 and retries makes one gossip, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Coroutine, TypeVar
+
+from ..errors import GossipError, StorageError, TransportError
+from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
+from ..model import NodeConfig, PeerStatus
+from ..node import GossipNode, Outgoing
+from ..storage import persist
+from ..storage.jsonfile import JsonFileStorage
+from .client import HttpTransport
+from .server import RateLimitedLog
+
+__all__ = ["NodeRunner", "REGISTER_WAIT"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Seconds a REGISTER waits for the other node's answer, beyond the request timeout.
+REGISTER_WAIT = 10.0
+#: The round timer never sleeps longer than this (a clock that jumps is caught up soon).
+_MAX_SLEEP = 1.0
+
+
+@dataclass
+class _Write:
+    events: list[Event]
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Committer:
+    """Writes batches of events on one thread, in the order submitted (group commit)."""
+
+    storage: JsonFileStorage
+    loop: asyncio.AbstractEventLoop
+    _queue: deque[_Write] = field(default_factory=deque)
+    _ready: threading.Condition = field(default_factory=threading.Condition)
+    _closing: bool = False
+    _tail: asyncio.Future[None] | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gossip-writer", daemon=True)
+        self._thread.start()
+
+    async def commit(self, events: list[Event]) -> None:
+        """Return once ``events`` and every batch submitted before them are on disk.
+
+        Raises:
+            StorageError: this batch, or one it waited for, could not be written.
+        """
+        if not events:
+            tail = self._tail
+            if tail is not None and not tail.done():
+                await asyncio.shield(tail)
+            return
+        done: asyncio.Future[None] = self.loop.create_future()
+        with self._ready:
+            if self._closing:
+                raise StorageError("the node is stopping; nothing more is written")
+            self._queue.append(_Write(events, done))
+            self._ready.notify()
+        self._tail = done
+        await asyncio.shield(done)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closing:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                run = list(self._queue)
+                self._queue.clear()
+            failure: StorageError | None = None
+            try:
+                persist(self.storage, [e for w in run for e in w.events])
+            except StorageError as exc:
+                failure = exc
+                logger.error("%s", exc)
+            except Exception as exc:  # a bug in a store must not hang every caller
+                logger.exception("writing to the store failed")
+                failure = StorageError(f"writing to the store failed: {exc}")
+            for write in run:
+                try:
+                    self.loop.call_soon_threadsafe(_settle, write.done, failure)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    pass
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+
+
+def _settle(future: asyncio.Future[None], failure: StorageError | None) -> None:
+    if future.done():
+        return
+    if failure is None:
+        future.set_result(None)
+    else:
+        future.set_exception(failure)
+        future.exception()  # retrieved: a batch nobody waits for any more is not an error
+
+
+class NodeRunner:
+    """A GossipNode served over HTTP, persisted to a JSON-file store, driven by the clock.
+
+    Args:
+        config: the node's configuration (its ip and port are where it listens).
+        storage: where gossips and peers live; claimed for this runner (one process per
+            store) and the node starts from ``storage.load()``.
+        transport: the HTTP transport (created, with this runner's client API, when None).
+        clock: seconds since the epoch (``time.time``); tests may pass another.
+        request_timeout: seconds each node-to-node request may take.
+        loop: the asyncio loop to run on when ``transport`` is None (several runners may
+            share one); None: the transport starts its own in a thread.
+
+    Raises:
+        StorageInUse: another runner or process has the store.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: JsonFileStorage,
+        *,
+        transport: HttpTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        request_timeout: float = 5.0,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        from .api import ClientApi  # the API reads the runner; the runner only builds it
+
+        storage.claim()
+        self.storage = storage
+        self.clock = clock
+        self.api = ClientApi(self)
+        if transport is None:
+            transport = HttpTransport(app=self.api.handle, timeout=request_timeout, loop=loop)
+        self.transport = transport
+        self.loop = transport.loop
+        self._request_timeout = request_timeout
+        self._committer = _Committer(storage, self.loop)
+        self._waiters: dict[int, asyncio.Future[Event]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._ticking = False
+        self._stopping = False
+        self._warn = RateLimitedLog(logger)
+        #: Node-to-node body bytes, by direction ("sent", "received").
+        self.bytes: Counter[str] = Counter()
+        self.node = GossipNode(
+            config,
+            rng=random.Random(secrets.randbits(128)),
+            now=clock(),
+            snapshot=storage.load(),
+            # The transport times every call out; this only catches an answer never reported.
+            request_timeout=request_timeout * 6,
+        )
+        self._committer.start()
+
+    @property
+    def config(self) -> NodeConfig:
+        return self.node.config
+
+    @property
+    def gossiping(self) -> bool:
+        """True while rounds run: from :meth:`start_gossiping` until :meth:`stop`."""
+        return not self._stopping and (self._timer is not None or self._ticking)
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> tuple[str, int]:
+        """Serve on the config's address (its port must not be 0) and start gossiping."""
+        address = self.transport.serve((self.config.ip, self.config.port), self.handle_peer)
+        self.start_gossiping()
+        return address
+
+    def start_gossiping(self) -> None:
+        """Start the rounds (serving is started separately)."""
+        self.loop.call_soon_threadsafe(self._on_timer)
+
+    def stop(self) -> None:
+        """Stop gossiping and serving; everything acknowledged is already on disk."""
+        self.call(self.stop_async())
+        self._committer.close()
+        self.transport.close()
+        self.storage.close()
+
+    async def stop_async(self) -> None:
+        """Stop the rounds, cancel requests under way and stop serving (on the loop)."""
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.transport.close_async()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the runner's loop from another thread and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    # ------------------------------------------------------------------ the one commit path
+    async def _drive(self, fn: Callable[[float], T]) -> T:
+        """Call the core, write what it changed, then let its effects out (module docstring)."""
+        result = fn(self.clock())
+        events = self.node.events()
+        outbox = self.node.outbox()
+        try:
+            await self._committer.commit(events)
+        except StorageError:
+            self.node.revert(events)
+            for out in outbox:
+                self.node.cancel(out.request_id)
+            raise
+        for event in events:
+            self._note(event)
+        for out in outbox:
+            self._spawn(self._send(out))
+        return result
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self._stopping:
+            coro.close()
+            return
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, StorageError):  # a failed write: logged already
+            logger.error("a background task failed", exc_info=exc)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._stopping:
+            self._ticking = True
+            self._spawn(self._tick())
+
+    async def _tick(self) -> None:
+        try:
+            await self._drive(self.node.tick)
+        finally:
+            self._ticking = False
+            if not self._stopping:
+                delay = min(max(self.node.next_deadline() - self.clock(), 0.001), _MAX_SLEEP)
+                self._timer = self.loop.call_later(delay, self._on_timer)
+
+    async def _send(self, out: Outgoing) -> None:
+        try:
+            answer = await self.transport.request_async(out.address, out.data, timeout=self._request_timeout)
+        except TransportError as exc:
+            reason, status = str(exc), exc.status
+            await self._drive(lambda now: self.node.delivery_failed(out.request_id, now, reason, status))
+            return
+        self.bytes["sent"] += len(out.data)
+        self.bytes["received"] += len(answer)
+        await self._drive(lambda now: self.node.receive_response(out.request_id, answer, now))
+
+    def _note(self, event: Event) -> None:
+        if isinstance(event, GossipReceived):
+            logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
+        elif isinstance(event, PeerJoined):
+            peer = event.peer.peer
+            logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
+        elif isinstance(event, PeerStatusChanged):
+            level = logging.INFO if event.peer.status is PeerStatus.ALIVE else logging.WARNING
+            logger.log(level, "peer %s is now %s (was %s)", event.peer.peer.name, event.peer.status, event.old)
+        elif isinstance(event, (Registered, RegisterFailed)):
+            waiter = self._waiters.pop(event.request_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event)
+
+    # ------------------------------------------------------------------ entry points
+    async def handle_peer(self, data: bytes) -> bytes:
+        """``POST /v1/peer``: a peer's request. Its effects are on disk before the answer leaves."""
+        try:
+            answer = await self._drive(lambda now: self.node.handle_request(data, now))
+        except GossipError as exc:
+            if not isinstance(exc, StorageError):
+                self._warn(logging.WARNING, f"peer-{exc.status_hint}", "refused a peer request: %s", str(exc)[:200])
+            raise
+        self.bytes["received"] += len(data)
+        self.bytes["sent"] += len(answer)
+        return answer
+
+    async def create_async(self, msg: str, network: str | None = None) -> Any:
+        """CREATE_GOSSIP: returns the new gossip once it is on disk (and being pushed)."""
+        return await self._drive(lambda now: self.node.create_gossip(msg, now, network))
+
+    async def register_async(self, ip: str, port: int, network: str | None = None) -> Event:
+        """REGISTER with ``ip:port``; the outcome (Registered or RegisterFailed) within ~15 s."""
+        rid = await self._drive(lambda now: self.node.register(ip, port, now, network))
+        waiter: asyncio.Future[Event] = self.loop.create_future()
+        self._waiters[rid] = waiter
+        try:
+            return await asyncio.wait_for(waiter, REGISTER_WAIT + self._request_timeout)
+        except TimeoutError:
+            return RegisterFailed(request_id=rid, network=network or "", address=(ip, port), reason="no answer in time", status=None)
+        finally:
+            self._waiters.pop(rid, None)
+
+    def register(self, ip: str, port: int, network: str | None = None) -> Event:
+        """:meth:`register_async` from another thread."""
+        return self.call(self.register_async(ip, port, network))
+
+    # ------------------------------------------------------------------ metrics
+    def metrics_text(self) -> str:
+        """The Prometheus text exposition of this node's counters (call on the loop)."""
+        stats = self.node.stats
+        nets = self.node.networks
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+        def by(prefix: str, label: str) -> list[tuple[str, float]]:
+            return [(f'{{{label}="{k.split(".", 1)[1]}"}}', n) for k, n in sorted(stats.items()) if k.startswith(prefix + ".")]
+
+        family("gossip_rounds_total", "counter", "Gossip rounds started.", [("", stats.get("rounds", 0))])
+        family("gossip_requests_sent_total", "counter", "Node-to-node requests sent, by verb.", by("sent", "verb"))
+        family("gossip_requests_failed_total", "counter", "Requests sent that got no usable answer, by verb.", by("failed", "verb"))
+        family("gossip_requests_received_total", "counter", "Peer requests accepted, by verb.", by("received", "verb"))
+        family("gossip_rejected_total", "counter", "Messages refused, by reason.", by("rejected", "reason"))
+        family(
+            "gossip_bytes_total", "counter", "Node-to-node body bytes, by direction.",
+            [(f'{{direction="{d}"}}', self.bytes[d]) for d in ("sent", "received")],
+        )
+        family("gossip_iblt_retries_total", "counter", "IBLTs that did not peel and were asked for again, by set.", by("iblt_retry", "set"))
+        family("gossip_gossips", "gauge", "Complete gossips held, by network.", [(f'{{network="{n}"}}', self.node.gossip_count(n)) for n in nets])
+        family(
+            "gossip_peers", "gauge", "Peers known, by network and status.",
+            [
+                (f'{{network="{n}",status="{s.value}"}}', sum(1 for v in self.node.network_status(n) if v.status is s))
+                for n in nets
+                for s in PeerStatus
+            ],
+        )
+        family("gossip_http_connections", "gauge", "Connections the node's server holds open.", [("", self.transport.connections)])
+        return "\n".join(lines) + "\n"
+

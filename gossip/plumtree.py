@@ -1,0 +1,137 @@
+"""Eager push along a spanning tree (Plumtree): who gets a new gossip at once, and when.
+
+After Leitão, Pereira and Rodrigues, "Epidemic Broadcast Trees" (SRDS 2007). Each network
+keeps a set of *eager* peers. A gossip new to the node goes at once, body and all, to every
+eager peer except the one it came from; everything else is left to the rounds'
+anti-entropy, which plays the part of Plumtree's lazy IHAVE messages (an id learnt from it
+is fetched at the node's next round, not at once: the round is the IHAVE timer). The rules
+that turn the eager links into a tree, so that a body crosses each link about once:
+
+- a PUSH that brought nothing new is answered *prune*: both ends drop the link;
+- a peer that gave this node something new (by PUSH, or by a TELL_ME_MORE answer) joins
+  its eager set, and a TELL_ME_MORE with ``graft`` makes the answerer add the asker: links
+  are symmetric, and a fetch means the tree missed this node, so it is grafted back;
+- the node's own ``target`` (``gossip_max_peer_count``) random eligible peers are picked on
+  its first push, and again only when the set is empty: refilling it after a prune would
+  undo what the prune saved;
+- nothing grows the set beyond :attr:`EagerPeers.limit`, ``2 * target`` but at least 4: a
+  tree that spans the network needs nodes with three links or more, which a bound of 2
+  (fanout 1) would forbid.
+
+Flow control: at most one PUSH per peer is in flight. Gossips to push meanwhile queue per
+peer (at most :data:`QUEUE_LIMIT`, the oldest dropped first; anti-entropy repairs) and leave
+together when the answer comes, so a burst of creates costs a few requests, not one each.
+
+This module keeps the state only; :class:`~gossip.node.GossipNode` sends the requests.
+Sets here are insertion-ordered dicts: iterating a ``set[str]`` would depend on the
+process's hash seed, and the simulator must replay byte for byte.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .messages import MAX_IDS
+
+__all__ = ["EagerPeers", "QUEUE_LIMIT"]
+
+#: Most gossips queued for one peer while a PUSH to it is in flight.
+QUEUE_LIMIT = 4 * MAX_IDS
+
+
+class EagerPeers:
+    """One network's eager peers, the gossips queued for each, and the pushes in flight.
+
+    Args:
+        target: how many random peers to pick when the set is first needed or empty.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        #: Most eager peers (see the module docstring).
+        self.limit = max(4, 2 * target)
+        self._peers: dict[str, None] = {}
+        self._started = False
+        #: Per peer: guid -> wire size of the gossip, oldest first.
+        self._queues: dict[str, dict[str, int]] = {}
+        self._busy: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    @property
+    def started(self) -> bool:
+        """Whether the node's own random peers were picked (on its first push)."""
+        return self._started
+
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self._peers)
+
+    def add(self, peer: str) -> None:
+        """Make ``peer`` eager if there is room."""
+        if len(self._peers) < self.limit:
+            self._peers[peer] = None
+
+    def remove(self, peer: str) -> None:
+        """The link turns lazy: no more pushes to ``peer``, and its queue is dropped."""
+        self._peers.pop(peer, None)
+        self.clear(peer)
+
+    def pick(self, candidates: list[str], rng: random.Random) -> None:
+        """Top the set up to ``target`` random candidates (on the first push, or when empty)."""
+        self._started = True
+        others = [c for c in candidates if c not in self._peers]
+        for peer in rng.sample(others, max(0, min(self.target - len(self._peers), len(others)))):
+            self._peers[peer] = None
+
+    def enqueue(self, gossips: dict[str, int], exclude: str | None) -> list[str]:
+        """Queue gossips (guid -> wire size) for every eager peer but ``exclude``.
+
+        Returns:
+            The peers with no push in flight, to which a push should go now.
+        """
+        ready = []
+        for peer in self._peers:
+            if peer == exclude:
+                continue
+            queue = self._queues.setdefault(peer, {})
+            queue.update(gossips)
+            while len(queue) > QUEUE_LIMIT:
+                del queue[next(iter(queue))]
+            if peer not in self._busy:
+                ready.append(peer)
+        return ready
+
+    def take(self, peer: str, budget: int) -> list[str]:
+        """The next push's guids for ``peer``: the oldest queued, up to :data:`MAX_IDS` and
+        ``budget`` bytes (the first always). Empty while a push to it is in flight."""
+        queue = self._queues.get(peer)
+        if not queue or peer in self._busy:
+            return []
+        batch: list[str] = []
+        for guid, size in queue.items():
+            budget -= size
+            if len(batch) == MAX_IDS or (budget < 0 and batch):
+                break
+            batch.append(guid)
+        for guid in batch:
+            del queue[guid]
+        if not queue:
+            del self._queues[peer]
+        self._busy.add(peer)
+        return batch
+
+    def finished(self, peer: str) -> None:
+        """The push in flight to ``peer`` is over: the next one may go."""
+        self._busy.discard(peer)
+
+    def clear(self, peer: str) -> None:
+        """Drop the gossips queued for ``peer``."""
+        self._queues.pop(peer, None)
+
+    def forget(self, guid: str) -> None:
+        """A gossip the node no longer holds leaves every queue."""
+        for peer, queue in list(self._queues.items()):
+            queue.pop(guid, None)
+            if not queue:
+                del self._queues[peer]

@@ -1,0 +1,252 @@
+"""Eager push (Plumtree): spreading by hops, pruning to a tree, grafting, flow control."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import pytest
+
+from gossip import messages as m
+from gossip import plumtree
+from gossip.model import Gossip
+from gossip.node import GossipNode
+from gossip.plumtree import EagerPeers
+
+from .helpers import KEYS, T0, Mesh, full_mesh
+
+
+def eager_links(mesh: Mesh) -> set[frozenset[str]]:
+    return {frozenset((n.guid, p)) for n in mesh.nodes for p in n.eager_peers()}
+
+
+def is_symmetric(mesh: Mesh) -> bool:
+    by_guid = {n.guid: n for n in mesh.nodes}
+    return all(n.guid in by_guid[p].eager_peers() for n in mesh.nodes for p in n.eager_peers())
+
+
+def gossips_in(data: bytes) -> list[str]:
+    return [g["guid"] for g in json.loads(data)["body"]["gossips"]]
+
+
+def test_a_gossip_reaches_every_node_by_push_alone() -> None:
+    mesh = full_mesh(30)
+    cold = mesh.nodes[0].create_gossip("the first", mesh.now)
+    mesh.deliver()  # no tick, no round: only the pushes the create set off
+    assert {verb for _, verb in mesh.log} == {"push"}
+    # A cold network floods the links its nodes pick at random: a node no one picked is not
+    # reached. The rounds fetch the gossip for it, and the fetch grafts it to the tree.
+    reached = sum(n.has_gossip(cold.guid) for n in mesh.nodes)
+    assert 25 <= reached <= 30
+    mesh.round()
+    mesh.round()
+    assert all(n.has_gossip(cold.guid) for n in mesh.nodes)
+    for creator in mesh.nodes[::7]:
+        g = creator.create_gossip(f"from {creator.config.node_name}", mesh.now)
+        mesh.log.clear()
+        mesh.deliver()
+        assert all(n.has_gossip(g.guid) for n in mesh.nodes)
+        assert {verb for _, verb in mesh.log} == {"push"}
+
+
+def test_duplicates_prune_the_links_to_a_tree_on_which_a_body_crosses_each_once() -> None:
+    mesh = full_mesh(30)
+    rng = random.Random(5)
+    for i in range(3):  # the first floods prune the links that brought duplicates; the rounds graft
+        rng.choice(mesh.nodes).create_gossip(f"settle {i}", mesh.now)
+        mesh.deliver()
+        mesh.round()
+        mesh.round()
+    tree = eager_links(mesh)
+    assert len(tree) == 29 and is_symmetric(mesh)  # a spanning tree, the same seen from both ends
+    before = mesh.bodies
+    made = [rng.choice(mesh.nodes).create_gossip(f"burst {i}", mesh.now).guid for i in range(100)]
+    mesh.deliver()
+    assert all(n.has_gossip(g) for n in mesh.nodes for g in made)
+    per_node = (mesh.bodies - before) / (len(mesh.nodes) * len(made))
+    assert per_node <= 1.3  # the creator needs none: 29/30 is the floor
+    assert eager_links(mesh) == tree  # pruned links were not topped up
+
+
+def test_a_duplicate_push_is_answered_prune_and_both_ends_drop_the_link() -> None:
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    a.create_gossip("x", mesh.now)
+    mesh.deliver()
+    # A pushed to B and C; each pushed it on to the other, and both copies were duplicates.
+    assert [verb for _, verb in mesh.log] == ["push"] * 4
+    assert set(a.eager_peers()) == {b.guid, c.guid}
+    assert b.eager_peers() == (a.guid,) and c.eager_peers() == (a.guid,)
+    assert mesh.bodies == 4 and all(n.gossip_count() == 1 for n in mesh.nodes)
+
+
+def test_a_push_that_brings_something_new_makes_its_sender_eager() -> None:
+    mesh = full_mesh(6, max_peers=1)
+    creator = mesh.nodes[0]
+    creator.create_gossip("new", mesh.now)
+    [push] = creator.outbox()
+    [target] = [n for n in mesh.nodes if n.guid == push.peer]
+    assert creator.guid not in target.eager_peers()
+    answer = target.handle_request(push.data, mesh.now)
+    assert json.loads(answer)["body"] == {}  # not "prune"
+    creator.receive_response(push.request_id, answer, mesh.now)
+    assert creator.guid in target.eager_peers() and target.guid in creator.eager_peers()
+
+
+def test_a_forged_gossip_in_a_push_is_not_stored_and_prunes_the_link() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    good = Gossip.create(guid=str(uuid.UUID(int=7, version=4)), date_time="2026-11-24T06:35:13+00:00", who_name="x", msg="truth")
+    lie = Gossip(guid=good.guid, date_time=good.date_time, who_name=good.who_name, msg="a lie", sha2=good.sha2)
+    data = m.encode(m.Push(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], nonce="f" * 24, ts=int(T0 * 1000))
+    answer = m.decode(b.handle_request(data, T0), lambda net: KEYS["default"])
+    assert answer.body == m.PushReply(prune=True)
+    assert b.gossip_count() == 0 and b.stats["rejected.bad_sha2"] == 1 and b.events() == []
+
+
+def test_the_tree_missed_a_node_it_waits_a_round_then_fetches_and_grafts() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    mesh.down.add(b.config.port)
+    g = a.create_gossip("missed", mesh.now)
+    mesh.deliver()  # the push fails: B leaves A's eager set
+    assert a.eager_peers() == () and not b.has_gossip(g.guid)
+    mesh.down.clear()
+    mesh.now += a.config.gossip_timer  # A's failure backoff is over
+    mesh.log.clear()
+    mesh.round()  # the probes tell B of the id; it is likely on its way down the tree: wait
+    assert "tell_me_more" not in {verb for _, verb in mesh.log}
+    assert [r.complete for r in b.gossip_status()] == [False]
+    mesh.round()  # still missing at B's next round: fetch it, and graft
+    assert b.has_gossip(g.guid)
+    assert ("node-2", "tell_me_more") in mesh.log
+    assert a.eager_peers() == (b.guid,) and b.eager_peers() == (a.guid,)
+    later = a.create_gossip("by push again", mesh.now)
+    mesh.log.clear()
+    mesh.deliver()
+    assert b.has_gossip(later.guid) and mesh.log == [("node-1", "push")]
+
+
+def test_a_grafting_fetch_carries_the_flag_and_the_answerer_links_the_asker() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    g = a.create_gossip("x", mesh.now)
+    [push] = a.outbox()
+    a.delivery_failed(push.request_id, mesh.now, "lost")
+    mesh.now += 2
+    b.tick(mesh.now)
+    [probe] = b.outbox()
+    b.receive_response(probe.request_id, a.handle_request(probe.data, mesh.now), mesh.now)
+    assert b.outbox() == []  # pending until B's next round
+    mesh.now += 1
+    b.tick(mesh.now)
+    fetch = [out for out in b.outbox() if out.verb == "tell_me_more"]
+    assert len(fetch) == 1 and json.loads(fetch[0].data)["body"] == {"ids": [g.guid], "graft": True}
+    assert a.eager_peers() == ()
+    b.receive_response(fetch[0].request_id, a.handle_request(fetch[0].data, mesh.now), mesh.now)
+    assert a.eager_peers() == (b.guid,) and b.has_gossip(g.guid)
+
+
+def test_flow_control_batches_a_burst_of_creates() -> None:
+    mesh = full_mesh(4)
+    a = mesh.nodes[0]
+    made = [a.create_gossip(f"m{i}", mesh.now).guid for i in range(1000)]
+    mesh.deliver()
+    assert all(n.gossip_count() == 1000 for n in mesh.nodes)
+    mine = [verb for who, verb in mesh.log if who == "node-1"]
+    assert mine == ["push"] * 6  # to each of its 3 eager peers: the first gossip, then the 999 others
+    assert len(mesh.log) < 20 and mesh.bodies < 4 * len(made)
+
+
+def test_a_push_stays_within_the_answer_budget() -> None:
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    for i in range(20):
+        a.create_gossip(f"{i} " + "x" * 60_000, mesh.now)
+    pushes = []
+    while out := a.outbox():
+        for o in out:
+            pushes.append(len(gossips_in(o.data)))
+            assert len(o.data) < m.MAX_MESSAGE_BYTES
+            a.receive_response(o.request_id, b.handle_request(o.data, mesh.now), mesh.now)
+    assert sum(pushes) == 20 and len(pushes) >= 4 and b.gossip_count() == 20
+
+
+def test_a_failed_eager_peer_leaves_the_set_and_an_empty_set_is_picked_again() -> None:
+    mesh = full_mesh(4, max_peers=1)
+    a = mesh.nodes[0]
+    a.create_gossip("one", mesh.now)
+    [push] = a.outbox()
+    assert a.eager_peers() == (push.peer,)
+    a.delivery_failed(push.request_id, mesh.now, "unreachable")
+    assert a.eager_peers() == ()
+    a.create_gossip("two", mesh.now)
+    [again] = a.outbox()
+    assert again.peer != push.peer and a.eager_peers() == (again.peer,)  # the failed one backs off
+
+
+def test_without_push_only_the_rounds_spread_and_fetches_do_not_graft() -> None:
+    mesh = full_mesh(5, push=False)
+    g = mesh.nodes[0].create_gossip("slow", mesh.now)
+    assert mesh.nodes[0].outbox() == []
+    for _ in range(6):
+        mesh.round()
+    assert all(n.has_gossip(g.guid) for n in mesh.nodes)
+    assert "push" not in {verb for _, verb in mesh.log}
+    assert all(n.eager_peers() == () for n in mesh.nodes)
+
+
+def test_a_node_without_push_takes_pushes_and_pushes_nothing_on() -> None:
+    mesh = full_mesh(2)
+    a = mesh.nodes[0]
+    b = GossipNode(mesh.nodes[1].config, rng=random.Random(2), now=T0, push=False)
+    g = a.create_gossip("take it", T0)
+    [push] = a.outbox()
+    answer = b.handle_request(push.data, T0)  # from a sender B does not even know
+    assert m.decode(answer, lambda net: KEYS["default"]).body == m.PushReply()
+    assert b.has_gossip(g.guid) and b.outbox() == []
+
+
+# ---------------------------------------------------------------------------- EagerPeers itself
+
+
+def test_take_respects_the_id_limit_and_the_byte_budget() -> None:
+    eager = EagerPeers(1)
+    eager.add("p")
+    assert eager.enqueue({f"g{i}": 10 for i in range(5000)}, exclude=None) == ["p"]
+    assert len(eager.take("p", budget=10**9)) == m.MAX_IDS
+    assert eager.take("p", budget=10**9) == []  # one in flight at a time
+    eager.finished("p")
+    assert eager.take("p", budget=35) == ["g4096", "g4097", "g4098"]  # three fit in 35 bytes
+    eager.finished("p")
+    eager.clear("p")
+    eager.enqueue({"huge": 10**6, "small": 1}, exclude="q")
+    assert eager.take("p", budget=35) == ["huge"]  # the first always goes, whatever its size
+
+
+def test_the_queue_keeps_the_newest_beyond_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plumtree, "QUEUE_LIMIT", 5)
+    eager = EagerPeers(1)
+    eager.add("p")
+    eager.enqueue({"g0": 1}, exclude=None)
+    assert eager.take("p", budget=100) == ["g0"]
+    assert eager.enqueue({f"g{i}": 1 for i in range(1, 11)}, exclude=None) == []  # busy
+    eager.finished("p")
+    assert eager.take("p", budget=100) == [f"g{i}" for i in range(6, 11)]
+
+
+def test_the_set_is_bounded_and_picked_only_when_started_or_empty() -> None:
+    eager = EagerPeers(1)
+    assert eager.limit == 4 and EagerPeers(3).limit == 6
+    for peer in "abcdef":
+        eager.add(peer)
+    assert eager.peers() == ("a", "b", "c", "d")
+    eager = EagerPeers(2)
+    assert not eager.started
+    eager.pick(["a", "b", "c"], random.Random(1))
+    assert eager.started and len(eager) == 2
+    eager.remove(eager.peers()[0])
+    eager.enqueue({"g": 1}, exclude=None)
+    eager.forget("g")
+    assert eager.take(eager.peers()[0], budget=100) == []
