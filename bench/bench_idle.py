@@ -47,7 +47,7 @@ def node_metrics(ports: list[int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for p in ports:
         for name in ("gossip_requests_sent_total", "gossip_requests_failed_total", "gossip_rounds_total",
-                     "gossip_bytes_total", "gossip_requests_received_total"):
+                     "gossip_bytes_total", "gossip_requests_received_total", "gossip_http_connections_opened_total"):
             try:
                 out[name] = out.get(name, 0.0) + bh.metric_sum(p, name)
             except Exception:  # noqa: BLE001 - a node that does not answer: counted
@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         r["mwall"] = mwall
         for key, name in (("req", "gossip_requests_sent_total"), ("failed", "gossip_requests_failed_total"),
                           ("rounds", "gossip_rounds_total"), ("bytes", "gossip_bytes_total"),
-                          ("received", "gossip_requests_received_total")):
+                          ("received", "gossip_requests_received_total"),
+                          ("opened", "gossip_http_connections_opened_total")):
             r[key] = (m1.get(name, 0.0) - m0.get(name, 0.0)) / mwall
         r["bytes"] /= 2  # sent + received of the same bodies
         if m0.get("unanswered") or m1.get("unanswered"):
@@ -229,6 +230,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
          " / ".join(format(x, ".4f") for x in (min(per_cores), statistics.median(per_cores), max(per_cores)))
          if per_cores else "—"],
         ["node-to-node requests sent /s (all nodes); failed /s", f"{bh.fmt(r.get('req'), '.1f')}; {bh.fmt(r.get('failed'), '.2f')}"],
+        ["connections opened /s (all nodes, both sides; from gossip_http_connections_opened_total)", bh.fmt(r.get('opened'), '.1f')],
         ["rounds /s (all nodes); requests received /s", f"{bh.fmt(r.get('rounds'), '.1f')}; {bh.fmt(r.get('received'), '.1f')}"],
         ["node-to-node KB/s (sent+received / 2)", bh.fmt(r["bytes"] / 1e3 if r.get("bytes") is not None else None, ".1f")],
         ["CPU per request sent (ms, both ends)",

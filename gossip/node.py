@@ -93,6 +93,10 @@ Address = tuple[str, int]
 TELL_ME_MORE_BATCH = 256
 #: Bytes of gossip bodies put in one TELL_ME_MORE answer or PUSH; the rest follows later.
 ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
+#: Least time between two pushes to one peer, in gossip timers (see gossip.plumtree).
+PUSH_LINGER = 0.05
+#: Most rounds between two probes while a network stays settled (see _round).
+SETTLED_BACKOFF_MAX = 8
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
 _LAST_KEY = (1 << 128) - 1
@@ -167,6 +171,12 @@ class _Net:
     peer_keys: KeySet = field(default_factory=KeySet)
     records: dict[int, Peer] = field(default_factory=dict)
     replay: ReplayGuard = field(default_factory=ReplayGuard)
+    #: Something changed, or a probe found a difference, since the last round started: the
+    #: next round contacts ``gossip_max_peer_count`` peers rather than one.
+    unsettled: bool = True
+    #: While settled, rounds between two probes grow 1, 2, 4 (Trickle); ``rest`` counts down.
+    backoff: int = 1
+    rest: int = 0
 
     def keyset(self, kind: str) -> KeySet:
         return self.gossip_keys if kind == _GOSSIP else self.peer_keys
@@ -253,7 +263,7 @@ class GossipNode:
             net = _Net(
                 network=network,
                 self_peer=config.self_peer(network.name),
-                eager=EagerPeers(config.gossip_max_peer_count),
+                eager=EagerPeers(config.gossip_max_peer_count, PUSH_LINGER * config.gossip_timer),
             )
             net.replay = ReplayGuard(window)
             self._add_record(net, net.self_peer)
@@ -285,13 +295,19 @@ class GossipNode:
         """Run what is due at ``now``: expire unanswered requests, start a round."""
         for rid in [r for r, f in self._inflight.items() if f.deadline <= now]:
             self.delivery_failed(rid, now, reason="timed out")
+        for net in self._nets.values():
+            for peer in net.eager.ready(now):
+                self._push_next(net, peer, now)
         if now >= self._next_round:
             self._next_round = now + self.config.gossip_timer
             self._round(now)
 
     def next_deadline(self) -> float:
-        """When :meth:`tick` next has work: the next round or the oldest request's timeout."""
+        """When :meth:`tick` next has work: the next round, a lingering push, or the oldest
+        request's timeout."""
         deadline = self._next_round
+        for net in self._nets.values():
+            deadline = min(deadline, net.eager.due())
         for flight in self._inflight.values():
             deadline = min(deadline, flight.deadline)
         return deadline
@@ -483,7 +499,7 @@ class GossipNode:
         """
         flight = self._inflight.pop(request_id, None)
         if flight is not None:
-            self._release(self._nets[flight.net], flight)
+            self._release(self._nets[flight.net], flight, sent=False)
 
     def revert(self, events: Iterable[Event]) -> None:
         """Undo what these events reported: the runner could not persist them.
@@ -511,15 +527,19 @@ class GossipNode:
                     net.eager.remove(peer.guid)
 
     # ------------------------------------------------------------------ internals
-    def _release(self, net: _Net, flight: _Inflight) -> None:
-        """A request ends without an answer: free what it held."""
+    def _release(self, net: _Net, flight: _Inflight, *, sent: bool = True) -> None:
+        """A request ends without an answer (``sent``: it left; else it was cancelled): free
+        what it held."""
         if isinstance(flight.body, m.TellMeMore):
             for guid in flight.body.ids:
                 pending = net.pending.get(guid)
                 if pending is not None:
                     pending.asked = None
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
-            net.eager.finished(flight.peer)
+            if sent:
+                net.eager.finished(flight.peer)
+            else:
+                net.eager.unsent(flight.peer)
             net.eager.clear(flight.peer)
 
     def _net(self, name: str | None) -> _Net:
@@ -605,7 +625,20 @@ class GossipNode:
                     fresh.append(guid)
                 elif entry.liveness.eligible(now):
                     others.append(guid)
-            targets = fresh + self._rng.sample(others, max(0, min(k - len(fresh), len(others))))
+            # A settled network needs little anti-entropy: pushes carry what is new. So, as in
+            # Trickle (Levis et al., NSDI 2004; RFC 6206), while nothing changes a node probes
+            # one random peer, in rounds further and further apart (every 1, 2, 4, then
+            # SETTLED_BACKOFF_MAX rounds); any change, a difference a probe found or an id still
+            # pending brings back the full fanout every round.
+            if net.unsettled or net.pending:
+                fanout, net.backoff, net.rest = k, 1, 0
+            elif net.rest:
+                fanout, net.rest = 0, net.rest - 1
+            else:
+                fanout, net.rest = 1, net.backoff - 1
+                net.backoff = min(2 * net.backoff, SETTLED_BACKOFF_MAX)
+            net.unsettled = False
+            targets = fresh + self._rng.sample(others, max(0, min(fanout - len(fresh), len(others))))
             probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
             for guid in targets:
                 net.peers[guid].fresh = False
@@ -661,14 +694,14 @@ class GossipNode:
                 net.eager.add(node.guid)
             return body.response(net.self_peer)
         if isinstance(body, m.Hello):
-            answer = None if body.probe is None else self._probe_answer(net.peer_keys, body.probe)
+            answer = None if body.probe is None else self._probe_answer(net, net.peer_keys, body.probe)
             for peer in body.peers:
                 self._learn_peer(net, peer)
             wanted = [net.records[parse_key(k)] for k in body.want if parse_key(k) in net.records]
             return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
         if isinstance(body, m.DidYouHear):
-            answer = None if body.probe is None else self._probe_answer(net.gossip_keys, body.probe)
-            hello = None if body.hello is None else self._probe_answer(net.peer_keys, body.hello)
+            answer = None if body.probe is None else self._probe_answer(net, net.gossip_keys, body.probe)
+            hello = None if body.hello is None else self._probe_answer(net, net.peer_keys, body.hello)
             self._heard_of(net, sender, body.ids, now)
             return m.DidYouHearReply(answer=answer, hello=hello)
         if isinstance(body, m.Push):
@@ -693,11 +726,12 @@ class GossipNode:
             return m.TellMeMoreReply(gossips=tuple(out))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
-    def _probe_answer(self, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
+    def _probe_answer(self, net: _Net, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
         """In sync; else a page of keys when asked or when cheaper, else an IBLT."""
         count = len(keys)
         if probe.count == count and probe.fingerprint == keys.fingerprint:
             return m.ProbeAnswer(in_sync=True)
+        net.unsettled = True
         if probe.size and (probe.size < MIN_IBLT_SIZE or probe.size > MAX_IBLT_SIZE or probe.size & (probe.size - 1)):
             raise RemoteProtocolError(
                 f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}"
@@ -794,6 +828,7 @@ class GossipNode:
         """Act on a peer's answer to my probe of one set (``kind``)."""
         if answer.in_sync:
             return
+        net.unsettled = True
         keys = net.keyset(kind)
         if answer.keys is not None and answer.upto is not None:
             start = 0 if probe is None or probe.start is None else parse_key(probe.start)
@@ -866,6 +901,7 @@ class GossipNode:
             net.pending.pop(gossip.guid, None)
             self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
             new.append(gossip)
+            net.unsettled = True
         if new and self._push:
             self._push_new(net, new, source, now)
         return new
@@ -890,7 +926,7 @@ class GossipNode:
 
     def _push_next(self, net: _Net, peer: str, now: float) -> None:
         """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""
-        guids = net.eager.take(peer, ANSWER_BUDGET)
+        guids = net.eager.take(peer, ANSWER_BUDGET, now)
         if guids:
             self._send_to(net, peer, m.Push(gossips=tuple(net.gossips[g] for g in guids)), now)
 
@@ -933,6 +969,7 @@ class GossipNode:
         if entry is None:
             return None
         self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
+        net.unsettled = True
         return entry
 
     def _seen(self, net: _Net, guid: str, now: float) -> None:

@@ -18,9 +18,11 @@ that turn the eager links into a tree, so that a body crosses each link about on
   tree that spans the network needs nodes with three links or more, which a bound of 2
   (fanout 1) would forbid.
 
-Flow control: at most one PUSH per peer is in flight. Gossips to push meanwhile queue per
-peer (at most :data:`QUEUE_LIMIT`, the oldest dropped first; anti-entropy repairs) and leave
-together when the answer comes, so a burst of creates costs a few requests, not one each.
+Flow control: at most one PUSH per peer is in flight, and two pushes to one peer leave at
+least ``linger`` seconds apart (a twentieth of the gossip timer). Gossips to push meanwhile queue
+per peer (at most :data:`QUEUE_LIMIT`, the oldest dropped first; anti-entropy repairs) and
+leave together, so a burst of creates, or a steady stream of them, costs a few requests per
+link and second, not one per gossip. A gossip after a quiet spell leaves at once.
 
 This module keeps the state only; :class:`~gossip.node.GossipNode` sends the requests.
 Sets here are insertion-ordered dicts: iterating a ``set[str]`` would depend on the
@@ -29,6 +31,7 @@ process's hash seed, and the simulator must replay byte for byte.
 
 from __future__ import annotations
 
+import math
 import random
 
 from .messages import MAX_IDS
@@ -44,10 +47,14 @@ class EagerPeers:
 
     Args:
         target: how many random peers to pick when the set is first needed or empty.
+        linger: least seconds between two pushes to one peer.
     """
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, linger: float = 0.0) -> None:
         self.target = target
+        self.linger = linger
+        #: Per peer: when the last push to it left.
+        self._sent_at: dict[str, float] = {}
         #: Most eager peers (see the module docstring).
         self.limit = max(4, 2 * target)
         self._peers: dict[str, None] = {}
@@ -75,6 +82,7 @@ class EagerPeers:
     def remove(self, peer: str) -> None:
         """The link turns lazy: no more pushes to ``peer``, and its queue is dropped."""
         self._peers.pop(peer, None)
+        self._sent_at.pop(peer, None)
         self.clear(peer)
 
     def pick(self, candidates: list[str], rng: random.Random) -> None:
@@ -102,12 +110,14 @@ class EagerPeers:
                 ready.append(peer)
         return ready
 
-    def take(self, peer: str, budget: int) -> list[str]:
+    def take(self, peer: str, budget: int, now: float) -> list[str]:
         """The next push's guids for ``peer``: the oldest queued, up to :data:`MAX_IDS` and
-        ``budget`` bytes (the first always). Empty while a push to it is in flight."""
+        ``budget`` bytes (the first always). Empty while a push to it is in flight, or
+        until ``linger`` seconds after the last one left."""
         queue = self._queues.get(peer)
-        if not queue or peer in self._busy:
+        if not queue or peer in self._busy or now < self._sent_at.get(peer, -math.inf) + self.linger:
             return []
+        self._sent_at[peer] = now
         batch: list[str] = []
         for guid, size in queue.items():
             budget -= size
@@ -120,6 +130,23 @@ class EagerPeers:
             del self._queues[peer]
         self._busy.add(peer)
         return batch
+
+    def due(self) -> float:
+        """When the next lingering push may leave (``inf``: none waits)."""
+        waiting = [self._sent_at.get(p, -math.inf) for p in self._queues if p not in self._busy]
+        return min(waiting, default=math.inf) + self.linger
+
+    def ready(self, now: float) -> list[str]:
+        """The peers a push may go to now: something queued, none in flight, linger over."""
+        return [
+            p for p in self._queues
+            if p not in self._busy and now >= self._sent_at.get(p, -math.inf) + self.linger
+        ]
+
+    def unsent(self, peer: str) -> None:
+        """The push just taken for ``peer`` will not leave: no linger for it, nothing in flight."""
+        self._sent_at.pop(peer, None)
+        self._busy.discard(peer)
 
     def finished(self, peer: str) -> None:
         """The push in flight to ``peer`` is over: the next one may go."""

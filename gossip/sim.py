@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import json
 import random
 import uuid
@@ -114,6 +115,8 @@ class Simulator:
     round: int = field(init=False, default=0)
     created: dict[str, int] = field(init=False, default_factory=dict)
     pushes: int = field(init=False, default=0)
+    #: Within step(): the nodes' deadlines, earliest first (entries may be stale).
+    _due: list[tuple[float, int]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -173,6 +176,8 @@ class Simulator:
             if out.verb == "push":
                 self.pushes += 1
             self.network.send(member.address, out.address, out.data, self._on_reply(member, node, out.request_id))
+        if self._due is not None:  # within step(): tick it when its (maybe earlier) deadline comes
+            heapq.heappush(self._due, (node.next_deadline(), member.index))
 
     def _on_reply(self, member: _SimNode, node: GossipNode, rid: int):  # type: ignore[no-untyped-def]
         def on_reply(answer: bytes | None, error: TransportError | None) -> None:
@@ -196,16 +201,24 @@ class Simulator:
         """
         self.round += 1
         end = EPOCH + self.round * self.timer
-        due = [(m.node.next_deadline(), m.index) for m in self.members if m.up]
+        due = self._due = [(m.node.next_deadline(), m.index) for m in self.members if m.up]
         heapq.heapify(due)
-        while due and due[0][0] <= end:
+        while True:
+            tick_at = due[0][0] if due else math.inf
+            deliver_at = self.network.next_due()
+            if deliver_at is not None and deliver_at < tick_at and deliver_at <= end:
+                self.network.run_until(deliver_at)  # what it sets off may bring a deadline forward
+                continue
+            if tick_at > end:
+                break
             deadline, index = heapq.heappop(due)
             member = self.members[index]
-            at = max(deadline, self.network.now)
-            self.network.run_until(at)
-            member.node.tick(at)
+            if not member.up or member.node.next_deadline() != deadline:
+                continue  # stale: the node's deadline moved, and was queued again when it did
+            self.network.run_until(max(deadline, self.network.now))
+            member.node.tick(self.network.now)
             self._flush(member)
-            heapq.heappush(due, (member.node.next_deadline(), index))
+        self._due = None
         self.network.run_until(end)
         self.now = end
 

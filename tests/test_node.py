@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import random
 
 import pytest
@@ -12,7 +13,7 @@ from gossip.auth import derive_key
 from gossip.errors import AuthenticationError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
 from gossip.model import Gossip, Network, PeerStatus, Snapshot
-from gossip.node import GossipNode
+from gossip.node import SETTLED_BACKOFF_MAX, GossipNode
 
 from .helpers import KEYS, T0, Mesh, full_mesh, make_config, make_node
 
@@ -508,6 +509,7 @@ def test_revert_takes_a_created_gossip_back_out_of_the_node() -> None:
     a.events()
     mesh.deliver()
     listing = a.gossip_status()
+    mesh.now += 1.0  # past the linger of the pushes before: these leave at once
     made = a.create_gossip("write failed", mesh.now)
     events = a.events()
     pushes = a.outbox()
@@ -591,3 +593,27 @@ def test_cancelled_register_reports_nothing() -> None:
     b.cancel(rid)
     b.tick(T0 + 10)
     assert b.events() == [] and b.next_deadline() > T0 + 10
+
+
+def test_a_settled_network_probes_less_and_less_and_a_change_brings_back_the_fanout() -> None:
+    """Trickle: while nothing changes, one probe every 1, 2, 4, 8 rounds; any change: k every round."""
+    mesh = Mesh([make_node(i, max_peers=3) for i in range(6)])
+    mesh.join_all()
+    for _ in range(24):  # settle: everyone knows everyone, nothing differs
+        mesh.round()
+    mesh.log.clear()
+    for _ in range(2 * SETTLED_BACKOFF_MAX):
+        mesh.round()
+    probes = Counter(who for who, verb in mesh.log if verb == "did_you_hear")
+    assert set(probes.values()) == {2}, probes  # each node: one probe every SETTLED_BACKOFF_MAX rounds
+    mesh.nodes[2].create_gossip("news", mesh.now)
+    mesh.deliver()  # pushed at once: every node now holds it, each noted the change
+    assert all(n.gossip_count() == 1 for n in mesh.nodes)
+    mesh.log.clear()
+    mesh.round()
+    assert len([who for who, verb in mesh.log if verb == "did_you_hear"]) == 3 * len(mesh.nodes)
+    mesh.log.clear()
+    for _ in range(3):
+        mesh.round()  # the change seen, rounds settle again: 1 probe, then 1 after a rest of 1
+    probes = Counter(who for who, verb in mesh.log if verb == "did_you_hear")
+    assert all(count <= 3 for count in probes.values()) and sum(probes.values()) < 3 * 3 * len(mesh.nodes)

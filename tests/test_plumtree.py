@@ -11,10 +11,10 @@ import pytest
 from gossip import messages as m
 from gossip import plumtree
 from gossip.model import Gossip
-from gossip.node import GossipNode
+from gossip.node import PUSH_LINGER, GossipNode
 from gossip.plumtree import EagerPeers
 
-from .helpers import KEYS, T0, Mesh, full_mesh
+from .helpers import KEYS, T0, Mesh, full_mesh, make_node
 
 
 def eager_links(mesh: Mesh) -> set[frozenset[str]]:
@@ -165,7 +165,13 @@ def test_a_push_stays_within_the_answer_budget() -> None:
     for i in range(20):
         a.create_gossip(f"{i} " + "x" * 60_000, mesh.now)
     pushes = []
-    while out := a.outbox():
+    for _ in range(100):  # bounded: each push leaves a linger after the last
+        out = a.outbox()
+        if not out:
+            if sum(pushes) == 20:
+                break
+            a.tick(a.next_deadline())
+            continue
         for o in out:
             pushes.append(len(gossips_in(o.data)))
             assert len(o.data) < m.MAX_MESSAGE_BYTES
@@ -215,14 +221,14 @@ def test_take_respects_the_id_limit_and_the_byte_budget() -> None:
     eager = EagerPeers(1)
     eager.add("p")
     assert eager.enqueue({f"g{i}": 10 for i in range(5000)}, exclude=None) == ["p"]
-    assert len(eager.take("p", budget=10**9)) == m.MAX_IDS
-    assert eager.take("p", budget=10**9) == []  # one in flight at a time
+    assert len(eager.take("p", budget=10**9, now=0.0)) == m.MAX_IDS
+    assert eager.take("p", budget=10**9, now=0.0) == []  # one in flight at a time
     eager.finished("p")
-    assert eager.take("p", budget=35) == ["g4096", "g4097", "g4098"]  # three fit in 35 bytes
+    assert eager.take("p", budget=35, now=0.0) == ["g4096", "g4097", "g4098"]  # three fit in 35 bytes
     eager.finished("p")
     eager.clear("p")
     eager.enqueue({"huge": 10**6, "small": 1}, exclude="q")
-    assert eager.take("p", budget=35) == ["huge"]  # the first always goes, whatever its size
+    assert eager.take("p", budget=35, now=0.0) == ["huge"]  # the first always goes, whatever its size
 
 
 def test_the_queue_keeps_the_newest_beyond_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,10 +236,10 @@ def test_the_queue_keeps_the_newest_beyond_its_limit(monkeypatch: pytest.MonkeyP
     eager = EagerPeers(1)
     eager.add("p")
     eager.enqueue({"g0": 1}, exclude=None)
-    assert eager.take("p", budget=100) == ["g0"]
+    assert eager.take("p", budget=100, now=0.0) == ["g0"]
     assert eager.enqueue({f"g{i}": 1 for i in range(1, 11)}, exclude=None) == []  # busy
     eager.finished("p")
-    assert eager.take("p", budget=100) == [f"g{i}" for i in range(6, 11)]
+    assert eager.take("p", budget=100, now=0.0) == [f"g{i}" for i in range(6, 11)]
 
 
 def test_the_set_is_bounded_and_picked_only_when_started_or_empty() -> None:
@@ -249,4 +255,36 @@ def test_the_set_is_bounded_and_picked_only_when_started_or_empty() -> None:
     eager.remove(eager.peers()[0])
     eager.enqueue({"g": 1}, exclude=None)
     eager.forget("g")
-    assert eager.take(eager.peers()[0], budget=100) == []
+    assert eager.take(eager.peers()[0], budget=100, now=0.0) == []
+
+
+def test_pushes_to_one_peer_linger_apart_and_batch_meanwhile() -> None:
+    eager = EagerPeers(1, linger=0.1)
+    eager.add("p")
+    assert eager.enqueue({"g0": 1}, exclude=None) == ["p"]
+    assert eager.take("p", budget=100, now=10.0) == ["g0"]  # after a quiet spell: at once
+    eager.finished("p")
+    eager.enqueue({"g1": 1, "g2": 1}, exclude=None)
+    assert eager.ready(10.05) == [] and eager.take("p", budget=100, now=10.05) == []
+    assert eager.due() == pytest.approx(10.1)
+    eager.enqueue({"g3": 1}, exclude=None)
+    assert eager.ready(10.1) == ["p"]
+    assert eager.take("p", budget=100, now=10.1) == ["g1", "g2", "g3"]  # together
+    assert eager.due() == float("inf")  # nothing waits
+
+
+def test_a_node_sends_a_lingering_push_when_its_deadline_comes() -> None:
+    mesh = Mesh([make_node(i, max_peers=1) for i in range(2)])
+    mesh.join_all()
+    a, b = mesh.nodes
+    a.create_gossip("first", mesh.now)
+    mesh.deliver()
+    assert b.gossip_count() == 1
+    a.create_gossip("second", mesh.now)  # within the linger of the first push: held back
+    assert a.outbox() == []
+    assert a.next_deadline() == pytest.approx(mesh.now + PUSH_LINGER * a.config.gossip_timer)
+    a.tick(a.next_deadline())
+    [push] = a.outbox()
+    assert push.verb == "push"
+    a.receive_response(push.request_id, b.handle_request(push.data, mesh.now), mesh.now)
+    assert b.gossip_count() == 2

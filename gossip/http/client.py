@@ -42,8 +42,8 @@ __all__ = ["HttpTransport", "LoopThread", "http_call", "POOL_IDLE"]
 Address = tuple[str, int]
 T = TypeVar("T")
 
-#: Seconds an idle pooled connection is reused; the server keeps trusted ones 15 s.
-POOL_IDLE = 10.0
+#: Seconds an idle pooled connection is reused; the server keeps authenticated ones 330 s.
+POOL_IDLE = 300.0
 _MAX_ANSWER_HEAD = 64 * 1024
 
 
@@ -228,6 +228,8 @@ class HttpTransport:
         self._server: HttpServer | None = None
         self._idle: dict[Address, list[_ClientConnection]] = {}
         self._busy: set[_ClientConnection] = set()
+        #: Client connections opened so far (a pool that works keeps this low).
+        self.opened = 0
         #: The address being served, or None.
         self.address: Address | None = None
 
@@ -283,6 +285,11 @@ class HttpTransport:
     def connections(self) -> int:
         """Connections the server holds open now."""
         return self._server.connections if self._server is not None else 0
+
+    @property
+    def accepted(self) -> int:
+        """Connections the server has accepted so far."""
+        return self._server.accepted if self._server is not None else 0
 
     # -- requesting ----------------------------------------------------------------------
     def request(self, address: Address, data: bytes, *, timeout: float | None = None) -> bytes:
@@ -350,6 +357,7 @@ class HttpTransport:
                 return conn, True
             conn.abort()
         loop = asyncio.get_running_loop()
+        self.opened += 1
         _, conn = await loop.create_connection(
             lambda: _ClientConnection(4 * self.max_body),
             address[0],

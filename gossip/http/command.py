@@ -285,8 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: could not join {args.join}: {why}", file=sys.stderr)
             stop.set()
             status = 1
-    while not stop.wait(0.5):
-        pass
+    stop.wait()  # a signal's handler sets it (lock waits are interruptible on POSIX)
     runner.stop()
     print("stopped; everything acknowledged is on disk", flush=True)
     return status

@@ -182,6 +182,7 @@ class NodeRunner:
         self._waiters: dict[int, asyncio.Future[Event]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the timer fires, on self.clock
         self._ticking = False
         self._stopping = False
         self._warn = RateLimitedLog(logger)
@@ -254,7 +255,22 @@ class NodeRunner:
             self._note(event)
         for out in outbox:
             self._spawn(self._send(out))
+        self._rearm()
         return result
+
+    def _rearm(self) -> None:
+        """Bring the timer forward when the call gave the node earlier work (a lingering push)."""
+        if self._timer is None:
+            return  # a tick is under way; it schedules the next one when done
+        deadline = self.node.next_deadline()
+        if deadline < self._timer_at:
+            self._timer.cancel()
+            self._schedule(deadline)
+
+    def _schedule(self, deadline: float) -> None:
+        delay = min(max(deadline - self.clock(), 0.001), _MAX_SLEEP)
+        self._timer_at = self.clock() + delay
+        self._timer = self.loop.call_later(delay, self._on_timer)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._stopping:
@@ -282,8 +298,7 @@ class NodeRunner:
         finally:
             self._ticking = False
             if not self._stopping:
-                delay = min(max(self.node.next_deadline() - self.clock(), 0.001), _MAX_SLEEP)
-                self._timer = self.loop.call_later(delay, self._on_timer)
+                self._schedule(self.node.next_deadline())
 
     async def _send(self, out: Outgoing) -> None:
         try:
@@ -378,5 +393,9 @@ class NodeRunner:
             ],
         )
         family("gossip_http_connections", "gauge", "Connections the node's server holds open.", [("", self.transport.connections)])
+        family(
+            "gossip_http_connections_opened_total", "counter", "Connections opened, by side (accepted by the server, or opened to peers).",
+            [('{side="server"}', self.transport.accepted), ('{side="client"}', self.transport.opened)],
+        )
         return "\n".join(lines) + "\n"
 

@@ -14,7 +14,8 @@ Rules, each against one way a client without the key could stop a node:
 1. **Deadlines.** A new connection must start its first request within ``idle_timeout`` of
    connecting; a request's head must be complete within ``head_timeout`` of its first byte;
    its body must keep up ``min_body_rate`` (after ``body_grace``). A trusted connection may
-   stay idle ``keepalive_timeout`` between requests. One sweep a quarter second enforces them.
+   stay idle ``keepalive_timeout`` between requests. A sweep at the nearest deadline (kept to
+   a quarter second) enforces them.
 2. **Caps.** A head is at most ``max_head`` bytes (431), a body at most ``max_body`` (413,
    answered before the body is read). Untrusted connections from one address are at most
    ``max_per_client``; all untrusted connections together buffer at most ``max_buffered``
@@ -128,7 +129,7 @@ class Limits:
     max_head: int = 64 * 1024
     head_timeout: float = 2.0
     idle_timeout: float = 5.0
-    keepalive_timeout: float = 15.0
+    keepalive_timeout: float = 330.0
     body_grace: float = 2.0
     min_body_rate: float = 16 * 1024
     max_connections: int = 4096
@@ -207,7 +208,7 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
-        self.deadline = time.monotonic() + self.limits.idle_timeout
+        self.wait(self.limits.idle_timeout)
         self.server.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -247,6 +248,11 @@ class _Connection(asyncio.Protocol):
         return None
 
     # -- reading -------------------------------------------------------------------------
+    def wait(self, seconds: float) -> None:
+        """Give the connection ``seconds`` for what it must do next (see the sweep)."""
+        self.deadline = time.monotonic() + seconds
+        self.server.watch(self.deadline)
+
     def _account(self) -> None:
         if not self.trusted:
             self.server.buffered += len(self.buffer) - self.counted
@@ -261,7 +267,7 @@ class _Connection(asyncio.Protocol):
             if not self.buffer:
                 return
             self.state = _State.HEAD
-            self.deadline = time.monotonic() + limits.head_timeout
+            self.wait(limits.head_timeout)
         if self.state is _State.HEAD:
             end = self.buffer.find(b"\r\n\r\n", max(0, self.scanned - 3))
             if end < 0 or end > limits.max_head:
@@ -281,7 +287,7 @@ class _Connection(asyncio.Protocol):
             self._account()
             self.head, self.length = head, length
             self.state = _State.BODY
-            self.deadline = time.monotonic() + limits.body_grace + length / limits.min_body_rate
+            self.wait(limits.body_grace + length / limits.min_body_rate)
             if length and (head.get("expect") or "").lower() == "100-continue" and len(self.buffer) < length:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.state is _State.BODY and len(self.buffer) >= self.length:
@@ -303,7 +309,7 @@ class _Connection(asyncio.Protocol):
         self.state = _State.IDLE
         self.head = None
         timeout = self.limits.keepalive_timeout if self.trusted else self.limits.idle_timeout
-        self.deadline = time.monotonic() + timeout
+        self.wait(timeout)
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
@@ -336,7 +342,7 @@ class _Connection(asyncio.Protocol):
         self.state = _State.DRAINING
         self.buffer.clear()
         self._account()
-        self.deadline = time.monotonic() + _LINGER_SECONDS
+        self.wait(_LINGER_SECONDS)
         transport = self.transport
         if transport is not None and transport.can_write_eof():
             transport.write_eof()  # half-close; what the client still sends is read and dropped
@@ -380,10 +386,13 @@ class HttpServer:
         self.limits = limits or Limits()
         self.ssl_context = ssl_context
         self.buffered = 0
+        #: Connections admitted so far.
+        self.accepted = 0
         self._conns: dict[_Connection, None] = {}  # oldest first
         self._per_client: Counter[str] = Counter()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._warn = RateLimitedLog(logger)
@@ -417,7 +426,6 @@ class HttpServer:
             raise TransportError(f"cannot listen on {hostport(*address)}: {reason[:1].lower()}{reason[1:]}") from None
         bound = self._server.sockets[0].getsockname()
         self.address = (str(bound[0]), int(bound[1]))
-        self._sweeper = loop.call_later(_SWEEP, self._sweep)
         return self.address
 
     async def close(self) -> None:
@@ -454,6 +462,7 @@ class HttpServer:
             self.forget(victim)
         self._conns[conn] = None
         self._per_client[ip] += 1
+        self.accepted += 1
 
     def trusted(self, conn: _Connection) -> None:
         self._uncount(conn.client[0])
@@ -479,11 +488,29 @@ class HttpServer:
         hog.refuse(503, "the node is busy; try again shortly")
         return hog is conn
 
+    def watch(self, deadline: float) -> None:
+        """Make sure a sweep runs at ``deadline`` (or within ``_SWEEP`` after it)."""
+        if deadline < self._sweep_at:
+            self._schedule(deadline)
+
+    def _schedule(self, at: float) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweep_at = max(at, time.monotonic() + _SWEEP)  # deadlines are kept to a quarter second
+        self._sweeper = asyncio.get_running_loop().call_at(self._sweep_at, self._sweep)
+
     def _sweep(self) -> None:
+        """End the connections whose deadline passed; sleep until the next deadline.
+
+        An idle node sweeps only when some connection's deadline is due: no periodic wake-up.
+        """
+        self._sweeper, self._sweep_at = None, math.inf
         now = time.monotonic()
         for conn in [c for c in self._conns if c.deadline <= now]:
             conn.expired()
-        self._sweeper = asyncio.get_running_loop().call_later(_SWEEP, self._sweep)
+        nearest = min((c.deadline for c in self._conns), default=math.inf)
+        if nearest < math.inf:
+            self._schedule(nearest)
 
     # -- answering -----------------------------------------------------------------------
     def answer(self, conn: _Connection, head: Head, body: bytes) -> None:
