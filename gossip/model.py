@@ -39,6 +39,8 @@ _SHA2 = re.compile(r"[0-9a-f]{64}")
 #: A UUID as ``str(uuid.UUID(...))`` writes it: lower-case hex, 8-4-4-4-12.
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What json.dumps(to_dict()) adds around the five escaped values: keys and separators.
+_WIRE_OVERHEAD = len('{"guid": , "date_time": , "who_name": , "msg": , "sha2": }')
 #: json.dumps's own string escaper for ensure_ascii=False (C-accelerated where available).
 _json_string = json.encoder.encode_basestring
 
@@ -186,6 +188,13 @@ class Gossip:
             guid=self.guid, date_time=self.date_time, who_name=self.who_name, msg=self.msg
         )
         return expected == self.sha2
+
+    def wire_size(self) -> int:
+        """Bytes of ``json.dumps(self.to_dict(), ensure_ascii=False)`` in UTF-8, computed from
+        the escaped fields alone (pushes and answers budget by it, for every gossip sent)."""
+        esc = _json_string
+        fields = (self.guid, self.date_time, self.who_name, self.msg, self.sha2)
+        return _WIRE_OVERHEAD + sum(len(esc(v).encode("utf-8")) for v in fields)
 
     def to_dict(self) -> dict[str, str]:
         return {

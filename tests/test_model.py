@@ -421,3 +421,13 @@ def test_check_guid_accepts_exactly_canonical_uuid_text(value: object) -> None:
     else:
         with pytest.raises(LocalProtocolError):
             check_guid(text)
+
+
+@given(st.text(max_size=40).filter(lambda t: t.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in t)),
+       st.text(max_size=300))
+def test_wire_size_is_the_length_of_the_json_sent(who: str, msg: str) -> None:
+    try:
+        g = Gossip.create(guid=GUID, date_time=WHEN, who_name=who, msg=msg)
+    except (LocalProtocolError, UnicodeEncodeError):
+        return  # not a valid gossip (e.g. a lone surrogate): never sent
+    assert g.wire_size() == len(json.dumps(g.to_dict(), ensure_ascii=False).encode("utf-8"))
