@@ -117,7 +117,9 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GossipStatus:
-    """One row of GOSSIP_STATUS. A pending gossip has only ``guid`` and ``complete=False``."""
+    """One row of GOSSIP_STATUS. A pending gossip has only ``guid`` and ``complete=False``.
+
+    Its JSON shape belongs to the client API (:func:`gossip.http.api.gossip_row`)."""
 
     network: str
     guid: str
@@ -126,17 +128,6 @@ class GossipStatus:
     who_name: str | None = None
     msg: str | None = None
     sha2: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "network": self.network,
-            "guid": self.guid,
-            "date_time": self.date_time,
-            "who_name": self.who_name,
-            "msg": self.msg,
-            "sha2": self.sha2,
-            "complete": self.complete,
-        }
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 import random
@@ -88,7 +89,7 @@ def test_status_verbs() -> None:
     row = peers[0].to_dict()
     assert {"guid", "name", "ip", "port", "network_name", "status", "last_seen"} <= set(row)
     assert row["status"] == "alive" and row["last_seen"].endswith("+00:00")
-    [status] = [s.to_dict() for s in a.gossip_status()]
+    [status] = [dataclasses.asdict(s) for s in a.gossip_status()]
     assert status["complete"] is True and status["sha2"] == g.sha2 and status["msg"] == "hi"
 
 
@@ -110,7 +111,7 @@ def test_pending_gossip_shows_incomplete_until_fetched() -> None:
     tmm = b.outbox()
     assert [o.verb for o in tmm] == ["tell_me_more"]
     b.delivery_failed(tmm[0].request_id, mesh.now, "lost")
-    rows = [r.to_dict() for r in b.gossip_status()]
+    rows = [dataclasses.asdict(r) for r in b.gossip_status()]
     assert rows == [
         {"network": "default", "guid": g.guid, "date_time": None, "who_name": None, "msg": None, "sha2": None, "complete": False}
     ]
