@@ -6,8 +6,8 @@
   --max-peers 3 --log-level WARNING``), a few at a time; each but the first joins a random node
   that is already up. Waits for each banner and each "joined network" line.
 - join: until every node knows ``nodes - 1`` peers (``GET /v1/peers``), bounded.
-- create: ``--gossips`` ``POST /v1/gossip`` at random nodes from a small thread pool; every
-  acknowledged (201) guid is recorded.
+- create: ``--gossips`` ``POST /v1/gossip`` at random nodes from ``--threads`` client threads, each
+  keeping one persistent HTTP/1.1 connection per node; every acknowledged (201) guid is recorded.
 - converge: every node's ``GET /v1/gossip`` is polled (each node at most every ``--poll``
   seconds; a node that holds every acknowledged guid as a complete row is not polled again)
   until all hold all, or ``--bound`` seconds after the last create.
@@ -25,9 +25,11 @@ Reuses bench_http.py (node processes, signed requests, /proc accounting, cleanup
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
+import secrets
 import shlex
 import signal
 import statistics
@@ -205,11 +207,35 @@ def run(args: argparse.Namespace) -> int:
         failures: list[str] = []
         lock = threading.Lock()
 
+        local = threading.local()  # each client thread keeps one HTTP/1.1 connection per node
+
+        def post_create(port: int, i: int) -> tuple[int, bytes]:
+            conns: dict[int, http.client.HTTPConnection] = local.__dict__.setdefault("conns", {})
+            data = json.dumps({"msg": f"load gossip {i}"}).encode("utf-8")
+            header = bh.client_auth_header(
+                network=bh.NETWORK, key=bh.network_key(), method="POST", path="/v1/gossip", query={},
+                body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(16),
+            )
+            for attempt in range(2):
+                conn = conns.get(port)
+                if conn is None:
+                    conn = conns[port] = http.client.HTTPConnection(bh.HOST, port, timeout=60)
+                try:
+                    conn.request("POST", "/v1/gossip", body=data,
+                                 headers={bh.CLIENT_AUTH_HEADER: header, "Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    return response.status, response.read()
+                except (ConnectionError, http.client.BadStatusLine):
+                    conn.close()  # the node closed an idle connection: once more on a new one
+                    del conns[port]
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")
+
         def create(i: int) -> None:
             s = time.perf_counter()
             try:
-                status, raw = bh.client_call(ports[targets[i]], "POST", "/v1/gossip",
-                                             {"msg": f"load gossip {i}"}, timeout=60)
+                status, raw = post_create(ports[targets[i]], i)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 with lock:
                     failures.append(f"{type(exc).__name__}: {str(exc)[:100]}")
@@ -383,7 +409,7 @@ def report(args: argparse.Namespace, r: dict[str, Any], sampler: LoadSampler) ->
         ["python", "-m", "gossip.http",
          *bh.converge_cmd(Path("<tmpdir>/nK.json"), 0, 0, timer=args.timer, max_peers=args.max_peers)]
     ).replace("--port 0", "--port <free port>").replace(f"{bh.HOST}:0", f"{bh.HOST}:<port of a random running node>"))
-    print(f"Creates: {args.threads} client threads, POST /v1/gossip at random nodes. Polls: GET /v1/gossip, "
+    print(f"Creates: {args.threads} client threads (each a persistent HTTP/1.1 connection per node), POST /v1/gossip at random nodes. Polls: GET /v1/gossip, "
           f"each node at most every {args.poll:g} s until it holds every acknowledged guid complete.")
     print(f"Machine: {bh.CORES} cores, shared: the {n} nodes, this client and whatever else runs "
           "(other test runs) compete for them; figures under load are pessimistic.")
@@ -471,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timer", type=float, default=1.0, help="seconds between rounds (default 1)")
     parser.add_argument("--max-peers", type=int, default=3)
     parser.add_argument("--batch", type=int, default=5, help="nodes started at a time (default 5)")
-    parser.add_argument("--threads", type=int, default=8, help="client threads creating (default 8)")
+    parser.add_argument("--threads", type=int, default=32, help="client threads creating, each with a persistent connection per node (default 32)")
     parser.add_argument("--poll", type=float, default=5.0, help="least seconds between two polls of a node (default 5)")
     parser.add_argument("--bound", type=float, default=900.0, help="seconds after the last create to give up (default 900)")
     parser.add_argument("--peers-bound", type=float, default=300.0, help="seconds to wait for full membership (default 300)")
