@@ -41,6 +41,7 @@ from .errors import ConfigError, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
 from .http.client import http_call
+from .http.server import hostport
 
 __all__ = [
     "main",
@@ -310,10 +311,6 @@ def _check_hostport(text: str) -> str:
     return value
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _connect(args: argparse.Namespace) -> NodeClient:
     """The node to talk to and the credentials to use, from the flags and the config.
 
@@ -358,7 +355,7 @@ def _connect(args: argparse.Namespace) -> NodeClient:
         if ipaddress.ip_address(host).is_unspecified:  # listens everywhere: talk to it here
             host = "::1" if ":" in host else "127.0.0.1"
         scheme = "https" if args.tls_ca else "http"
-        node_url = f"{scheme}://{_hostport(host, config.port)}"
+        node_url = f"{scheme}://{hostport(host, config.port)}"
     ssl_context = None
     if args.tls_ca:
         try:
@@ -464,7 +461,7 @@ def peers_table(peers: Sequence[Any]) -> str:
     rows = []
     for peer in peers:
         ip, port = _field(peer, "ip"), _field(peer, "port")
-        address = _hostport(str(ip), port) if isinstance(ip, str) and isinstance(port, int) else "-"
+        address = hostport(str(ip), port) if isinstance(ip, str) and isinstance(port, int) else "-"
         last_seen = _field(peer, "last_seen")
         rows.append([
             _printable(_field(peer, "name")),
@@ -534,7 +531,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     _out(
         f"wrote {args.config}: node {_printable(config.node_name)} ({guid}) on network {network},"
-        f" listening on {_hostport(config.ip, config.port)}"
+        f" listening on {hostport(config.ip, config.port)}"
     )
     _out(f"start it with: {_RUN_NODE} {shlex.quote(args.config)}")
     return 0
@@ -577,7 +574,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     if not isinstance(peer, dict):
         raise CliError(f"the node at {client.url} answered /v1/register without the peer; is it a gossip node?")
     name = _printable(peer.get("name"))
-    where = _hostport(str(peer.get("ip")), peer["port"]) if isinstance(peer.get("port"), int) else address
+    where = hostport(str(peer.get("ip")), peer["port"]) if isinstance(peer.get("port"), int) else address
     _out(
         f"registered with {name} ({_printable(peer.get('guid'))}) at {_printable(where)}"
         f" on network {_printable(peer.get('network_name') or client.network)}"
