@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import secrets
 import signal
 import ssl
@@ -195,6 +194,10 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
 
 def _raise_fd_limit() -> None:
     """Let the server hold as many connections as the system allows (Go's runtime does the same)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX: the system's default stands
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         try:
