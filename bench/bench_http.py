@@ -269,6 +269,21 @@ def stop_all(nodes: list[Node]) -> None:
         node._stderr.close()
 
 
+def run_main(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """A bench's start: SIGTERM runs the finally blocks (every node stopped and reaped), a
+    banner with the machine's load, then ``run(args)``."""
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    load1, load5, load15 = os.getloadavg()
+    print(f"# {name} — Python {sys.version.split()[0]}, {CORES} cores, {time.strftime('%Y-%m-%d %H:%M:%S')}, "
+          f"load average {load1:.1f} {load5:.1f} {load15:.1f} at the start")
+    print()
+    return run(args)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, interval: float) -> bool:
     end = time.monotonic() + timeout
     while True:
@@ -584,6 +599,37 @@ def probe_body(sender: str) -> bytes:
     )
 
 
+def run_clients(worker: Callable[[int], None], start_gate: threading.Barrier, stop_at: list[float],
+                latencies: list[list[float]], errors: list[list[str]]) -> dict[str, Any]:
+    """Run TP_THREADS ``worker(i)`` threads for TP_SECONDS from one start; their figures merged."""
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(TP_THREADS)]
+    for t in threads:
+        t.start()
+    cpu0 = os.times()
+    stop_at[0] = time.perf_counter() + TP_SECONDS
+    t0 = time.perf_counter()
+    start_gate.wait()
+    for t in threads:
+        t.join(timeout=TP_SECONDS + 30)
+    elapsed = time.perf_counter() - t0
+    cpu1 = os.times()
+    lat = [x for part in latencies for x in part]
+    errs = [x for part in errors for x in part]
+    kinds: dict[str, int] = {}
+    for e in errs:
+        kinds[e] = kinds.get(e, 0) + 1
+    return {
+        "ok": len(lat),
+        "rps": len(lat) / elapsed,
+        "p50": pct(lat, 0.5) * 1000,
+        "p99": pct(lat, 0.99) * 1000,
+        "errors": len(errs),
+        "kinds": kinds,
+        "elapsed": elapsed,
+        "client_cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+    }
+
+
 def throughput_run(port: int, sender: str) -> dict[str, Any]:
     latencies: list[list[float]] = [[] for _ in range(TP_THREADS)]
     errors: list[list[str]] = [[] for _ in range(TP_THREADS)]
@@ -612,32 +658,7 @@ def throughput_run(port: int, sender: str) -> dict[str, Any]:
             else:
                 err.append(f"{status}")
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(TP_THREADS)]
-    for t in threads:
-        t.start()
-    cpu0 = os.times()
-    stop_at[0] = time.perf_counter() + TP_SECONDS
-    t0 = time.perf_counter()
-    start_gate.wait()
-    for t in threads:
-        t.join(timeout=TP_SECONDS + 30)
-    elapsed = time.perf_counter() - t0
-    cpu1 = os.times()
-    lat = [x for part in latencies for x in part]
-    errs = [x for part in errors for x in part]
-    kinds: dict[str, int] = {}
-    for e in errs:
-        kinds[e] = kinds.get(e, 0) + 1
-    return {
-        "ok": len(lat),
-        "rps": len(lat) / elapsed,
-        "p50": pct(lat, 0.5) * 1000,
-        "p99": pct(lat, 0.99) * 1000,
-        "errors": len(errs),
-        "kinds": kinds,
-        "elapsed": elapsed,
-        "client_cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-    }
+    return run_clients(worker, start_gate, stop_at, latencies, errors)
 
 
 def bench_throughput(runs: int, keep: bool) -> None:
@@ -787,22 +808,7 @@ def keepalive_run(port: int, sender: str) -> dict[str, Any]:
             if conn is not None:
                 conn.close()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(TP_THREADS)]
-    for t in threads:
-        t.start()
-    cpu0 = os.times()
-    stop_at[0] = time.perf_counter() + TP_SECONDS
-    t0 = time.perf_counter()
-    start_gate.wait()
-    for t in threads:
-        t.join(timeout=TP_SECONDS + 30)
-    elapsed = time.perf_counter() - t0
-    cpu1 = os.times()
-    lat = [x for part in latencies for x in part]
-    errs = [x for part in errors for x in part]
-    kinds: dict[str, int] = {}
-    for e in errs:
-        kinds[e] = kinds.get(e, 0) + 1
+    r = run_clients(worker, start_gate, stop_at, latencies, errors)
     by_version: dict[str, int] = {}
     for part in versions:
         for v, n in part.items():
@@ -810,19 +816,12 @@ def keepalive_run(port: int, sender: str) -> dict[str, Any]:
             by_version[key] = by_version.get(key, 0) + n
     total_opened = sum(opened)
     return {
-        "ok": len(lat),
-        "rps": len(lat) / elapsed,
-        "p50": pct(lat, 0.5) * 1000,
-        "p99": pct(lat, 0.99) * 1000,
-        "errors": len(errs),
-        "kinds": kinds,
-        "elapsed": elapsed,
-        "client_cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        **r,
         "opened": total_opened,
         "reconnects": max(0, total_opened - TP_THREADS),
         "closed_by_server": sum(closed_by_server),
         "stale": sum(stale),
-        "per_conn": (len(lat) + len(errs)) / total_opened if total_opened else None,
+        "per_conn": (r["ok"] + r["errors"]) / total_opened if total_opened else None,
         "versions": by_version,
     }
 

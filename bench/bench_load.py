@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import shlex
-import signal
 import statistics
 import sys
 import threading
@@ -507,16 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 2 or args.gossips < 1:
         parser.error("--nodes must be at least 2 and --gossips at least 1")
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)  # runs the finally blocks: every node is stopped and reaped
-
-    signal.signal(signal.SIGTERM, on_term)
-    load1, load5, load15 = os.getloadavg()
-    print(f"# bench_load — Python {sys.version.split()[0]}, {bh.CORES} cores, {time.strftime('%Y-%m-%d %H:%M:%S')}, "
-          f"load average {load1:.1f} {load5:.1f} {load15:.1f} at the start")
-    print()
-    return run(args)
+    return bh.run_main("bench_load", run, args)
 
 
 if __name__ == "__main__":

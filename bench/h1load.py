@@ -54,6 +54,15 @@ def _load(address: tuple[str, int], path: str, make_bodies: Callable[[int], list
         sock.setblocking(False)
         return sock
 
+    def reopen(sock: socket.socket) -> socket.socket:
+        """The server closed ``sock``: the same slot on a new connection."""
+        sel.unregister(sock)
+        state.pop(sock, None)
+        sock.close()
+        fresh = connect()
+        sel.register(fresh, selectors.EVENT_READ)
+        return fresh
+
     socks = [connect() for _ in range(connections)]
     latencies: list[float] = []
     errors = reconnects = 0
@@ -86,11 +95,7 @@ def _load(address: tuple[str, int], path: str, make_bodies: Callable[[int], list
             if not chunk:
                 errors += 1
                 reconnects += 1
-                sel.unregister(sock)
-                sock.close()
-                sock = connect()
-                sel.register(sock, selectors.EVENT_READ)
-                send(sock)
+                send(reopen(sock))
                 continue
             buf += chunk
             end = buf.find(b"\r\n\r\n")
@@ -106,10 +111,7 @@ def _load(address: tuple[str, int], path: str, make_bodies: Callable[[int], list
                 errors += 1
             if b"connection: close" in head:
                 reconnects += 1
-                sel.unregister(sock)
-                sock.close()
-                sock = connect()
-                sel.register(sock, selectors.EVENT_READ)
+                sock = reopen(sock)
             send(sock)
     elapsed = seconds - max(0.0, t_end - time.perf_counter())
     for sock in list(state):

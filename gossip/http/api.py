@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .. import __version__
 from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
 from ..errors import GossipError, LocalProtocolError
-from ..events import Event, RegisterFailed, Registered
+from ..messages import error_body
+from ..events import RegisterFailed, Registered
 from ..node import GossipStatus
 from .server import Request, Response
 
@@ -91,7 +92,7 @@ class ClientApi:
         if handler is None:
             known = {p for _, p in self._routes} | {"/healthz", "/metrics"}
             status = 405 if request.path in known else 404
-            return _json(status, {"v": 1, "type": "error", "status": status, "error": f"no route {request.method[:16]} {request.path[:200]}"})
+            return Response(status, error_body(status, f"no route {request.method[:16]} {request.path[:200]}"))
         network = check_client_auth(
             request.headers.get(CLIENT_AUTH_HEADER.lower()),
             method=request.method,
@@ -161,9 +162,9 @@ class ClientApi:
         raise GossipError(f"{address[:200]} did not answer: {event.reason}", status_hint=502)
 
 
-def refusal(event: Event, network: str, article: str) -> str:
+def refusal(event: RegisterFailed, network: str, article: str) -> str:
     """Why a node refused our REGISTER with 401/403: the clocks, or else the network or password."""
-    reason = getattr(event, "reason", "")
+    reason = event.reason
     if "clock" in reason:  # ReplayGuard's "message timestamp is ...s off this node's clock"
         return f"the clocks differ too much ({reason.split('): ', 1)[-1]})"
     return f"it is not on network {network!r} or {article} password differs"
@@ -220,7 +221,7 @@ def _web_file(path: str) -> Response:
     try:
         data = resources.files("gossip.web").joinpath(name).read_bytes()
     except (FileNotFoundError, OSError):
-        return _json(404, {"v": 1, "type": "error", "status": 404, "error": f"{name} is not installed"})
+        return Response(404, error_body(404, f"{name} is not installed"))
     return Response(200, data, content_type, WEB_HEADERS)
 
 

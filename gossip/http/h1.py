@@ -39,11 +39,13 @@ class Head:
 
     start: tuple[str, str, str]
     fields: tuple[tuple[str, str], ...]
+    #: Each name once, the values of repeated fields joined by ", " (built in one pass: a
+    #: head may hold thousands of tiny fields, and a lookup per field would be quadratic).
+    joined: dict[str, str]
 
     def get(self, name: str) -> str | None:
         """The field's value (several joined by ", "), or None."""
-        values = [v for n, v in self.fields if n == name]
-        return ", ".join(values) if values else None
+        return self.joined.get(name)
 
     def get_all(self, name: str) -> list[str]:
         return [v for n, v in self.fields if n == name]
@@ -80,8 +82,11 @@ def parse_head(data: bytes, *, request: bool) -> Head:
         if _BAD_VALUE.search(value):
             raise HeadError("control characters in a header value")
         fields.append((name.decode("ascii").lower(), value.decode("latin-1")))
+    joined: dict[str, str] = {}
+    for key, text in fields:
+        joined[key] = f"{joined[key]}, {text}" if key in joined else text
     start = tuple(p.decode("latin-1") for p in parts)
-    return Head(start=(start[0], start[1], start[2]), fields=tuple(fields))
+    return Head(start=(start[0], start[1], start[2]), fields=tuple(fields), joined=joined)
 
 
 def body_length(head: Head, *, max_body: int) -> int:

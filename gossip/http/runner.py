@@ -37,7 +37,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 
 from ..errors import GossipError, StorageError, TransportError
 from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from ..model import NodeConfig, PeerStatus
+from ..model import Gossip, NodeConfig, PeerStatus
 from ..node import GossipNode, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
@@ -338,7 +338,7 @@ class NodeRunner:
         self.bytes["sent"] += len(answer)
         return answer
 
-    async def create_async(self, msg: str, network: str | None = None) -> Any:
+    async def create_async(self, msg: str, network: str | None = None) -> Gossip:
         """CREATE_GOSSIP: returns the new gossip once it is on disk (and being pushed)."""
         return await self._drive(lambda now: self.node.create_gossip(msg, now, network))
 
@@ -384,13 +384,10 @@ class NodeRunner:
         )
         family("gossip_iblt_retries_total", "counter", "IBLTs that did not peel and were asked for again, by set.", by("iblt_retry", "set"))
         family("gossip_gossips", "gauge", "Complete gossips held, by network.", [(f'{{network="{n}"}}', self.node.gossip_count(n)) for n in nets])
+        statuses = {n: Counter(v.status for v in self.node.network_status(n)) for n in nets}
         family(
             "gossip_peers", "gauge", "Peers known, by network and status.",
-            [
-                (f'{{network="{n}",status="{s.value}"}}', sum(1 for v in self.node.network_status(n) if v.status is s))
-                for n in nets
-                for s in PeerStatus
-            ],
+            [(f'{{network="{n}",status="{s.value}"}}', statuses[n][s]) for n in nets for s in PeerStatus],
         )
         family("gossip_http_connections", "gauge", "Connections the node's server holds open.", [("", self.transport.connections)])
         family(

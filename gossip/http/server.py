@@ -550,7 +550,7 @@ class HttpServer:
                 method=method,
                 path=path,
                 query=urllib.parse.parse_qs(query, keep_blank_values=True),
-                headers=dict((n, head.get(n) or "") for n, _ in head.fields),
+                headers=dict(head.joined),
                 body=body,
                 client=conn.client,
             )
