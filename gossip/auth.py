@@ -59,7 +59,7 @@ MAC_SUFFIX_LEN = len(_MAC_HEAD) + _MAC_HEX + 2
 
 
 def _mac(key: bytes, unsigned: bytes) -> bytes:
-    return hmac.new(key, unsigned, hashlib.sha256).hexdigest()[:_MAC_HEX].encode("ascii")
+    return hmac.digest(key, unsigned, "sha256").hex()[:_MAC_HEX].encode("ascii")
 
 
 def sign(key: bytes, unsigned: bytes) -> bytes:

@@ -227,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--ip", default="127.0.0.1", help="address to listen on and advertise (default 127.0.0.1)")
     init.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
     init.add_argument("--timer", type=float, default=1.0, help="seconds between gossip rounds (default 1)")
-    init.add_argument("--max-peers", type=int, default=3, help="most peers contacted in one round (default 3)")
+    init.add_argument("--max-peers", type=int, default=3, help="peers a new gossip is pushed to at once (default 3)")
     init.add_argument("--force", action="store_true", help="replace an existing config (a new node identity)")
 
     create = sub.add_parser("create", parents=[common], help="create a gossip on the node; prints its guid")

@@ -56,15 +56,14 @@ def parse_key(text: object) -> int:
     return int(text, 16)
 
 
+_HASH_FIELDS = struct.Struct(">IIIQQQ")
+
+
 def _hashes(key: int) -> tuple[int, int, int, int, int]:
+    """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``."""
     d = hashlib.blake2b(key.to_bytes(16, "big"), digest_size=36, person=b"gossip-iblt-v1").digest()
-    return (
-        int.from_bytes(d[0:4], "big"),
-        int.from_bytes(d[4:8], "big"),
-        int.from_bytes(d[8:12], "big"),
-        int.from_bytes(d[12:20], "big"),
-        int.from_bytes(d[20:36], "big"),
-    )
+    i1, i2, i3, check, high, low = _HASH_FIELDS.unpack(d)
+    return i1, i2, i3, check, (high << 64) | low
 
 
 def _next_pow2(n: int) -> int:
@@ -98,24 +97,39 @@ class Iblt:
     def toggle(self, key: int, sign: int, hashes: tuple[int, int, int, int, int] | None = None) -> None:
         """Add (sign=1) or remove (sign=-1) one key."""
         i1, i2, i3, chk, _ = hashes or _hashes(key)
-        mask = self.size - 1
-        for cell in (i1 & mask, self.size + (i2 & mask), 2 * self.size + (i3 & mask)):
-            self.counts[cell] += sign
-            self.keys[cell] ^= key
-            self.checks[cell] ^= chk
+        size = self.size
+        mask = size - 1
+        counts, keys, checks = self.counts, self.keys, self.checks
+        a, b, c = i1 & mask, size + (i2 & mask), 2 * size + (i3 & mask)
+        counts[a] += sign
+        counts[b] += sign
+        counts[c] += sign
+        keys[a] ^= key
+        keys[b] ^= key
+        keys[c] ^= key
+        checks[a] ^= chk
+        checks[b] ^= chk
+        checks[c] ^= chk
 
     def fold(self, size: int) -> Iblt:
-        """This table folded down to a smaller power-of-two ``size``."""
+        """This table folded down to a smaller power-of-two ``size``.
+
+        Cell ``i`` of a sub-table lands in cell ``i % size``; the table is halved until it is
+        that size, each half added (counts) or xored (keys, checks) onto the other, whole
+        lists at a time.
+        """
         if size == self.size:
             return self.copy()
+        counts, keys, checks = self.counts, self.keys, self.checks
+        half = self.size
+        while half > size:
+            half //= 2
+            cuts = [(t * 2 * half, t * 2 * half + half, (t + 1) * 2 * half) for t in range(3)]
+            counts = [x + y for a, m, b in cuts for x, y in zip(counts[a:m], counts[m:b])]
+            keys = [x ^ y for a, m, b in cuts for x, y in zip(keys[a:m], keys[m:b])]
+            checks = [x ^ y for a, m, b in cuts for x, y in zip(checks[a:m], checks[m:b])]
         out = Iblt(size)
-        for t in range(3):
-            src, dst = t * self.size, t * size
-            for i in range(self.size):
-                j = dst + (i & (size - 1))
-                out.counts[j] += self.counts[src + i]
-                out.keys[j] ^= self.keys[src + i]
-                out.checks[j] ^= self.checks[src + i]
+        out.counts, out.keys, out.checks = counts, keys, checks
         return out
 
     def copy(self) -> Iblt:
@@ -193,8 +207,7 @@ class KeySet:
         self._fp = 0
         self._base = Iblt(MIN_IBLT_SIZE)
         self._sorted: list[int] | None = None
-        for key in keys:
-            self.add(key)
+        self.update(keys)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -211,19 +224,24 @@ class KeySet:
         return key_hex(self._fp)
 
     def add(self, key: int) -> bool:
-        if key in self._keys:
-            return False
-        if not 0 <= key < _KEY_LIMIT:
-            raise ValueError("keys are 128-bit non-negative integers")
-        self._keys.add(key)
-        hashes = _hashes(key)
-        self._fp ^= hashes[4]
+        return self.update((key,)) == 1
+
+    def update(self, keys: Iterable[int]) -> int:
+        """Add several keys; returns how many were new."""
+        new = [key for key in dict.fromkeys(keys) if key not in self._keys]
+        if not all(0 <= key < _KEY_LIMIT for key in new):
+            raise ValueError("keys are 128-bit non-negative integers")  # and none was added
+        if not new:
+            return 0
+        self._keys.update(new)
         self._sorted = None
-        if len(self._keys) > 4 * self._base.size and self._base.size < _MAX_BASE_SIZE:
-            self._base = self._build(self._base.size * 2)
-        else:
-            self._base.toggle(key, 1, hashes)
-        return True
+        base, fp = self._base, self._fp
+        for key in new:
+            hashes = _hashes(key)
+            fp ^= hashes[4]
+            base.toggle(key, 1, hashes)
+        self._fp = fp
+        return len(new)
 
     def discard(self, key: int) -> bool:
         if key not in self._keys:
@@ -242,8 +260,19 @@ class KeySet:
         return table
 
     def iblt(self, size: int) -> Iblt:
-        """This set as an IBLT with ``size`` cells per sub-table."""
+        """This set as an IBLT with ``size`` cells per sub-table.
+
+        The kept table grows here, not on add: to a quarter of the set's size (so that folding
+        it stays O(n)), rebuilt once however many keys came in since, up to
+        :data:`_MAX_BASE_SIZE`. A burst of adds then costs one hash each, not a rebuild at
+        every doubling.
+        """
         _check_size(size)
+        grown = self._base.size
+        while len(self._keys) > 4 * grown and grown < _MAX_BASE_SIZE:
+            grown *= 2
+        if grown != self._base.size:
+            self._base = self._build(grown)
         if size <= self._base.size:
             return self._base.fold(size)
         return self._build(size)

@@ -39,8 +39,10 @@ _SHA2 = re.compile(r"[0-9a-f]{64}")
 #: A UUID as ``str(uuid.UUID(...))`` writes it: lower-case hex, 8-4-4-4-12.
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: What json.dumps(to_dict()) adds around the five escaped values: keys and separators.
-_WIRE_OVERHEAD = len('{"guid": , "date_time": , "who_name": , "msg": , "sha2": }')
+#: What the compact JSON of a gossip adds to its escaped date_time, who_name and msg: the
+#: keys, separators and the guid and sha2, which are ASCII with nothing to escape (36 + 2 and
+#: 64 + 2 bytes once quoted).
+_WIRE_OVERHEAD = len('{"guid":,"date_time":,"who_name":,"msg":,"sha2":}') + 38 + 66
 #: json.dumps's own string escaper for ensure_ascii=False (C-accelerated where available).
 _json_string = json.encoder.encode_basestring
 
@@ -190,11 +192,22 @@ class Gossip:
         return expected == self.sha2
 
     def wire_size(self) -> int:
-        """Bytes of ``json.dumps(self.to_dict(), ensure_ascii=False)`` in UTF-8, computed from
-        the escaped fields alone (pushes and answers budget by it, for every gossip sent)."""
+        """Bytes of :meth:`to_json` in UTF-8, counted without building it (pushes and answers
+        budget by it, for every gossip sent)."""
+        size = _WIRE_OVERHEAD
+        for value in (self.date_time, self.who_name, self.msg):
+            text = _json_string(value)
+            size += len(text) if text.isascii() else len(text.encode("utf-8"))
+        return size
+
+    def to_json(self) -> str:
+        """``json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)``, written out
+        by hand as :func:`canonical_bytes` is (every gossip stored or sent passes here)."""
         esc = _json_string
-        fields = (self.guid, self.date_time, self.who_name, self.msg, self.sha2)
-        return _WIRE_OVERHEAD + sum(len(esc(v).encode("utf-8")) for v in fields)
+        return (
+            f'{{"guid":"{self.guid}","date_time":{esc(self.date_time)},'
+            f'"who_name":{esc(self.who_name)},"msg":{esc(self.msg)},"sha2":"{self.sha2}"}}'
+        )
 
     def to_dict(self) -> dict[str, str]:
         return {

@@ -92,7 +92,7 @@ class Simulator:
     Args:
         nodes: how many nodes.
         seed: seeds every random choice of the run.
-        fanout: ``gossip_max_peer_count`` of every node (peers contacted per round).
+        fanout: ``gossip_max_peer_count`` of every node (peers pushed to; probed per round with push off).
         loss: probability that any one request or answer is lost.
         timer: the gossip timer, in virtual seconds.
         bootstrap_mode: ``"full"`` starts every node knowing every other (what the rumour
@@ -333,7 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, required=True, help="number of nodes (>= 1)")
     p.add_argument("--messages", type=int, required=True, help="gossips created at random nodes (>= 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--fanout", type=int, default=1, help="peers each node contacts per round (default 1)")
+    p.add_argument("--fanout", type=int, default=1, help="every node's gossip_max_peer_count: peers a new gossip is pushed to (peers probed per round with --no-push; default 1)")
     p.add_argument("--loss", type=float, default=0.0, help="probability a message is lost (default 0)")
     p.add_argument("--max-rounds", type=int, default=1000, help="give up after this many rounds")
     p.add_argument(

@@ -128,6 +128,12 @@ ANSWERS: list[m.Message] = [
 ]
 
 
+@pytest.mark.parametrize("body", REQUESTS + ANSWERS, ids=lambda b: type(b).__name__)
+def test_body_json_is_the_compact_dump_of_to_wire(body: m.Message) -> None:
+    # Push and TellMeMoreReply write their JSON by hand; it must be what json.dumps writes.
+    assert body.to_json() == json.dumps(body.to_wire(), separators=(",", ":"), ensure_ascii=False)
+
+
 @pytest.mark.parametrize("body", REQUESTS, ids=lambda b: type(b).__name__)
 def test_request_round_trip(body: m.Message) -> None:
     data = request(body)

@@ -425,9 +425,11 @@ def test_check_guid_accepts_exactly_canonical_uuid_text(value: object) -> None:
 
 @given(st.text(max_size=40).filter(lambda t: t.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in t)),
        st.text(max_size=300))
-def test_wire_size_is_the_length_of_the_json_sent(who: str, msg: str) -> None:
+def test_to_json_and_wire_size_match_json_dumps(who: str, msg: str) -> None:
     try:
         g = Gossip.create(guid=GUID, date_time=WHEN, who_name=who, msg=msg)
     except (LocalProtocolError, UnicodeEncodeError):
         return  # not a valid gossip (e.g. a lone surrogate): never sent
-    assert g.wire_size() == len(json.dumps(g.to_dict(), ensure_ascii=False).encode("utf-8"))
+    compact = json.dumps(g.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    assert g.to_json() == compact
+    assert g.wire_size() == len(compact.encode("utf-8"))

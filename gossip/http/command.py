@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ip", help="address to listen on and advertise (default 127.0.0.1)")
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
-    p.add_argument("--max-peers", type=int, help="most peers contacted in one round (default 3)")
+    p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
     p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")

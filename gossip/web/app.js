@@ -206,7 +206,7 @@
     setText("node-networks", (n.networks || []).join(", "));
     setText("node-address", hostport(n.ip, n.port));
     setText("node-timer", `${n.gossip_timer} s between rounds`);
-    setText("node-max-peers", `${n.gossip_max_peer_count} per round`);
+    setText("node-max-peers", `pushes to ${n.gossip_max_peer_count}`);
   }
 
   function renderPeers(peers) {
