@@ -566,6 +566,8 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         env = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise RemoteProtocolError(f"message is not UTF-8 JSON: {exc}") from None
+    except ValueError:  # int() refuses more than 4,300 digits (CVE-2020-10735)
+        raise RemoteProtocolError("message holds a number too long to read") from None
     if not isinstance(env, dict):
         raise RemoteProtocolError("message must be a JSON object")
     if env.get("v") != PROTOCOL_VERSION:

@@ -1029,6 +1029,17 @@ def test_a_signed_request_replayed_is_refused(node: Node) -> None:
     assert b"replayed" in again.body
 
 
+def test_a_signed_request_with_a_number_too_long_to_read_is_400(node: Node) -> None:
+    """int() refuses more than 4,300 digits with a bare ValueError: issue 10, item 2."""
+    unsigned = dump({"v": 1, "type": "hello", "net": "default", "from": STRANGER, "body": {"pad": "<<N>>"},
+                     "ts": int(time.time() * 1000), "nonce": secrets.token_hex(12)})
+    data = auth.sign(KEY, unsigned.replace(b'"<<N>>"', b"9" * 5000))
+    answer = send(node, "POST", "/v1/peer", data, label="POST /v1/peer")
+    assert_error(answer, {400})
+    assert b"number too long" in answer.body
+    assert_intact(node)
+
+
 # ---------------------------------------------------------------------------- whole bodies over the limit
 
 @pytest.mark.parametrize("path", ["/v1/peer", "/v1/gossip", "/v1/register"])

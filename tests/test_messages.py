@@ -331,6 +331,14 @@ def test_pathological_nesting_is_a_protocol_error(data: bytes) -> None:
         m.decode(data, key_for)
 
 
+@pytest.mark.parametrize("number", ["9" * 5000, "-" + "1" * 4301])
+def test_a_number_too_long_to_read_is_a_protocol_error(number: str) -> None:
+    # Python refuses int() of more than 4,300 digits with a bare ValueError: a 400, not a 500.
+    data = signed(envelope("hello", {"pad": 0})).replace(b'"pad":0', b'"pad":' + number.encode())
+    with pytest.raises(RemoteProtocolError, match="number too long"):
+        m.decode(data, key_for)
+
+
 @pytest.mark.parametrize("version", [2, 0, "1", None, [1]])
 def test_wrong_protocol_version(version: Any) -> None:
     with pytest.raises(RemoteProtocolError, match="protocol version") as info:
