@@ -98,6 +98,14 @@ TELL_ME_MORE_BATCH = 256
 ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
 #: Least time between two pushes to one peer, in gossip timers (see gossip.plumtree).
 PUSH_LINGER = 0.05
+#: Most ids pending per network, and per source peer within it (one DID_YOU_HEAR's worth):
+#: what a member announcing made-up ids can make a node hold.
+MAX_PENDING = 16_384
+MAX_PENDING_PER_SOURCE = m.MAX_IDS
+#: An id pending this long without arriving is dropped (a source that has it will tell again
+#: at a later reconciliation): at least PENDING_TTL seconds and PENDING_TTL_ROUNDS timers.
+PENDING_TTL = 60.0
+PENDING_TTL_ROUNDS = 32
 #: Longest wait, in gossip timers, before fetching an id heard of by anti-entropy (_fetched).
 MAX_FETCH_DELAY = 16
 #: Most rounds between two probes while a network stays settled (see _round).
@@ -165,6 +173,8 @@ class _Net:
     gossips: dict[str, Gossip] = field(default_factory=dict)
     gossip_keys: KeySet = field(default_factory=KeySet)
     pending: dict[str, _Pending] = field(default_factory=dict)
+    #: How many pending ids name each peer as a source (for MAX_PENDING_PER_SOURCE).
+    pending_by: Counter[str] = field(default_factory=Counter)
     peers: dict[str, _PeerEntry] = field(default_factory=dict)
     peer_keys: KeySet = field(default_factory=KeySet)
     records: dict[int, Peer] = field(default_factory=dict)
@@ -683,6 +693,10 @@ class GossipNode:
         With eager push on, the fetch grafts: the tree missed these gossips, so the source
         and this node become eager peers of each other.
         """
+        ttl = max(PENDING_TTL, PENDING_TTL_ROUNDS * self.config.gossip_timer)
+        for guid in [g for g, p in net.pending.items() if now - p.since > ttl and p.asked is None]:
+            self.stats["expired.pending"] += 1
+            self._unpend(net, guid)
         by_source: dict[str, list[str]] = {}
         for guid, pending in net.pending.items():
             if pending.asked is not None or now - pending.since < net.fetch_delay:
@@ -780,19 +794,43 @@ class GossipNode:
         if source not in net.peers:
             return
         ask = []
+        refused = 0
         for guid in guids:
             if guid in net.gossips:
                 continue
             pending = net.pending.get(guid)
-            if pending is None:
-                pending = net.pending[guid] = _Pending(sources=[source], since=now)
-            elif source not in pending.sources:
+            if pending is None or source not in pending.sources:
+                if net.pending_by[source] >= MAX_PENDING_PER_SOURCE or (
+                    pending is None and len(net.pending) >= MAX_PENDING
+                ):
+                    refused += 1
+                    continue
+                if pending is None:
+                    pending = net.pending[guid] = _Pending(sources=[], since=now)
                 pending.sources.append(source)
+                net.pending_by[source] += 1
             if pending.asked is None and not self._push:
                 pending.asked = source
                 ask.append(guid)
+        if refused:
+            self.stats["rejected.pending_cap"] += refused
         for batch in _chunks(ask, TELL_ME_MORE_BATCH):
             self._send_to(net, source, m.TellMeMore(ids=tuple(batch)), now)
+
+    def _unpend(self, net: _Net, guid: str, source: str | None = None) -> None:
+        """Forget ``source`` as a source of a pending id (every source if None); an id left
+        with no source stops being pending."""
+        pending = net.pending.get(guid)
+        if pending is None:
+            return
+        gone = list(pending.sources) if source is None else [source] if source in pending.sources else []
+        for peer in gone:
+            pending.sources.remove(peer)
+            net.pending_by[peer] -= 1
+            if net.pending_by[peer] <= 0:
+                del net.pending_by[peer]
+        if not pending.sources:
+            del net.pending[guid]
 
     # -- answers to my requests -----------------------------------------------------
     def _on_reply(
@@ -841,10 +879,19 @@ class GossipNode:
             if self._push:
                 self._fetched(net, useful=len(fresh), late=late)
             self._store(net, fresh, peer, now)
-            for guid in asked:
+            # The answerer walks the ids in order and skips those it lacks, stopping only at
+            # its budget, after at least one: an id before the last one it sent, or any id of
+            # an empty answer, is one it does not hold. It stops being a source of that id.
+            returned = {g.guid for g in reply.gossips}
+            last = max((i for i, guid in enumerate(flight.body.ids) if guid in returned), default=len(flight.body.ids))
+            for i, guid in enumerate(flight.body.ids):
                 pending = net.pending.get(guid)
-                if pending is not None and pending.asked == peer:
+                if pending is None:
+                    continue
+                if pending.asked == peer:
                     pending.asked = None
+                if i < last and guid not in returned:
+                    self._unpend(net, guid, peer)
         elif isinstance(reply, m.PushReply):
             net.eager.finished(peer)
             if reply.prune:
@@ -927,7 +974,7 @@ class GossipNode:
             if gossip.guid in net.gossips:
                 continue
             net.gossips[gossip.guid] = gossip
-            net.pending.pop(gossip.guid, None)
+            self._unpend(net, gossip.guid)
             self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
             new.append(gossip)
         if not new:

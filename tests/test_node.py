@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections import Counter
 import random
+import uuid
 
 import pytest
 
@@ -14,7 +15,14 @@ from gossip.auth import derive_key
 from gossip.errors import AuthenticationError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
 from gossip.model import Gossip, Network, PeerStatus, Snapshot
-from gossip.node import SETTLED_BACKOFF_MAX, GossipNode
+from gossip.node import (
+    MAX_PENDING,
+    MAX_PENDING_PER_SOURCE,
+    PENDING_TTL,
+    PENDING_TTL_ROUNDS,
+    SETTLED_BACKOFF_MAX,
+    GossipNode,
+)
 
 from .helpers import KEYS, T0, Mesh, full_mesh, make_config, make_node
 
@@ -623,3 +631,54 @@ def test_a_settled_network_probes_less_and_less_and_a_change_brings_back_the_rou
         mesh.round()  # the change seen, rounds settle again: 1 probe, then 1 after a rest of 1
     probes = Counter(who for who, verb in mesh.log if verb == "did_you_hear")
     assert all(count <= 3 for count in probes.values()) and sum(probes.values()) < 3 * len(mesh.nodes)
+
+
+def _made_up_ids(rng: random.Random, count: int) -> tuple[str, ...]:
+    return tuple(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count))
+
+
+def test_ids_announced_by_members_are_capped_per_source_and_in_total() -> None:
+    """Issue 10, item 7: 40 DID_YOU_HEARs of 4,096 made-up ids left 163,840 pending ids."""
+    mesh = full_mesh(6)
+    a, members = mesh.nodes[0], mesh.nodes[1:]
+    rng = random.Random(7)
+    for member in members:
+        for _ in range(8):
+            member._send_to(member._nets["default"], a.guid, m.DidYouHear(ids=_made_up_ids(rng, m.MAX_IDS)), mesh.now)  # noqa: SLF001
+    mesh.deliver()
+    net = a._nets["default"]  # noqa: SLF001
+    assert len(net.pending) == MAX_PENDING < 5 * MAX_PENDING_PER_SOURCE
+    assert max(net.pending_by.values()) <= MAX_PENDING_PER_SOURCE
+    assert a.stats["rejected.pending_cap"] == 5 * 8 * m.MAX_IDS - MAX_PENDING
+    assert sum(not row.complete for row in a.gossip_status()) == MAX_PENDING
+
+
+def test_ids_nobody_delivers_stop_being_pending() -> None:
+    """A source that answers without the id stops being its source; an id left with no source,
+    or pending past the TTL, is dropped. A real gossip announced alongside still arrives."""
+    mesh = full_mesh(3)
+    a, liar, silent = mesh.nodes
+    rng = random.Random(8)
+    real = liar.create_gossip("real", mesh.now)
+    mesh.deliver()
+    assert a.has_gossip(real.guid)
+    fake = _made_up_ids(rng, 300)
+    liar._send_to(liar._nets["default"], a.guid, m.DidYouHear(ids=fake), mesh.now)  # noqa: SLF001
+    mesh.deliver()
+    net = a._nets["default"]  # noqa: SLF001
+    assert set(fake) <= set(net.pending)
+    for _ in range(4):
+        mesh.round()  # A fetches from the liar, whose answers lack them
+    assert not set(fake) & set(net.pending) and not net.pending_by
+    # A source that never answers: its ids expire after the TTL.
+    late = _made_up_ids(rng, 5)
+    silent._send_to(silent._nets["default"], a.guid, m.DidYouHear(ids=late), mesh.now)  # noqa: SLF001
+    mesh.deliver()
+    mesh.down.add(silent.config.port)
+    ttl = max(PENDING_TTL, PENDING_TTL_ROUNDS * a.config.gossip_timer)
+    for _ in range(int(ttl) + 10):
+        mesh.round()
+        if not net.pending:
+            break
+    assert not net.pending and not net.pending_by
+    assert a.stats["expired.pending"] >= 1
