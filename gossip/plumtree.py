@@ -19,10 +19,13 @@ that turn the eager links into a tree, so that a body crosses each link about on
   (fanout 1) would forbid.
 
 Flow control: at most one PUSH per peer is in flight, and two pushes to one peer leave at
-least ``linger`` seconds apart (a twentieth of the gossip timer). Gossips to push meanwhile queue
-per peer (at most :data:`QUEUE_LIMIT`, the oldest dropped first; anti-entropy repairs) and
-leave together, so a burst of creates, or a steady stream of them, costs a few requests per
-link and second, not one per gossip. A gossip after a quiet spell leaves at once.
+least a *gap* apart. The gap is ``linger`` (a twentieth of the gossip timer) on a quiet
+link, and doubles with every push that follows the previous one closely (within twice the
+gap: the link is busy), up to :data:`BUSY_LINGER` times ``linger``; a push after a quiet
+spell sets it back. Gossips to push meanwhile queue per peer (at most :data:`QUEUE_LIMIT`, the
+oldest dropped first; anti-entropy repairs) and leave together, so a burst of creates, or a
+steady stream of them, costs a few requests per link and second, not one per gossip, and
+the busier a link the more each push carries. A gossip after a quiet spell leaves at once.
 
 This module keeps the state only; :class:`~gossip.node.GossipNode` sends the requests.
 Sets here are insertion-ordered dicts: iterating a ``set[str]`` would depend on the
@@ -40,6 +43,8 @@ __all__ = ["EagerPeers", "QUEUE_LIMIT"]
 
 #: Most gossips queued for one peer while a PUSH to it is in flight.
 QUEUE_LIMIT = 4 * MAX_IDS
+#: Longest gap between two pushes to a busy link, in ``linger``s.
+BUSY_LINGER = 2
 
 
 class EagerPeers:
@@ -53,8 +58,9 @@ class EagerPeers:
     def __init__(self, target: int, linger: float = 0.0) -> None:
         self.target = target
         self.linger = linger
-        #: Per peer: when the last push to it left.
+        #: Per peer: when the last push to it left, and the gap before the next may.
         self._sent_at: dict[str, float] = {}
+        self._gap: dict[str, float] = {}
         #: Most eager peers (see the module docstring).
         self.limit = max(4, 2 * target)
         self._peers: dict[str, None] = {}
@@ -83,6 +89,7 @@ class EagerPeers:
         """The link turns lazy: no more pushes to ``peer``, and its queue is dropped."""
         self._peers.pop(peer, None)
         self._sent_at.pop(peer, None)
+        self._gap.pop(peer, None)
         self.clear(peer)
 
     def pick(self, candidates: list[str], rng: random.Random) -> None:
@@ -113,10 +120,14 @@ class EagerPeers:
     def take(self, peer: str, budget: int, now: float) -> list[str]:
         """The next push's guids for ``peer``: the oldest queued, up to :data:`MAX_IDS` and
         ``budget`` bytes (the first always). Empty while a push to it is in flight, or
-        until ``linger`` seconds after the last one left."""
+        until the link's gap has passed since the last one left."""
         queue = self._queues.get(peer)
-        if not queue or peer in self._busy or now < self._sent_at.get(peer, -math.inf) + self.linger:
+        last = self._sent_at.get(peer, -math.inf)
+        gap = self._gap.get(peer, self.linger)
+        if not queue or peer in self._busy or now < last + gap:
             return []
+        busy = now < last + 2 * gap
+        self._gap[peer] = min(2 * gap, BUSY_LINGER * self.linger) if busy else self.linger
         self._sent_at[peer] = now
         batch: list[str] = []
         for guid, size in queue.items():
@@ -133,19 +144,20 @@ class EagerPeers:
 
     def due(self) -> float:
         """When the next lingering push may leave (``inf``: none waits)."""
-        waiting = [self._sent_at.get(p, -math.inf) for p in self._queues if p not in self._busy]
-        return min(waiting, default=math.inf) + self.linger
+        waiting = [self._next(p) for p in self._queues if p not in self._busy]
+        return min(waiting, default=math.inf)
+
+    def _next(self, peer: str) -> float:
+        return self._sent_at.get(peer, -math.inf) + self._gap.get(peer, self.linger)
 
     def ready(self, now: float) -> list[str]:
         """The peers a push may go to now: something queued, none in flight, linger over."""
-        return [
-            p for p in self._queues
-            if p not in self._busy and now >= self._sent_at.get(p, -math.inf) + self.linger
-        ]
+        return [p for p in self._queues if p not in self._busy and now >= self._next(p)]
 
     def unsent(self, peer: str) -> None:
         """The push just taken for ``peer`` will not leave: no linger for it, nothing in flight."""
         self._sent_at.pop(peer, None)
+        self._gap.pop(peer, None)
         self._busy.discard(peer)
 
     def finished(self, peer: str) -> None:

@@ -288,3 +288,27 @@ def test_a_node_sends_a_lingering_push_when_its_deadline_comes() -> None:
     assert push.verb == "push"
     a.receive_response(push.request_id, b.handle_request(push.data, mesh.now), mesh.now)
     assert b.gossip_count() == 2
+
+
+def test_a_busy_link_lingers_longer_and_a_quiet_one_sends_at_once() -> None:
+    """Back-to-back pushes to one peer double its gap up to BUSY_LINGER x linger, so each
+    carries more; a push after a quiet spell goes at once and sets the gap back."""
+    eager = EagerPeers(1, linger=0.1)
+    eager.add("p")
+    now, gaps = 0.0, []
+    for i in range(6):  # a steady stream: something always queued
+        eager.enqueue({f"g{i}": 10}, exclude=None)
+        now = max(now, eager.due())
+        assert eager.take("p", 1000, now) == [f"g{i}"]
+        eager.finished("p")
+        eager.enqueue({f"h{i}": 1}, exclude=None)  # something waits: due() is when it may go
+        gaps.append(round(eager.due() - now, 6))
+        eager.clear("p")
+    assert gaps[0] == 0.1 and max(gaps) == pytest.approx(plumtree.BUSY_LINGER * 0.1)
+    assert gaps == sorted(gaps)  # it only grows while the link stays busy
+    quiet = now + 10.0
+    eager.enqueue({"late": 10}, exclude=None)
+    assert eager.ready(quiet) == ["p"] and eager.take("p", 1000, quiet) == ["late"]  # at once
+    eager.finished("p")
+    eager.enqueue({"next": 10}, exclude=None)
+    assert eager.due() == pytest.approx(quiet + 0.1)  # the gap is back to linger
