@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import http.client
 import json
 import os
@@ -75,6 +76,20 @@ def network_key() -> bytes:
     return _KEY
 
 
+_GUIDS: dict[int, str] = {}
+
+
+def node_guid(port: int) -> str:
+    """The guid of the node on ``port`` (its open ``GET /healthz``; asked once): client
+    requests are signed for the node that gets them."""
+    if port not in _GUIDS:
+        status, raw = http_call(f"http://{HOST}:{port}/healthz", timeout=10)
+        if status != 200:
+            raise RuntimeError(f"node on port {port}: /healthz answered {status}")
+        _GUIDS[port] = str(json.loads(raw)["node_guid"])
+    return _GUIDS[port]
+
+
 # ------------------------------------------------------------------------------------ helpers
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -112,6 +127,7 @@ def client_call(
     data = b"" if body is None else json.dumps(body).encode("utf-8")
     header = client_auth_header(
         network=NETWORK,
+        node=node_guid(port),
         key=network_key(),
         method=method,
         path=path,
@@ -586,8 +602,9 @@ TP_THREADS = 20
 TP_SECONDS = 10.0
 
 
-def probe_body(sender: str) -> bytes:
-    """A signed DID_YOU_HEAR probe of an empty set: the node (holding none) answers in-sync."""
+def probe_body(sender: str, port: int) -> bytes:
+    """A signed DID_YOU_HEAR probe of an empty set, for the node on ``port``: the node (holding
+    none) answers in-sync."""
     empty = KeySet()
     return messages.encode(
         messages.DidYouHear(probe=messages.Probe(count=len(empty), fingerprint=empty.fingerprint)),
@@ -596,6 +613,7 @@ def probe_body(sender: str) -> bytes:
         key=network_key(),
         nonce=secrets.token_hex(12),
         ts=int(time.time() * 1000),
+        to=node_guid(port),
     )
 
 
@@ -640,7 +658,7 @@ def throughput_run(port: int, sender: str) -> dict[str, Any]:
         lat, err = latencies[i], errors[i]
         start_gate.wait()
         while time.perf_counter() < stop_at[0]:
-            body = probe_body(sender)
+            body = probe_body(sender, port)
             t0 = time.perf_counter()
             conn = http.client.HTTPConnection(HOST, port, timeout=10)
             try:
@@ -765,7 +783,7 @@ def keepalive_run(port: int, sender: str) -> dict[str, Any]:
         start_gate.wait()
         try:
             while time.perf_counter() < stop_at[0]:
-                body = probe_body(sender)
+                body = probe_body(sender, port)
                 t0 = time.perf_counter()  # a reconnect, when one is needed, counts in the latency
                 if conn is None or conn.sock is None:
                     if conn is not None:
@@ -829,8 +847,8 @@ def keepalive_run(port: int, sender: str) -> dict[str, Any]:
 _LEAN_SENDER = str(uuid.uuid4())
 
 
-def _lean_bodies(count: int) -> list[bytes]:
-    return [probe_body(_LEAN_SENDER) for _ in range(count)]
+def _lean_bodies(count: int, port: int) -> list[bytes]:
+    return [probe_body(_LEAN_SENDER, port) for _ in range(count)]
 
 
 def lean_keepalive_run(port: int, sender: str) -> dict[str, Any]:
@@ -839,7 +857,7 @@ def lean_keepalive_run(port: int, sender: str) -> dict[str, Any]:
     figure is the server's."""
     import h1load
 
-    r = h1load.run_load((HOST, port), _lean_bodies, processes=2, connections=TP_THREADS // 2, seconds=TP_SECONDS)
+    r = h1load.run_load((HOST, port), functools.partial(_lean_bodies, port=port), processes=2, connections=TP_THREADS // 2, seconds=TP_SECONDS)
     lat = r.latencies
     return {
         "ok": r.requests - r.errors, "rps": r.requests / r.seconds if r.seconds else 0.0,
@@ -1006,7 +1024,7 @@ def store_measure(count: int, keep: bool) -> dict[str, Any]:
         lat = []
         for i in range(STORE_CREATES):
             data = json.dumps({"msg": f"bench create {i}"}).encode()
-            header = client_auth_header(network=NETWORK, key=network_key(), method="POST", path="/v1/gossip",
+            header = client_auth_header(network=NETWORK, node=node_guid(port), key=network_key(), method="POST", path="/v1/gossip",
                                         query={}, body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(16))
             t0 = time.perf_counter()
             status, raw = http_call(f"http://{HOST}:{port}/v1/gossip", method="POST", body=data,
@@ -1020,7 +1038,7 @@ def store_measure(count: int, keep: bool) -> dict[str, Any]:
         r["create_p90"] = pct(lat, 0.9) * 1000
 
         # One GOSSIP_STATUS of the whole store, without http_call's 4 MiB answer cap.
-        header = client_auth_header(network=NETWORK, key=network_key(), method="GET", path="/v1/gossip",
+        header = client_auth_header(network=NETWORK, node=node_guid(port), key=network_key(), method="GET", path="/v1/gossip",
                                     query={}, body=b"", ts=int(time.time() * 1000), nonce=secrets.token_hex(16))
         t0 = time.perf_counter()
         conn = http.client.HTTPConnection(HOST, port, timeout=120)

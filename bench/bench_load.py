@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             conns: dict[int, http.client.HTTPConnection] = local.__dict__.setdefault("conns", {})
             data = json.dumps({"msg": f"load gossip {i}"}).encode("utf-8")
             header = bh.client_auth_header(
-                network=bh.NETWORK, key=bh.network_key(), method="POST", path="/v1/gossip", query={},
+                network=bh.NETWORK, node=bh.node_guid(port), key=bh.network_key(), method="POST", path="/v1/gossip", query={},
                 body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(16),
             )
             for attempt in range(2):

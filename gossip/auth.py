@@ -13,7 +13,7 @@ import heapq
 import hmac
 import re
 from typing import Callable, Mapping
-from .errors import AuthenticationError
+from .errors import AuthenticationError, ErrorCode
 
 __all__ = [
     "derive_key",
@@ -91,8 +91,11 @@ class ReplayGuard:
     refused as stale, so the memory holds at most the nonces of one window.
     """
 
-    def __init__(self, window: float = DEFAULT_WINDOW) -> None:
+    def __init__(self, window: float = DEFAULT_WINDOW, *, not_before: float = float("-inf")) -> None:
         self.window = window
+        #: Timestamps before this (the node's start) are refused: the nonces seen before a
+        #: restart are not remembered, so a request from then could otherwise come back.
+        self.not_before = not_before
         self._seen: set[str] = set()
         self._expiry: list[tuple[float, str]] = []
 
@@ -103,16 +106,24 @@ class ReplayGuard:
         """Accept (and remember) a nonce, or raise.
 
         Raises:
-            AuthenticationError: the timestamp is outside the window or the nonce was seen.
+            AuthenticationError: the timestamp is outside the window (code ``clock_skew``)
+                or the nonce was seen (``replayed``).
         """
         self._forget(now)
         if abs(now - ts) > self.window:
             raise AuthenticationError(
                 f"message timestamp is {now - ts:+.0f}s off this node's clock"
-                f" (allowed: +-{self.window:.0f}s); check both clocks"
+                f" (allowed: +-{self.window:.0f}s); check both clocks",
+                code=ErrorCode.CLOCK_SKEW,
+            )
+        if ts < self.not_before:
+            raise AuthenticationError(
+                f"message from {self.not_before - ts:.0f}s before this node started: a replay, or a"
+                " sender whose clock is behind; a fresh request is accepted",
+                code=ErrorCode.REPLAYED,
             )
         if nonce in self._seen:
-            raise AuthenticationError("replayed message (nonce already seen)")
+            raise AuthenticationError("replayed message (nonce already seen)", code=ErrorCode.REPLAYED)
         self._seen.add(nonce)
         heapq.heappush(self._expiry, (ts + self.window, nonce))
 
@@ -126,17 +137,20 @@ class ReplayGuard:
 #: The header that authenticates a client (CLI, web page) to a node's client API.
 CLIENT_AUTH_HEADER = "X-Gossip-Auth"
 _CLIENT_AUTH = re.compile(
-    r"network=(?P<network>[A-Za-z0-9][A-Za-z0-9._-]{0,63}), ts=(?P<ts>[0-9]{1,16}),"
+    r"network=(?P<network>[A-Za-z0-9][A-Za-z0-9._-]{0,63}),"
+    r" node=(?P<node>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}), ts=(?P<ts>[0-9]{1,16}),"
     r" nonce=(?P<nonce>[0-9a-f]{16,64}), mac=(?P<mac>[0-9a-f]{32})"
 )
+#: The first line of the text a client MAC covers; a new line means a new format.
+CLIENT_MAC_VERSION = "gossip-client-v2"
 
 
 def _client_mac(
-    key: bytes, method: str, path: str, query: Mapping[str, list[str]], body: bytes, ts: int, nonce: str
+    key: bytes, node: str, method: str, path: str, query: Mapping[str, list[str]], body: bytes, ts: int, nonce: str
 ) -> str:
     canonical_query = "&".join(f"{k}={v}" for k in sorted(query) for v in query[k])
     text = "\n".join(
-        ["gossip-client-v1", method.upper(), path, canonical_query, str(ts), nonce, hashlib.sha256(body).hexdigest()]
+        [CLIENT_MAC_VERSION, node, method.upper(), path, canonical_query, str(ts), nonce, hashlib.sha256(body).hexdigest()]
     )
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:_MAC_HEX]
 
@@ -144,6 +158,7 @@ def _client_mac(
 def client_auth_header(
     *,
     network: str,
+    node: str,
     key: bytes,
     method: str,
     path: str,
@@ -154,11 +169,13 @@ def client_auth_header(
 ) -> str:
     """The :data:`CLIENT_AUTH_HEADER` value for one client request.
 
-    The MAC covers the method, path, query, body hash, ``ts`` (ms) and ``nonce``, with the
-    network key: the password never travels, and a captured request cannot be replayed.
+    The MAC covers the receiving node's guid (``node``: ``GET /healthz`` gives it), the
+    method, path, query, body hash, ``ts`` (ms) and ``nonce``, with the network key: the
+    password never travels, and a captured request is refused by every other node and by
+    this one again, even after it restarts.
     """
-    mac = _client_mac(key, method, path, query or {}, body, ts, nonce)
-    return f"network={network}, ts={ts}, nonce={nonce}, mac={mac}"
+    mac = _client_mac(key, node, method, path, query or {}, body, ts, nonce)
+    return f"network={network}, node={node}, ts={ts}, nonce={nonce}, mac={mac}"
 
 
 def check_client_auth(
@@ -171,6 +188,7 @@ def check_client_auth(
     key_for: Callable[[str], bytes | None],
     guard_for: Callable[[str], ReplayGuard],
     now: float,
+    node_guid: str,
 ) -> str:
     """Check a client request's :data:`CLIENT_AUTH_HEADER`.
 
@@ -184,13 +202,23 @@ def check_client_auth(
         raise AuthenticationError(f"this request needs an {CLIENT_AUTH_HEADER} header (see docs/http-api.md)")
     match = _CLIENT_AUTH.fullmatch(header.strip())
     if match is None:
+        if "node=" not in header:
+            raise AuthenticationError(
+                f"{CLIENT_AUTH_HEADER} header without node=: a client older than {CLIENT_MAC_VERSION};"
+                " sign with this node's guid (GET /healthz gives it)"
+            )
         raise AuthenticationError(f"malformed {CLIENT_AUTH_HEADER} header")
     network, ts, nonce = match["network"], int(match["ts"]), match["nonce"]
     key = key_for(network)
     if key is None:
         raise AuthenticationError(f"this node is not on network {network!r}")
-    expected = _client_mac(key, method, path, query, body, ts, nonce)
+    expected = _client_mac(key, match["node"], method, path, query, body, ts, nonce)
     if not hmac.compare_digest(expected, match["mac"]):
         raise AuthenticationError(f"wrong password for network {network!r}")
+    if match["node"] != node_guid:
+        raise AuthenticationError(
+            f"request signed for node {match['node']}, not this one: replayed from elsewhere?",
+            code=ErrorCode.REPLAYED,
+        )
     guard_for(network).check(nonce, ts / 1000.0, now)
     return network

@@ -21,7 +21,6 @@ import argparse
 import ipaddress
 import json
 import os
-import re
 import secrets
 import shlex
 import ssl
@@ -35,9 +34,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .auth import CLIENT_AUTH_HEADER, client_auth_header, derive_key
+from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key
 from .configfile import load_config, save_config
-from .errors import ConfigError, GossipError, LocalProtocolError, TransportError
+from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
 from .http.client import http_call
@@ -51,6 +50,7 @@ __all__ = [
     "gossip_table",
     "peers_table",
     "DEFAULT_CONFIG",
+    "MAX_ANSWER",
     "EXIT_FAILURE",
     "EXIT_USAGE",
 ]
@@ -62,7 +62,8 @@ EXIT_FAILURE = 1
 #: Exit status when the arguments are wrong (as argparse does).
 EXIT_USAGE = 2
 
-#: Seconds to wait for a node's answer; ``register`` waits longer (the node waits for the other).
+#: Seconds a call to the node may take in all (connect, send, the whole answer); ``register``
+#: waits longer (the node waits for the other). ``--timeout`` overrides both.
 TIMEOUT = 10.0
 REGISTER_TIMEOUT = REGISTER_WAIT + 20.0
 #: Widest message shown in the ``status`` table, in terminal columns.
@@ -84,8 +85,18 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------- talking to a node
-#: Largest answer read: a status of 100,000 gossips is about 35 MB of JSON.
-MAX_ANSWER = 1 << 30
+#: Largest answer read, in bytes (``--max-answer`` MiB): a status of 100,000 gossips is about
+#: 35 MB of JSON. Past it the call stops reading at once, whatever the node sends.
+MAX_ANSWER = 64 << 20
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+def _code(data: Any) -> ErrorCode | None:
+    """The ``code`` of an error answer (None: none, or not one this version knows)."""
+    return ErrorCode.from_wire(data.get("code")) if isinstance(data, dict) else None
 
 
 class NodeClient:
@@ -96,16 +107,32 @@ class NodeClient:
         network: the network to authenticate for.
         key: that network's key (:func:`gossip.auth.derive_key`).
         start_hint: the command that starts this node, shown when it does not answer.
+        timeout: seconds every call may take in all, whatever the call asks (None: as asked).
+        max_answer: most answer bytes read (:data:`MAX_ANSWER`).
     """
 
     def __init__(
-        self, url: str, network: str, key: bytes, *, start_hint: str | None = None, ssl_context: ssl.SSLContext | None = None
+        self,
+        url: str,
+        network: str,
+        key: bytes,
+        *,
+        start_hint: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float | None = None,
+        max_answer: int = MAX_ANSWER,
     ) -> None:
         self.url = url.rstrip("/")
         self.network = network
         self.key = key
         self.start_hint = start_hint
         self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.max_answer = max_answer
+        #: The node's guid, which every request is signed for, and how far its clock is ahead
+        #: of this one's in ms, which every timestamp is corrected by (``GET /healthz``, once).
+        self.node_guid: str | None = None
+        self.clock_offset_ms = 0
 
     def call(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT) -> tuple[int, Any]:
         """Send one request, signed with a fresh timestamp and nonce.
@@ -114,45 +141,86 @@ class NodeClient:
             method: ``GET`` or ``POST``.
             path: the API path, e.g. ``/v1/gossip`` (no query string).
             payload: the JSON body to send, or None for none.
-            timeout: seconds to wait for the answer.
+            timeout: seconds the whole call may take (connect, send, the whole answer),
+                unless the client was given its own.
 
         Returns:
             The HTTP status and the answer's JSON (None when it is not JSON).
 
         Raises:
-            CliError: nothing answered.
+            CliError: nothing (whole) answered in time, or the answer is over ``max_answer``.
         """
+        wait = self.timeout if self.timeout is not None else timeout
+        if self.node_guid is None:
+            self._meet_node(wait)
+        assert self.node_guid is not None
         body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
         header = client_auth_header(
             network=self.network,
+            node=self.node_guid,
             key=self.key,
             method=method,
             path=path,
             query={},
             body=body or b"",
-            ts=int(time.time() * 1000),
+            ts=int(time.time() * 1000) + self.clock_offset_ms,
             nonce=secrets.token_hex(12),
         )
-        headers = {CLIENT_AUTH_HEADER: header, "Accept": "application/json"}
+        return self._exchange(method, path, body, {CLIENT_AUTH_HEADER: header}, wait)
+
+    def _meet_node(self, wait: float) -> None:
+        """Ask the node's (open) ``GET /healthz`` for its guid, which the requests are signed
+        for (a captured one is worth nothing at any other node), and its clock, which their
+        timestamps follow (the node refuses any from before it started: a skewed clock here
+        must not make every request after a restart look like a replay)."""
+        sent = time.time()
+        status, data = self._exchange("GET", "/healthz", None, {}, wait)
+        got = time.time()
+        guid = data.get("node_guid") if isinstance(data, dict) else None
+        if status != 200 or not isinstance(guid, str):
+            raise CliError(
+                f"unexpected answer from {self.url}/healthz: HTTP {status}; is --node the address of a gossip node?"
+            )
+        self.node_guid = guid
+        node_ms = data.get("time_ms")
+        if isinstance(node_ms, int) and not isinstance(node_ms, bool):
+            offset = node_ms - int((sent + got) / 2 * 1000)
+            # Only within the replay window: beyond it the clocks are wrong, and the node's
+            # clock_skew refusal says so (an unauthenticated answer cannot move us further).
+            if abs(offset) <= DEFAULT_WINDOW * 1000:
+                self.clock_offset_ms = offset
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], wait: float
+    ) -> tuple[int, Any]:
+        headers = {**headers, "Accept": "application/json"}
         try:
             status, raw = http_call(
                 self.url + path,
                 method=method,
                 body=body,
                 headers=headers,
-                timeout=timeout,
+                timeout=wait,
                 ssl_context=self.ssl_context,
-                max_answer=MAX_ANSWER,
+                max_answer=self.max_answer,
             )
+        except AnswerTooLarge as exc:
+            raise CliError(
+                f"the node at {self.url} answered {path} with more than {_mib(exc.limit)}; stopped reading."
+                " Pass --max-answer MIB to accept more"
+            ) from None
         except TransportError as exc:
-            text = str(exc)
-            why = text.split(" is unreachable: ", 1)[1] if " is unreachable: " in text else text
+            if exc.timed_out:
+                raise CliError(
+                    f"the node at {self.url} did not answer {path} in full within {wait:g} s;"
+                    " is it overloaded, or not a gossip node? --timeout SECONDS waits longer"
+                ) from None
             hint = (
                 f"is it running? start it with: {self.start_hint}"
                 if self.start_hint
                 else "is it running, and is --node right?"
             )
-            raise CliError(f"cannot reach the node at {self.url}: {why}; {hint}") from None
+            raise CliError(f"cannot reach the node at {self.url}: {exc.reason}; {hint}") from None
         except LocalProtocolError as exc:
             raise CliError(f"--node: {exc}", EXIT_USAGE) from None
         try:
@@ -161,24 +229,54 @@ class NodeClient:
             return status, None
 
     def fail(self, status: int, data: Any, path: str) -> CliError:
-        """The error for an answer that is not the expected success (401, 404, 5xx, ...)."""
+        """The error for an answer that is not the expected success, chosen by its ``code``.
+
+        An error body without a code (a node older than the codes) is taken by its status;
+        an answer that is no error body at all is not from a gossip node.
+        """
         error = data.get("error") if isinstance(data, dict) else None
         text = error if isinstance(error, str) and error else None
-        if status == 401:
-            if text and "clock" in text:
-                return CliError(f"the node at {self.url} refused our request: {text}")
+        if text is None:
             return CliError(
-                f"the node refused our credentials for network {self.network}: wrong network or password"
-                f" ({text or 'HTTP 401'}); check --network and --password, or the config"
+                f"unexpected answer from {self.url}{path}: HTTP {status}; is --node the address of a gossip node?"
             )
-        if status in (404, 405) or text is None:
-            return CliError(
-                f"unexpected answer from {self.url}{path}: HTTP {status}"
-                f"{f' ({text})' if text else ''}; is --node the address of a gossip node?"
-            )
-        if status == 400:
-            return CliError(f"the node refused the request: {text}")
-        return CliError(f"the node at {self.url} answered HTTP {status}: {text}")
+        code = _code(data) or ErrorCode.for_status(status)
+        url = self.url
+        match code:
+            case ErrorCode.CLOCK_SKEW:
+                return CliError(
+                    f"the node at {url} refused our request: this machine's clock and the node's differ"
+                    f" too much ({text}); set both clocks right (NTP)"
+                )
+            case ErrorCode.REPLAYED:
+                return CliError(f"the node at {url} took our request for a replay ({text}); try again")
+            case ErrorCode.BAD_MAC | ErrorCode.WRONG_NETWORK:
+                return CliError(
+                    f"the node refused our credentials for network {self.network}: wrong network or password"
+                    f" ({text}); check --network and --password, or the config"
+                )
+            case ErrorCode.NOT_FOUND | ErrorCode.METHOD_NOT_ALLOWED:
+                return CliError(
+                    f"unexpected answer from {url}{path}: HTTP {status} ({text}); is --node the address of a gossip node?"
+                )
+            case ErrorCode.BAD_REQUEST:
+                return CliError(f"the node refused the request: {text}")
+            case ErrorCode.TOO_LARGE:
+                return CliError(f"the node refused the request as too large: {text}")
+            case ErrorCode.QUOTA:
+                return CliError(f"the node refused the request: a limit of the network was reached ({text}); try later")
+            case ErrorCode.TIMEOUT:
+                return CliError(f"the node at {url} gave up waiting for our request ({text}); try again")
+            case ErrorCode.UNAVAILABLE:
+                return CliError(f"the node at {url} is starting or busy ({text}); try again shortly")
+            case ErrorCode.STORAGE_FAILED:
+                return CliError(
+                    f"the node at {url} could not write to its disk ({text}); nothing was kept, try again"
+                    " once its disk is fixed"
+                )
+            case ErrorCode.INTERNAL:
+                return CliError(f"the node at {url} failed (HTTP {status}: {text}); its log has the details")
+        return CliError(f"the node at {url} answered HTTP {status}: {text}")
 
     def expect(self, method: str, path: str, payload: Any, ok: int, shape: type, *, timeout: float = TIMEOUT) -> Any:
         """:meth:`call`, then insist on status ``ok`` and a JSON answer of type ``shape``."""
@@ -213,6 +311,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="PATH", help=f"the node's config (default {DEFAULT_CONFIG})")
     common.add_argument("--network", help="authenticate for this network (default: the config's first)")
     common.add_argument("--tls-ca", metavar="PATH", help="the node serves HTTPS: verify it with this CA (PEM)")
+    common.add_argument(
+        "--timeout", type=_positive(float), metavar="SECONDS",
+        help=f"most seconds a call to the node may take in all (default {TIMEOUT:g}; register {REGISTER_TIMEOUT:g})",
+    )
+    common.add_argument(
+        "--max-answer", type=_positive(int), metavar="MIB", default=MAX_ANSWER >> 20,
+        help=f"largest answer read from the node, in MiB (default {MAX_ANSWER >> 20})",
+    )
     password_options(common)
 
     init = sub.add_parser(
@@ -242,6 +348,22 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the gossip the node holds")
     status.add_argument("--json", action="store_true", help="print the node's JSON list")
     return parser
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above 0 (and finite)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{' whole' if kind is int else ''} number: {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -362,7 +484,10 @@ def _connect(args: argparse.Namespace) -> NodeClient:
             ssl_context = ssl.create_default_context(cafile=args.tls_ca)
         except (OSError, ssl.SSLError) as exc:
             raise CliError(f"cannot load --tls-ca {args.tls_ca}: {exc}", EXIT_USAGE) from None
-    return NodeClient(node_url, network, key, start_hint=start_hint, ssl_context=ssl_context)
+    return NodeClient(
+        node_url, network, key, start_hint=start_hint, ssl_context=ssl_context,
+        timeout=args.timeout, max_answer=int(args.max_answer) << 20,
+    )
 
 
 # ---------------------------------------------------------------------- output
@@ -431,7 +556,10 @@ def _short_time(value: Any) -> str:
     except ValueError:
         return _printable(value)
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
+        try:
+            when = when.astimezone(timezone.utc)
+        except OverflowError:  # year 1 at +01:00, from a node older than the date rules
+            return _printable(value)
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -555,19 +683,21 @@ def _cmd_register(args: argparse.Namespace) -> int:
     client = _connect(args)
     status, data = client.call("POST", "/v1/register", {"address": address}, timeout=REGISTER_TIMEOUT)
     error = data.get("error") if isinstance(data, dict) else None
-    if status in (403, 502) and isinstance(error, str):
-        # The node says "<address> refused ..." or "<address> did not answer: <address> is
-        # unreachable: <why>"; say it once.
-        text = re.sub(r"^\S+ (refused|did not answer)", r"it \1", error)
-        if status == 403:
-            raise CliError(
-                f"cannot register with {address}: {text}; both nodes need the same network and password"
-            )
-        head, _, why = text.partition(": ")
-        why = why.rpartition(" is unreachable: ")[2]
-        raise CliError(
-            f"cannot register with {address}: {head}{f' ({why})' if why else ''}; is a gossip node running there?"
-        )
+    if status != 200 and isinstance(error, str) and error:
+        # The node's text names the other node and says why ("<address> refused the
+        # registration: ...", "<address> did not answer (...)"); the code says what to do.
+        code = _code(data)
+        if code is ErrorCode.PEER_REFUSED:
+            cause = ErrorCode.from_wire(data.get("cause"))
+            if cause is ErrorCode.CLOCK_SKEW:
+                hint = "the clocks of both machines must agree within 15 minutes"
+            elif cause is ErrorCode.REPLAYED:
+                hint = "try again"
+            else:
+                hint = "both nodes need the same network and password"
+            raise CliError(f"cannot register: {error}; {hint}")
+        if code is ErrorCode.PEER_UNREACHABLE:
+            raise CliError(f"cannot register: {error}; is a gossip node running there?")
     if status != 200:
         raise client.fail(status, data, "/v1/register")
     peer = data.get("peer") if isinstance(data, dict) else None

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import ConfigError, LocalProtocolError
 from .model import Network, NodeConfig
-from .storage.jsonfile import write_file_atomically
+from .storage.jsonfile import long_number_error, write_file_atomically
 
 __all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
 
@@ -147,9 +147,9 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         The validated configuration.
 
     Raises:
-        ConfigError: the file is missing, unreadable, not JSON (the message gives line and
-            column) or holds a missing or invalid field. The message is one line that
-            names the file and says what to do.
+        ConfigError: the file is missing, unreadable, not JSON or holding a number too long
+            to read (the message gives line and column), or has a missing or invalid field.
+            The message is one line that names the file and says what to do.
     """
     where = os.fspath(path)
     try:
@@ -185,6 +185,9 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         ) from None
     except RecursionError:
         raise ConfigError(f"config file {where}: JSON nested too deeply; fix it") from None
+    except ValueError:  # int() refuses more than 4,300 digits
+        message = long_number_error(where, text)
+        raise ConfigError(f"config file {message}; fix it or recreate it with `gossip init`") from None
     try:
         return config_from_dict(data)
     except ConfigError as exc:

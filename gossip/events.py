@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ErrorCode
 from .model import Gossip, PeerStatus, PeerView
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "PeerJoined",
     "PeerUpdated",
     "PeerStatusChanged",
+    "PeerForgotten",
     "Registered",
     "RegisterFailed",
 ]
@@ -55,6 +57,15 @@ class PeerStatusChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PeerForgotten(Event):
+    """This node dropped a peer record it never heard from first-hand (``reason`` says why):
+    evicted to make room, or never answered within the unproven TTL."""
+
+    peer: PeerView
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Registered(Event):
     """A REGISTER started with :meth:`GossipNode.register` was accepted by ``peer``."""
 
@@ -64,10 +75,15 @@ class Registered(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterFailed(Event):
-    """A REGISTER failed: unreachable, or refused (``status`` 401: wrong network or password)."""
+    """A REGISTER failed: unreachable, or refused (``status`` 401: wrong network or password).
+
+    ``code`` is the refusal's :class:`~gossip.errors.ErrorCode` (``clock_skew``, ``bad_mac``,
+    ...) when the other node answered with one; None when nothing (usable) answered.
+    """
 
     request_id: int
     network: str
     address: tuple[str, int]
     reason: str
     status: int | None
+    code: ErrorCode | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from . import auth
-from .errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
+from .errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError, clip, excerpt
 from .model import Gossip, Peer, check_guid, check_network_name
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "error_body",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Largest message accepted, in bytes.
 MAX_MESSAGE_BYTES = 1 << 20
 #: Most ids (gossip guids or peer keys) in one message.
@@ -506,6 +506,9 @@ class Envelope:
     nonce: str | None = None
     ts: int | None = None
     re: str | None = None
+    #: A request's addressee: the receiving node's guid, None only for REGISTER (sent to an
+    #: address, before the sender knows who answers there).
+    to: str | None = None
 
     @property
     def is_request(self) -> bool:
@@ -521,10 +524,12 @@ def encode(
     nonce: str | None = None,
     ts: int | None = None,
     re: str | None = None,
+    to: str | None = None,
 ) -> bytes:
-    """Sign and serialise a message. Requests carry ``nonce`` and ``ts`` (ms); answers ``re``."""
+    """Sign and serialise a message. Requests carry ``to`` (the receiver's guid; None only for
+    REGISTER), ``nonce`` and ``ts`` (ms); answers ``re``."""
     head = _dumps({"v": PROTOCOL_VERSION, "type": body.TYPE, "net": network, "from": sender})
-    tail = _dumps({"ts": ts, "nonce": nonce} if re is None else {"re": re})
+    tail = _dumps({"to": to, "ts": ts, "nonce": nonce} if re is None else {"re": re})
     # The body is spliced in as its own JSON: a gossip's JSON is written once, not as a dict.
     unsigned = head[:-1] + ',"body":' + body.to_json() + "," + tail[1:]
     return auth.sign(key, unsigned.encode("utf-8"))
@@ -572,14 +577,14 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         raise RemoteProtocolError("message must be a JSON object")
     if env.get("v") != PROTOCOL_VERSION:
         raise RemoteProtocolError(
-            f"unsupported protocol version {env.get('v')!r}; this node speaks {PROTOCOL_VERSION}"
+            f"unsupported protocol version {excerpt(env.get('v'))}; this node speaks {PROTOCOL_VERSION}"
         )
     network = env.get("net")
     if not isinstance(network, str):
         raise RemoteProtocolError("message lacks its network name ('net')")
     key = key_for(network)
     if key is None:
-        raise AuthenticationError(f"this node is not on network {network[:64]!r}")
+        raise AuthenticationError(f"this node is not on network {excerpt(network, 64)}")
     if not auth.verify(key, data):
         raise AuthenticationError(f"bad MAC: the sender does not hold the key of network {network!r}")
     if not _depth_ok(env):
@@ -587,7 +592,7 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
     tag = env.get("type")
     cls = MESSAGE_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise RemoteProtocolError(f"unknown message type {str(env.get('type'))[:64]!r}")
+        raise RemoteProtocolError(f"unknown message type {excerpt(env.get('type'), 64)}")
     try:
         check_network_name(network)
         sender = _guid(env.get("from"), "from")
@@ -596,13 +601,28 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
             return Envelope(network=network, sender=sender, body=body, re=_str(env["re"], "re"))
         nonce = _str(env.get("nonce"), "nonce")
         ts = _int(env.get("ts"), "ts")
+        if "to" not in env:
+            raise _Bad("a request names its addressee ('to': a guid, or null for register)")
+        to = None if env["to"] is None else _guid(env["to"], "to")
+        if to is None and cls is not Register:
+            raise _Bad("only a register may leave its addressee ('to') null")
     except _Bad as exc:
         raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
     except GossipError as exc:
         raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
-    return Envelope(network=network, sender=sender, body=body, nonce=nonce, ts=ts)
+    return Envelope(network=network, sender=sender, body=body, nonce=nonce, ts=ts, to=to)
 
 
-def error_body(status: int, message: str) -> bytes:
-    """The JSON body of an error answer (unsigned: it changes nothing)."""
-    return json.dumps({"v": PROTOCOL_VERSION, "type": "error", "status": status, "error": message}).encode()
+def error_body(status: int, message: str, code: ErrorCode | None = None, *, cause: ErrorCode | None = None) -> bytes:
+    """The JSON body of every error answer, from any path (unsigned: it changes nothing).
+
+    ``{"v": 1, "type": "error", "status": 401, "code": "clock_skew", "error": "..."}``: ``code``
+    (an :class:`~gossip.errors.ErrorCode`; by default the one of ``status``) is for programs,
+    ``error`` for people. ``cause``: why another node refused us (``peer_refused``), if known.
+    """
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": "error", "status": status}
+    body["code"] = str(code if code is not None else ErrorCode.for_status(status))
+    if cause is not None:
+        body["cause"] = str(cause)
+    body["error"] = clip(message)  # the last line of defence: values are excerpted at the source
+    return json.dumps(body).encode()

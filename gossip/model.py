@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, excerpt
 
 __all__ = [
     "Gossip",
@@ -25,6 +25,10 @@ __all__ = [
     "canonical_bytes",
     "compute_sha2",
     "iso_from_timestamp",
+    "timestamp_from_iso",
+    "EARLIEST_TIME",
+    "LATEST_TIME",
+    "MAX_FUTURE_SKEW",
     "MAX_MSG_CHARS",
     "MAX_NAME_CHARS",
 ]
@@ -60,8 +64,8 @@ def check_guid(value: Any, what: str = "guid") -> str:
     try:
         uuid.UUID(value)
     except ValueError:
-        raise _fail(f"{what} {value!r} is not a UUID") from None
-    raise _fail(f"{what} {value!r} must be lower-case canonical UUID text")
+        raise _fail(f"{what} {excerpt(value)} is not a UUID") from None
+    raise _fail(f"{what} {excerpt(value)} must be lower-case canonical UUID text")
 
 
 def check_name(value: Any, what: str) -> str:
@@ -81,7 +85,7 @@ def check_name(value: Any, what: str) -> str:
 def check_network_name(value: Any) -> str:
     if not isinstance(value, str) or not _NETWORK_NAME.fullmatch(value):
         raise _fail(
-            f"network name {value!r} must be 1-64 characters of letters, digits, '.', '_' or '-',"
+            f"network name {excerpt(value)} must be 1-64 characters of letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"
         )
     return value
@@ -93,18 +97,18 @@ def check_ip(value: Any) -> str:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise _fail(f"ip {value!r} is not an IPv4 or IPv6 address") from None
+        raise _fail(f"ip {excerpt(value)} is not an IPv4 or IPv6 address") from None
     # One spelling per address, on every Python: peer records are compared by their bytes.
     if isinstance(address, ipaddress.IPv6Address) and (address.scope_id or address.ipv4_mapped):
-        raise _fail(f"ip {value!r}: give an IPv4 address as a.b.c.d, and IPv6 without a %scope")
+        raise _fail(f"ip {excerpt(value)}: give an IPv4 address as a.b.c.d, and IPv6 without a %scope")
     if address.is_unspecified or address.is_multicast:
-        raise _fail(f"ip {value!r} cannot be a node's address (unspecified or multicast)")
+        raise _fail(f"ip {excerpt(value)} cannot be a node's address (unspecified or multicast)")
     return str(address)
 
 
 def check_port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise _fail(f"port {value!r} must be an integer from 1 to 65535")
+        raise _fail(f"port {excerpt(value)} must be an integer from 1 to 65535")
     return value
 
 
@@ -120,21 +124,76 @@ def check_msg(value: Any) -> str:
     return value
 
 
+#: The range every accepted time lies in once converted to UTC, both ends included: from the
+#: POSIX epoch to the last whole second of year 9999. Nothing before 1970 can be a gossip's
+#: creation time, and past 9999 (or before year 1) a time no longer converts to UTC:
+#: ``astimezone`` and ``fromtimestamp`` raise OverflowError or ValueError. Within it, every
+#: conversion and format of a time succeeds, its POSIX timestamp too (a float so close to the
+#: end of 9999 that it rounds into year 10000 needs a fraction of the last second).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+#: The same bounds as POSIX timestamps.
+_EARLIEST_TS = EARLIEST_TIME.timestamp()
+_LATEST_TS = LATEST_TIME.timestamp()
+#: Seconds a received gossip's ``date_time`` may lie ahead of the receiving node's clock.
+#: Gossips may be old (a node that was away brings them later), never from the future:
+#: beyond this, the node refuses the gossip (``rejected.future_date``). A day covers any
+#: honest clock error, which the replay window (15 minutes) bounds far more tightly.
+MAX_FUTURE_SKEW = 24 * 3600.0
+
+
 def iso_from_timestamp(ts: float) -> str:
-    """ISO 8601 text in UTC with microseconds for a POSIX timestamp."""
+    """ISO 8601 text in UTC with microseconds for a POSIX timestamp: a new gossip's date_time.
+
+    Raises:
+        LocalProtocolError: ``ts`` is not a time from 1970 to 9999 (or is NaN): the clock
+            that gave it is broken, and a gossip dated by it would be refused everywhere.
+    """
+    if not _EARLIEST_TS <= ts <= _LATEST_TS:
+        raise _fail(f"time {excerpt(ts)} is not from 1970 to 9999; is this node's clock right?")
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
-def _check_date_time(value: Any) -> str:
+def _iso_for_output(ts: float) -> str:
+    """:func:`iso_from_timestamp` for a status output, which must never fail: a time outside
+    1970..9999 (only a virtual clock gives one) is written as the nearer bound."""
+    if not ts >= _EARLIEST_TS:  # NaN too
+        ts = _EARLIEST_TS
+    elif ts > _LATEST_TS:
+        ts = _LATEST_TS
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def _check_date_time(value: Any, what: str = "date_time") -> str:
+    """Return ``value`` if it is ISO 8601 text with a UTC offset, from 1970 to 9999 once in UTC.
+
+    On the path of every gossip received, so the range check is nearly free: an offset is
+    less than a day, so a time in a year from 1971 to 9998 is in range whatever its offset,
+    and only the others are compared with the bounds (aware comparisons, which never overflow).
+    """
     if not isinstance(value, str) or len(value) > 64:
-        raise _fail("date_time must be ISO 8601 text")
+        raise _fail(f"{what} must be ISO 8601 text")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise _fail(f"date_time {value!r} is not ISO 8601") from None
+        raise _fail(f"{what} {excerpt(value)} is not ISO 8601") from None
     if parsed.tzinfo is None:
-        raise _fail(f"date_time {value!r} must carry a UTC offset")
+        raise _fail(f"{what} {excerpt(value)} must carry a UTC offset")
+    if not 1970 < parsed.year < 9999 and not EARLIEST_TIME <= parsed <= LATEST_TIME:
+        raise _fail(
+            f"{what} {excerpt(value)} is out of range: once in UTC it must lie from"
+            " 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+        )
     return value
+
+
+def timestamp_from_iso(value: Any, what: str = "date_time") -> float:
+    """POSIX timestamp of a time checked as a gossip's date_time is (see :func:`_check_date_time`).
+
+    Raises:
+        LocalProtocolError: ``value`` is not such a time; the message names ``what``.
+    """
+    return datetime.fromisoformat(_check_date_time(value, what)).timestamp()
 
 
 def canonical_bytes(*, guid: str, date_time: str, who_name: str, msg: str) -> bytes:
@@ -184,6 +243,10 @@ class Gossip:
         sha2 = compute_sha2(guid=guid, date_time=date_time, who_name=who_name, msg=msg)
         return cls(guid=guid, date_time=date_time, who_name=who_name, msg=msg, sha2=sha2)
 
+    def timestamp(self) -> float:
+        """``date_time`` as a POSIX timestamp, to compare with a node's clock (``now``)."""
+        return datetime.fromisoformat(self.date_time).timestamp()
+
     def verify(self) -> bool:
         """True when ``sha2`` matches the canonical form."""
         expected = compute_sha2(
@@ -231,7 +294,7 @@ class Gossip:
                 sha2=data["sha2"],
             )
         except KeyError as exc:
-            raise _fail(f"gossip is missing field {exc.args[0]!r}") from None
+            raise _fail(f"gossip is missing field {excerpt(exc.args[0])}") from None
 
 
 class PeerStatus(StrEnum):
@@ -302,7 +365,7 @@ class Peer:
                 incarnation=data.get("incarnation", 0),
             )
         except KeyError as exc:
-            raise _fail(f"peer is missing field {exc.args[0]!r}") from None
+            raise _fail(f"peer is missing field {excerpt(exc.args[0])}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,7 +380,7 @@ class PeerView:
     def to_dict(self) -> dict[str, Any]:
         out = self.peer.to_dict()
         out["status"] = str(self.status)
-        out["last_seen"] = None if self.last_seen is None else iso_from_timestamp(self.last_seen)
+        out["last_seen"] = None if self.last_seen is None else _iso_for_output(self.last_seen)
         out["failures"] = self.failures
         return out
 
@@ -330,7 +393,7 @@ class PeerView:
             raise _fail(f"peer status must be one of {[s.value for s in PeerStatus]}") from None
         last_seen = data.get("last_seen")
         if last_seen is not None:
-            last_seen = datetime.fromisoformat(_check_date_time(last_seen)).timestamp()
+            last_seen = timestamp_from_iso(last_seen, "last_seen")
         failures = data.get("failures", 0)
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
             raise _fail("peer failures must be a non-negative integer")
@@ -403,7 +466,7 @@ class NodeConfig:
         for net in self.networks:
             if net.name == name:
                 return net
-        raise LocalProtocolError(f"this node is not on network {name!r}")
+        raise LocalProtocolError(f"this node is not on network {excerpt(name)}")
 
     def self_peer(self, network_name: str) -> Peer:
         """This node's own record on one of its networks."""

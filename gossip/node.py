@@ -65,10 +65,11 @@ from typing import Any, Iterable, Iterator
 from . import messages as m
 from .auth import DEFAULT_WINDOW, ReplayGuard
 from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
-from .errors import GossipError, LocalProtocolError, RemoteProtocolError
+from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Event,
     GossipReceived,
+    PeerForgotten,
     PeerJoined,
     PeerStatusChanged,
     PeerUpdated,
@@ -81,9 +82,11 @@ from .model import (
     Network,
     NodeConfig,
     Peer,
+    PeerStatus,
     PeerView,
     Snapshot,
     check_ip,
+    MAX_FUTURE_SKEW,
     check_port,
     iso_from_timestamp,
 )
@@ -98,6 +101,19 @@ TELL_ME_MORE_BATCH = 256
 ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
 #: Least time between two pushes to one peer, in gossip timers (see gossip.plumtree).
 PUSH_LINGER = 0.05
+#: Peer records a network keeps free for REGISTER and first-hand records: hearsay (records
+#: other peers pass on) may fill the peer list up to ``max_peers - max(1, max_peers //
+#: PEER_RESERVE_DIVISOR)`` only.
+PEER_RESERVE_DIVISOR = 8
+#: A record never proven (never answered, never sent by its own node) whose requests failed
+#: is forgotten once held this long: at least UNPROVEN_TTL seconds and UNPROVEN_TTL_ROUNDS
+#: timers.
+UNPROVEN_TTL = 120.0
+UNPROVEN_TTL_ROUNDS = 60
+#: A record forgotten as never answering is refused as hearsay for SHUN_TTLS unproven TTLs;
+#: at most SHUN_FACTOR x max_peers such records are remembered.
+SHUN_TTLS = 10
+SHUN_FACTOR = 4
 #: Most ids pending per network, and per source peer within it (one DID_YOU_HEAR's worth):
 #: what a member announcing made-up ids can make a node hold.
 MAX_PENDING = 16_384
@@ -147,8 +163,24 @@ class GossipStatus:
 class _PeerEntry:
     peer: Peer
     key: int
+    #: When this node first held the record (restored ones: when the node started).
+    learnt: float
     liveness: Liveness = field(default_factory=Liveness)
     fresh: bool = False
+    #: The record came from its own node (REGISTER, its answer, or its own HELLO), not as
+    #: hearsay: only the node itself can then move it (see GossipNode._learn_peer).
+    firsthand: bool = False
+
+    @property
+    def proven(self) -> bool:
+        """The peer has answered or sent an authenticated message at least once."""
+        return self.firsthand or self.liveness.last_seen is not None
+
+    @property
+    def doubtful(self) -> bool:
+        """Never proven, and a request to it has already failed: maybe an address nobody
+        answers at (a record made up by a member); contacted last (see GossipNode._round)."""
+        return not self.proven and self.liveness.failures > 0
 
     def view(self) -> PeerView:
         lv = self.liveness
@@ -173,6 +205,9 @@ class _Net:
     gossips: dict[str, Gossip] = field(default_factory=dict)
     gossip_keys: KeySet = field(default_factory=KeySet)
     pending: dict[str, _Pending] = field(default_factory=dict)
+    #: Record keys forgotten as never answering, and until when hearsay of them is refused
+    #: (else peers that have not tried them yet hand them straight back). Oldest first.
+    shunned: dict[int, float] = field(default_factory=dict)
     #: How many pending ids name each peer as a source (for MAX_PENDING_PER_SOURCE).
     pending_by: Counter[str] = field(default_factory=Counter)
     peers: dict[str, _PeerEntry] = field(default_factory=dict)
@@ -295,7 +330,7 @@ class GossipNode:
         #: Counters: rounds, sent.<verb>, received.<verb>, failed.<verb>, rejected.<reason>.
         self.stats: Counter[str] = Counter()
         if snapshot is not None:
-            self._restore(snapshot)
+            self._restore(snapshot, now)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -346,12 +381,15 @@ class GossipNode:
         """CREATE_GOSSIP: a new gossip from this node, pushed at once to its eager peers.
 
         Raises:
-            LocalProtocolError: ``msg`` is not acceptable text, or the network is unknown.
+            LocalProtocolError: ``msg`` is not acceptable text, the network is unknown, or
+                ``now`` is not a time from 1970 to 9999 (the gossip is dated ``now``, so the
+                receivers' rule against future dates cannot refuse it).
         """
         net = self._net(network)
+        date_time = iso_from_timestamp(now)
         guid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         gossip = Gossip.create(
-            guid=guid, date_time=iso_from_timestamp(now), who_name=self.config.node_name, msg=msg
+            guid=guid, date_time=date_time, who_name=self.config.node_name, msg=msg
         )
         self._store(net, [gossip], None, now)
         return gossip
@@ -429,6 +467,11 @@ class GossipNode:
                 raise RemoteProtocolError("expected a request, got an answer")
             net = self._nets[env.network]
             assert env.nonce is not None and env.ts is not None
+            if env.to is not None and env.to != self.guid:
+                raise AuthenticationError(
+                    f"request addressed to node {env.to}, not this one: replayed from elsewhere?",
+                    code=ErrorCode.REPLAYED,
+                )
             net.replay.check(env.nonce, env.ts / 1000.0, now)
         except GossipError as exc:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
@@ -456,14 +499,16 @@ class GossipNode:
                 raise RemoteProtocolError("answer comes from another node than asked")
         except GossipError as exc:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
-            self.delivery_failed(request_id, now, reason=f"bad answer: {exc}", status=exc.status_hint)
+            self.delivery_failed(request_id, now, reason=f"bad answer: {exc}", status=exc.status_hint, code=exc.code)
             return
         del self._inflight[request_id]
         net = self._nets[flight.net]
         self._on_reply(net, env.sender, request_id, flight, env.body, now)
         self._seen(net, env.sender, now)
 
-    def delivery_failed(self, request_id: int, now: float, reason: str = "", status: int | None = None) -> None:
+    def delivery_failed(
+        self, request_id: int, now: float, reason: str = "", status: int | None = None, code: ErrorCode | None = None
+    ) -> None:
         """A request from :meth:`outbox` got no usable answer.
 
         Args:
@@ -471,6 +516,7 @@ class GossipNode:
             status: the remote's error status if it answered with one (401: it does not
                 accept our key or our clock), None if nothing answered. Either way the
                 peer's liveness counts a failure, and it leaves the eager set.
+            code: the ``code`` of the remote's error answer, if any (passed on in events).
         """
         flight = self._inflight.pop(request_id, None)
         if flight is None:
@@ -485,6 +531,7 @@ class GossipNode:
                     address=flight.address,
                     reason=reason or "no answer",
                     status=status,
+                    code=code,
                 )
             )
         self._release(net, flight)
@@ -535,11 +582,7 @@ class GossipNode:
                     net.eager.forget(event.gossip.guid)
             elif isinstance(event, PeerJoined):
                 peer = event.peer.peer
-                net = self._nets[peer.network_name]
-                entry = net.peers.pop(peer.guid, None)
-                if entry is not None:
-                    self._drop_record(net, entry.key)
-                    net.eager.remove(peer.guid)
+                self._forget_peer(self._nets[peer.network_name], peer.guid)
 
     # ------------------------------------------------------------------ internals
     def _release(self, net: _Net, flight: _Inflight, *, sent: bool = True) -> None:
@@ -569,7 +612,7 @@ class GossipNode:
         net = self._nets.get(network)
         return None if net is None else net.network.key
 
-    def _restore(self, snapshot: Snapshot) -> None:
+    def _restore(self, snapshot: Snapshot, now: float) -> None:
         for name, gossips in snapshot.gossips.items():
             net = self._nets.get(name)
             if net is None:
@@ -587,7 +630,7 @@ class GossipNode:
             for view in views:
                 if view.peer.guid == self.guid or view.peer.network_name != name:
                     continue
-                entry = self._put_peer(net, view.peer)
+                entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
                 if entry is not None:
                     entry.liveness = Liveness(
                         status=view.status, last_seen=view.last_seen, failures=view.failures
@@ -604,6 +647,7 @@ class GossipNode:
             key=net.network.key,
             nonce=nonce,
             ts=int(now * 1000),
+            to=peer,
         )
         self._inflight[rid] = _Inflight(
             net=net.network.name,
@@ -627,19 +671,25 @@ class GossipNode:
 
     @staticmethod
     def _eligible(net: _Net, now: float) -> list[str]:
-        return [g for g, e in net.peers.items() if e.liveness.eligible(now)]
+        """Peers that may be contacted now, leaving out doubtful ones if there are others
+        (pushes go to peers that answer, not to addresses nobody answered at)."""
+        eligible = [e for e in net.peers.values() if e.liveness.eligible(now)]
+        sound = [e.peer.guid for e in eligible if not e.doubtful]
+        return sound or [e.peer.guid for e in eligible]
 
     def _round(self, now: float) -> None:
         self.stats["rounds"] += 1
         k = self.config.gossip_max_peer_count
         for net in self._nets.values():
+            self._forget_unproven(net, now)
             fresh: list[str] = []
             others: list[str] = []
+            doubtful: list[str] = []
             for guid, entry in net.peers.items():
                 if entry.fresh:
                     fresh.append(guid)
                 elif entry.liveness.eligible(now):
-                    others.append(guid)
+                    (doubtful if entry.doubtful else others).append(guid)
             # With eager push, pushes carry what is new to k peers and the rounds only repair
             # what a push missed: one peer per round is enough for that (push-pull spreads in
             # O(log N) rounds at fanout 1), and more would race the pushes still in flight and
@@ -656,7 +706,18 @@ class GossipNode:
                 fanout, net.rest = 1, net.backoff - 1
                 net.backoff = min(2 * net.backoff, SETTLED_BACKOFF_MAX)
             net.unsettled = False
-            targets = fresh + self._rng.sample(others, max(0, min(fanout - len(fresh), len(others))))
+            # Peers are picked uniformly (rumour spreading needs it), except doubtful ones:
+            # addresses never proven that already failed to answer fill only the slots the
+            # others leave, or one slot one round in four (a peer that was merely down gets
+            # another chance before its record's TTL runs out). Made-up records cannot then
+            # take the rounds away from the peers that answer.
+            slots = max(0, fanout - len(fresh))
+            picked = self._rng.sample(others, min(slots, len(others)))
+            short = slots - len(picked)
+            if doubtful and picked and not short and self._rng.random() < 0.25:
+                picked.pop()
+                short = 1
+            targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
             probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
             for guid in targets:
                 net.peers[guid].fresh = False
@@ -722,18 +783,16 @@ class GossipNode:
                 raise RemoteProtocolError("register: the record must describe the sender on this network")
             if node.guid == self.guid:
                 raise RemoteProtocolError("register: that guid is this node's own")
-            if node.guid not in net.peers and len(net.peers) >= self._max_peers:
-                self.stats["rejected.peer_cap"] += 1
+            entry = self._learn_peer(net, node, now, firsthand=True) or net.peers.get(node.guid)
+            if entry is None:
                 raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
-            entry = self._learn_peer(net, node) or net.peers.get(node.guid)
-            if entry is not None:
-                entry.fresh = True  # contacted in the very next round: the seed's bootstrap
-                net.eager.add(node.guid)
+            entry.fresh = True  # contacted in the very next round: the seed's bootstrap
+            net.eager.add(node.guid)
             return body.response(net.self_peer)
         if isinstance(body, m.Hello):
             answer = None if body.probe is None else self._probe_answer(net, net.peer_keys, body.probe)
             for peer in body.peers:
-                self._learn_peer(net, peer)
+                self._learn_peer(net, peer, now, firsthand=peer.guid == sender)
             wanted = [net.records[parse_key(k)] for k in body.want if parse_key(k) in net.records]
             return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
         if isinstance(body, m.DidYouHear):
@@ -742,7 +801,10 @@ class GossipNode:
             self._heard_of(net, sender, body.ids, now)
             return m.DidYouHearReply(answer=answer, hello=hello)
         if isinstance(body, m.Push):
-            fresh = [g for g in body.gossips if g.guid not in net.gossips and self._verified(g)]
+            fresh = [
+                g for g in body.gossips
+                if g.guid not in net.gossips and self._verified(g) and self._in_time(g, now)
+            ]
             self.stats["duplicate.push"] += len(body.gossips) - len(fresh)
             new = self._store(net, fresh, sender, now)
             if not new:
@@ -840,7 +902,7 @@ class GossipNode:
             node = reply.node
             entry = None
             if node.network_name == net.network.name and node.guid == peer and node.guid != self.guid:
-                entry = self._learn_peer(net, node) or net.peers.get(node.guid)
+                entry = self._learn_peer(net, node, now, firsthand=True) or net.peers.get(node.guid)
             if entry is None:
                 self.stats["rejected.register_ok"] += 1
                 reason = "its answer did not describe itself" if node.guid != peer else "this node's peer list is full"
@@ -854,7 +916,7 @@ class GossipNode:
         elif isinstance(reply, m.HelloReply):
             assert isinstance(flight.body, m.Hello)
             for record in reply.peers:
-                self._learn_peer(net, record)
+                self._learn_peer(net, record, now, firsthand=record.guid == peer)
             if reply.answer is not None:
                 self._reconcile(net, peer, _PEERS, flight.body.probe, reply.answer, now)
         elif isinstance(reply, m.DidYouHearReply):
@@ -873,7 +935,7 @@ class GossipNode:
                     self.stats["rejected.unsolicited"] += 1
                 elif gossip.guid in net.gossips:
                     late += 1  # a push brought it while the fetch was under way
-                elif self._verified(gossip):
+                elif self._verified(gossip) and self._in_time(gossip, now):
                     fresh.append(gossip)
             self.stats["duplicate.fetched"] += late
             if self._push:
@@ -963,6 +1025,14 @@ class GossipNode:
         self.stats["rejected.bad_sha2"] += 1
         return False
 
+    def _in_time(self, gossip: Gossip, now: float) -> bool:
+        """A received gossip may be old, never dated more than MAX_FUTURE_SKEW ahead of this
+        node's clock; one that is is counted and not stored (the rest of its batch is)."""
+        if gossip.timestamp() <= now + MAX_FUTURE_SKEW:
+            return True
+        self.stats["rejected.future_date"] += 1
+        return False
+
     def _store(self, net: _Net, gossips: Iterable[Gossip], source: str | None, now: float) -> list[Gossip]:
         """Keep the gossips (verified by the caller) new to this node, report them, push them on.
 
@@ -1019,34 +1089,102 @@ class GossipNode:
         net.records.pop(key, None)
         net.peer_keys.discard(key)
 
-    def _put_peer(self, net: _Net, peer: Peer) -> _PeerEntry | None:
-        """Insert or replace a peer's record, without events. None if refused."""
+    def _put_peer(self, net: _Net, peer: Peer, now: float, *, limit: int) -> _PeerEntry | None:
+        """Insert or replace a peer's record, without events. None if refused.
+
+        A new record may take the peer list up to ``limit``; past it, the unproven record
+        held longest makes room (:meth:`_evict_unproven`), or else the new one is refused.
+        """
         entry = net.peers.get(peer.guid)
         if entry is None:
-            if len(net.peers) >= self._max_peers:
+            if len(net.peers) >= limit and not self._evict_unproven(net):
                 self.stats["rejected.peer_cap"] += 1
                 return None
-            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=self._add_record(net, peer))
+            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=self._add_record(net, peer), learnt=now)
             return entry
         self._drop_record(net, entry.key)
         entry.peer = peer
         entry.key = self._add_record(net, peer)
         return entry
 
-    def _learn_peer(self, net: _Net, peer: Peer) -> _PeerEntry | None:
-        """Take a peer record heard from the network. Returns its entry if it was new or newer."""
+    def _forget_peer(self, net: _Net, guid: str) -> _PeerEntry | None:
+        entry = net.peers.pop(guid, None)
+        if entry is not None:
+            self._drop_record(net, entry.key)
+            net.eager.remove(guid)
+        return entry
+
+    def _evict_unproven(self, net: _Net) -> bool:
+        """Forget a record never proven (never answered, never sent by its own node, not just
+        registered), a doubtful one first, else the one held longest: hearsay makes room
+        before anything is refused."""
+        victim = min(
+            (e for e in net.peers.values() if not e.proven and not e.fresh),
+            key=lambda e: (not e.doubtful, e.learnt),
+            default=None,
+        )
+        if victim is None:
+            return False
+        self._forget_peer(net, victim.peer.guid)
+        self.stats["evicted.unproven_peer"] += 1
+        self._events.append(PeerForgotten(peer=victim.view(), reason="evicted to make room"))
+        return True
+
+    def _forget_unproven(self, net: _Net, now: float) -> None:
+        """Forget doubtful records held longer than the unproven TTL: an address that never
+        answered does not stay for ever (a peer that does reach it passes it on again at a
+        later reconciliation). Records not yet tried stay: most of a large network is."""
+        ttl = max(UNPROVEN_TTL, UNPROVEN_TTL_ROUNDS * self.config.gossip_timer)
+        while net.shunned and (len(net.shunned) > SHUN_FACTOR * self._max_peers or next(iter(net.shunned.values())) < now):
+            del net.shunned[next(iter(net.shunned))]
+        for entry in [e for e in net.peers.values() if e.doubtful and now - e.learnt > ttl]:
+            self._forget_peer(net, entry.peer.guid)
+            net.shunned.pop(entry.key, None)
+            net.shunned[entry.key] = now + SHUN_TTLS * ttl
+            self.stats["expired.unproven_peer"] += 1
+            self._events.append(PeerForgotten(peer=entry.view(), reason="never answered"))
+
+    def _learn_peer(self, net: _Net, peer: Peer, now: float, *, firsthand: bool = False) -> _PeerEntry | None:
+        """Take a peer record. Returns its entry if it was new or changed.
+
+        ``firsthand``: the record comes from its own node (the sender of the message is the
+        record's guid). A member holds the network key and can send any record, so records
+        are believed by where they come from:
+
+        - a record from its own node is taken whatever its incarnation: a node can always
+          reclaim its guid, however high an incarnation someone else announced for it;
+        - hearsay (a record passed on by another peer) must carry a higher incarnation, and
+          never replaces a record its own node gave while that peer answers (it is alive):
+          only the node itself moves its record;
+        - hearsay may fill the peer list up to ``max_peers`` minus a reserve kept for
+          REGISTER and first-hand records; a new record past the limit evicts the unproven
+          one held longest, or is refused.
+        """
         if peer.network_name != net.network.name:
             self.stats["rejected.peer_wrong_network"] += 1
             return None
         if peer.guid == self.guid:
             return None
         entry = net.peers.get(peer.guid)
-        if entry is not None and (peer.incarnation <= entry.peer.incarnation):
-            return None
+        if entry is not None:
+            if firsthand:
+                if peer == entry.peer:
+                    entry.firsthand = True
+                    return None
+            elif peer.incarnation <= entry.peer.incarnation:
+                return None
+            elif entry.firsthand and entry.liveness.status is PeerStatus.ALIVE:
+                self.stats["rejected.peer_hearsay"] += 1
+                return None
         is_new = entry is None
-        entry = self._put_peer(net, peer)
+        if not firsthand and net.shunned and record_key(peer) in net.shunned:
+            self.stats["rejected.peer_shunned"] += 1
+            return None
+        limit = self._max_peers if firsthand else self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+        entry = self._put_peer(net, peer, now, limit=limit)
         if entry is None:
             return None
+        entry.firsthand = firsthand
         self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
         net.unsettled = True
         return entry

@@ -68,6 +68,15 @@ class NodeProc:
         """This node's guid, from its config file."""
         return str(json.loads(self.config.read_text())["node_guid"])
 
+    def clock_offset_ms(self) -> int:
+        """How far the node's clock is ahead of this one (``GET /healthz``'s ``time_ms``), for
+        stamping client requests on its clock, as the CLI does (a node started with
+        ``--clock-offset`` refuses client timestamps from before it started)."""
+        sent = time.time()
+        status, answer = http_call(f"{self.url}/healthz", timeout=10.0, ssl_context=self.ssl_context())
+        assert status == 200, answer
+        return int(json.loads(answer)["time_ms"]) - int((sent + time.time()) / 2 * 1000)
+
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.ca) if self.ca else None
 
@@ -75,8 +84,8 @@ class NodeProc:
         data = b"" if body is None else json.dumps(body).encode()
         key = derive_key(self.network, password or self.password)
         header = client_auth_header(
-            network=self.network, key=key, method=method, path=path, query={}, body=data,
-            ts=int(time.time() * 1000), nonce=secrets.token_hex(12),
+            network=self.network, node=self.node_guid, key=key, method=method, path=path, query={}, body=data,
+            ts=int(time.time() * 1000) + self.clock_offset_ms(), nonce=secrets.token_hex(12),
         )
         status, answer = http_call(
             f"{self.url}{path}", method=method, body=data if body is not None else None,

@@ -120,6 +120,18 @@ def test_invalid_json_gives_line_and_column(tmp_path: Path, config: NodeConfig) 
     assert_one_line_config_error(write(tmp_path, text), f"line {line}, column", "invalid JSON")
 
 
+@pytest.mark.parametrize("field", ["port", "incarnation", "gossip_timer"])
+def test_a_number_too_long_to_read_gives_line_and_column(tmp_path: Path, config: NodeConfig, field: str) -> None:
+    """int() refuses more than 4,300 digits with a bare ValueError: a traceback at start before."""
+    text = edited(config, **{field: "LONG"}).replace('"LONG"', "1" * 5000)
+    start = text.index('"' + field + '": ') + len(field) + 4
+    line = text[:start].count("\n") + 1
+    column = start - text.rfind("\n", 0, start)
+    assert_one_line_config_error(
+        write(tmp_path, text), f"line {line}, column {column}: a number of more than 4300 digits", "gossip init"
+    )
+
+
 def test_not_utf8(tmp_path: Path) -> None:
     assert_one_line_config_error(write(tmp_path, b"\xff\xfe{}"), "UTF-8")
 

@@ -258,10 +258,11 @@ def _raw(node: Node, data: bytes, timeout: float) -> Answer:
 
 
 def sign_header(method: str, path: str, query: str = "", body: bytes = b"", *, key: bytes = KEY,
-                network: str = "default", ts: int | None = None, nonce: str | None = None) -> str:
+                network: str = "default", ts: int | None = None, nonce: str | None = None, node: str = A_GUID) -> str:
+    """Signed for node A (the node under test) unless told otherwise."""
     parsed = urllib.parse.parse_qs(query, keep_blank_values=True)  # as the server parses it
     return client_auth_header(
-        network=network, key=key, method=method, path=path, query=parsed, body=body,
+        network=network, node=node, key=key, method=method, path=path, query=parsed, body=body,
         ts=int(time.time() * 1000) if ts is None else ts, nonce=nonce or secrets.token_hex(12),
     )
 
@@ -274,8 +275,18 @@ def signed_call(node: Node, method: str, path: str, body: bytes | None = None, q
     return answer.status, answer, answer.json()
 
 
-def assert_error(answer: Answer, expected: set[int] | None = None, *, what: str = "") -> None:
-    """A 4xx (or an expected status) whose body is a JSON error and holds no traceback."""
+#: The statuses each error code may come with (docs/http-api.md, "Error codes").
+CODE_STATUSES = {
+    "bad_request": {400, 411}, "bad_mac": {401}, "wrong_network": {401, 403}, "clock_skew": {401}, "replayed": {401},
+    "peer_refused": {403}, "not_found": {404}, "method_not_allowed": {405}, "timeout": {408}, "too_large": {413, 431},
+    "quota": {429}, "internal": {500}, "peer_unreachable": {502}, "unavailable": {503}, "storage_failed": {507},
+}
+
+
+def assert_error(answer: Answer, expected: set[int] | None = None, *, what: str = "",
+                 codes: set[str] | None = None) -> None:
+    """A 4xx (or an expected status) whose body is a JSON error with a documented ``code``
+    that fits its status (one of ``codes`` when given), and holds no traceback."""
     assert answer.status is not None, f"{what}: no answer"
     if expected is not None:
         assert answer.status in expected, f"{what}: {answer.status} not in {expected}: {answer.body[:300]!r}"
@@ -287,6 +298,9 @@ def assert_error(answer: Answer, expected: set[int] | None = None, *, what: str 
         data = json.loads(answer.body)
         assert isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"], (what, data)
         assert data.get("status") == answer.status, (what, data)
+        assert answer.status in CODE_STATUSES.get(data.get("code"), set()), (what, data)
+        if codes is not None:
+            assert data["code"] in codes, (what, codes, data)
 
 
 def assert_intact(node: Node) -> None:
@@ -480,6 +494,14 @@ def auth_refusal(req: ClientRequest) -> set[int]:
     return {400} if _CONTROL.search(raw) else {401}
 
 
+def auth_codes(req: ClientRequest) -> set[str]:
+    """The codes a request that is not validly signed may be refused with."""
+    if auth_refusal(req) == {400}:
+        return {"bad_request"}
+    return {"wrong_key": {"bad_mac"}, "tampered": {"bad_mac"}, "unknown_network": {"wrong_network"},
+            "stale": {"clock_skew"}}.get(req.mode, {"bad_mac", "wrong_network"})  # none, garbage, near_miss
+
+
 def client_target(path: str, req: ClientRequest) -> str:
     return path + (f"?{req.query}" if req.query else "")
 
@@ -582,9 +604,10 @@ def test_post_gossip_hostile(node: Node) -> None:
         for i, headers in enumerate(client_headers(req, "POST", "/v1/gossip")):
             answer = send(node, "POST", client_target("/v1/gossip", req), body, headers)
             if req.mode not in ("signed", "replay") or i == 1:
-                assert_error(answer, {401} if i == 1 else auth_refusal(req), what=req.mode)
                 if i == 1:
-                    assert b"replayed" in answer.body
+                    assert_error(answer, {401}, what="replay", codes={"replayed"})
+                else:
+                    assert_error(answer, auth_refusal(req), what=req.mode, codes=auth_codes(req))
                 continue
             status, creates = _gossip_expect(node, req, body)
             if creates:
@@ -697,8 +720,7 @@ def test_post_register_hostile(node: Node) -> None:
         for i, headers in enumerate(client_headers(req, "POST", "/v1/register")):
             answer = send(node, "POST", client_target("/v1/register", req), body, headers)
             if i == 1:
-                assert_error(answer, {401}, what="replay")
-                assert b"replayed" in answer.body
+                assert_error(answer, {401}, what="replay", codes={"replayed"})
             elif answer.status == 200:
                 assert 200 in expected and answer.json()["peer"]["guid"] == B_GUID
             else:
@@ -751,9 +773,10 @@ def test_get_hostile(node: Node, path: str) -> None:
         for i, headers in enumerate(client_headers(req, "GET", path)):
             answer = send(node, "GET", client_target(path, req), req.body, headers)
             if req.mode not in ("signed", "replay") or i == 1:
-                assert_error(answer, {401} if i == 1 else auth_refusal(req), what=req.mode)
+                assert_error(answer, {401} if i == 1 else auth_refusal(req), what=req.mode,
+                             codes={"replayed"} if i == 1 else auth_codes(req))
             elif wanted_network(req) != "default":
-                assert_error(answer, {403}, what="other network")
+                assert_error(answer, {403}, what="other network", codes={"wrong_network"})
             else:
                 assert answer.status == 200, answer.body[:300]
                 data = answer.json()
@@ -896,13 +919,15 @@ def peer_requests(draw: st.DrawFn) -> PeerRequest:
     if kind == "valid":
         type_ = draw(st.sampled_from(REQUEST_TYPES))
         sender = STRANGER if type_ == "register" else draw(st.sampled_from([STRANGER, B_GUID]))
-        valid = {"v": 1, "type": type_, "net": "default", "from": sender, "body": draw(_VALID[type_])}
+        valid = {"v": m.PROTOCOL_VERSION, "type": type_, "net": "default", "from": sender, "body": draw(_VALID[type_]),
+                 "to": None if type_ == "register" else A_GUID}
         return PeerRequest(kind, env=valid, twice=draw(st.integers(0, 9)) == 0, cut=draw(st.integers(0, 10**6)))
     env: dict[str, Any] = {
-        "v": 1,
+        "v": m.PROTOCOL_VERSION,
         "type": draw(_types),
         "net": "default",
         "from": draw(st.one_of(st.sampled_from([STRANGER, B_GUID]), st.sampled_from([STRANGER, B_GUID, A_GUID]), _PLAUSIBLE)),
+        "to": draw(st.sampled_from([A_GUID, A_GUID, A_GUID, None, B_GUID])),
     }
     matched = _MATCHED.get(env["type"]) if isinstance(env["type"], str) else None
     env["body"] = draw(_peer_body if matched is None else st.one_of(matched, matched, matched, _peer_body))
@@ -971,6 +996,8 @@ def peer_expect(node: Node, data: bytes) -> tuple[set[int], m.Envelope | None]:
     if env.re is not None:
         return {400}, None
     assert env.ts is not None and env.nonce is not None
+    if env.to is not None and env.to != A_GUID:
+        return {401}, None  # addressed to another node: refused before the replay guard
     if abs(time.time() - env.ts / 1000) > DEFAULT_WINDOW or env.nonce in node.used_nonces:
         return {401}, None
     node.used_nonces.add(env.nonce)  # in the replay guard from now on, whatever the answer
@@ -1020,18 +1047,18 @@ def test_peer_endpoint_hostile(node: Node) -> None:
 
 
 def test_a_signed_request_replayed_is_refused(node: Node) -> None:
-    data = auth.sign(KEY, dump({"v": 1, "type": "hello", "net": "default", "from": STRANGER, "body": {},
+    data = auth.sign(KEY, dump({"v": m.PROTOCOL_VERSION, "type": "hello", "net": "default", "from": STRANGER, "body": {}, "to": A_GUID,
                                 "ts": int(time.time() * 1000), "nonce": secrets.token_hex(12)}))
     first = send(node, "POST", "/v1/peer", data, label="POST /v1/peer")
     again = send(node, "POST", "/v1/peer", data, label="POST /v1/peer")
     assert first.status == 200
-    assert_error(again, {401})
+    assert_error(again, {401}, codes={"replayed"})
     assert b"replayed" in again.body
 
 
 def test_a_signed_request_with_a_number_too_long_to_read_is_400(node: Node) -> None:
     """int() refuses more than 4,300 digits with a bare ValueError: issue 10, item 2."""
-    unsigned = dump({"v": 1, "type": "hello", "net": "default", "from": STRANGER, "body": {"pad": "<<N>>"},
+    unsigned = dump({"v": m.PROTOCOL_VERSION, "type": "hello", "net": "default", "from": STRANGER, "body": {"pad": "<<N>>"}, "to": A_GUID,
                      "ts": int(time.time() * 1000), "nonce": secrets.token_hex(12)})
     data = auth.sign(KEY, unsigned.replace(b'"<<N>>"', b"9" * 5000))
     answer = send(node, "POST", "/v1/peer", data, label="POST /v1/peer")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gossip import auth
 from gossip import messages as m
 from gossip.digest import KeySet, key_hex
-from gossip.errors import AuthenticationError, GossipError, MessageTooLarge, RemoteProtocolError
+from gossip.errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError
 from gossip.model import Gossip, Peer
 from gossip.node import GossipNode
 
@@ -23,6 +23,7 @@ from .helpers import KEYS, T0, Mesh, make_node
 
 KEY = KEYS["default"]
 SENDER = str(uuid.UUID(int=0xA11CE, version=4))
+RECEIVER = str(uuid.UUID(int=0xB0B, version=4))
 NONCE = "0123456789abcdef01234567"
 TS = int(T0 * 1000)
 FP = key_hex(0x0123456789ABCDEF0123456789ABCDEF)
@@ -72,7 +73,7 @@ GOSSIPS = (
 
 
 def request(body: m.Message, *, network: str = "default", key: bytes = KEY, nonce: str = NONCE, ts: int = TS) -> bytes:
-    return m.encode(body, network=network, sender=SENDER, key=key, nonce=nonce, ts=ts)
+    return m.encode(body, network=network, sender=SENDER, key=key, nonce=nonce, ts=ts, to=RECEIVER)
 
 
 def answer(body: m.Message, *, re_: str = NONCE) -> bytes:
@@ -86,12 +87,28 @@ def signed(env: dict[str, Any], *, key: bytes = KEY, ensure_ascii: bool = True) 
 
 
 def envelope(type_: str, body: Any, **changes: Any) -> dict[str, Any]:
-    env: dict[str, Any] = {"v": 1, "type": type_, "net": "default", "from": SENDER, "body": body, "ts": TS, "nonce": NONCE}
+    env: dict[str, Any] = {
+        "v": m.PROTOCOL_VERSION, "type": type_, "net": "default", "from": SENDER, "body": body,
+        "to": RECEIVER, "ts": TS, "nonce": NONCE,
+    }
     env.update(changes)
     return env
 
 
 # ---------------------------------------------------------------------------- round trips
+
+
+def test_a_request_names_its_addressee_and_only_register_may_not() -> None:
+    """Issue 10, item 1: the MAC covers the receiver's guid, so a captured request is refused
+    by every other node (GossipNode checks ``to``; here, the codec's part)."""
+    assert m.decode(request(m.Hello()), key_for).to == RECEIVER
+    register = m.encode(m.Register(node=peer(1)), network="default", sender=SENDER, key=KEY, nonce=NONCE, ts=TS)
+    assert m.decode(register, key_for).to is None
+    for env in (envelope("hello", {}, to=None), {k: v for k, v in envelope("hello", {}).items() if k != "to"}):
+        with pytest.raises(RemoteProtocolError, match="addressee"):
+            m.decode(signed(env), key_for)
+    with pytest.raises(RemoteProtocolError, match="to"):
+        m.decode(signed(envelope("hello", {}, to="not-a-guid")), key_for)
 
 REQUESTS: list[m.Message] = [
     m.Register(node=peer(1)),
@@ -208,9 +225,11 @@ def test_probe_and_answer_wire_forms_are_minimal() -> None:
 def test_request_envelope_shape() -> None:
     data = request(m.DidYouHear(ids=(guid(1),)))
     env = json.loads(data)
-    assert list(env) == ["v", "type", "net", "from", "body", "ts", "nonce", "mac"]
-    assert env["v"] == m.PROTOCOL_VERSION == 1
-    assert (env["type"], env["net"], env["from"], env["ts"], env["nonce"]) == ("did_you_hear", "default", SENDER, TS, NONCE)
+    assert list(env) == ["v", "type", "net", "from", "body", "to", "ts", "nonce", "mac"]
+    assert env["v"] == m.PROTOCOL_VERSION == 2
+    assert (env["type"], env["net"], env["from"], env["to"], env["ts"], env["nonce"]) == (
+        "did_you_hear", "default", SENDER, RECEIVER, TS, NONCE
+    )
     assert env["body"] == {"ids": [guid(1)]}
     assert re.fullmatch(r"[0-9a-f]{32}", env["mac"])
     assert data.endswith(b'"}') and data.index(b'"mac"') > data.index(b'"nonce"')
@@ -339,7 +358,7 @@ def test_a_number_too_long_to_read_is_a_protocol_error(number: str) -> None:
         m.decode(data, key_for)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None, [1]])
+@pytest.mark.parametrize("version", [1, 3, 0, "2", None, [2]])
 def test_wrong_protocol_version(version: Any) -> None:
     with pytest.raises(RemoteProtocolError, match="protocol version") as info:
         m.decode(signed(envelope("hello", {}, v=version)), key_for)
@@ -512,8 +531,43 @@ def test_limits_are_inclusive() -> None:
     assert isinstance(body, m.Hello) and len(body.peers) == m.MAX_PEERS
 
 
-def test_error_body_is_json_with_status() -> None:
-    assert json.loads(m.error_body(401, "bad MAC")) == {"v": 1, "type": "error", "status": 401, "error": "bad MAC"}
+def test_error_body_is_json_with_status_and_code() -> None:
+    assert json.loads(m.error_body(401, "bad MAC")) == {
+        "v": m.PROTOCOL_VERSION, "type": "error", "status": 401, "code": "bad_mac", "error": "bad MAC"
+    }
+    stale = json.loads(m.error_body(401, "message timestamp is +1200s off", ErrorCode.CLOCK_SKEW))
+    assert (stale["status"], stale["code"]) == (401, "clock_skew")
+    refused = json.loads(m.error_body(403, "x refused", ErrorCode.PEER_REFUSED, cause=ErrorCode.REPLAYED))
+    assert (refused["code"], refused["cause"]) == ("peer_refused", "replayed")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 408, 411, 413, 429, 431, 500, 502, 503, 507, 418, 599])
+def test_every_status_has_a_default_code(status: int) -> None:
+    code = json.loads(m.error_body(status, "x"))["code"]
+    assert ErrorCode(code) is ErrorCode.for_status(status)
+    assert code != "internal" if status < 500 else code != "bad_request"
+
+
+def test_peer_refusals_carry_their_code_not_only_their_text() -> None:
+    """The codes come from the refusing exception, so nobody has to read its message."""
+    wrong = request(m.Hello(peers=(peer(1),), want=(FP,)), key=KEYS["other"])
+    with pytest.raises(AuthenticationError) as caught:
+        m.decode(wrong, key_for)
+    assert caught.value.code is ErrorCode.BAD_MAC and caught.value.status_hint == 401
+    with pytest.raises(MessageTooLarge) as too_big:
+        m.decode(b" " * (m.MAX_MESSAGE_BYTES + 1), key_for)
+    assert too_big.value.code is ErrorCode.TOO_LARGE
+    with pytest.raises(RemoteProtocolError) as bad:
+        m.decode(b"[1, 2", key_for)
+    assert bad.value.code is ErrorCode.BAD_REQUEST
+    guard = auth.ReplayGuard(window=900)
+    with pytest.raises(AuthenticationError) as stale:
+        guard.check("ab" * 12, ts=1000.0, now=1000.0 + 901)
+    assert stale.value.code is ErrorCode.CLOCK_SKEW
+    guard.check("cd" * 12, ts=1000.0, now=1000.0)
+    with pytest.raises(AuthenticationError) as again:
+        guard.check("cd" * 12, ts=1000.0, now=1001.0)
+    assert again.value.code is ErrorCode.REPLAYED
 
 
 # ---------------------------------------------------------------------------- property-based
@@ -616,7 +670,7 @@ def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: 
     for type_ in ALL_TYPES:
         env = envelope(type_, body)
         if as_answer:
-            del env["ts"], env["nonce"]
+            del env["ts"], env["nonce"], env["to"]
             env["re"] = NONCE
         data = signed(env, ensure_ascii=ensure_ascii)
         try:
@@ -629,7 +683,8 @@ def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: 
         # What decodes is well-formed: it encodes again, and that decodes to the same thing.
         assert decoded.body.TYPE == type_ and decoded.is_request is not as_answer
         again = m.encode(
-            decoded.body, network="default", sender=SENDER, key=KEY, nonce=decoded.nonce, ts=decoded.ts, re=decoded.re
+            decoded.body, network="default", sender=SENDER, key=KEY, nonce=decoded.nonce, ts=decoded.ts, re=decoded.re,
+            to=decoded.to,
         )
         assert m.decode(again, key_for) == decoded
 
@@ -708,3 +763,23 @@ def test_node_answers_regressions_with_a_400(changes: dict[str, Any]) -> None:
         a.handle_request(signed(env), T0)
     assert info.value.status_hint == 400
     assert (a.peer_count(), a.network_status()) == before and a.events() == []
+
+
+@pytest.mark.parametrize("where", ["ip", "v", "type", "guid", "network_name", "date_time"])
+def test_a_megabyte_of_hostile_text_makes_a_short_error(where: str) -> None:
+    """Issue 10, item 3: a rejected 1 MB string was logged (and answered) in full. Values are
+    excerpted where the error is made, and an error body is clipped whatever made it."""
+    huge = "x" * 1_000_000
+    record = {"guid": SENDER, "name": "n", "ip": "127.0.0.1", "port": 1, "network_name": "default"}
+    gossip = {"guid": guid(1), "date_time": "2026-11-24T06:35:13+00:00", "who_name": "w", "msg": "m", "sha2": "0" * 64}
+    if where in ("v", "type"):
+        env = envelope("hello", {}, **{where: huge})
+    elif where in ("ip", "network_name"):
+        env = envelope("hello", {"peers": [{**record, where: huge}]})
+    else:
+        env = envelope("push", {"gossips": [{**gossip, where: huge}]})
+    with pytest.raises(GossipError) as info:
+        m.decode(signed(env), key_for)
+    text = str(info.value)
+    assert len(text) < 400 and "x" * 101 not in text, text[:500]  # quoted short, or not at all
+    assert len(m.error_body(400, huge)) < 700

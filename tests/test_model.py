@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gossip.errors import LocalProtocolError
@@ -22,10 +24,13 @@ from gossip.model import (
     Peer,
     PeerStatus,
     PeerView,
+    EARLIEST_TIME,
+    LATEST_TIME,
     canonical_bytes,
     check_guid,
     compute_sha2,
     iso_from_timestamp,
+    timestamp_from_iso,
 )
 
 from .helpers import KEYS, T0
@@ -155,6 +160,103 @@ def test_gossip_limits_are_inclusive() -> None:
     assert Gossip(**dict(GOOD, date_time="2026-11-24T08:35:13+02:00")).date_time.endswith("+02:00")
 
 
+@pytest.mark.parametrize(
+    "date_time",
+    [
+        "0001-01-01T00:00:00+01:00",  # issue 10, item 8: broke `gossip status` on every node
+        "0001-01-01T00:00:00+00:00",
+        "1969-12-31T23:59:59.999999+00:00",
+        "1970-01-01T00:30:00+01:00",  # 1969 once in UTC
+        "9999-12-31T23:00:00-02:00",  # year 10000 once in UTC
+        "9999-12-31T23:59:59.000001+00:00",
+    ],
+)
+def test_gossip_date_time_must_convert_to_utc_from_1970_to_9999(date_time: str) -> None:
+    with pytest.raises(LocalProtocolError, match="out of range"):
+        Gossip(**dict(GOOD, date_time=date_time))
+    with pytest.raises(LocalProtocolError, match="out of range"):
+        Gossip.create(guid=GUID, date_time=date_time, who_name="n", msg="m")
+
+
+@pytest.mark.parametrize(
+    "date_time, timestamp",
+    [
+        ("1970-01-01T00:00:00+00:00", 0.0),
+        ("1969-12-31T23:00:00-01:00", 0.0),  # 1970 once in UTC
+        ("1970-01-01T01:00:00Z", 3600.0),
+        ("9999-12-31T23:59:59+00:00", LATEST_TIME.timestamp()),
+        ("9999-12-31T23:59:59+01:00", LATEST_TIME.timestamp() - 3600),
+        (WHEN, 1795502113.123456),
+    ],
+)
+def test_gossip_date_time_bounds_are_inclusive_and_give_its_timestamp(date_time: str, timestamp: float) -> None:
+    g = Gossip(**dict(GOOD, date_time=date_time))
+    assert g.timestamp() == timestamp == timestamp_from_iso(date_time)
+
+
+def _status_formats(date_time: str) -> None:
+    """What status outputs do with a date_time: `gossip status` converts it to UTC, a timestamp
+    goes back to text. Raises if any of it fails."""
+    utc = datetime.fromisoformat(date_time).astimezone(timezone.utc)
+    utc.strftime("%Y-%m-%d %H:%M:%S")
+    datetime.fromtimestamp(timestamp_from_iso(date_time), tz=timezone.utc).isoformat()
+
+
+@given(
+    st.datetimes(),  # year 1 to 9999
+    # Whole seconds: Python 3.11's fromisoformat drops the sign of "-00:00:00.000001".
+    st.integers(min_value=-86399, max_value=86399).map(lambda s: timedelta(seconds=s)),
+)
+@example(datetime(1, 1, 1), timedelta(hours=1))
+@example(datetime(1970, 1, 1), timedelta(seconds=1))
+@example(datetime(1969, 12, 31, 23, 59, 59), -timedelta(seconds=1))
+@example(datetime(1969, 12, 31, 23, 59, 59, 999999), timedelta(0))
+@example(datetime(9999, 12, 31, 23, 59, 59), timedelta(0))
+@example(datetime(9999, 12, 31, 23, 59, 59, 999999), timedelta(0))
+@example(datetime(9999, 12, 31, 23, 0), -timedelta(hours=2))
+def test_a_date_is_accepted_exactly_when_it_lies_in_range_once_in_utc(when: datetime, offset: timedelta) -> None:
+    """Property: over every year and offset, Gossip accepts a date_time iff it converts to UTC
+    within the bounds, and then every conversion a status output makes succeeds."""
+    aware = when.replace(tzinfo=timezone(offset))
+    text = aware.isoformat()
+    assert datetime.fromisoformat(text) == aware
+    if EARLIEST_TIME <= aware <= LATEST_TIME:  # aware comparison: never overflows
+        gossip = Gossip(**dict(GOOD, date_time=text))
+        _status_formats(gossip.date_time)
+        assert EARLIEST_TIME.timestamp() <= gossip.timestamp() <= LATEST_TIME.timestamp()
+    else:
+        with pytest.raises(LocalProtocolError, match="out of range"):
+            Gossip(**dict(GOOD, date_time=text))
+
+
+@given(
+    st.integers(min_value=0, max_value=99999),
+    st.sampled_from(["Z", "+00:00", "+23:59", "-23:59", "+14:00", "-12:00", "+01:00:00.5", ""]),
+    st.sampled_from(["-01-01T00:00:00", "-12-31T23:59:59.999999", "-02-29T12:00", "-06-15"]),
+)
+@example(1, "+01:00", "-01-01T00:00:00")  # the issue's date
+@example(9999, "-23:59", "-12-31T23:59:59.999999")
+@example(1969, "-01:00", "-12-31T23:59:59.999999")
+def test_extreme_dates_are_refused_cleanly_or_accepted_and_formattable(year: int, offset: str, rest: str) -> None:
+    """Property: whatever the year and offset, constructing a gossip either works, and every
+    status output can format its date, or raises LocalProtocolError: never another error."""
+    text = f"{year:04d}{rest}{offset}"
+    try:
+        gossip = Gossip(**dict(GOOD, date_time=text))
+    except LocalProtocolError:
+        return
+    _status_formats(gossip.date_time)
+
+
+@given(st.text(max_size=70))
+def test_any_date_text_is_accepted_or_refused_with_local_protocol_error(text: str) -> None:
+    try:
+        gossip = Gossip(**dict(GOOD, date_time=text))
+    except LocalProtocolError:
+        return
+    _status_formats(gossip.date_time)
+
+
 def test_create_validates_too() -> None:
     with pytest.raises(LocalProtocolError, match="msg"):
         Gossip.create(guid=GUID, date_time=WHEN, who_name="n", msg="x" * (MAX_MSG_CHARS + 1))
@@ -178,6 +280,15 @@ def test_gossip_from_dict_needs_an_object(data: Any) -> None:
 def test_iso_from_timestamp_is_utc_with_microseconds() -> None:
     assert iso_from_timestamp(0) == "1970-01-01T00:00:00.000000+00:00"
     assert iso_from_timestamp(T0 + 0.5) == "2026-09-21T14:13:20.500000+00:00"
+    assert iso_from_timestamp(LATEST_TIME.timestamp()) == "9999-12-31T23:59:59.000000+00:00"
+
+
+@pytest.mark.parametrize("ts", [-1.0, -62135600400.0, LATEST_TIME.timestamp() + 1, 1e20, math.inf, -math.inf, math.nan])
+def test_iso_from_timestamp_refuses_a_clock_out_of_range(ts: float) -> None:
+    """A new gossip is dated by the node's clock: one that reads before 1970 or after 9999
+    gets a LocalProtocolError (a 400), never a date that every receiver refuses."""
+    with pytest.raises(LocalProtocolError, match="from 1970 to 9999"):
+        iso_from_timestamp(ts)
 
 
 # ---------------------------------------------------------------------------- Peer
@@ -286,6 +397,25 @@ def test_peer_view_to_dict_literally() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "last_seen, shown",
+    [
+        (-62135600400.0, "1970-01-01T00:00:00.000000+00:00"),  # year 1: a 500 on the peers endpoint before
+        (-1.0, "1970-01-01T00:00:00.000000+00:00"),
+        (math.nan, "1970-01-01T00:00:00.000000+00:00"),
+        (-math.inf, "1970-01-01T00:00:00.000000+00:00"),
+        (1e20, "9999-12-31T23:59:59.000000+00:00"),
+        (math.inf, "9999-12-31T23:59:59.000000+00:00"),
+    ],
+)
+def test_peer_view_to_dict_never_fails_on_last_seen(last_seen: float, shown: str) -> None:
+    """The peers endpoint and `gossip network` show to_dict(): a clock out of range (only a
+    virtual one gives that) is shown as the nearer bound, never an error."""
+    view = PeerView(peer=Peer(**PEER), last_seen=last_seen)
+    assert view.to_dict()["last_seen"] == shown
+    json.dumps(view.to_dict(), allow_nan=False)
+
+
 def test_peer_view_from_dict_defaults() -> None:
     view = PeerView.from_dict(dict(PEER))
     assert (view.status, view.last_seen, view.failures) == (PeerStatus.ALIVE, None, 0)
@@ -300,6 +430,8 @@ def test_peer_view_from_dict_defaults() -> None:
         ({"failures": "2"}, "failures"),
         ({"last_seen": "2026-09-21T14:13:20"}, "UTC offset"),
         ({"last_seen": "soon"}, "ISO 8601"),
+        ({"last_seen": "0001-01-01T00:00:00+01:00"}, "last_seen .* is out of range"),
+        ({"last_seen": "9999-12-31T23:00:00-02:00"}, "last_seen .* is out of range"),
         ({"port": 0}, "port"),
     ],
 )

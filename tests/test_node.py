@@ -12,15 +12,17 @@ import pytest
 
 from gossip import messages as m
 from gossip.auth import derive_key
-from gossip.errors import AuthenticationError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
+from gossip.errors import AuthenticationError, ErrorCode, LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from gossip.model import Gossip, Network, PeerStatus, Snapshot
+from gossip.model import Gossip, Network, Peer, PeerStatus, Snapshot
 from gossip.node import (
     MAX_PENDING,
     MAX_PENDING_PER_SOURCE,
     PENDING_TTL,
     PENDING_TTL_ROUNDS,
     SETTLED_BACKOFF_MAX,
+    UNPROVEN_TTL,
+    UNPROVEN_TTL_ROUNDS,
     GossipNode,
 )
 
@@ -174,6 +176,23 @@ def test_replayed_request_is_refused() -> None:
     assert a.events() == [] and a.peer_count() == 1
 
 
+def test_a_captured_request_is_refused_by_every_other_node() -> None:
+    """Issue 10, item 1: a request names its addressee under the MAC: a captured one is
+    refused by every other node (and by its own by the nonce, within the window)."""
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    probe = m.Hello(probe=m.Probe(count=0, fingerprint="0" * 32))
+    b._send_to(b._nets["default"], a.guid, probe, mesh.now)  # noqa: SLF001
+    [captured] = b.outbox()
+    a.handle_request(captured.data, mesh.now)
+    with pytest.raises(AuthenticationError, match="addressed to node") as info:
+        c.handle_request(captured.data, mesh.now + 1)
+    assert info.value.code is ErrorCode.REPLAYED
+    assert c.events() == []
+    with pytest.raises(AuthenticationError, match="replayed"):
+        a.handle_request(captured.data, mesh.now + 1)
+
+
 @pytest.mark.parametrize("skew", [-901.0, 901.0])
 def test_stale_timestamp_is_refused(skew: float) -> None:
     a, b = make_node(1), make_node(2)
@@ -209,7 +228,7 @@ def test_tampered_message_is_refused() -> None:
         (b"\xff\xfe", RemoteProtocolError),
         (b"[1,2]", RemoteProtocolError),
         (b'{"v":2}', RemoteProtocolError),
-        (b'{"v":1,"net":"nowhere"}', AuthenticationError),
+        (b'{"v":%d,"net":"nowhere"}' % m.PROTOCOL_VERSION, AuthenticationError),
         (b"x" * (m.MAX_MESSAGE_BYTES + 1), MessageTooLarge),
     ],
 )
@@ -682,3 +701,94 @@ def test_ids_nobody_delivers_stop_being_pending() -> None:
             break
     assert not net.pending and not net.pending_by
     assert a.stats["expired.pending"] >= 1
+
+
+def _forged(node: GossipNode, sender: str, body: m.Message, now: float) -> bytes:
+    """A request signed with the network key (as any member can) under any ``from``."""
+    return m.encode(
+        body, network="default", sender=sender, key=KEYS["default"], nonce=uuid.uuid4().hex, ts=int(now * 1000),
+        to=node.guid,
+    )
+
+
+def test_a_member_cannot_take_another_nodes_guid_for_good() -> None:
+    """Issue 10, item 6: announcing X's guid at another address with incarnation 2^53-1
+    redirected X's traffic for good. Hearsay never moves a record its own node gave; a forged
+    first-hand claim lasts only until X itself speaks; a restarted X wins its record back."""
+    mesh = Mesh([make_node(i) for i in range(1, 5)])
+    mesh.join_all()
+    a, b, x, evil = mesh.nodes
+    real = x.config.self_peer("default")
+    stolen = dataclasses.replace(real, ip=evil.config.ip, port=evil.config.port, incarnation=2**53 - 1)
+
+    def held(node: GossipNode) -> Peer:
+        return node._nets["default"].peers[x.guid].peer  # noqa: SLF001
+
+    # Hearsay, passed on by the member under its own name: A heard X first-hand, so no.
+    a.handle_request(_forged(a, evil.guid, m.Hello(peers=(stolen,)), mesh.now), mesh.now)
+    assert held(a) == real and a.stats["rejected.peer_hearsay"] == 1
+    # A forged first-hand claim (from = X) is believed...
+    b.handle_request(_forged(b, x.guid, m.Hello(peers=(stolen,)), mesh.now), mesh.now)
+    assert held(b) == stolen
+    # ...until X's own records reach B: X's rounds reconcile peer records with B.
+    for _ in range(40):
+        mesh.round()
+        if held(b) == real:
+            break
+    assert held(b) == real
+    # X restarts knowing nothing, incarnation 0, and registers: A takes its record back.
+    a.handle_request(_forged(a, x.guid, m.Hello(peers=(stolen,)), mesh.now), mesh.now)
+    assert held(a) == stolen
+    reborn = GossipNode(x.config, rng=random.Random(99), now=mesh.now)
+    mesh.nodes[2] = reborn
+    reborn.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    assert held(a) == real
+    # and the stolen record, passed on again as hearsay, does not move it
+    a.handle_request(_forged(a, evil.guid, m.Hello(peers=(stolen,)), mesh.now), mesh.now)
+    assert held(a) == real
+
+
+def test_made_up_peer_records_cannot_crowd_out_honest_peers() -> None:
+    """Issue 10, item 5: two HELLOs of 2,048 fake records filled the peer list: REGISTER got
+    503, spreading slowed from 0.2 s to over 60 s, and the fakes stayed for ever."""
+    cap = 64
+    nodes = [GossipNode(make_config(i), rng=random.Random(i), now=T0, max_peers=cap) for i in range(1, 4)]
+    mesh = Mesh(nodes)
+    a, b, evil = nodes
+    b.register(a.config.ip, a.config.port, mesh.now)
+    evil.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    fakes = tuple(
+        Peer(guid=str(uuid.UUID(int=i + 1, version=4)), name=f"fake-{i}", ip=f"127.9.{i // 250}.{i % 250 + 1}",
+             port=7000, network_name="default")
+        for i in range(2 * cap)
+    )
+    for half in (fakes[:cap], fakes[cap:]):
+        a.handle_request(_forged(a, evil.guid, m.Hello(peers=half), mesh.now), mesh.now)
+    held = a._nets["default"].peers  # noqa: SLF001
+    assert len(held) == cap - cap // 8  # hearsay leaves room for REGISTER
+    assert b.guid in held and evil.guid in held  # honest (first-hand) records are never evicted
+    # A new honest node can still join: its REGISTER evicts a fake.
+    c = GossipNode(make_config(4), rng=random.Random(4), now=T0, max_peers=cap)
+    mesh.nodes.append(c)
+    rid = c.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    assert any(isinstance(e, Registered) and e.request_id == rid for e in c.events())
+    assert c.guid in held
+    # Spreading between honest nodes stays a matter of rounds, not minutes.
+    made = b.create_gossip("through the fog", mesh.now)
+    for _ in range(5):
+        mesh.round()
+    assert a.has_gossip(made.guid) and c.has_gossip(made.guid)
+    # Fakes, once tried and never answering, are forgotten after the TTL (and not taken back
+    # from the peers that still hold them): all of them, here within three TTLs, as settled
+    # rounds try them one by one.
+    ttl = max(UNPROVEN_TTL, UNPROVEN_TTL_ROUNDS * a.config.gossip_timer)
+    for _ in range(3 * int(ttl)):
+        mesh.round(1.0)
+        if not any(f.guid in held for f in fakes):
+            break
+    assert not any(f.guid in held for f in fakes)
+    assert {b.guid, c.guid, evil.guid} <= set(held)
+    assert a.stats["expired.unproven_peer"] + a.stats["evicted.unproven_peer"] >= len(fakes) - (cap - cap // 8) + 3

@@ -99,7 +99,8 @@ def test_a_forged_gossip_in_a_push_is_not_stored_and_prunes_the_link() -> None:
     a, b = mesh.nodes
     good = Gossip.create(guid=str(uuid.UUID(int=7, version=4)), date_time="2026-11-24T06:35:13+00:00", who_name="x", msg="truth")
     lie = Gossip(guid=good.guid, date_time=good.date_time, who_name=good.who_name, msg="a lie", sha2=good.sha2)
-    data = m.encode(m.Push(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], nonce="f" * 24, ts=int(T0 * 1000))
+    data = m.encode(m.Push(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], nonce="f" * 24, ts=int(T0 * 1000),
+                    to=b.guid)
     answer = m.decode(b.handle_request(data, T0), lambda net: KEYS["default"])
     assert answer.body == m.PushReply(prune=True)
     assert b.gossip_count() == 0 and b.stats["rejected.bad_sha2"] == 1 and b.events() == []

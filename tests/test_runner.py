@@ -50,7 +50,7 @@ def call(r: NodeRunner, method: str, path: str, body: object = None, *, network:
          key: bytes | None = None, query: str = "") -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else b""
     q = {k: [v] for k, v in (p.split("=") for p in query.split("&"))} if query else {}
-    header = client_auth_header(network=network, key=key or KEYS[network], method=method, path=path,
+    header = client_auth_header(network=network, node=r.node.guid, key=key or KEYS[network], method=method, path=path,
                                 query=q, body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12))
     url = f"http://127.0.0.1:{r.config.port}{path}" + (f"?{query}" if query else "")
     status, answer = http_call(url, method=method, body=data if body is not None else None,
@@ -122,11 +122,39 @@ def test_auth_errors_and_routes(tmp_path: Path, runners: list[NodeRunner]) -> No
     assert status == 400 and "HOST:PORT" in body["error"]  # type: ignore[index]
     # a replayed client request is refused
     data = json.dumps({"msg": "once"}).encode()
-    header = client_auth_header(network="default", key=KEYS["default"], method="POST", path="/v1/gossip",
-                                body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12))
+    header = client_auth_header(network="default", node=a.node.guid, key=KEYS["default"], method="POST",
+                                path="/v1/gossip", body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12))
     first = http_call(base + "/v1/gossip", method="POST", body=data, headers={"X-Gossip-Auth": header})
     again = http_call(base + "/v1/gossip", method="POST", body=data, headers={"X-Gossip-Auth": header})
     assert first[0] == 201 and again[0] == 401 and b"replayed" in again[1]
+
+
+def test_a_captured_client_request_is_refused_by_other_nodes_and_after_a_restart(
+    tmp_path: Path, runners: list[NodeRunner]
+) -> None:
+    """Issue 10, item 1: a captured `gossip create` got 201 from two other nodes, and again
+    from the first after it restarted. The client MAC now covers the node's guid, and a node
+    refuses client timestamps from before it started."""
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
+    runners.extend([a, b])
+    a.start()
+    b.start()
+    data = json.dumps({"msg": "captured"}).encode()
+    header = {"X-Gossip-Auth": client_auth_header(
+        network="default", node=a.node.guid, key=KEYS["default"], method="POST", path="/v1/gossip",
+        body=data, ts=int(time.time() * 1000), nonce=secrets.token_hex(12),
+    )}
+    assert http_call(f"http://127.0.0.1:{a.config.port}/v1/gossip", method="POST", body=data, headers=header)[0] == 201
+    status, answer = http_call(f"http://127.0.0.1:{b.config.port}/v1/gossip", method="POST", body=data, headers=header)
+    assert status == 401 and json.loads(answer)["code"] == "replayed" and b.node.gossip_count() == 0
+    a.stop()
+    time.sleep(0.01)  # the restarted node starts strictly after the capture
+    again = NodeRunner(a.config, JsonFileStorage(data_dir_for(tmp_path / "a.json")))  # same guid, port, store
+    runners.append(again)
+    again.start()
+    status, answer = http_call(f"http://127.0.0.1:{again.config.port}/v1/gossip", method="POST", body=data, headers=header)
+    assert status == 401 and json.loads(answer)["code"] == "replayed"
+    assert again.node.gossip_count() == 1  # the one acknowledged before the restart, not a second
 
 
 def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
@@ -137,6 +165,8 @@ def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
     b.register("127.0.0.1", a.config.port)
     call(a, "POST", "/v1/gossip", {"msg": "x"})
     wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the gossip")
+    # The push may bring it before A's first round: wait for that round's probe too.
+    wait_for(lambda: a.node.stats["sent.did_you_hear"] > 0, 10, "a's first round")
     base = f"http://127.0.0.1:{a.config.port}"
     status, body = http_call(base + "/healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"

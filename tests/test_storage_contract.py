@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ from hypothesis import strategies as st
 
 import gossip.storage.jsonfile as jsonfile_module
 from gossip.errors import LocalProtocolError, StorageError
-from gossip.model import Gossip, Peer, PeerStatus, PeerView, Snapshot
-from gossip.storage import MemoryStorage, Storage
-from gossip.storage.jsonfile import JsonFileStorage
+from gossip.model import Gossip, Peer, PeerStatus, PeerView, Snapshot, compute_sha2
+from gossip.events import PeerForgotten, PeerJoined
+from gossip.storage import MemoryStorage, Storage, persist
+from gossip.storage.jsonfile import JsonFileStorage, locate_long_number
 
 REPO_ROOT = Path(jsonfile_module.__file__).resolve().parents[2]
 RNG_SEED = 20261124
@@ -123,6 +125,27 @@ def test_peers_round_trip_with_liveness(storage: Storage, rng: random.Random) ->
     for view in views:
         storage.save_peer(view)
     assert storage.load().peers == {"net-a": views[:2], "net-b": views[2:]}
+
+
+def test_forget_peers_removes_by_network_and_guid_and_survives_reopening(storage: Storage, rng: random.Random) -> None:
+    guid = make_guid(rng)
+    keep, drop_a = make_view(rng, "net-a", name="keep"), make_view(rng, "net-a", guid=guid, name="drop")
+    on_b = make_view(rng, "net-b", guid=guid, name="same guid, other network")
+    storage.save_peers([keep, drop_a, on_b])
+    storage.forget_peers([("net-a", guid), ("net-a", make_guid(rng))])  # an unknown one is ignored
+    assert storage.load().peers == {"net-a": [keep], "net-b": [on_b]}
+    storage.forget_peers([])
+    assert storage.load().peers == {"net-a": [keep], "net-b": [on_b]}
+
+
+def test_persist_writes_what_the_events_say_forgotten_peers_included(storage: Storage, rng: random.Random) -> None:
+    joined, gone = make_view(rng, "net-a", name="joined"), make_view(rng, "net-a", name="gone")
+    storage.save_peer(gone)
+    persist(storage, [PeerJoined(peer=joined), PeerForgotten(peer=gone, reason="never answered")])
+    assert storage.load().peers == {"net-a": [joined]}
+    # forgotten then learnt again in one batch: kept
+    persist(storage, [PeerForgotten(peer=joined, reason="evicted"), PeerJoined(peer=joined)])
+    assert storage.load().peers == {"net-a": [joined]}
 
 
 def test_save_peer_replaces_by_network_and_guid(storage: Storage, rng: random.Random) -> None:
@@ -257,6 +280,9 @@ def test_complete_last_line_without_newline_is_kept(store_dir: Path, rng: random
         (b'{"gossip": {}}', "network"),
         (b'{"network": "net-a", "gossip": {"guid": "x"}}', "bad gossip"),
         (b"[" * 100_000, "JSON"),
+        # int() refuses more than 4,300 digits: a bare ValueError and a traceback before.
+        (b'{"network": "net-a", "gossip": {}, "n": ' + b"9" * 5000 + b"}", "column 41: a number of more than 4300 digits"),
+        (b'{"network": "net-a", "gossip": {"msg": "1.5", "x": [-' + b"1" * 4301 + b"]}}", "column 53: a number of more"),
     ],
 )
 def test_corrupt_middle_line_names_file_and_line(
@@ -276,6 +302,84 @@ def test_corrupt_middle_line_names_file_and_line(
     assert what in message
     assert "\n" not in message
     assert log.read_bytes() == before  # refused, not "repaired"
+
+
+def test_torn_last_line_holding_a_long_number_is_cut_away(
+    store_dir: Path, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash can tear a line inside a long number: the torn tail is cut as any other."""
+    gossips = fill(store_dir, rng, 2)
+    log = store_dir / "gossip.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good + b'{"network": "net-a", "gossip": {"n": ' + b"7" * 5000)
+    with caplog.at_level(logging.WARNING, logger="gossip.storage"):
+        assert JsonFileStorage(store_dir).load().gossips == {"net-a": gossips}
+    assert log.read_bytes() == good
+    assert any("torn" in r.getMessage() and "line 3" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ('{"a": ' + "1" * 4301 + "}", (1, 7)),
+        ('{"a": -' + "1" * 4301 + "}", (1, 7)),
+        ('{"s": "' + "1" * 5000 + '", "f": 1.' + "2" * 5000 + ', "e": ' + "3" * 5000 + "e1,\n\n  \"n\": " + "4" * 5000 + "}",
+         (3, 8)),
+        ('["' + "\\\"" + "5" * 5000 + '", ' + "6" * 4301 + "]", (1, 5008)),  # an escaped quote in a string
+        ('{"a": ' + "1" * 4300 + "}", None),  # at the limit: int() reads it
+    ],
+    ids=["int", "negative", "after-strings-floats-exponents", "escaped-quote", "at-limit"],
+)
+def test_locate_long_number_skips_strings_and_floats(text: str, place: tuple[int, int] | None) -> None:
+    assert locate_long_number(text) == place
+    if place is not None:
+        with pytest.raises(ValueError, match="digits"):
+            json.loads(text)
+
+
+def record_dated(rng: random.Random, date_time: str, **changes: str) -> bytes:
+    """A log line for a gossip with that date_time and a matching sha2, built by hand: an
+    older version stored such lines; this one refuses to build the Gossip."""
+    fields = dict(guid=make_guid(rng), date_time=date_time, who_name="alpha", msg="from year 1")
+    fields.update(changes)
+    gossip = dict(fields, sha2=compute_sha2(**fields))
+    return json.dumps({"network": "net-a", "gossip": gossip}).encode()
+
+
+@pytest.mark.parametrize("date_time", ["0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59+00:00", "9999-12-31T23:00:00-02:00"])
+def test_gossip_dated_out_of_range_is_quarantined(
+    store_dir: Path, rng: random.Random, caplog: pytest.LogCaptureFixture, date_time: str
+) -> None:
+    """A stored date that no longer converts to UTC within 1970..9999 is set aside like a bad
+    sha2, with a warning naming file and line: the node starts, and no status output meets it."""
+    gossips = fill(store_dir, rng, 3)
+    log = store_dir / "gossip.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    lines[1] = record_dated(rng, date_time)
+    log.write_bytes(b"\n".join(lines))
+
+    with caplog.at_level(logging.WARNING, logger="gossip.storage"):
+        snapshot = JsonFileStorage(store_dir).load()
+    assert snapshot.gossips == {"net-a": [gossips[0], gossips[2]]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(log) in m and "line 2" in m and "date_time" in m and "quarantine" in m for m in warnings)
+    quarantine = store_dir / "quarantine.jsonl"
+    [entry] = [json.loads(line) for line in quarantine.read_text().splitlines()]
+    assert entry["reason"] == "date_time" and entry["line"] == 2 and entry["file"] == str(log)
+    assert entry["record"] == json.loads(lines[1])
+    assert JsonFileStorage(store_dir).load().gossips == {"net-a": [gossips[0], gossips[2]]}
+    assert len(quarantine.read_text().splitlines()) == 1
+
+
+def test_gossip_bad_in_more_than_its_date_is_still_refused(store_dir: Path, rng: random.Random) -> None:
+    fill(store_dir, rng, 3)
+    log = store_dir / "gossip.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    lines[1] = record_dated(rng, "0001-01-01T00:00:00+01:00", who_name="")
+    log.write_bytes(b"\n".join(lines))
+    with pytest.raises(StorageError, match="line 2: bad gossip: "):
+        JsonFileStorage(store_dir).load()
+    assert not (store_dir / "quarantine.jsonl").exists()
 
 
 def test_blank_lines_are_skipped(store_dir: Path, rng: random.Random) -> None:
@@ -385,6 +489,7 @@ def test_stale_temp_files_are_removed(store_dir: Path, rng: random.Random) -> No
         ('{"v": 1, "peers": [\n  {"guid": ', "line 2, column"),
         ('{"v": 2, "peers": []}', "version"),
         ('{"v": 1, "peers": [{"guid": "nope"}]}', "peer #1"),
+        ('{"v": 1,\n "peers": [\n  {"port": ' + "9" * 5000 + "}]}", "line 3, column 12: a number of more than 4300 digits"),
         ('["not", "an", "object"]', "expected"),
     ],
 )
@@ -395,6 +500,32 @@ def test_bad_peer_file_names_the_file(store_dir: Path, content: str, what: str) 
         JsonFileStorage(store_dir).load()
     assert str(store_dir / "peers.json") in str(info.value)
     assert what in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "last_seen", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00", "soon", "2026-09-21T14:13:20", 1700000000, ["x"]]
+)
+def test_peer_last_seen_out_of_range_is_read_as_never_seen(
+    store_dir: Path, rng: random.Random, caplog: pytest.LogCaptureFixture, last_seen: object
+) -> None:
+    """A year-1 last_seen made the peers endpoint answer 500; any last_seen that is not a time
+    from 1970 to 9999 is now read as "never seen", with a warning naming the file and the peer."""
+    store = JsonFileStorage(store_dir)
+    store.load()
+    broken, kept = make_view(rng, name="broken"), make_view(rng, name="kept")
+    store.save_peers([broken, kept])
+    store.close()
+    path = store_dir / "peers.json"
+    data = json.loads(path.read_text())
+    data["peers"][0]["last_seen"] = last_seen
+    path.write_text(json.dumps(data))
+
+    with caplog.at_level(logging.WARNING, logger="gossip.storage"):
+        views = JsonFileStorage(store_dir).load().peers["net-a"]
+    assert views == [dataclasses.replace(broken, last_seen=None), kept]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(path) in m and "peer #1" in m and broken.peer.guid in m and "never seen" in m for m in warnings)
+    json.dumps([view.to_dict() for view in views])  # what GET /v1/peers sends
 
 
 def test_operations_after_close_raise(store_dir: Path, rng: random.Random) -> None:

@@ -25,6 +25,7 @@ from gossip.errors import AuthenticationError, GossipError, MessageTooLarge, Rem
 from gossip.errors import TransportError
 from gossip.transport import Address, MemoryNetwork, Transport
 from gossip.http import HttpTransport, Limits, Request, Response, http_call
+from gossip.messages import PROTOCOL_VERSION
 
 LOCAL = "127.0.0.1"
 WAIT = 5.0  # the most any test waits for anything
@@ -201,7 +202,7 @@ def raw_request(address: Address, lines: list[str], body: bytes = b"") -> bytes:
 
 def json_error(body: bytes, status: int) -> str:
     data = json.loads(body)
-    assert data["v"] == 1
+    assert data["v"] == PROTOCOL_VERSION
     assert data["type"] == "error"
     assert data["status"] == status
     assert isinstance(data["error"], str)

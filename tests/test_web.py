@@ -7,6 +7,7 @@ copies to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import urllib.parse
@@ -291,13 +292,14 @@ def test_the_page_derives_and_signs_like_gossip_auth(browser: Any, nodes: tuple[
             header = page.evaluate(
                 """async ([keyHex, method, path, query, bodyHex]) => {
                     const c = window.gossipClient;
-                    return c.authHeader({network: "default", key: await c.hmacKey(c.fromHex(keyHex)), method,
-                        path, query, body: c.fromHex(bodyHex), ts: 1790000000123, nonce: "5f2b9c0e4d1a7b3c8e6f0a12"});
+                    return c.authHeader({network: "default", node: "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+                        key: await c.hmacKey(c.fromHex(keyHex)), method, path, query, body: c.fromHex(bodyHex),
+                        ts: 1790000000123, nonce: "5f2b9c0e4d1a7b3c8e6f0a12"});
                 }""",
                 [key.hex(), method.lower(), path, query, body.hex()],
             )
             assert header == client_auth_header(
-                network="default", key=key, method=method, path=path,
+                network="default", node="1b4e28ba-2fa1-41d2-883f-0016d3cca427", key=key, method=method, path=path,
                 query=urllib.parse.parse_qs(query.lstrip("?"), keep_blank_values=True),
                 body=body, ts=1790000000123, nonce="5f2b9c0e4d1a7b3c8e6f0a12",
             )
@@ -338,6 +340,57 @@ def test_pending_gossip_and_peer_statuses_are_marked(
             expect(page.locator(f"#peers li .badge.{status}")).to_have_text(status)
         expect(page.locator("#peers li", has_text="alive")).to_contain_text("not seen yet")
         shot(page, tmp_path, "marks.png")
+        seen.assert_clean()
+
+
+def error_answer(status: int, code: str, text: str, **extra: str) -> dict[str, Any]:
+    """A route.fulfill() of a node's error answer (docs/http-api.md)."""
+    body = {"v": 1, "type": "error", "status": status, "code": code, "error": text, **extra}
+    return {"status": status, "content_type": "application/json", "body": json.dumps(body)}
+
+
+def test_the_page_tells_errors_apart_by_their_code(browser: Any, nodes: tuple[NodeProc, NodeProc]) -> None:
+    """What the page does (log out, warn, explain) follows the answer's code, never its text."""
+    a, _ = nodes
+    with opened(browser, a) as seen:
+        page = seen.page
+        logged_in(page, "alpha")
+        kinds = page.evaluate("""() => Object.fromEntries([
+            [401, "clock_skew"], [401, "bad_mac"], [401, "wrong_network"], [403, "wrong_network"],
+            [401, "replayed"], [429, "quota"], [401, null], [401, "a_code_from_the_future"],
+          ].map(([status, code]) => [`${status} ${code}`,
+            window.gossipClient.answerError(status, {code, error: "a clock spoke"}).kind]))""")
+        assert kinds == {
+            "401 clock_skew": "clock", "401 bad_mac": "auth", "401 wrong_network": "auth", "403 wrong_network": "http",
+            "401 replayed": "http", "429 quota": "http", "401 null": "auth", "401 a_code_from_the_future": "http",
+        }
+        # This computer's clock is off: say so and keep the session (the old page logged out).
+        page.route("**/v1/peers", lambda route: route.fulfill(
+            **error_answer(401, "clock_skew", "message timestamp is +1200s off this node's clock")))
+        expect(page.locator("#banner")).to_contain_text("This computer's clock and the node's differ too much")
+        expect(page.locator("#live")).to_have_text("offline")
+        expect(page.locator("#app")).to_be_visible()
+        page.unroute("**/v1/peers")
+        expect(page.locator("#banner")).to_be_hidden()
+        # Over a quota: explained, and the session stays.
+        page.route("**/v1/gossip", lambda route: route.fulfill(**error_answer(429, "quota", "30 creates a minute"))
+                   if route.request.method == "POST" else route.continue_())
+        page.get_by_label("Message").fill("one too many")
+        page.get_by_role("button", name="Send gossip").click()
+        expect(page.locator("#create-error")).to_have_text(
+            "A limit of the network was reached; try again later (30 creates a minute).")
+        page.unroute("**/v1/gossip")
+        # The other node refused because of the clocks: the cause says so.
+        page.route("**/v1/register", lambda route: route.fulfill(**error_answer(
+            403, "peer_refused", "127.0.0.1:1 refused the registration: it said no", cause="clock_skew")))
+        register(page, "127.0.0.1:1")
+        expect(page.locator("#register-error")).to_have_text(
+            "127.0.0.1:1 refused the registration: it said no; the two nodes' clocks must agree within 15 minutes.")
+        expect(page.locator("#app")).to_be_visible()
+        # The key is refused, whatever the text speaks of: back to the login form.
+        page.route("**/v1/peers", lambda route: route.fulfill(**error_answer(401, "bad_mac", "the clock is fine")))
+        expect(page.locator("#login")).to_be_visible()
+        expect(page.locator("#login-error")).to_contain_text("no longer accepts this key")
         seen.assert_clean()
 
 

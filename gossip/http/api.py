@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import __version__
 from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
-from ..errors import GossipError, LocalProtocolError
+from ..errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError
 from ..messages import error_body
 from ..events import RegisterFailed, Registered
 from ..node import GossipStatus
+from .client import getaddrinfo_within
 from .server import Request, Response
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ class ClientApi:
     def __init__(self, runner: NodeRunner) -> None:
         self.runner = runner
         self._guards: dict[str, ReplayGuard] = {}
+        #: Client requests from before this moment are refused (see ReplayGuard.not_before).
+        self._started = runner.clock()
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v1/node"): self._get_node,
             ("GET", "/v1/peers"): self._get_peers,
@@ -83,7 +85,11 @@ class ClientApi:
         """Answer one request (the server's :data:`~gossip.http.server.App`)."""
         route = (request.method, request.path)
         if route == ("GET", "/healthz"):
-            return _json(200, {"status": "ok", "node_guid": self.runner.node.guid, "version": __version__})
+            return _json(200, {
+                "status": "ok", "node_guid": self.runner.node.guid, "version": __version__,
+                # Clients sign for this guid, with timestamps on this clock (see auth.ReplayGuard).
+                "time_ms": int(self.runner.clock() * 1000),
+            })
         if route == ("GET", "/metrics"):
             return Response(200, self.runner.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         if request.method == "GET" and request.path in WEB_FILES:
@@ -92,7 +98,8 @@ class ClientApi:
         if handler is None:
             known = {p for _, p in self._routes} | {"/healthz", "/metrics"}
             status = 405 if request.path in known else 404
-            return Response(status, error_body(status, f"no route {request.method[:16]} {request.path[:200]}"))
+            code = ErrorCode.METHOD_NOT_ALLOWED if status == 405 else ErrorCode.NOT_FOUND
+            return Response(status, error_body(status, f"no route {request.method[:16]} {request.path[:200]}", code))
         network = check_client_auth(
             request.headers.get(CLIENT_AUTH_HEADER.lower()),
             method=request.method,
@@ -102,21 +109,30 @@ class ClientApi:
             key_for=self._key_for,
             guard_for=self._guard_for,
             now=self.runner.clock(),
+            node_guid=self.runner.node.guid,
         )
         wanted = request.query.get("network", [network])[-1]
         if wanted != network:
-            raise GossipError(f"you authenticated for network {network!r}, not {wanted[:64]!r}", status_hint=403)
+            raise GossipError(
+                f"you authenticated for network {network!r}, not {wanted[:64]!r}",
+                status_hint=403,
+                code=ErrorCode.WRONG_NETWORK,
+            )
         response = await handler(request, network)
         return Response(response.status, response.body, response.content_type, response.headers, authenticated=True)
 
-    def _key_for(self, network: str) -> bytes | None:
+    def _key_for(self, network: str) -> bytes:
+        """The network's key; a network this node is not on is refused here, with its own code."""
         for net in self.runner.config.networks:
             if net.name == network:
                 return net.key
-        return None
+        raise AuthenticationError(f"this node is not on network {network!r}", code=ErrorCode.WRONG_NETWORK)
 
     def _guard_for(self, network: str) -> ReplayGuard:
-        return self._guards.setdefault(network, ReplayGuard())
+        guard = self._guards.get(network)
+        if guard is None:
+            guard = self._guards[network] = ReplayGuard(not_before=self._started)
+        return guard
 
     async def _get_node(self, request: Request, network: str) -> Response:
         c = self.runner.config
@@ -158,15 +174,19 @@ class ClientApi:
             return _json(200, {"peer": event.peer.to_dict()})
         assert isinstance(event, RegisterFailed)
         if event.status in (401, 403):
-            raise GossipError(f"{address[:200]} refused the registration: {refusal(event, network, 'its')}", status_hint=403)
-        raise GossipError(f"{address[:200]} did not answer: {event.reason}", status_hint=502)
+            text = f"{address[:200]} refused the registration: {refusal(event, network, 'its')}"
+            return Response(403, error_body(403, text, ErrorCode.PEER_REFUSED, cause=event.code))
+        text = f"{address[:200]} did not answer ({event.reason})"
+        return Response(502, error_body(502, text, ErrorCode.PEER_UNREACHABLE))
 
 
 def refusal(event: RegisterFailed, network: str, article: str) -> str:
-    """Why a node refused our REGISTER with 401/403: the clocks, or else the network or password."""
-    reason = event.reason
-    if "clock" in reason:  # ReplayGuard's "message timestamp is ...s off this node's clock"
-        return f"the clocks differ too much ({reason.split('): ', 1)[-1]})"
+    """Why a node refused our REGISTER with 401/403, by the refusal's code: the clocks, a
+    replay, or else the network or password (``article``: "its" or "the" password)."""
+    if event.code is ErrorCode.CLOCK_SKEW:
+        return f"the clocks differ too much ({event.reason})"
+    if event.code is ErrorCode.REPLAYED:
+        return f"it took our request for a replay ({event.reason})"
     return f"it is not on network {network!r} or {article} password differs"
 
 
@@ -186,34 +206,11 @@ def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int
             or not 1 <= int(port_text) <= 65535:
         raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
     try:
-        infos = _getaddrinfo(host, int(port_text), timeout)
+        infos = getaddrinfo_within(host, int(port_text), timeout)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise LocalProtocolError(f"cannot resolve host {host[:100]!r}: {why}") from None
     return str(infos[0][4][0]), int(port_text)
-
-
-def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
-    """getaddrinfo, given up after ``timeout`` s: it has no timeout, and a slow resolver can
-    take 5 s per try (the lookup itself ends in a daemon thread, bounded by the resolver)."""
-    if timeout is None:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    box: list[Any] = []
-
-    def work() -> None:
-        try:
-            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as exc:  # handed to the caller
-            box.append(exc)
-
-    thread = threading.Thread(target=work, name="gossip-resolve", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not box:
-        raise socket.gaierror(f"no answer within {timeout:g} s")
-    if isinstance(box[0], Exception):
-        raise box[0]
-    return list(box[0])
 
 
 def _web_file(path: str) -> Response:
@@ -221,7 +218,7 @@ def _web_file(path: str) -> Response:
     try:
         data = resources.files("gossip.web").joinpath(name).read_bytes()
     except (FileNotFoundError, OSError):
-        return Response(404, error_body(404, f"{name} is not installed"))
+        return Response(404, error_body(404, f"{name} is not installed", ErrorCode.NOT_FOUND))
     return Response(200, data, content_type, WEB_HEADERS)
 
 

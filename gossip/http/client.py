@@ -14,8 +14,9 @@ Everything runs on one asyncio event loop: the caller's (``loop=``), or one the 
 starts in a daemon thread. The ``*_async`` methods run on that loop; the plain ones are for
 other threads and wait for it.
 
-:func:`http_call` is a one-shot request for the command-line client (urllib; no proxies from
-the environment, no redirects, no other URL schemes).
+:func:`http_call` is a one-shot request for the command-line client: one deadline for the
+whole call, a cap on the answer read as it arrives; no proxies, no redirects, no other URL
+schemes.
 """
 
 from __future__ import annotations
@@ -23,21 +24,20 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import socket
 from typing import Any, Coroutine, Mapping, TypeVar
 
-from ..errors import LocalProtocolError, TransportError
+from ..errors import AnswerTooLarge, ErrorCode, LocalProtocolError, TransportError
 from ..messages import MAX_MESSAGE_BYTES
 from .h1 import SERVER_NAME, HeadError, parse_head
 from .server import PEER_PATH, App, Handler, HttpServer, Limits, hostport
 
-__all__ = ["HttpTransport", "LoopThread", "http_call", "POOL_IDLE"]
+__all__ = ["HttpTransport", "LoopThread", "http_call", "error_fields", "getaddrinfo_within", "POOL_IDLE"]
 
 Address = tuple[str, int]
 T = TypeVar("T")
@@ -177,6 +177,7 @@ class _ClientConnection(asyncio.Protocol):
 class _TooLarge(Exception):
     def __init__(self, cap: int) -> None:
         super().__init__(f"the answer exceeds {cap} bytes")
+        self.cap = cap
 
 
 class HttpTransport:
@@ -306,8 +307,9 @@ class HttpTransport:
 
         Raises:
             TransportError: ``status`` None when nothing (usable) answered: refused, timed
-                out, unresolvable, cut short, or an answer over ``4 * max_body`` bytes;
-                otherwise the status of the error answer, with its error text.
+                out, unresolvable, cut short, or an answer over ``4 * max_body`` bytes
+                (:class:`~gossip.errors.AnswerTooLarge`); otherwise the status, ``code``
+                (``remote_code``) and error text (``reason``) of the error answer.
         """
         wait = self.timeout if timeout is None else timeout
         where = hostport(*address)
@@ -319,15 +321,18 @@ class HttpTransport:
             async with asyncio.timeout(wait):
                 status, body = await self._exchange(address, head + data)
         except TimeoutError:
-            raise TransportError(f"{where} is unreachable: no answer within {wait:g} s") from None
+            why = f"no answer within {wait:g} s"
+            raise TransportError(f"{where} is unreachable: {why}", reason=why, timed_out=True) from None
         except _TooLarge as exc:
-            raise TransportError(f"{where} answered too much: {exc}") from None
+            raise AnswerTooLarge(f"{where} answered too much: {exc}", limit=exc.cap) from None
         except (OSError, HeadError, http.client.HTTPException, _Reused) as exc:
-            raise TransportError(f"{where} is unreachable: {_why(exc, wait)}") from None
+            why = _why(exc, wait)
+            raise TransportError(f"{where} is unreachable: {why}", reason=why) from None
         if status == 200:
             return body
-        reason = _error_text(body) or http.client.responses.get(status, "error")
-        raise TransportError(f"refused by {where} ({status}): {reason}", status=status)
+        text, code = error_fields(body)
+        reason = text or http.client.responses.get(status, "error")
+        raise TransportError(f"refused by {where} ({status}): {reason}", status=status, remote_code=code, reason=reason)
 
     async def _exchange(self, address: Address, data: bytes) -> tuple[int, bytes]:
         for attempt in range(2):
@@ -403,25 +408,51 @@ class HttpTransport:
 
 # -- the one-shot client ------------------------------------------------------------------
 
+#: Bytes asked of the stream at a time while reading an answer's body.
+_READ_CHUNK = 64 * 1024
+#: A method or a header name (RFC 9110 token); header values must not hold these.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_BAD = frozenset("\r\n\0")
 
-def _opener(ssl_context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
-    """HTTP and HTTPS only: no proxy from the environment, no redirects, no error handlers."""
-    opener = urllib.request.OpenerDirector()
-    opener.add_handler(urllib.request.HTTPHandler())
-    opener.add_handler(urllib.request.HTTPSHandler(context=ssl_context))
-    return opener
+
+def getaddrinfo_within(host: str, port: int, timeout: float | None) -> list[Any]:
+    """``socket.getaddrinfo`` for TCP, given up after ``timeout`` s (None: the resolver's own).
+
+    getaddrinfo has no timeout, and a slow resolver can take 5 s per try: the lookup runs in a
+    daemon thread, which ends on its own when the resolver gives up.
+
+    Raises:
+        socket.gaierror: the name does not resolve, or not within ``timeout`` s.
+        UnicodeError: the name cannot be encoded (IDNA).
+    """
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller
+            box.append(exc)
+
+    thread = threading.Thread(target=work, name="gossip-resolve", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if not box:
+        raise socket.gaierror(f"no answer within {timeout:g} s")
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return list(box[0])
 
 
 def _why(exc: BaseException, timeout: float) -> str:
     """A short, lower-case reason why nothing (usable) answered."""
-    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
-        exc = exc.reason
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s"
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host name ({exc.strerror})"
+        return f"cannot resolve the host name ({exc.strerror or exc})"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate rejected ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
@@ -439,34 +470,150 @@ def _why(exc: BaseException, timeout: float) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_capped(response: Any, cap: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    declared = response.headers.get("Content-Length")
-    while True:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the answer took too long")
-        chunk = response.read(min(65536, cap + 1 - size))
-        if not chunk:
-            body = b"".join(chunks)
-            if declared is not None and declared.isdigit() and int(declared) != size:
-                # The connection closed early: a cut answer must never pass for a whole one.
-                raise http.client.IncompleteRead(body, int(declared) - size)
-            return body
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > cap:
-            raise _TooLarge(cap)
-
-
-def _error_text(body: bytes) -> str | None:
-    """The ``error`` field of a JSON error body, if there is one."""
+def error_fields(body: bytes) -> tuple[str | None, ErrorCode | None]:
+    """The ``error`` text (cut to 500 characters) and the ``code`` of a JSON error body, each
+    None when absent (a code this version does not know is None too)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    return error[:500] if isinstance(error, str) else None
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error")
+    return (error[:500] if isinstance(error, str) else None), ErrorCode.from_wire(data.get("code"))
+
+
+def _request_head(method: str, parts: urllib.parse.SplitResult, host: str, body: bytes | None,
+                  headers: Mapping[str, str] | None) -> bytes:
+    """The request's head: our fields first (``Connection: close``: one request per call)."""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    fields = {"Host": host, "User-Agent": SERVER_NAME, "Connection": "close"}
+    extra = dict(headers or {})
+    if body is not None:
+        if not any(k.lower() == "content-type" for k in extra):
+            fields["Content-Type"] = "application/json"
+        fields["Content-Length"] = str(len(body))
+    taken = {k.lower() for k in fields}
+    fields.update({k: v for k, v in extra.items() if k.lower() not in taken})
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
+    bad_target = any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target)
+    bad_field = any(not _TOKEN.fullmatch(k) or _FIELD_BAD.intersection(v) for k, v in fields.items())
+    if not _TOKEN.fullmatch(method) or bad_target or bad_field:
+        raise LocalProtocolError("the request's method, target or a header holds characters HTTP does not allow")
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("the request's target and headers must be Latin-1 text") from None
+
+
+async def _connect(
+    infos: list[Any], context: ssl.SSLContext | None, host: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream to the first address that accepts (TLS when ``context`` is given)."""
+    loop = asyncio.get_running_loop()
+    error: OSError = ConnectionRefusedError("no address to connect to")
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            return await asyncio.open_connection(
+                sock=sock, ssl=context, server_hostname=host if context is not None else None, limit=_MAX_ANSWER_HEAD
+            )
+        except BaseException:
+            sock.close()
+            raise
+    raise error
+
+
+async def _read_answer(reader: asyncio.StreamReader, cap: int, method: str) -> tuple[int, bytes]:
+    """Status and body, read as they come and given up past ``cap`` body bytes."""
+    while True:
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise HeadError("the answer's head is too long") from None
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise http.client.IncompleteRead(b"") from None
+            raise http.client.RemoteDisconnected("closed the connection without answering") from None
+        head = parse_head(raw[:-4], request=False)
+        status = int(head.start[1])
+        if not 100 <= status < 200:  # "100 Continue" and the like: the real answer follows
+            break
+    if head.get("transfer-encoding") is not None:
+        raise HeadError("chunked answers are not supported")
+    declared = head.get("content-length")
+    length: int | None = None
+    if method == "HEAD" or status in (204, 304):
+        length = 0
+    elif declared is not None:
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 30:
+            raise HeadError("invalid Content-Length in the answer")
+        length = int(declared)
+        if length > cap:
+            raise _TooLarge(cap)  # refused before reading a byte of it
+    chunks: list[bytes] = []
+    size = 0
+    while length is None or size < length:
+        chunk = await reader.read(_READ_CHUNK if length is None else min(_READ_CHUNK, length - size))
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge(cap)
+        chunks.append(chunk)
+    if length is not None and size < length:
+        raise http.client.IncompleteRead(b"", length - size)  # a cut answer never passes for a whole one
+    return status, b"".join(chunks)
+
+
+def _run_alone(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop in a thread of its own, and wait for it.
+
+    A thread of its own, so that a caller may be anywhere: a plain thread, a coroutine, or
+    code whose thread already runs a loop (Playwright's sync API, Jupyter). ``coro`` must
+    end by itself (the call's deadline sees to that).
+    """
+    box: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            box.append((True, loop.run_until_complete(coro)))
+        except BaseException as exc:  # handed to the caller
+            box.append((False, exc))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=work, name="gossip-http-call", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+async def _call_once(
+    infos: list[Any], context: ssl.SSLContext | None, host: str, request: bytes, cap: int, method: str, wait: float
+) -> tuple[int, bytes]:
+    async with asyncio.timeout(wait):  # one deadline: connect, TLS, send, head and body
+        reader, writer = await _connect(infos, context, host)
+        try:
+            writer.write(request)
+            await writer.drain()
+            return await _read_answer(reader, cap, method)
+        finally:
+            writer.transport.abort()  # one request per connection; nothing left to send
 
 
 def http_call(
@@ -479,39 +626,51 @@ def http_call(
     ssl_context: ssl.SSLContext | None = None,
     max_answer: int = 4 * MAX_MESSAGE_BYTES,
 ) -> tuple[int, bytes]:
-    """One HTTP(S) request, for the command-line client; no proxies, no redirects.
+    """One HTTP(S) request on a new connection, within one deadline; no proxies, no redirects.
+
+    ``timeout`` bounds the whole call: resolving the name, connecting, TLS, sending, and the
+    answer's head and body, however slowly they trickle in. The body is read as it arrives
+    and given up as soon as it passes ``max_answer`` bytes (at once, when its Content-Length
+    says so). It blocks: the request runs on an event loop of its own, in a thread of its own.
 
     Args:
         url: an ``http://`` or ``https://`` URL.
         method: the HTTP method.
         body: the request body; its Content-Type defaults to ``application/json``.
         headers: extra request headers.
-        timeout: seconds to wait for each step (connect, send, first byte), and for the
-            whole answer to arrive.
+        timeout: seconds for the whole call.
         ssl_context: for ``https://``; None uses the default, verifying context.
-        max_answer: most answer bytes read.
+        max_answer: most answer body bytes read.
 
     Returns:
         The status and the body of the answer, whatever the status.
 
     Raises:
-        TransportError: nothing answered (``status`` None), or the answer exceeded
-            ``max_answer``.
-        LocalProtocolError: ``url`` is not an http(s) URL.
+        AnswerTooLarge: the answer's body is over ``max_answer`` bytes.
+        TransportError: nothing (whole) answered (``status`` None; ``reason`` says why;
+            ``timed_out`` when the deadline passed first).
+        LocalProtocolError: ``url`` is not an http(s) URL, or a header is not valid HTTP.
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise LocalProtocolError(f"not an http(s) URL: {url!r}")
-    all_headers = dict(headers or {})
-    if body is not None and not any(k.lower() == "content-type" for k in all_headers):
-        all_headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=body, headers=all_headers, method=method)
-    request.add_unredirected_header("User-agent", SERVER_NAME)
+    where = parts.netloc.rpartition("@")[2]
+    request = _request_head(method, parts, where, body, headers) + (body or b"")
+    context = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
     deadline = time.monotonic() + timeout
     try:
-        with _opener(ssl_context).open(request, timeout=timeout) as response:
-            return int(response.status), _read_capped(response, max_answer, deadline)
+        infos = getaddrinfo_within(parts.hostname, port or (443 if context else 80), timeout)
+        wait = deadline - time.monotonic()
+        return _run_alone(_call_once(infos, context, parts.hostname, request, max_answer, method, wait))
     except _TooLarge as exc:
-        raise TransportError(f"{parts.netloc} answered too much: {exc}") from None
-    except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
-        raise TransportError(f"{parts.netloc} is unreachable: {_why(exc, timeout)}") from None
+        raise AnswerTooLarge(f"{where} answered more than {exc.cap} bytes", limit=exc.cap) from None
+    except TimeoutError:
+        why = f"no complete answer within {timeout:g} s"
+        raise TransportError(f"{where} is unreachable: {why}", reason=why, timed_out=True) from None
+    except (OSError, UnicodeError, HeadError, http.client.HTTPException) as exc:  # gaierror is an OSError
+        why = _why(exc, timeout)
+        raise TransportError(f"{where} is unreachable: {why}", reason=why) from None

@@ -185,6 +185,7 @@ class NodeRunner:
         self._timer_at = 0.0  # when the timer fires, on self.clock
         self._ticking = False
         self._stopping = False
+        self._stopped = False
         self._warn = RateLimitedLog(logger)
         #: Node-to-node body bytes, by direction ("sent", "received").
         self.bytes: Counter[str] = Counter()
@@ -219,7 +220,11 @@ class NodeRunner:
         self.loop.call_soon_threadsafe(self._on_timer)
 
     def stop(self) -> None:
-        """Stop gossiping and serving; everything acknowledged is already on disk."""
+        """Stop gossiping and serving; everything acknowledged is already on disk. Stopping a
+        stopped runner does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.call(self.stop_async())
         self._committer.close()
         self.transport.close()
@@ -304,8 +309,8 @@ class NodeRunner:
         try:
             answer = await self.transport.request_async(out.address, out.data, timeout=self._request_timeout)
         except TransportError as exc:
-            reason, status = str(exc), exc.status
-            await self._drive(lambda now: self.node.delivery_failed(out.request_id, now, reason, status))
+            reason, status, code = exc.reason, exc.status, exc.remote_code
+            await self._drive(lambda now: self.node.delivery_failed(out.request_id, now, reason, status, code))
             return
         self.bytes["sent"] += len(out.data)
         self.bytes["received"] += len(answer)
@@ -328,12 +333,8 @@ class NodeRunner:
     # ------------------------------------------------------------------ entry points
     async def handle_peer(self, data: bytes) -> bytes:
         """``POST /v1/peer``: a peer's request. Its effects are on disk before the answer leaves."""
-        try:
-            answer = await self._drive(lambda now: self.node.handle_request(data, now))
-        except GossipError as exc:
-            if not isinstance(exc, StorageError):
-                self._warn(logging.WARNING, f"peer-{exc.status_hint}", "refused a peer request: %s", str(exc)[:200])
-            raise
+        # A refusal raises on to the server, which logs it once (rate-limited) and answers it.
+        answer = await self._drive(lambda now: self.node.handle_request(data, now))
         self.bytes["received"] += len(data)
         self.bytes["sent"] += len(answer)
         return answer

@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Union
 
-from ..errors import GossipError, LocalProtocolError, TransportError
+from ..errors import ErrorCode, GossipError, LocalProtocolError, TransportError, clip
 from ..messages import MAX_MESSAGE_BYTES, error_body
 from .h1 import Head, HeadError, body_length, keep_alive, parse_head, response_head
 
@@ -370,7 +370,9 @@ class HttpServer:
     """Serves ``/v1/peer`` to a :data:`Handler` and everything else to an :data:`App`.
 
     Create and use it on its event loop. Error answers are the JSON of
-    :func:`gossip.messages.error_body`.
+    :func:`gossip.messages.error_body`, with the ``code`` of the refusing
+    :class:`~gossip.errors.GossipError`, or else the one of the status
+    (``bad_request``, ``timeout``, ``too_large``, ``unavailable``, ``internal``...).
     """
 
     def __init__(
@@ -560,8 +562,11 @@ class HttpServer:
             return response
         except GossipError as exc:
             status = exc.status_hint if 400 <= exc.status_hint <= 599 else 500
-            self._warn(logging.INFO, f"refused-{status}", "%s %s from %s: %d %s", method, path[:100], conn.client[0], status, str(exc)[:200])
-            return _error(status, str(exc))
+            # Refused keys are worth an operator's attention (a wrong password, a probe); the
+            # rest is the client's business. Once per kind per interval, text cut short.
+            level = logging.WARNING if status in (401, 403) else logging.INFO
+            self._warn(level, f"refused-{status}", "%s %s from %s: %d %s", method, path[:100], conn.client[0], status, clip(str(exc)))
+            return _error(status, str(exc), code=exc.code if status == exc.status_hint else None)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -579,5 +584,8 @@ class HttpServer:
         return result
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(status, error_body(status, message), headers=dict(headers or {}))
+def _error(
+    status: int, message: str, headers: Mapping[str, str] | None = None, *, code: ErrorCode | None = None
+) -> Response:
+    """An error answer; ``code`` defaults to the one of ``status`` (:meth:`ErrorCode.for_status`)."""
+    return Response(status, error_body(status, message, code), headers=dict(headers or {}))

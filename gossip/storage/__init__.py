@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from ..events import Event, GossipReceived, PeerJoined, PeerUpdated, Registered
+from ..events import Event, GossipReceived, PeerForgotten, PeerJoined, PeerUpdated, Registered
 from ..model import Gossip, PeerView, Snapshot
 from .jsonfile import JsonFileStorage
 from .memory import MemoryStorage
@@ -34,6 +34,10 @@ class Storage(Protocol):
     def save_peers(self, views: Iterable[PeerView]) -> None:
         """Store or replace several peers, in one write where possible."""
 
+    def forget_peers(self, peers: Iterable[tuple[str, str]]) -> None:
+        """Remove peers, by (network, guid), in one write where possible; unknown ones are
+        ignored."""
+
     def close(self) -> None:
         """Flush and release; idempotent."""
 
@@ -47,12 +51,21 @@ def persist(storage: Storage, events: Iterable[Event]) -> None:
     """
     gossips: dict[str, list[Gossip]] = {}
     peers: dict[tuple[str, str], PeerView] = {}
+    forgotten: set[tuple[str, str]] = set()
     for event in events:
         if isinstance(event, GossipReceived):
             gossips.setdefault(event.network, []).append(event.gossip)
         elif isinstance(event, (PeerJoined, PeerUpdated, Registered)):
-            peers[(event.peer.peer.network_name, event.peer.peer.guid)] = event.peer
+            key = (event.peer.peer.network_name, event.peer.peer.guid)
+            peers[key] = event.peer
+            forgotten.discard(key)
+        elif isinstance(event, PeerForgotten):
+            key = (event.peer.peer.network_name, event.peer.peer.guid)
+            peers.pop(key, None)
+            forgotten.add(key)
     for network, batch in gossips.items():
         storage.save_gossips(network, batch)
     if peers:
         storage.save_peers(peers.values())
+    if forgotten:
+        storage.forget_peers(forgotten)

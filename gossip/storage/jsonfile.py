@@ -13,15 +13,21 @@ A store is one directory (mode 0700) holding, all with mode 0600:
     ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
     rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory.
 ``quarantine.jsonl``
-    Stored gossips whose sha2 did not verify, set aside by :meth:`JsonFileStorage.load`
-    rather than lost.
+    Stored gossips that this version refuses, set aside by :meth:`JsonFileStorage.load`
+    rather than lost, one ``{"v": 1, "file", "line", "reason", "record"}`` a line: a sha2
+    that does not verify (``"reason": "sha2"``), or a ``date_time`` outside 1970..9999 once
+    in UTC (``"reason": "date_time"``; older versions accepted such dates).
 
 Rule 1: a ``save_*`` call returns only once its data is on disk ("persist, then
 acknowledge"). Rule 2: a crash at any instant leaves a store that loads. Each append
 is fsynced before the next starts, so the only damage a crash can do is one torn line at
 the very end of the log, which :meth:`~JsonFileStorage.load` cuts away with a warning.
 Any other bad line was not made by a crash; ``load`` refuses it with a
-:class:`~gossip.errors.StorageError` naming the file and line, and changes nothing.
+:class:`~gossip.errors.StorageError` naming the file and line, and changes nothing. So
+does a JSON integer longer than Python reads (4,300 digits), in either file: the message
+gives its line and column (:func:`locate_long_number`). A peer's ``last_seen`` that is not a
+time from 1970 to 9999 is read as "never seen", with a warning: it is this node's passing
+opinion, relearnt at the next contact.
 
 One process owns a directory at a time: a node runner calls :meth:`~JsonFileStorage.claim`,
 which holds an exclusive ``flock`` on the ``lock`` file (naming the owner's pid) until
@@ -35,16 +41,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
+import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import LocalProtocolError, StorageError, StorageInUse
-from ..model import Gossip, PeerView, Snapshot, check_network_name
+from ..model import Gossip, PeerView, Snapshot, check_network_name, timestamp_from_iso
 
-__all__ = ["JsonFileStorage", "write_file_atomically", "LOG_NAME", "PEERS_NAME", "QUARANTINE_NAME"]
+__all__ = [
+    "JsonFileStorage",
+    "write_file_atomically",
+    "locate_long_number",
+    "long_number_error",
+    "LOG_NAME",
+    "PEERS_NAME",
+    "QUARANTINE_NAME",
+]
 
 try:
     import fcntl
@@ -68,6 +85,56 @@ _DIR_MODE = 0o700
 _O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY: int = getattr(os, "O_BINARY", 0)
 _FIX_HINT = "repair or delete that line (keep a copy of the directory first), then start again"
+
+
+#: A JSON string, or a JSON number as ``json``'s scanner reads it: integer part, then an
+#: optional fraction (group 1) and exponent (group 2).
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?')
+
+
+def locate_long_number(text: str) -> tuple[int, int] | None:
+    """Where ``json.loads(text)`` meets an integer longer than ``int()`` reads.
+
+    Python refuses to convert more than ``sys.get_int_max_str_digits()`` digits (4,300 by
+    default, CVE-2020-10735), and ``json.loads`` then raises a bare ValueError that says
+    neither where nor that it is JSON. Numbers with a fraction or an exponent are floats,
+    which have no such limit.
+
+    Args:
+        text: JSON that ``json.loads`` refused with a ValueError that is not a
+            ``json.JSONDecodeError`` (everything before the long integer is then valid JSON,
+            so scanning string by string finds it).
+
+    Returns:
+        The line and column (both from 1) of the first such integer, or None if none is.
+    """
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token[0] != '"' and match.group(1) is None and match.group(2) is None:
+            if len(token) - token.startswith("-") > limit:
+                start = match.start()
+                return text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+    return None
+
+
+def long_number_error(where: str, text: str, *, one_line: bool = False) -> str:
+    """The message for a file whose JSON holds an integer too long to read.
+
+    Args:
+        where: the file (and line, for a file of JSON lines), as the message starts.
+        text: the JSON that ``json.loads`` refused (see :func:`locate_long_number`).
+        one_line: ``text`` is one line of the file: give only the column.
+
+    Returns:
+        ``"<where>, line L, column C: a number of more than N digits"``.
+    """
+    place = locate_long_number(text)
+    if place is not None:
+        where += f", column {place[1]}" if one_line else f", line {place[0]}, column {place[1]}"
+    return f"{where}: a number of more than {sys.get_int_max_str_digits()} digits"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -131,6 +198,32 @@ def _line_for(network: str, gossip: Gossip) -> bytes:
     # JSON escapes "\n" inside strings, so the only b"\n" is the terminator. (Never split
     # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
     return text.encode("utf-8") + b"\n"
+
+
+#: Why a stored gossip was set aside: the ``reason`` of a quarantine entry, and its log line.
+_QUARANTINE_REASONS = {
+    "sha2": "gossip does not match its sha2",
+    "date_time": "gossip's date_time is not from 1970 to 9999 once in UTC",
+}
+#: A date_time that passes every check, put in place of a refused one to test the rest.
+_ANY_GOOD_DATE_TIME = "1970-01-01T00:00:00+00:00"
+
+
+def _refused_for_date_only(data: Any) -> bool:
+    """True if ``data`` is a gossip refused only for its ``date_time``: ISO 8601 with an
+    offset that lies outside 1970..9999 once in UTC. Versions before that rule accepted such
+    gossips, so they are set aside in the quarantine, not refused like corruption."""
+    if not isinstance(data, dict):
+        return False
+    value = data.get("date_time")
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        aware = datetime.fromisoformat(value).tzinfo is not None
+        Gossip.from_dict(dict(data, date_time=_ANY_GOOD_DATE_TIME))
+    except (ValueError, TypeError):
+        return False
+    return aware
 
 
 @dataclass
@@ -316,6 +409,23 @@ class JsonFileStorage:
             self._write_peers(peers)
             self._peers = peers
 
+    def forget_peers(self, peers: Iterable[tuple[str, str]]) -> None:
+        """Remove peers by (network, guid) with a single rewrite of ``peers.json`` (none if
+        none of them is stored).
+
+        Raises:
+            StorageError: as for :meth:`save_peers`.
+        """
+        gone = set(peers)
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            if not gone & self._peers.keys():
+                return
+            kept = {key: view for key, view in self._peers.items() if key not in gone}
+            self._write_peers(kept)
+            self._peers = kept
+
     def close(self) -> None:
         """Release the log file. Idempotent; every other method then raises StorageError."""
         with self._lock:
@@ -424,7 +534,7 @@ class JsonFileStorage:
 
     def _scan_log(self) -> _Scan:
         scan = _Scan()
-        bad_sha2: list[tuple[int, Any]] = []
+        set_aside: list[tuple[int, Any, str]] = []
         try:
             f = open(self.log_path, "rb")
         except FileNotFoundError:
@@ -440,8 +550,11 @@ class JsonFileStorage:
                 if not raw.strip():
                     continue
                 obj, network, gossip = self._parse_line(raw, lineno)
+                if gossip is None:
+                    set_aside.append((lineno, obj, "date_time"))
+                    continue
                 if not gossip.verify():
-                    bad_sha2.append((lineno, obj))
+                    set_aside.append((lineno, obj, "sha2"))
                     continue
                 key = (network, gossip.guid)
                 if key in scan.keys:
@@ -449,15 +562,21 @@ class JsonFileStorage:
                     continue
                 scan.keys.add(key)
                 scan.records.append((network, gossip))
-        if bad_sha2:
-            self._quarantine(bad_sha2)
-            scan.quarantined = len(bad_sha2)
+        if set_aside:
+            self._quarantine(set_aside)
+            scan.quarantined = len(set_aside)
         return scan
 
     def _where(self, lineno: int) -> str:
         return f"{self.log_path}, line {lineno}"
 
-    def _parse_line(self, raw: bytes, lineno: int) -> tuple[Any, str, Gossip]:
+    def _parse_line(self, raw: bytes, lineno: int) -> tuple[Any, str, Gossip | None]:
+        """The line's object, network and gossip; the gossip is None if it is to be set aside
+        for its date (see :func:`_refused_for_date_only`).
+
+        Raises:
+            StorageError: the line is not such a record.
+        """
         where = self._where(lineno)
         try:
             text = raw.decode("utf-8")
@@ -473,6 +592,9 @@ class JsonFileStorage:
             ) from None
         except RecursionError:
             raise StorageError(f"{where}: JSON nested too deeply; {_FIX_HINT}") from None
+        except ValueError:  # int() refuses more than 4,300 digits
+            message = long_number_error(where, text, one_line=True)
+            raise StorageError(f"{message}; {_FIX_HINT}") from None
         if not isinstance(obj, dict):
             raise StorageError(
                 f'{where}: expected an object {{"network": ..., "gossip": {{...}}}},'
@@ -485,6 +607,8 @@ class JsonFileStorage:
         try:
             gossip = Gossip.from_dict(obj.get("gossip"))
         except (ValueError, TypeError) as exc:
+            if _refused_for_date_only(obj.get("gossip")):
+                return obj, network, None
             raise StorageError(f"{where}: bad gossip: {exc}; {_FIX_HINT}") from None
         return obj, network, gossip
 
@@ -525,15 +649,18 @@ class JsonFileStorage:
             )
         return complete
 
-    def _quarantine(self, entries: list[tuple[int, Any]]) -> None:
+    def _quarantine(self, entries: list[tuple[int, Any, str]]) -> None:
         lines = []
-        for lineno, obj in entries:
+        for lineno, obj, reason in entries:
             logger.warning(
-                "%s: gossip does not match its sha2; moved to %s",
+                "%s: %s; moved to %s",
                 self._where(lineno),
+                _QUARANTINE_REASONS[reason],
                 self.quarantine_path,
             )
-            entry = {"v": 1, "file": str(self.log_path), "line": lineno, "record": obj}
+            entry = {
+                "v": 1, "file": str(self.log_path), "line": lineno, "reason": reason, "record": obj
+            }
             lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
         created = not self.quarantine_path.exists()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
@@ -584,6 +711,9 @@ class JsonFileStorage:
             ) from None
         except RecursionError:
             raise StorageError(f"{path}: JSON nested too deeply") from None
+        except ValueError:  # int() refuses more than 4,300 digits
+            message = long_number_error(str(path), text)
+            raise StorageError(f"{message}; fix it or delete the file to forget the peers") from None
         if not isinstance(data, dict) or not isinstance(data.get("peers"), list):
             raise StorageError(
                 f'{path}: expected {{"v": 1, "peers": [...]}}; fix or delete the file'
@@ -596,13 +726,33 @@ class JsonFileStorage:
         peers: dict[tuple[str, str], PeerView] = {}
         for index, item in enumerate(data["peers"], 1):
             try:
-                view = PeerView.from_dict(item)
+                view = PeerView.from_dict(self._forget_bad_last_seen(item, index))
             except (ValueError, TypeError, AttributeError) as exc:
                 raise StorageError(
                     f"{path}: peer #{index}: {exc}; fix it or delete the file to forget the peers"
                 ) from None
             peers[(view.peer.network_name, view.peer.guid)] = view
         return peers
+
+    def _forget_bad_last_seen(self, item: Any, index: int) -> Any:
+        """``item`` with a ``last_seen`` that is not a time from 1970 to 9999 read as None
+        ("never seen"), with a warning: a passing opinion must not keep the node from
+        starting, nor make every status output that formats it fail."""
+        if not isinstance(item, dict) or item.get("last_seen") is None:
+            return item
+        try:
+            timestamp_from_iso(item["last_seen"], "last_seen")
+        except LocalProtocolError as exc:
+            guid = item.get("guid")
+            logger.warning(
+                "%s: peer #%d%s: %s; read as never seen",
+                self.peers_path,
+                index,
+                f" ({guid})" if isinstance(guid, str) and len(guid) <= 64 else "",
+                exc,
+            )
+            return dict(item, last_seen=None)
+        return item
 
     def _write_peers(self, peers: dict[tuple[str, str], PeerView]) -> None:
         body = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}

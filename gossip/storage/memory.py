@@ -37,5 +37,9 @@ class MemoryStorage:
         for view in views:
             self.save_peer(view)
 
+    def forget_peers(self, peers: Iterable[tuple[str, str]]) -> None:
+        for network, guid in peers:
+            self._peers.get(network, {}).pop(guid, None)
+
     def close(self) -> None:
         self.closed = True

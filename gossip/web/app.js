@@ -68,11 +68,40 @@
   }
 
   /** The X-Gossip-Auth value for one request, as gossip.auth.client_auth_header makes it. */
-  async function authHeader({ network, key, method, path, query = "", body = new Uint8Array(0), ts, nonce }) {
+  async function authHeader({ network, node, key, method, path, query = "", body = new Uint8Array(0), ts, nonce }) {
     const bodyHash = toHex(await crypto.subtle.digest("SHA-256", body));
-    const text = ["gossip-client-v1", method.toUpperCase(), path, canonicalQuery(query), String(ts), nonce, bodyHash].join("\n");
+    const text = ["gossip-client-v2", node, method.toUpperCase(), path, canonicalQuery(query), String(ts), nonce, bodyHash].join("\n");
     const mac = toHex(await crypto.subtle.sign("HMAC", key, enc.encode(text))).slice(0, MAC_HEX);
-    return `network=${network}, ts=${ts}, nonce=${nonce}, mac=${mac}`;
+    return `network=${network}, node=${node}, ts=${ts}, nonce=${nonce}, mac=${mac}`;
+  }
+
+  // Every request is signed for this node's guid (so that a captured one is worth nothing at
+  // any other node), with timestamps on the node's clock (it refuses any from before it
+  // started): both asked once of the open GET /healthz. The clock is followed only within the
+  // 15-minute window; beyond it the node's clock_skew refusal tells the user.
+  const WINDOW_MS = 900 * 1000;
+  let nodeGuid = null;
+  let clockOffsetMs = 0;
+  async function thisNode(timeout) {
+    if (nodeGuid !== null) return nodeGuid;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeout);
+    try {
+      const sent = Date.now();
+      const response = await fetch("/healthz", { cache: "no-store", credentials: "omit", signal: abort.signal });
+      const data = await response.json();
+      if (!response.ok || typeof data.node_guid !== "string") throw new Error(`HTTP ${response.status}`);
+      if (Number.isInteger(data.time_ms)) {
+        const offset = data.time_ms - Math.round((sent + Date.now()) / 2);
+        if (Math.abs(offset) <= WINDOW_MS) clockOffsetMs = offset;
+      }
+      nodeGuid = data.node_guid;
+      return nodeGuid;
+    } catch (err) {
+      throw new ApiError("unreachable", 0, `cannot reach the node at ${window.location.host}: is it running?`);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   function newNonce() {
@@ -83,12 +112,47 @@
 
   // ------------------------------------------------------------------ the API
   class ApiError extends Error {
-    /** kind: "auth" (401), "http" (another error status), "unreachable" or "timeout". */
-    constructor(kind, status, message) {
+    /**
+     * kind: "auth" (the node refuses this key), "clock" (this computer's clock is off),
+     * "http" (another error answer), "unreachable" or "timeout".
+     * code: the answer's error code (docs/http-api.md, "Error codes"), or null.
+     */
+    constructor(kind, status, message, code = null) {
       super(message);
       this.kind = kind;
       this.status = status;
+      this.code = code;
     }
+  }
+
+  // What the page does about an error answer is chosen by its code, never by its text.
+  const KEY_REFUSED = ["bad_mac", "wrong_network"];
+  const EXPLAIN = {
+    clock_skew: "This computer's clock and the node's differ too much; set the clock right",
+    replayed: "The node took the request for a replay; try again",
+    too_large: "The node refused it as too large",
+    quota: "A limit of the network was reached; try again later",
+    timeout: "The node gave up waiting for the request; try again",
+    unavailable: "The node is starting or busy; try again shortly",
+    storage_failed: "The node could not write to its disk; nothing was kept",
+    internal: "The node failed; its log has the details",
+  };
+
+  /** The ApiError of an error answer: its kind and a message from its code and text. */
+  function answerError(status, data) {
+    const said = data && typeof data.error === "string" && data.error ? data.error : `HTTP ${status}`;
+    const code = data && typeof data.code === "string" ? data.code : null;
+    if (code === null) return new ApiError(status === 401 ? "auth" : "http", status, said); // a node without codes
+    if (status === 401 && KEY_REFUSED.includes(code)) return new ApiError("auth", status, said, code);
+    if (code === "peer_refused") {
+      const hint = data.cause === "clock_skew"
+        ? "the two nodes' clocks must agree within 15 minutes"
+        : "both nodes need the same network and password";
+      return new ApiError("http", status, `${said}; ${hint}`, code);
+    }
+    if (code === "peer_unreachable") return new ApiError("http", status, `${said}; is a gossip node running there?`, code);
+    const kind = code === "clock_skew" ? "clock" : "http";
+    return new ApiError(kind, status, EXPLAIN[code] ? `${EXPLAIN[code]} (${said})` : said, code);
   }
 
   let session = null; // {network, key: CryptoKey}
@@ -96,9 +160,10 @@
   async function call(method, target, payload, { as = session, timeout = CALL_TIMEOUT_MS } = {}) {
     const url = new URL(target, window.location.origin);
     const body = payload === undefined ? new Uint8Array(0) : enc.encode(JSON.stringify(payload));
+    const node = await thisNode(timeout);
     const header = await authHeader({
-      network: as.network, key: as.key, method, path: url.pathname, query: url.search,
-      body, ts: Date.now(), nonce: newNonce(),
+      network: as.network, node, key: as.key, method, path: url.pathname, query: url.search,
+      body, ts: Date.now() + clockOffsetMs, nonce: newNonce(),
     });
     const headers = { [AUTH_HEADER]: header, Accept: "application/json" };
     if (payload !== undefined) headers["Content-Type"] = "application/json";
@@ -125,10 +190,7 @@
     } catch (err) {
       data = null;
     }
-    if (!response.ok) {
-      const said = data && typeof data.error === "string" ? data.error : `HTTP ${response.status}`;
-      throw new ApiError(response.status === 401 ? "auth" : "http", response.status, said);
-    }
+    if (!response.ok) throw answerError(response.status, data);
     return data;
   }
 
@@ -503,8 +565,9 @@
     }
   }
 
-  // For tests and the curious: the signing, so that it can be checked against gossip.auth.
-  window.gossipClient = Object.freeze({ deriveKeyBits, hmacKey, authHeader, canonicalQuery, fromHex, toHex });
+  // For tests and the curious: the signing, so that it can be checked against gossip.auth, and
+  // how an error answer is taken (by its code).
+  window.gossipClient = Object.freeze({ deriveKeyBits, hmacKey, authHeader, canonicalQuery, fromHex, toHex, answerError });
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
