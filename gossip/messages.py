@@ -177,9 +177,10 @@ class ProbeAnswer:
         d = _obj(data, "answer")
         keys = d.get("keys")
         cells = d.get("cells")
+        size = _int(d.get("size", 0), "answer.size", 0, 1 << 20)
         return cls(
             in_sync=d.get("sync") is True,
-            size=_int(d.get("size", 0), "answer.size", 0, 1 << 20),
+            size=size if cells is not None else 0,  # a size means nothing without its cells
             cells=None if cells is None else _str(cells, "answer.cells", MAX_MESSAGE_BYTES),
             keys=None
             if keys is None
@@ -509,6 +510,9 @@ class Envelope:
     #: A request's addressee: the receiving node's guid, None only for REGISTER (sent to an
     #: address, before the sender knows who answers there).
     to: str | None = None
+    #: An answer's clock: the answerer's time in ms when it answered. The requester stamps
+    #: its next requests to that node on that clock (see GossipNode: the restart floor).
+    now: int | None = None
 
     @property
     def is_request(self) -> bool:
@@ -525,11 +529,12 @@ def encode(
     ts: int | None = None,
     re: str | None = None,
     to: str | None = None,
+    now: int | None = None,
 ) -> bytes:
     """Sign and serialise a message. Requests carry ``to`` (the receiver's guid; None only for
-    REGISTER), ``nonce`` and ``ts`` (ms); answers ``re``."""
+    REGISTER), ``nonce`` and ``ts`` (ms); answers ``re`` and ``now`` (the answerer's clock, ms)."""
     head = _dumps({"v": PROTOCOL_VERSION, "type": body.TYPE, "net": network, "from": sender})
-    tail = _dumps({"to": to, "ts": ts, "nonce": nonce} if re is None else {"re": re})
+    tail = _dumps({"to": to, "ts": ts, "nonce": nonce} if re is None else {"re": re, "now": now})
     # The body is spliced in as its own JSON: a gossip's JSON is written once, not as a dict.
     unsigned = head[:-1] + ',"body":' + body.to_json() + "," + tail[1:]
     return auth.sign(key, unsigned.encode("utf-8"))
@@ -598,7 +603,8 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         sender = _guid(env.get("from"), "from")
         body = cls.from_wire(_obj(env.get("body"), "body"))
         if "re" in env:
-            return Envelope(network=network, sender=sender, body=body, re=_str(env["re"], "re"))
+            answers = _str(env["re"], "re")
+            return Envelope(network=network, sender=sender, body=body, re=answers, now=_int(env.get("now"), "now"))
         nonce = _str(env.get("nonce"), "nonce")
         ts = _int(env.get("ts"), "ts")
         if "to" not in env:

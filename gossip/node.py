@@ -170,6 +170,9 @@ class _PeerEntry:
     #: The record came from its own node (REGISTER, its answer, or its own HELLO), not as
     #: hearsay: only the node itself can then move it (see GossipNode._learn_peer).
     firsthand: bool = False
+    #: How far the peer's clock is ahead of this node's, in ms, from its last signed answer:
+    #: requests to it are stamped on its clock (see GossipNode.handle_request).
+    clock_offset_ms: int = 0
 
     @property
     def proven(self) -> bool:
@@ -302,6 +305,8 @@ class GossipNode:
         self.config = config
         self._rng = rng
         self._window = window
+        #: When this node started (ms): requests stamped earlier are refused (handle_request).
+        self._started_ms = int(now * 1000)
         self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
         self._max_peers = max_peers
         self._push = push
@@ -473,13 +478,26 @@ class GossipNode:
                     code=ErrorCode.REPLAYED,
                 )
             net.replay.check(env.nonce, env.ts / 1000.0, now)
+            # The nonces seen before a restart are gone: a request stamped before this node
+            # started is refused. Peers stamp requests on this node's clock (they learn it from
+            # its answers), so a sender whose own clock is behind is not refused for it. A
+            # REGISTER is exempt: it goes to an address before its sender knows that clock, and
+            # a replayed one only adds the genuine member again.
+            if env.ts < self._started_ms and not isinstance(env.body, m.Register):
+                raise AuthenticationError(
+                    f"request stamped {(self._started_ms - env.ts) / 1000:.0f}s before this node started:"
+                    " replayed from before a restart?",
+                    code=ErrorCode.REPLAYED,
+                )
         except GossipError as exc:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
             raise
         self.stats[f"received.{env.body.TYPE}"] += 1
         reply = self._answer(net, env.sender, env.body, now)
         self._seen(net, env.sender, now)
-        return m.encode(reply, network=net.network.name, sender=self.guid, key=net.network.key, re=env.nonce)
+        return m.encode(
+            reply, network=net.network.name, sender=self.guid, key=net.network.key, re=env.nonce, now=int(now * 1000)
+        )
 
     def receive_response(self, request_id: int, data: bytes, now: float) -> None:
         """Take the answer to a request from :meth:`outbox`.
@@ -505,6 +523,13 @@ class GossipNode:
         net = self._nets[flight.net]
         self._on_reply(net, env.sender, request_id, flight, env.body, now)
         self._seen(net, env.sender, now)
+        entry = net.peers.get(env.sender)
+        if entry is not None and env.now is not None:
+            # Its clock at about the middle of the exchange (signed, by a key holder), followed
+            # only within the replay window: beyond it the clocks are wrong, and the window
+            # check says so.
+            offset = env.now - int((flight.sent + now) * 500)
+            entry.clock_offset_ms = offset if abs(offset) <= self._window * 1000 else 0
 
     def delivery_failed(
         self, request_id: int, now: float, reason: str = "", status: int | None = None, code: ErrorCode | None = None
@@ -640,13 +665,15 @@ class GossipNode:
         rid = self._next_id
         self._next_id += 1
         nonce = format(self._rng.getrandbits(96), "024x")
+        entry = None if peer is None else net.peers.get(peer)
+        offset = 0 if entry is None else entry.clock_offset_ms
         data = m.encode(
             body,
             network=net.network.name,
             sender=self.guid,
             key=net.network.key,
             nonce=nonce,
-            ts=int(now * 1000),
+            ts=int(now * 1000) + offset,
             to=peer,
         )
         self._inflight[rid] = _Inflight(

@@ -77,7 +77,7 @@ def request(body: m.Message, *, network: str = "default", key: bytes = KEY, nonc
 
 
 def answer(body: m.Message, *, re_: str = NONCE) -> bytes:
-    return m.encode(body, network="default", sender=SENDER, key=KEY, re=re_)
+    return m.encode(body, network="default", sender=SENDER, key=KEY, re=re_, now=TS)
 
 
 def signed(env: dict[str, Any], *, key: bytes = KEY, ensure_ascii: bool = True) -> bytes:
@@ -238,7 +238,7 @@ def test_request_envelope_shape() -> None:
 
 def test_answer_envelope_shape() -> None:
     env = json.loads(answer(m.HelloReply(answer=m.ProbeAnswer(in_sync=True)), re_="abc"))
-    assert list(env) == ["v", "type", "net", "from", "body", "re", "mac"]
+    assert list(env) == ["v", "type", "net", "from", "body", "re", "now", "mac"]
     assert (env["type"], env["re"], env["body"]) == ("hello_reply", "abc", {"answer": {"sync": True}})
     assert "ts" not in env and "nonce" not in env
 
@@ -671,7 +671,7 @@ def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: 
         env = envelope(type_, body)
         if as_answer:
             del env["ts"], env["nonce"], env["to"]
-            env["re"] = NONCE
+            env["re"], env["now"] = NONCE, TS
         data = signed(env, ensure_ascii=ensure_ascii)
         try:
             decoded = m.decode(data, key_for)
@@ -684,7 +684,7 @@ def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: 
         assert decoded.body.TYPE == type_ and decoded.is_request is not as_answer
         again = m.encode(
             decoded.body, network="default", sender=SENDER, key=KEY, nonce=decoded.nonce, ts=decoded.ts, re=decoded.re,
-            to=decoded.to,
+            to=decoded.to, now=decoded.now,
         )
         assert m.decode(again, key_for) == decoded
 
@@ -783,3 +783,11 @@ def test_a_megabyte_of_hostile_text_makes_a_short_error(where: str) -> None:
     text = str(info.value)
     assert len(text) < 400 and "x" * 101 not in text, text[:500]  # quoted short, or not at all
     assert len(m.error_body(400, huge)) < 700
+
+
+def test_an_answer_size_without_cells_is_dropped_so_it_round_trips() -> None:
+    """Found by the hostile-body property test: {"size": 1} alone decoded to size 1, which
+    encodes to nothing, so the message did not round-trip."""
+    data = signed(envelope("did_you_hear_reply", {"answer": {"size": 1}}))
+    decoded = m.decode(data, key_for)
+    assert decoded.body == m.DidYouHearReply(answer=m.ProbeAnswer())

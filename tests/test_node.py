@@ -176,9 +176,10 @@ def test_replayed_request_is_refused() -> None:
     assert a.events() == [] and a.peer_count() == 1
 
 
-def test_a_captured_request_is_refused_by_every_other_node() -> None:
-    """Issue 10, item 1: a request names its addressee under the MAC: a captured one is
-    refused by every other node (and by its own by the nonce, within the window)."""
+def test_a_captured_request_is_refused_by_every_other_node_and_after_a_restart() -> None:
+    """Issue 10, item 1: a request names its addressee under the MAC, so a captured one is
+    refused by every other node; a node refuses requests stamped before it started (its
+    nonce memory does not survive a restart)."""
     mesh = full_mesh(3)
     a, b, c = mesh.nodes
     probe = m.Hello(probe=m.Probe(count=0, fingerprint="0" * 32))
@@ -187,10 +188,28 @@ def test_a_captured_request_is_refused_by_every_other_node() -> None:
     a.handle_request(captured.data, mesh.now)
     with pytest.raises(AuthenticationError, match="addressed to node") as info:
         c.handle_request(captured.data, mesh.now + 1)
-    assert info.value.code is ErrorCode.REPLAYED
-    assert c.events() == []
+    assert info.value.code is ErrorCode.REPLAYED and c.events() == []
     with pytest.raises(AuthenticationError, match="replayed"):
         a.handle_request(captured.data, mesh.now + 1)
+    reborn = GossipNode(a.config, rng=random.Random(5), now=mesh.now + 2)  # same guid, nonces forgotten
+    with pytest.raises(AuthenticationError, match="before this node started") as info:
+        reborn.handle_request(captured.data, mesh.now + 3)
+    assert info.value.code is ErrorCode.REPLAYED and reborn.events() == []
+
+
+def test_a_peer_whose_clock_is_behind_stamps_requests_on_the_receivers_clock() -> None:
+    """The restart floor must not refuse an honest peer whose clock is 10 minutes behind
+    (within the window): each answer carries the answerer's clock, and requests to it follow."""
+    ahead, behind = make_node(1), make_node(2, now=T0 - 600)
+    behind.register(ahead.config.ip, ahead.config.port, T0 - 600)  # REGISTER: on its own clock
+    [out] = behind.outbox()
+    behind.receive_response(out.request_id, ahead.handle_request(out.data, T0), T0 - 600)
+    assert behind.peer_count() == 1
+    restarted = GossipNode(ahead.config, rng=random.Random(9), now=T0 + 5)
+    behind._send_to(behind._nets["default"], ahead.guid, m.Hello(), T0 - 590)  # noqa: SLF001
+    [out] = behind.outbox()
+    assert json.loads(out.data)["ts"] >= (T0 + 5) * 1000  # on the other node's clock
+    restarted.handle_request(out.data, T0 + 10)  # accepted: not before it started
 
 
 @pytest.mark.parametrize("skew", [-901.0, 901.0])
@@ -251,7 +270,8 @@ def test_tampered_gossip_is_dropped_and_counted() -> None:
     [out] = b.outbox()
     env = json.loads(out.data)
     lie = Gossip(guid=good.guid, date_time=good.date_time, who_name=good.who_name, msg="a lie", sha2=good.sha2)
-    answer = m.encode(m.TellMeMoreReply(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], re=env["nonce"])
+    answer = m.encode(m.TellMeMoreReply(gossips=(lie,)), network="default", sender=a.guid, key=KEYS["default"], re=env["nonce"],
+                      now=env["ts"])
     b.receive_response(out.request_id, answer, mesh.now)
     assert not b.has_gossip(good.guid)
     assert b.stats["rejected.bad_sha2"] == 1
