@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gossip.auth import derive_key  # noqa: E402
 from gossip.errors import GossipError  # noqa: E402
-from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Snapshot  # noqa: E402
+from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Quota, Snapshot  # noqa: E402
 from gossip.node import GossipNode  # noqa: E402
 from gossip.sim import Simulator  # noqa: E402
 
@@ -87,7 +87,7 @@ def _config(i: int, key: bytes) -> NodeConfig:
     return NodeConfig(
         node_guid=str(uuid.UUID(int=random.Random(i).getrandbits(128), version=4)),
         node_name=f"bench-{i}",
-        networks=(Network(name="default", key=key),),
+        networks=(Network(name="default", key=key, quota=Quota(creates_per_minute=2**52)),),
         ip="127.0.0.1",
         port=20000 + i,
         gossip_max_peer_count=1,

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from gossip.auth import derive_key  # noqa: E402
 from gossip.http import LoopThread, NodeRunner  # noqa: E402
-from gossip.model import Network, NodeConfig  # noqa: E402
+from gossip.model import Network, NodeConfig, Quota  # noqa: E402
 from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -60,7 +60,7 @@ def make_runners(n: int, timer: float, max_peers: int, work: Path, loop: asyncio
     runners = []
     for i, port in enumerate(free_ports(n)):
         config = NodeConfig(
-            node_guid=str(uuid.uuid4()), node_name=f"n{i}", networks=(Network(name="default", key=KEY),),
+            node_guid=str(uuid.uuid4()), node_name=f"n{i}", networks=(Network(name="default", key=KEY, quota=Quota(creates_per_minute=2**52)),),
             ip=HOST, port=port, gossip_timer=timer, gossip_max_peer_count=max_peers,
         )
         runner = NodeRunner(config, JsonFileStorage(work / f"n{i}"), loop=loop)

@@ -21,13 +21,14 @@ from .errors import (
 from .events import (
     Event,
     GossipReceived,
+    PeerForgotten,
     PeerJoined,
     PeerStatusChanged,
     PeerUpdated,
     RegisterFailed,
     Registered,
 )
-from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Snapshot, compute_sha2
+from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Quota, Snapshot, compute_sha2
 from .node import GossipNode, GossipStatus, Outgoing
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
 from .transport import MemoryNetwork, MemoryTransport, Transport
@@ -49,6 +50,7 @@ __all__ = [
     "PeerJoined",
     "PeerUpdated",
     "PeerStatusChanged",
+    "PeerForgotten",
     "Registered",
     "RegisterFailed",
     "Gossip",
@@ -57,6 +59,7 @@ __all__ = [
     "Peer",
     "PeerStatus",
     "PeerView",
+    "Quota",
     "Snapshot",
     "compute_sha2",
     "GossipNode",

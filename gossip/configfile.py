@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, LocalProtocolError
-from .model import Network, NodeConfig
+from .model import Network, NodeConfig, Quota
 from .storage.jsonfile import long_number_error, write_file_atomically
 
 __all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
@@ -49,8 +49,33 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
         "gossip_timer": config.gossip_timer,
         "gossip_max_peer_count": config.gossip_max_peer_count,
         "incarnation": config.incarnation,
-        "networks": [{"name": net.name, "key": net.key.hex()} for net in config.networks],
+        "networks": [_network_to_dict(net) for net in config.networks],
     }
+
+
+def _network_to_dict(net: Network) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": net.name, "key": net.key.hex()}
+    if net.quota != Quota():  # written only when not the defaults
+        out["quota"] = {
+            "max_gossip_bytes": net.quota.max_gossip_bytes,
+            "creates_per_minute": net.quota.creates_per_minute,
+            "max_network_bytes": net.quota.max_network_bytes,
+        }
+    return out
+
+
+def _quota_from_dict(value: Any, where: str) -> Quota:
+    if value is None:
+        return Quota()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}.quota must be an object of limits")
+    unknown = set(value) - {"max_gossip_bytes", "creates_per_minute", "max_network_bytes"}
+    if unknown:
+        raise ConfigError(f"{where}.quota has unknown limits {sorted(unknown)}")
+    try:
+        return Quota(**value)
+    except LocalProtocolError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _network_from_dict(item: Any, index: int) -> Network:
@@ -73,8 +98,9 @@ def _network_from_dict(item: Any, index: int) -> Network:
         key = bytes.fromhex(key_hex)
     except ValueError:
         raise ConfigError(f"{where}.key is not hex digits") from None
+    quota = _quota_from_dict(item.get("quota"), where)
     try:
-        return Network(name=item["name"], key=key)
+        return Network(name=item["name"], key=key, quota=quota)
     except LocalProtocolError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -19,6 +19,7 @@ __all__ = [
     "Peer",
     "PeerStatus",
     "Network",
+    "Quota",
     "NodeConfig",
     "PeerView",
     "Snapshot",
@@ -420,11 +421,39 @@ class Network:
 
     name: str
     key: bytes = field(repr=False)
+    #: This network's limits (:class:`Quota`); the defaults are safe for most uses.
+    quota: Quota = field(default_factory=lambda: Quota())
 
     def __post_init__(self) -> None:
         check_network_name(self.name)
+        if not isinstance(self.quota, Quota):
+            raise _fail("a network's quota must be a Quota")
         if not isinstance(self.key, bytes) or len(self.key) < 16:
             raise _fail("a network key must be at least 16 bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    """A network's limits, as this node applies them (give every node of a network the same).
+
+    A gossip over ``max_gossip_bytes`` or past ``max_network_bytes`` is refused at create
+    (413, 429) and not stored when it arrives; creates at this node beyond
+    ``creates_per_minute`` (a token bucket holding one minute's worth) get 429.
+    """
+
+    #: Most UTF-8 bytes of one gossip's ``msg``. The default is what MAX_MSG_CHARS characters
+    #: can take (4 bytes each at most): no limit beyond the text rule's, until set lower.
+    max_gossip_bytes: int = 4 * MAX_MSG_CHARS
+    #: Most creates per minute at this node on this network.
+    creates_per_minute: int = 1200
+    #: Most bytes of gossip (their JSON) held on this network.
+    max_network_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for name in ("max_gossip_bytes", "creates_per_minute", "max_network_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**53:
+                raise _fail(f"quota {name} must be a positive integer, not {excerpt(value)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -84,9 +84,10 @@ from .model import (
     Peer,
     PeerStatus,
     PeerView,
+    MAX_FUTURE_SKEW,
     Snapshot,
     check_ip,
-    MAX_FUTURE_SKEW,
+    check_msg,
     check_port,
     iso_from_timestamp,
 )
@@ -223,6 +224,11 @@ class _Net:
     #: While settled, rounds between two probes grow 1, 2, 4 (Trickle); ``rest`` counts down.
     backoff: int = 1
     rest: int = 0
+    #: Bytes of gossip JSON held (Quota.max_network_bytes), and the create token bucket
+    #: (Quota.creates_per_minute): tokens left, and when it was last filled.
+    held_bytes: int = 0
+    create_tokens: float = -1.0
+    tokens_at: float = 0.0
     #: With eager push, how long an id must have been pending before it is fetched
     #: (Plumtree's IHAVE timeout), adapted to how long pushes take to arrive: see
     #: :meth:`GossipNode._fetched`.
@@ -392,12 +398,46 @@ class GossipNode:
         """
         net = self._net(network)
         date_time = iso_from_timestamp(now)
+        quota = net.network.quota
+        size = len(check_msg(msg).encode("utf-8"))  # text rules first (400), then the quota
+        if size > quota.max_gossip_bytes:
+            raise GossipError(
+                f"a gossip on network {net.network.name!r} holds at most {quota.max_gossip_bytes} bytes"
+                f" of text; this one has {size}",
+                status_hint=413,
+                code=ErrorCode.TOO_LARGE,
+            )
         guid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         gossip = Gossip.create(
             guid=guid, date_time=date_time, who_name=self.config.node_name, msg=msg
         )
+        if net.held_bytes + gossip.wire_size() > quota.max_network_bytes:
+            raise GossipError(
+                f"network {net.network.name!r} is full: it holds at most {quota.max_network_bytes} bytes"
+                " of gossip (its quota)",
+                status_hint=429,
+                code=ErrorCode.QUOTA,
+            )
+        self._take_create_token(net, now)
         self._store(net, [gossip], None, now)
         return gossip
+
+    def _take_create_token(self, net: _Net, now: float) -> None:
+        """Creates at this node: a token bucket of one minute's worth, refilled continuously."""
+        rate = net.network.quota.creates_per_minute
+        if net.create_tokens < 0:
+            net.create_tokens, net.tokens_at = float(rate), now
+        net.create_tokens = min(float(rate), net.create_tokens + max(0.0, now - net.tokens_at) * rate / 60.0)
+        net.tokens_at = now
+        if net.create_tokens < 1.0:
+            wait = (1.0 - net.create_tokens) * 60.0 / rate
+            raise GossipError(
+                f"network {net.network.name!r} takes at most {rate} creates a minute at this node;"
+                f" try again in {wait:.1f} s",
+                status_hint=429,
+                code=ErrorCode.QUOTA,
+            )
+        net.create_tokens -= 1.0
 
     def register(self, ip: str, port: int, now: float, network: str | None = None) -> int:
         """REGISTER this node with the node at ``ip:port`` on ``network``.
@@ -603,6 +643,7 @@ class GossipNode:
             if isinstance(event, GossipReceived):
                 net = self._nets[event.network]
                 if net.gossips.pop(event.gossip.guid, None) is not None:
+                    net.held_bytes -= event.gossip.wire_size()
                     net.gossip_keys.discard(_guid_key(event.gossip.guid))
                     net.eager.forget(event.gossip.guid)
             elif isinstance(event, PeerJoined):
@@ -648,6 +689,7 @@ class GossipNode:
                 else:
                     self.stats["rejected.bad_sha2"] += 1
             net.gossip_keys.update(_guid_key(guid) for guid in net.gossips)
+            net.held_bytes = sum(g.wire_size() for g in net.gossips.values())
         for name, views in snapshot.peers.items():
             net = self._nets.get(name)
             if net is None:
@@ -833,6 +875,7 @@ class GossipNode:
                 if g.guid not in net.gossips and self._verified(g) and self._in_time(g, now)
             ]
             self.stats["duplicate.push"] += len(body.gossips) - len(fresh)
+            fresh = self._within_quota(net, fresh)
             new = self._store(net, fresh, sender, now)
             if not new:
                 net.eager.remove(sender)
@@ -967,7 +1010,7 @@ class GossipNode:
             self.stats["duplicate.fetched"] += late
             if self._push:
                 self._fetched(net, useful=len(fresh), late=late)
-            self._store(net, fresh, peer, now)
+            self._store(net, self._within_quota(net, fresh), peer, now)
             # The answerer walks the ids in order and skips those it lacks, stopping only at
             # its budget, after at least one: an id before the last one it sent, or any id of
             # an empty answer, is one it does not hold. It stops being a source of that id.
@@ -1060,6 +1103,23 @@ class GossipNode:
         self.stats["rejected.future_date"] += 1
         return False
 
+    def _within_quota(self, net: _Net, gossips: list[Gossip]) -> list[Gossip]:
+        """The received gossips this node keeps under the network's quota: none over the size
+        limit, and none once the network holds its most bytes (each counted, not stored)."""
+        quota = net.network.quota
+        kept, held = [], net.held_bytes
+        for gossip in gossips:
+            if len(gossip.msg.encode("utf-8")) > quota.max_gossip_bytes:
+                self.stats["rejected.quota_gossip_bytes"] += 1
+                continue
+            size = gossip.wire_size()
+            if held + size > quota.max_network_bytes:
+                self.stats["rejected.quota_network_bytes"] += 1
+                continue
+            held += size
+            kept.append(gossip)
+        return kept
+
     def _store(self, net: _Net, gossips: Iterable[Gossip], source: str | None, now: float) -> list[Gossip]:
         """Keep the gossips (verified by the caller) new to this node, report them, push them on.
 
@@ -1071,6 +1131,7 @@ class GossipNode:
             if gossip.guid in net.gossips:
                 continue
             net.gossips[gossip.guid] = gossip
+            net.held_bytes += gossip.wire_size()
             self._unpend(net, gossip.guid)
             self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
             new.append(gossip)

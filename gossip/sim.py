@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from .auth import derive_key
 from .errors import TransportError
-from .model import Network, NodeConfig, PeerView
+from .model import Network, NodeConfig, PeerView, Quota
 from .node import GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
@@ -33,6 +33,8 @@ __all__ = ["Simulator", "SimResult", "main"]
 #: Virtual time the simulation starts at (2026-01-01T00:00:00Z), so gossip dates look real.
 EPOCH = 1_767_225_600.0
 NETWORK = "sim"
+#: The simulator creates its gossips in bursts at one instant: the create rate is not what it studies.
+SIM_QUOTA = Quota(creates_per_minute=2**52)
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ class Simulator:
             config = NodeConfig(
                 node_guid=guid,
                 node_name=f"node-{i}",
-                networks=(Network(name=NETWORK, key=key),),
+                networks=(Network(name=NETWORK, key=key, quota=SIM_QUOTA),),
                 ip=ip,
                 port=8470,
                 gossip_timer=self.timer,

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 from gossip.auth import derive_key
 from gossip.errors import GossipError
-from gossip.model import Network, NodeConfig, PeerView, Snapshot
+from gossip.model import Network, NodeConfig, PeerView, Quota, Snapshot
 from gossip.node import GossipNode
 
 KEYS = {name: derive_key(name, f"password-of-{name}") for name in ("default", "other", "third")}
 T0 = 1_790_000_000.0
+#: Tests create thousands of gossips at one instant: no create rate limit but for the quota's own tests.
+UNLIMITED = Quota(creates_per_minute=2**52)
 
 
 def make_config(index: int, networks: tuple[str, ...] = ("default",), *, keys: dict[str, bytes] | None = None, timer: float = 1.0, max_peers: int = 3) -> NodeConfig:
@@ -22,7 +24,7 @@ def make_config(index: int, networks: tuple[str, ...] = ("default",), *, keys: d
     return NodeConfig(
         node_guid=str(uuid.UUID(int=random.Random(index).getrandbits(128), version=4)),
         node_name=f"node-{index}",
-        networks=tuple(Network(name=n, key=keys[n]) for n in networks),
+        networks=tuple(Network(name=n, key=keys[n], quota=UNLIMITED) for n in networks),
         ip="127.0.0.1",
         port=9000 + index,
         gossip_timer=timer,

@@ -12,7 +12,7 @@ import pytest
 from gossip.auth import derive_key
 from gossip.configfile import config_from_dict, config_to_dict, load_config, save_config
 from gossip.errors import ConfigError
-from gossip.model import Network, NodeConfig
+from gossip.model import Network, NodeConfig, Quota
 
 PASSWORD = "correct horse battery staple"
 
@@ -190,3 +190,18 @@ def test_save_error_names_the_file(tmp_path: Path, config: NodeConfig) -> None:
     with pytest.raises(ConfigError) as info:
         save_config(path, config)
     assert str(path) in str(info.value)
+
+
+def test_a_networks_quota_is_kept_in_the_config_and_checked(tmp_path: Path, config: NodeConfig) -> None:
+    limited = Network(name="default", key=config.networks[0].key, quota=Quota(creates_per_minute=30, max_gossip_bytes=4096))
+    changed = NodeConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, "networks": (limited,)})
+    path = tmp_path / "server.json"
+    save_config(path, changed)
+    assert load_config(path).networks[0].quota == Quota(creates_per_minute=30, max_gossip_bytes=4096)
+    assert "quota" not in config_to_dict(config)["networks"][0]  # the defaults are not written
+    data = config_to_dict(changed)
+    for bad, says in (({"creates_per_minute": 0}, "positive integer"), ({"max_gossip_bytes": "1k"}, "positive integer"),
+                      ({"per_hour": 5}, "unknown limits"), ([], "object of limits")):
+        data["networks"][0]["quota"] = bad
+        with pytest.raises(ConfigError, match=says):
+            config_from_dict(data)

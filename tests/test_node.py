@@ -12,9 +12,9 @@ import pytest
 
 from gossip import messages as m
 from gossip.auth import derive_key
-from gossip.errors import AuthenticationError, ErrorCode, LocalProtocolError, MessageTooLarge, RemoteProtocolError
+from gossip.errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from gossip.model import Gossip, Network, Peer, PeerStatus, Snapshot
+from gossip.model import Gossip, Network, Peer, PeerStatus, Quota, Snapshot
 from gossip.node import (
     MAX_PENDING,
     MAX_PENDING_PER_SOURCE,
@@ -812,3 +812,48 @@ def test_made_up_peer_records_cannot_crowd_out_honest_peers() -> None:
     assert not any(f.guid in held for f in fakes)
     assert {b.guid, c.guid, evil.guid} <= set(held)
     assert a.stats["expired.unproven_peer"] + a.stats["evicted.unproven_peer"] >= len(fakes) - (cap - cap // 8) + 3
+
+
+def _quota_node(index: int, **limits: int) -> GossipNode:
+    config = dataclasses.replace(
+        make_config(index), networks=(Network(name="default", key=KEYS["default"], quota=Quota(**limits)),)
+    )
+    return GossipNode(config, rng=random.Random(index), now=T0)
+
+
+def test_a_networks_quota_refuses_creates_clearly() -> None:
+    """Issue 10, item 10: a member created 300 gossips of 64 KiB in 3 s. Per-network limits."""
+    node = _quota_node(1, max_gossip_bytes=100, creates_per_minute=3, max_network_bytes=10_000)
+    with pytest.raises(GossipError) as info:
+        node.create_gossip("é" * 51, T0)  # 102 bytes of UTF-8
+    assert (info.value.status_hint, info.value.code) == (413, ErrorCode.TOO_LARGE)
+    for i in range(3):
+        node.create_gossip(f"burst {i}", T0)
+    with pytest.raises(GossipError, match="3 creates a minute") as info:
+        node.create_gossip("one too many", T0 + 1)
+    assert (info.value.status_hint, info.value.code) == (429, ErrorCode.QUOTA)
+    node.create_gossip("a token came back", T0 + 21)  # 3 a minute: one every 20 s
+    assert node.gossip_count() == 4
+    full = _quota_node(2, max_network_bytes=300, creates_per_minute=100)
+    full.create_gossip("x" * 40, T0)  # about 200 bytes of JSON
+    with pytest.raises(GossipError, match="is full") as info:
+        full.create_gossip("y" * 40, T0)
+    assert (info.value.status_hint, info.value.code) == (429, ErrorCode.QUOTA)
+
+
+def test_a_networks_quota_keeps_what_arrives_within_it() -> None:
+    """Gossips over the size limit, or past the network's bytes, are not stored when they
+    arrive (counted); the rest of the batch is."""
+    small = _quota_node(2, max_gossip_bytes=50, max_network_bytes=2 * 230)
+    big = make_node(1)
+    mesh = Mesh([big, small])
+    small.register(big.config.ip, big.config.port, mesh.now)
+    mesh.deliver()
+    kept = [big.create_gossip(f"fits {i}", mesh.now) for i in range(2)]
+    too_long = big.create_gossip("z" * 51, mesh.now)
+    overflow = big.create_gossip("fits too, but the network is full", mesh.now)
+    for _ in range(5):
+        mesh.round()
+    assert {g.guid for g in small.gossips()} == {g.guid for g in kept}
+    assert not small.has_gossip(too_long.guid) and not small.has_gossip(overflow.guid)
+    assert small.stats["rejected.quota_gossip_bytes"] >= 1 and small.stats["rejected.quota_network_bytes"] >= 1

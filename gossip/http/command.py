@@ -23,7 +23,7 @@ from ..configfile import load_config, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..events import RegisterFailed, Registered
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, check_network_name
+from ..model import Network, NodeConfig, Quota, check_network_name
 from ..storage.jsonfile import JsonFileStorage
 from .api import parse_hostport, refusal
 from .client import HttpTransport
@@ -127,7 +127,8 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         key = derive_key(network_name, password)
         if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
             others = tuple(n for n in config.networks if n.name != network_name)
-            updates["networks"] = (Network(name=network_name, key=key),) + others
+            kept = next((n.quota for n in config.networks if n.name == network_name), Quota())
+            updates["networks"] = (Network(name=network_name, key=key, quota=kept),) + others
     elif password is None and network_name not in config.network_names:
         raise ConfigError(
             f"to join network {network_name!r} this node needs its password:"
