@@ -329,8 +329,15 @@ def assert_intact(node: Node) -> None:
 # ---------------------------------------------------------------------------- hostile values
 
 SURROGATES = ["\ud800", "x\udfff", "\udbff\udc00y"]
+#: Placeholder that dump() turns into a bare JSON number of 5,000 digits (Python's json
+#: cannot write one: int() refuses more than 4,300 digits); issue 10, item 2.
+LONG_NUMBER = "<<5000 digits>>"
+#: Dates that do not convert to UTC, or lie outside 1970-9999 once converted (item 8).
+EXTREME_DATES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59", "1969-12-31T23:59:59+00:00",
+                 "0001-01-01T00:00:00", "9999-12-31T23:59:59.999999+00:00"]
 _text = st.text(max_size=24) | st.sampled_from(
-    SURROGATES + ["", "\x00", "\u2028", "😀", "é", "default", "other", "msg", "address", "ノード", "a" * 200]
+    SURROGATES + ["", "\x00", "\u2028", "😀", "é", "default", "other", "msg", "address", "ノード", "a" * 200,
+                  LONG_NUMBER, *EXTREME_DATES]
 )
 _leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(2**80), 2**80), st.floats(), _text)
 #: Any JSON value.
@@ -340,8 +347,10 @@ json_any = st.recursive(
 
 
 def dump(value: Any, ascii_: bool = True) -> bytes:
-    """JSON text; a lone surrogate comes out escaped (ascii) or as invalid UTF-8 bytes."""
-    return json.dumps(value, ensure_ascii=ascii_).encode("utf-8", "surrogatepass")
+    """JSON text; a lone surrogate comes out escaped (ascii) or as invalid UTF-8 bytes, and
+    :data:`LONG_NUMBER` as a bare number of 5,000 digits."""
+    text = json.dumps(value, ensure_ascii=ascii_).encode("utf-8", "surrogatepass")
+    return text.replace(json.dumps(LONG_NUMBER).encode(), b"9" * 5000)
 
 
 #: Huge strings: over the limits that apply to them, yet in a body under the 1 MiB cap even
