@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import math
 import json
+import math
+import os
 import random
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TextIO
+from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
@@ -28,7 +32,7 @@ from .node import GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
 
-__all__ = ["Simulator", "SimResult", "main"]
+__all__ = ["Simulator", "SimResult", "coverage_svg", "main", "push_pull_bound", "simulate"]
 
 #: Virtual time the simulation starts at (2026-01-01T00:00:00Z), so gossip dates look real.
 EPOCH = 1_767_225_600.0
@@ -52,7 +56,9 @@ class _SimNode:
 class SimResult:
     """What a run measured. ``rounds`` counts from the first gossip created to convergence.
 
-    ``requests`` counts every request, ``pushes`` the PUSH requests among them.
+    ``requests`` counts every request, ``pushes`` the PUSH requests among them. ``dropped``
+    counts the network messages (requests and answers) lost. ``coverage`` holds, after each
+    of the ``rounds``, the fraction of (node, gossip) pairs held.
     """
 
     nodes: int
@@ -68,6 +74,7 @@ class SimResult:
     dropped: int
     push: bool
     pushes: int
+    coverage: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +91,7 @@ class SimResult:
             "dropped": self.dropped,
             "push": self.push,
             "pushes": self.pushes,
+            "coverage": list(self.coverage),
         }
 
 
@@ -262,11 +270,29 @@ class Simulator:
         total = len(self.created)
         return all(m.node.gossip_count() == total for m in self.members if m.up)
 
-    def run(self, max_rounds: int = 1000) -> int:
-        """Step until every live node holds every gossip. Returns the rounds taken."""
+    def coverage(self) -> float:
+        """The fraction of (live node, gossip created) pairs held; 1.0 when there are none."""
+        live = [m for m in self.members if m.up]
+        pairs = len(live) * len(self.created)
+        if pairs == 0:
+            return 1.0
+        return sum(m.node.gossip_count() for m in live) / pairs
+
+    def run(self, max_rounds: int = 1000, on_round: Callable[[int], None] | None = None) -> int:
+        """Step until every live node holds every gossip.
+
+        Args:
+            max_rounds: give up after this many steps.
+            on_round: called after each step with the number of steps taken so far.
+
+        Returns:
+            The rounds taken.
+        """
         start = self.round
         while not self.converged() and self.round - start < max_rounds:
             self.step()
+            if on_round is not None:
+                on_round(self.round - start)
         return self.round - start
 
     def crash(self, index: int) -> None:
@@ -303,12 +329,25 @@ def simulate(
     max_rounds: int = 1000,
     bootstrap: str = "full",
     push: bool = True,
+    progress: Callable[[int, float], None] | None = None,
 ) -> SimResult:
-    """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence."""
+    """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence.
+
+    Args:
+        progress: called after each gossip round with the round and the coverage after it;
+            it only watches: the run and its result are the same with it or without.
+    """
     sim = Simulator(nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap, push=push)
     bootstrap_rounds = sim.bootstrap(max_rounds=max_rounds)
     sim.create(messages)
-    rounds = sim.run(max_rounds=max_rounds)
+    coverage: list[float] = []
+
+    def on_round(taken: int) -> None:
+        coverage.append(sim.coverage())
+        if progress is not None:
+            progress(taken, coverage[-1])
+
+    rounds = sim.run(max_rounds=max_rounds, on_round=on_round)
     stats = sim.network.stats
     return SimResult(
         nodes=nodes,
@@ -324,7 +363,153 @@ def simulate(
         dropped=stats.dropped,
         push=push,
         pushes=sim.pushes,
+        coverage=tuple(coverage),
     )
+
+
+def push_pull_bound(nodes: int) -> float | None:
+    """Rounds for one gossip to reach ``nodes`` nodes by push-pull: log3 N + ln ln N + 1.
+
+    The bound of Karp et al. (FOCS 2000) that ``docs/performance.md`` measures the rounds
+    against; None below two nodes, where there is nothing to spread.
+    """
+    if nodes < 2:
+        return None
+    return math.log(nodes, 3) + math.log(math.log(nodes)) + 1
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def _human_bytes(count: int) -> str:
+    """``4.9 MB``: decimal units, three significant digits (whole bytes below 1 kB)."""
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        shown = f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+        if float(shown) < 1000 or unit == "TB":
+            return f"{shown} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Progress:
+    """The progress line on a terminal's stderr: from one second into the run, rewritten in place.
+
+    Nothing at all when the stream is not a terminal, so pipes and tests see clean output.
+    """
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float], after: float = 1.0) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.enabled = stream.isatty()
+        self.start = clock()
+        self.after = after
+        self.width = 0
+
+    def __call__(self, round_: int, coverage: float) -> None:
+        if not self.enabled or self.clock() - self.start < self.after:
+            return
+        # Floor, so a run short of convergence never shows 100%.
+        line = f"round {round_}: {math.floor(coverage * 100)}% of (node, gossip) pairs held"
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def clear(self) -> None:
+        """Erase the line, so what is printed next starts on a clean one."""
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def _nice_step(span: float, ticks: int = 10) -> int:
+    """A tick step of 1, 2 or 5 times a power of ten giving at most ``ticks`` ticks over ``span``."""
+    step = 1
+    while span / step > ticks:
+        for factor in (2, 5 / 2, 2):  # 1 -> 2 -> 5 -> 10 -> 20 ...
+            step = round(step * factor)
+            if span / step <= ticks:
+                break
+    return step
+
+
+def coverage_svg(result: SimResult) -> str:
+    """Coverage per round as an SVG picture, with the push-pull bound as a dashed vertical line.
+
+    Round 0 is the moment the gossips are created, each held by the node that made it.
+    """
+    width, height = 640, 400
+    left, right, top, bottom = 70, 30, 64, 56
+    plot_w, plot_h = width - left - right, height - top - bottom
+    bound = push_pull_bound(result.nodes)
+    points = [1 / result.nodes if result.messages else 1.0, *result.coverage]
+    x_max = max(len(points) - 1, math.ceil(bound) if bound is not None else 0, 1)
+
+    def x(r: float) -> str:
+        return f"{left + r / x_max * plot_w:.1f}"
+
+    def y(f: float) -> str:
+        return f"{top + (1 - f) * plot_h:.1f}"
+
+    state = "converged" if result.converged else "did not converge"
+    title = f"Coverage per round: N = {_plural(result.nodes, 'node')}, M = {_plural(result.messages, 'gossip')}"
+    subtitle = (
+        f"seed {result.seed}, fanout {result.fanout}, loss {result.loss:g}, push {'on' if result.push else 'off'};"
+        f" {state} in {_plural(result.rounds, 'round')}"
+    )
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        f' viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text id="title" x="{width / 2:.0f}" y="24" text-anchor="middle" font-size="16">{escape(title)}</text>',
+        f'<text x="{width / 2:.0f}" y="42" text-anchor="middle" fill="#555">{escape(subtitle)}</text>',
+        '<g id="y-axis" stroke="#ddd">',
+    ]
+    for pct in range(0, 101, 25):
+        out.append(f'<line x1="{left}" y1="{y(pct / 100)}" x2="{left + plot_w}" y2="{y(pct / 100)}"/>')
+    out.append("</g>")
+    for pct in range(0, 101, 25):
+        out.append(f'<text x="{left - 6}" y="{y(pct / 100)}" text-anchor="end" dy="4">{pct}%</text>')
+    step = _nice_step(x_max)
+    out.append('<g id="x-axis" stroke="black">')
+    for r in range(0, x_max + 1, step):
+        out.append(f'<line x1="{x(r)}" y1="{top + plot_h}" x2="{x(r)}" y2="{top + plot_h + 5}"/>')
+    out.append("</g>")
+    for r in range(0, x_max + 1, step):
+        out.append(f'<text x="{x(r)}" y="{top + plot_h + 18}" text-anchor="middle">{r}</text>')
+    out += [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>',
+        f'<text id="x-label" x="{left + plot_w / 2:.0f}" y="{height - 14}" text-anchor="middle">round</text>',
+        f'<text id="y-label" transform="translate(18 {top + plot_h / 2:.0f}) rotate(-90)"'
+        ' text-anchor="middle">(node, gossip) pairs held</text>',
+    ]
+    if bound is not None:
+        out += [
+            f'<line id="bound" x1="{x(bound)}" y1="{top}" x2="{x(bound)}" y2="{top + plot_h}"'
+            ' stroke="#c0392b" stroke-width="1.5" stroke-dasharray="6 4"/>',
+        ]
+        # Beside the line, low in the plot (where the curve has usually risen), on the wider side.
+        right_half = bound > x_max / 2
+        label_x = f"{float(x(bound)) + (-6 if right_half else 6):.1f}"
+        anchor = "end" if right_half else "start"
+        for dy, text in ((-24, f"push-pull bound: {bound:.2f} rounds"), (-8, "log3 N + ln ln N + 1")):
+            out.append(
+                f'<text x="{label_x}" y="{top + plot_h + dy}" text-anchor="{anchor}" fill="#c0392b">{text}</text>'
+            )
+    coords = " ".join(f"{x(r)},{y(f)}" for r, f in enumerate(points))
+    out.append(f'<polyline id="coverage" points="{coords}" fill="none" stroke="#2166ac" stroke-width="2"/>')
+    if len(points) <= 100:
+        out.append('<g id="rounds" fill="#2166ac">')
+        out += [f'<circle cx="{x(r)}" cy="{y(f)}" r="3"/>' for r, f in enumerate(points)]
+        out.append("</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -332,11 +517,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m gossip.sim",
         description="Simulate N gossip nodes in memory until every node holds every gossip.",
     )
-    p.add_argument("--nodes", type=int, required=True, help="number of nodes (>= 1)")
-    p.add_argument("--messages", type=int, required=True, help="gossips created at random nodes (>= 0)")
+    p.add_argument("--nodes", type=int, default=50, help="number of nodes (>= 1; default 50)")
+    p.add_argument("--messages", type=int, default=10, help="gossips created at random nodes (>= 0; default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--fanout", type=int, default=1, help="every node's gossip_max_peer_count: peers a new gossip is pushed to (peers probed per round with --no-push; default 1)")
-    p.add_argument("--loss", type=float, default=0.0, help="probability a message is lost (default 0)")
+    p.add_argument("--loss", type=float, default=0.0, help="probability a network message is lost (default 0)")
     p.add_argument("--max-rounds", type=int, default=1000, help="give up after this many rounds")
     p.add_argument(
         "--bootstrap",
@@ -352,7 +537,23 @@ def _parser() -> argparse.ArgumentParser:
         help="no eager push: new gossips spread by the rounds' anti-entropy alone",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.svg",
+        help="write the coverage per round, against the push-pull bound, as an SVG picture",
+    )
     return p
+
+
+def _summary(result: SimResult) -> str:
+    state = "converged" if result.converged else "did NOT converge"
+    membership = f" (membership took {_plural(result.bootstrap_rounds, 'round')})" if result.bootstrap_rounds else ""
+    return (
+        f"{_plural(result.nodes, 'node')}, {_plural(result.messages, 'gossip')}: {state}"
+        f" in {_plural(result.rounds, 'round')}{membership}; {_plural(result.requests, 'request')}"
+        f" ({_plural(result.pushes, 'push', 'pushes')}), {_human_bytes(result.bytes)},"
+        f" {_plural(result.dropped, 'network message')} lost"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,25 +563,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--nodes and --fanout must be >= 1, --messages >= 0, --max-rounds >= 1")
     if not 0.0 <= args.loss < 1.0:
         parser.error("--loss must be a probability from 0 up to (not including) 1")
-    result = simulate(
-        nodes=args.nodes,
-        messages=args.messages,
-        seed=args.seed,
-        fanout=args.fanout,
-        loss=args.loss,
-        max_rounds=args.max_rounds,
-        bootstrap=args.bootstrap,
-        push=args.push,
-    )
+    plot = None
+    if args.plot is not None:
+        try:  # before the run, so a bad path costs no waiting
+            plot = open(args.plot, "w", encoding="utf-8")
+        except OSError as exc:
+            parser.error(f"--plot: cannot write {args.plot}: {exc.strerror}")
+    progress = _Progress(sys.stderr, time.monotonic)
+    try:
+        result = simulate(
+            nodes=args.nodes,
+            messages=args.messages,
+            seed=args.seed,
+            fanout=args.fanout,
+            loss=args.loss,
+            max_rounds=args.max_rounds,
+            bootstrap=args.bootstrap,
+            push=args.push,
+            progress=progress,
+        )
+        if plot is not None:
+            plot.write(coverage_svg(result))
+    except KeyboardInterrupt:
+        progress.clear()
+        if plot is not None:  # opened for this run, and empty: leave nothing behind
+            plot.close()
+            os.unlink(args.plot)
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        progress.clear()
+        if plot is not None:
+            plot.close()
     if args.json:
         print(json.dumps(result.to_dict(), sort_keys=True))
     else:
-        state = "converged" if result.converged else "did NOT converge"
-        print(
-            f"{result.nodes} nodes, {result.messages} gossips: {state} in {result.rounds} rounds"
-            f" (membership took {result.bootstrap_rounds}); {result.requests} requests"
-            f" ({result.pushes} pushes), {result.bytes} bytes, {result.dropped} messages lost"
-        )
+        print(_summary(result))
+        if args.plot is not None:
+            print(f"coverage per round: {args.plot}")
     return 0 if result.converged else 1
 
 

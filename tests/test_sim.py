@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from gossip.sim import Simulator, main, simulate
+import gossip.sim
+from gossip.sim import SimResult, Simulator, _human_bytes, _Progress, main, push_pull_bound, simulate
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_thousand_nodes_converge() -> None:
@@ -126,3 +133,172 @@ def test_cli_rejects_bad_arguments(args: list[str], capsys: pytest.CaptureFixtur
         main(args)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_cli_runs_with_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert capsys.readouterr().out.startswith("50 nodes, 10 gossips: converged in ")
+
+
+def test_cli_words_singulars_and_byte_units(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--nodes", "1", "--messages", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out == "1 node, 1 gossip: converged in 0 rounds; 0 requests (0 pushes), 0 B, 0 network messages lost\n"
+    assert main(["--nodes", "30", "--messages", "4", "--loss", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "30 nodes, 4 gossips: converged in " in out and " network messages lost\n" in out
+    assert " kB, " in out and " bytes" not in out
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (374_512, "375 kB"), (999_960, "1.0 MB"),
+     (4_900_000, "4.9 MB"), (54_658_051, "54.7 MB"), (3 * 10**9, "3.0 GB")],
+)
+def test_byte_counts_are_shown_in_decimal_units(count: int, shown: str) -> None:
+    assert _human_bytes(count) == shown
+
+
+def test_coverage_is_one_fraction_per_round_rising_to_one() -> None:
+    result = simulate(nodes=40, messages=6, seed=3, loss=0.2)
+    assert result.converged and result.rounds > 1
+    assert len(result.coverage) == result.rounds
+    assert all(0 < c <= 1 for c in result.coverage)
+    assert list(result.coverage) == sorted(result.coverage)  # nothing is lost without crashes
+    assert result.coverage[-1] == 1.0 and result.coverage[-2] < 1.0
+
+
+def test_cli_json_has_coverage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--nodes", "20", "--messages", "3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["coverage"]) == data["rounds"] and data["coverage"][-1] == 1.0
+    assert "dropped" in data
+
+
+def test_progress_only_watches_the_run() -> None:
+    seen: list[tuple[int, float]] = []
+    watched = simulate(nodes=30, messages=4, seed=7, loss=0.1, progress=lambda r, c: seen.append((r, c)))
+    assert watched == simulate(nodes=30, messages=4, seed=7, loss=0.1)
+    assert seen == list(enumerate(watched.coverage, start=1))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal_after_one_second_rewritten_in_place() -> None:
+    now = [100.0]
+    stream = _Terminal()
+    progress = _Progress(stream, lambda: now[0])
+    progress(1, 0.5)
+    assert stream.getvalue() == ""  # under a second: quiet
+    now[0] = 101.5
+    progress(12, 0.8391)
+    progress(13, 1.0)
+    progress(14, 0.999)  # floored, never a false 100%
+    line12 = "round 12: 83% of (node, gossip) pairs held"
+    assert stream.getvalue() == "\r" + line12 + "\rround 13: 100% of (node, gossip) pairs held" + "\rround 14: 99% of (node, gossip) pairs held "
+    before = stream.getvalue()
+    progress.clear()
+    assert stream.getvalue() == before + "\r" + " " * len("round 14: 99% of (node, gossip) pairs held") + "\r"
+
+
+def test_no_progress_when_stderr_is_not_a_terminal() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    progress = _Progress(stream, lambda: now[0])
+    now[0] = 60.0
+    progress(1, 0.5)
+    progress.clear()
+    assert stream.getvalue() == ""
+
+
+def test_cli_progress_on_a_slow_terminal_changes_no_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--nodes", "30", "--messages", "4", "--seed", "2", "--json"]
+    assert main(argv) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == ""
+    ticks = iter(range(0, 10**6, 2))  # every look at the clock: two seconds later
+    monkeypatch.setattr(gossip.sim, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv) == 0
+    assert capsys.readouterr().out == quiet.out
+    shown = terminal.getvalue()
+    assert shown.startswith("\rround 1: ") and "% of (node, gossip) pairs held" in shown
+    assert shown.endswith("\r") and "\n" not in shown  # erased before the result is printed
+
+
+def test_cli_ctrl_c_exits_quietly_and_leaves_no_plot(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def interrupted(**kwargs: object) -> SimResult:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gossip.sim, "simulate", interrupted)
+    plot = tmp_path / "run.svg"
+    assert main(["--plot", str(plot)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not plot.exists()
+
+
+@pytest.mark.parametrize(("nodes", "bound"), [(10, 3.93), (100, 6.72), (1000, 9.22)])
+def test_push_pull_bound_matches_docs_performance(nodes: int, bound: float) -> None:
+    value = push_pull_bound(nodes)
+    assert value is not None and round(value, 2) == bound
+
+
+def test_push_pull_bound_needs_two_nodes() -> None:
+    assert push_pull_bound(1) is None
+
+
+def _points(svg: ET.Element, element_id: str) -> list[tuple[float, float]]:
+    line = svg.find(f".//{SVG}polyline[@id='{element_id}']")
+    assert line is not None
+    return [(float(x), float(y)) for x, y in (p.split(",") for p in line.get("points", "").split())]
+
+
+def test_cli_plot_writes_coverage_against_the_bound_as_svg(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "coverage.svg"
+    assert main(["--nodes", "30", "--messages", "4", "--loss", "0.1", "--json", "--plot", str(plot)]) == 0
+    data = json.loads(capsys.readouterr().out)  # stdout stays one JSON object
+    svg = ET.parse(plot).getroot()
+    assert svg.tag == f"{SVG}svg"
+    title = svg.find(f"{SVG}title")
+    assert title is not None and title.text is not None
+    assert "N = 30 nodes" in title.text and "M = 4 gossips" in title.text
+    texts = ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    assert "round" in texts and "(node, gossip) pairs held" in texts
+    assert {"0%", "50%", "100%", "0", "1"} <= set(texts)
+    assert "push-pull bound: 5.32 rounds" in texts  # log3 30 + ln ln 30 + 1
+    labels = {t.text: float(t.get("y", "nan")) for t in svg.iter(f"{SVG}text")}
+    at_0, at_100 = labels["0%"], labels["100%"]
+    points = _points(svg, "coverage")
+    assert len(points) == data["rounds"] + 1  # round 0, then one per round
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    assert [(at_0 - y) / (at_0 - at_100) for y in ys] == pytest.approx([1 / 30, *data["coverage"]], abs=1e-3)
+    assert xs == sorted(xs)
+    bound = svg.find(f".//{SVG}line[@id='bound']")
+    assert bound is not None and bound.get("x1") == bound.get("x2")
+    assert float(bound.get("x1", "nan")) == pytest.approx(xs[0] + 5.32 * (xs[1] - xs[0]), abs=1)
+
+
+def test_cli_plot_path_in_the_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "p.svg"
+    assert main(["--nodes", "5", "--messages", "2", "--plot", str(plot)]) == 0
+    assert capsys.readouterr().out.endswith(f"coverage per round: {plot}\n")
+    ET.parse(plot)
+
+
+def test_cli_plot_to_an_unwritable_path_is_an_error_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--nodes", "5000", "--messages", "1000", "--plot", str(tmp_path / "missing" / "p.svg")])
+    assert exc.value.code == 2
+    assert "error: --plot: cannot write" in capsys.readouterr().err
