@@ -18,6 +18,7 @@ Rules for what the user sees:
 from __future__ import annotations
 
 import argparse
+import difflib
 import ipaddress
 import json
 import os
@@ -295,6 +296,7 @@ class NodeClient:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gossip",
+        exit_on_error=False,  # a mistyped command reaches _parse, which suggests the right one
         description="Client of a gossip node: create gossip, register with other nodes, see the"
         " network and the gossip a node holds. Start a node with: python -m gossip.http",
     )
@@ -348,6 +350,32 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the gossip the node holds")
     status.add_argument("--json", action="store_true", help="print the node's JSON list")
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with a hint in the usage error for the slips a newcomer makes.
+
+    Raises:
+        SystemExit: argparse's usage error (status 2), or --help and --version (status 0).
+    """
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except argparse.ArgumentError as exc:  # the command (the main parser's only argument)
+        word = next((arg for arg in argv if not arg.startswith("-")), None)
+        close = difflib.get_close_matches(word, _COMMANDS, n=1) if word is not None else []
+        parser.error(f"{exc}; did you mean: {close[0]}?" if close else str(exc))
+    if extra:
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        if args.command == "create" and not any(arg.startswith("-") for arg in extra):
+            text = " ".join([args.msg, *extra])
+            message += f"; quote a message with spaces: gossip create {_quote(text)}"
+        parser.error(message)
+    return args
+
+
+def _quote(text: str) -> str:
+    """``text`` as one shell word, in double quotes when they need no escapes (as people type it)."""
+    return f'"{text}"' if not set(text) & set('"$`\\!') else shlex.quote(text)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -759,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (argparse's usage errors included); 130 when interrupted.
     """
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(_parser(), sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else 0
     try:

@@ -367,6 +367,43 @@ def test_usage_errors_exit_2_with_argparse_message(capsys: pytest.CaptureFixture
     assert status == 0 and "init" in out and "register" in out
 
 
+
+def _usage_error(err: str) -> str:
+    """argparse's usage error: usage lines, then one ``gossip...: error:`` line (returned)."""
+    assert "Traceback" not in err and err.startswith("usage: "), err
+    [line] = [line for line in err.splitlines() if ": error: " in line]
+    return line
+
+
+def test_an_unquoted_message_gets_a_hint_to_quote_it(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "create", "hello", "world")
+    assert status == 2 and out == ""
+    line = _usage_error(err)
+    assert "unrecognized arguments: world" in line and 'gossip create "hello world"' in line
+    # Wherever the options stand, the hint quotes the words of the message in order.
+    status, _, err = run(capsys, "create", "--node", "http://127.0.0.1:9", "a", "b", "c")
+    assert status == 2 and 'gossip create "a b c"' in _usage_error(err)
+    # A message with a shell metacharacter is quoted so that the shell keeps it as is.
+    status, _, err = run(capsys, "create", "costs", "$5")
+    assert status == 2 and "gossip create 'costs $5'" in _usage_error(err)
+    # An unknown option is no message: no quoting hint.
+    status, _, err = run(capsys, "create", "hello", "--bogus")
+    line = _usage_error(err)
+    assert status == 2 and "unrecognized arguments: --bogus" in line and "quote" not in line
+
+
+def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    for typo, meant in (("stauts", "status"), ("creat", "create"), ("netwrok", "network"), ("regsiter", "register")):
+        status, out, err = run(capsys, typo)
+        assert status == 2 and out == ""
+        line = _usage_error(err)
+        assert f"invalid choice: {typo!r}" in line and line.endswith(f"did you mean: {meant}?"), line
+    status, _, err = run(capsys, "xyzzy")  # nothing close: argparse's message alone
+    assert status == 2 and "did you mean" not in _usage_error(err)
+    status, out, _ = run(capsys, "--version")  # what is not a command still works
+    assert status == 0 and out.startswith("gossip ")
+
+
 # ---------------------------------------------------------------------- the tables
 def test_tables_align_by_the_widest_cell_and_show_hostile_text_harmlessly() -> None:
     table = format_table(["A", "BB"], [["xxx", "y"], ["日本", "z"]])

@@ -32,6 +32,9 @@ def test_first_run_prints_where_it_listens_and_the_join_command(cluster: Cluster
     again = cluster.start("a", port=node.port, password="")
     assert json.loads(again.config.read_text())["node_guid"] == guid
     assert password not in "\n".join(again.banner)
+    # ...but it says, in one line, how to replace a lost one (the first run had nothing to lose).
+    assert len([line for line in again.banner if "Lost the password?" in line]) == 1
+    assert not any("Lost the password?" in line for line in node.banner)
     node.password = password
     again.password = password
     assert again.call("GET", "/v1/node")[1]["node_guid"] == guid

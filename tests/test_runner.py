@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import time
@@ -222,3 +223,32 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the retried gossip")
     assert [r["msg"] for r in call(b, "GET", "/v1/gossip")[1]] == ["kept"]  # type: ignore[index,union-attr]
     assert [g.msg for g in JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]] == ["kept"]
+
+
+def test_received_gossip_is_one_info_line_per_batch(
+    tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gossip.http.runner")
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
+    runners += [a, b]
+    a.start()
+    for i in range(40):  # before b exists: b learns them all in the rounds after it registers
+        a.call(a.create_async(f"gossip {i}"))
+    b.start()
+    b.register("127.0.0.1", a.config.port)
+    wait_for(lambda: b.call(_gossip_count(b)) == 40, 15, "b to learn the 40 gossips")
+    ours = [r for r in caplog.records if r.name == "gossip.http.runner"]
+    learnt_from_a = [r for r in ours if r.levelno == logging.INFO and r.getMessage().endswith(" on default from a")]
+    assert sum(int(r.getMessage().split()[1]) for r in learnt_from_a) == 40
+    assert 1 <= len(learnt_from_a) < 10, [r.getMessage() for r in learnt_from_a]
+    created = [r for r in ours if r.getMessage().endswith("from this node")]
+    # each create is answered to its client: its line is DEBUG, so a busy node's log stays quiet
+    assert [r.getMessage() for r in created] == ["learnt 1 gossip on default from this node"] * 40
+    assert {r.levelno for r in created} == {logging.DEBUG}
+    # Per gossip: DEBUG only, with the guid and the peer it came from.
+    per_gossip = [r for r in ours if r.getMessage().startswith("gossip ") and f" from {a.node.guid} " in r.getMessage()]
+    assert len(per_gossip) == 40 and {r.levelno for r in per_gossip} == {logging.DEBUG}
+
+
+async def _gossip_count(r: NodeRunner) -> int:
+    return r.node.gossip_count()  # on the runner's loop, which owns the node

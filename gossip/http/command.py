@@ -80,6 +80,10 @@ def _password(args: argparse.Namespace) -> str | None:
     return os.environ.get("GOSSIP_PASSWORD") or None
 
 
+#: How to give the password, for the refusals that need one.
+_PASS_IT = "set GOSSIP_PASSWORD='...', or pass --password-file PATH (or --password PW)"
+
+
 def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str | None, bool]:
     """The config to run with: loaded and updated by flags, or new.
 
@@ -103,6 +107,10 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
     else:
         guid = str(uuid.uuid4())
         network_name = network_name or "default"
+        if password is None and args.join:  # a made-up password could never join
+            raise ConfigError(
+                f"to --join {args.join} this node needs the password of network {network_name!r}: {_PASS_IT}"
+            )
         if password is None:
             password = generated = secrets.token_urlsafe(18)
         config = NodeConfig(
@@ -130,10 +138,7 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
             kept = next((n.quota for n in config.networks if n.name == network_name), Quota())
             updates["networks"] = (Network(name=network_name, key=key, quota=kept),) + others
     elif password is None and network_name not in config.network_names:
-        raise ConfigError(
-            f"to join network {network_name!r} this node needs its password:"
-            " set GOSSIP_PASSWORD, or pass --password-file or --password"
-        )
+        raise ConfigError(f"to join network {network_name!r} this node needs its password: {_PASS_IT}")
     if updates:
         if existed and {"node_name", "ip", "port"} & set(updates):
             updates["incarnation"] = config.incarnation + 1  # peers must prefer the new record
@@ -169,6 +174,13 @@ def tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, ssl.S
     return server, client
 
 
+#: The banner's line for a node that did not just make up its password (docs/operating.md).
+_LOST_PASSWORD = (
+    "Lost the password? It is not kept: restart with a new one (GOSSIP_PASSWORD or --password),"
+    " the same on every node (docs/operating.md)"
+)
+
+
 def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None, scheme: str = "http") -> str:
     host = f"[{address[0]}]" if ":" in address[0] else address[0]
     network = config.networks[0].name
@@ -188,9 +200,10 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
         lines.append("server.json keeps only a key derived from it):")
         lines.append(f"    GOSSIP_PASSWORD='{password}' {join}")
     else:
+        # Only the key is stored, so a lost password cannot be shown: say how to replace it.
+        lines.insert(3, _LOST_PASSWORD)
         lines.append(f"    GOSSIP_PASSWORD='<the password of {network}>' {join}")
     return "\n".join(lines)
-
 
 
 def _raise_fd_limit() -> None:

@@ -256,8 +256,7 @@ class NodeRunner:
             for out in outbox:
                 self.node.cancel(out.request_id)
             raise
-        for event in events:
-            self._note(event)
+        self._note(events)
         for out in outbox:
             self._spawn(self._send(out))
         self._rearm()
@@ -316,10 +315,29 @@ class NodeRunner:
         self.bytes["received"] += len(answer)
         await self._drive(lambda now: self.node.receive_response(out.request_id, answer, now))
 
-    def _note(self, event: Event) -> None:
-        if isinstance(event, GossipReceived):
-            logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
-        elif isinstance(event, PeerJoined):
+    def _note(self, events: list[Event]) -> None:
+        """Log one call's events (gossip: one INFO line per network and source) and wake waiters."""
+        learnt: Counter[tuple[str, str | None]] = Counter()
+        for event in events:
+            if isinstance(event, GossipReceived):
+                learnt[event.network, event.source] += 1
+                logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
+            else:
+                self._note_other(event)
+        for (network, source), count in learnt.items():
+            plural = "" if count == 1 else "s"
+            # Creates are answered to their client; a busy node would log a line per create.
+            level = logging.DEBUG if source is None else logging.INFO
+            logger.log(level, "learnt %d gossip%s on %s from %s", count, plural, network, self._source_name(network, source))
+
+    def _source_name(self, network: str, source: str | None) -> str:
+        if source is None:
+            return "this node"
+        names = {view.peer.guid: view.peer.name for view in self.node.network_status(network)}
+        return names.get(source, source)
+
+    def _note_other(self, event: Event) -> None:
+        if isinstance(event, PeerJoined):
             peer = event.peer.peer
             logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
         elif isinstance(event, PeerStatusChanged):
