@@ -612,22 +612,31 @@ def _field(row: Any, name: str) -> Any:
     return row.get(name) if isinstance(row, dict) else None
 
 
+_IN_SYNC = {True: "yes", False: "no", None: "?"}
+
+
 def peers_table(peers: Sequence[Any]) -> str:
-    """The human form of ``GET /v1/peers``: NAME, STATUS, ADDRESS, LAST SEEN, GUID."""
-    rows = []
+    """The human form of ``GET /v1/peers``: NAME, STATUS, IN SYNC, ADDRESS, LAST SEEN, GUID;
+    the node itself first (status ``self``), then its peers by name."""
+    own: list[list[str]] = []
+    rows: list[list[str]] = []
     for peer in peers:
         ip, port = _field(peer, "ip"), _field(peer, "port")
         address = hostport(str(ip), port) if isinstance(ip, str) and isinstance(port, int) else "-"
         last_seen = _field(peer, "last_seen")
-        rows.append([
+        itself = _field(peer, "self") is True
+        in_sync = _field(peer, "in_sync")
+        row = [
             _printable(_field(peer, "name")),
-            _printable(_field(peer, "status")),
+            "self" if itself else _printable(_field(peer, "status")),
+            _IN_SYNC.get(in_sync, "?") if isinstance(in_sync, (bool, type(None))) else "?",
             _printable(address),
-            "never" if last_seen is None else _short_time(last_seen),
+            "-" if itself else "never" if last_seen is None else _short_time(last_seen),
             _printable(_field(peer, "guid")),
-        ])
-    rows.sort(key=lambda r: (r[0], r[2], r[4]))
-    return format_table(["NAME", "STATUS", "ADDRESS", "LAST SEEN", "GUID"], rows)
+        ]
+        (own if itself else rows).append(row)
+    rows.sort(key=lambda r: (r[0], r[3], r[5]))
+    return format_table(["NAME", "STATUS", "IN SYNC", "ADDRESS", "LAST SEEN", "GUID"], own + rows)
 
 
 def gossip_table(gossips: Sequence[Any]) -> str:
@@ -746,7 +755,7 @@ def _show_list(args: argparse.Namespace, path: str, table: Callable[[list[Any]],
     rows = client.expect("GET", path, None, 200, list)
     if args.json:
         _print_json(rows)
-    elif not rows:
+    elif not any(_field(row, "self") is not True for row in rows):  # nothing but the node itself
         _out(empty.format(network=client.network))
     else:
         _out(table(rows))

@@ -171,6 +171,9 @@ class _PeerEntry:
     #: The record came from its own node (REGISTER, its answer, or its own HELLO), not as
     #: hearsay: only the node itself can then move it (see GossipNode._learn_peer).
     firsthand: bool = False
+    #: The peer's gossip set as last known, (count, fingerprint): from its own probe, or ours
+    #: when its answer said in sync; ``_DIFFERS`` when its answer said not. None: not known yet.
+    summary: tuple[int, str] | None = None
     #: How far the peer's clock is ahead of this node's, in ms, from its last signed answer:
     #: requests to it are stamped on its clock (see GossipNode.handle_request).
     clock_offset_ms: int = 0
@@ -259,6 +262,10 @@ def record_key(peer: Peer) -> int:
 def _wire_size(gossip: Gossip) -> int:
     """Bytes of a gossip's JSON as sent, escapes included: what the answer budget counts."""
     return gossip.wire_size()
+
+
+#: A peer's set summary when the last exchange found it differs from this node's.
+_DIFFERS = (-1, "")
 
 
 def _guid_key(guid: str) -> int:
@@ -450,6 +457,15 @@ class GossipNode:
         if address == (self.config.ip, self.config.port):
             raise LocalProtocolError("a node cannot register with itself")
         return self._send(net, None, address, m.Register(node=net.self_peer), now)
+
+    def peer_in_sync(self, network: str, guid: str) -> bool | None:
+        """Whether the peer held the same gossip set as this node holds now, as last known
+        (from the latest probe either way); None when not known yet or not a peer."""
+        net = self._net(network)
+        entry = net.peers.get(guid)
+        if entry is None or entry.summary is None:
+            return None
+        return entry.summary == (len(net.gossip_keys), net.gossip_keys.fingerprint)
 
     def network_status(self, network: str | None = None) -> list[PeerView]:
         """NETWORK_STATUS: every peer known on one network (or all of them), by name."""
@@ -867,6 +883,9 @@ class GossipNode:
         if isinstance(body, m.DidYouHear):
             answer = None if body.probe is None else self._probe_answer(net, net.gossip_keys, body.probe)
             hello = None if body.hello is None else self._probe_answer(net, net.peer_keys, body.hello)
+            entry = net.peers.get(sender)
+            if entry is not None and body.probe is not None and not body.probe.size and body.probe.start is None:
+                entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
             self._heard_of(net, sender, body.ids, now)
             return m.DidYouHearReply(answer=answer, hello=hello)
         if isinstance(body, m.Push):
@@ -1035,6 +1054,10 @@ class GossipNode:
         self, net: _Net, peer: str, kind: str, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
     ) -> None:
         """Act on a peer's answer to my probe of one set (``kind``)."""
+        entry = net.peers.get(peer) if kind == _GOSSIP else None
+        if entry is not None:
+            keys = net.gossip_keys
+            entry.summary = (len(keys), keys.fingerprint) if answer.in_sync else _DIFFERS
         if answer.in_sync:
             return
         net.unsettled = True

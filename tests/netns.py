@@ -199,7 +199,7 @@ class Node:
         this node's eyes; ``failures``: requests failed in a row), by name."""
         status, rows = self.call("GET", "/v1/peers")
         assert status == 200, (self.name, status, rows)
-        return {r["name"]: r for r in rows}
+        return {r["name"]: r for r in rows if not r.get("self")}
 
     def healthy(self) -> bool:
         def probe() -> bool:

@@ -104,9 +104,11 @@ class NodeProc:
         return {r["guid"] for r in rows if r["complete"] or not complete}
 
     def peers(self) -> list[dict[str, Any]]:
+        """The node's peers (``GET /v1/peers`` without its own row)."""
         status, rows = self.call("GET", "/v1/peers")
         assert status == 200, rows
-        return list(rows)
+        assert rows[0]["self"] is True and rows[0]["guid"] == self.node_guid, rows[0]
+        return [r for r in rows[1:]]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:

@@ -245,8 +245,10 @@ def test_two_nodes_join_and_gossip_through_the_cli_alone(
 
     status, out, _ = run(capsys, "network", "--json", "--config", b.config)
     assert status == 0
-    [peer] = json.loads(out)
-    assert {"guid", "name", "ip", "port", "network_name", "status"} <= set(peer)
+    me, peer = json.loads(out)  # the node itself first (CONTRACT: self, in_sync)
+    assert (me["self"], me["name"], me["guid"], me["in_sync"]) == (True, "b", load_config(b.config).node_guid, True)
+    assert {"guid", "name", "ip", "port", "network_name", "status", "in_sync", "self"} <= set(peer)
+    assert peer["self"] is False and peer["in_sync"] in (True, False, None)
     assert (peer["name"], peer["ip"], peer["port"], peer["network_name"], peer["status"]) == (
         "a", "127.0.0.1", a.port, "default", "alive",
     )
@@ -254,9 +256,10 @@ def test_two_nodes_join_and_gossip_through_the_cli_alone(
 
     status, out, _ = run(capsys, "network", "--config", a.config)
     assert status == 0
-    header, line = out.splitlines()
-    assert header.split() == ["NAME", "STATUS", "ADDRESS", "LAST", "SEEN", "GUID"]
-    assert line.split()[:3] == ["b", "alive", b.address]
+    header, own, line = out.splitlines()
+    assert header.split() == ["NAME", "STATUS", "IN", "SYNC", "ADDRESS", "LAST", "SEEN", "GUID"]
+    assert own.split()[:2] == ["a", "self"]
+    assert line.split()[:2] == ["b", "alive"] and line.split()[3] == b.address
     assert all(not text.endswith(" ") for text in out.splitlines())
 
 
@@ -318,7 +321,7 @@ def test_register_with_a_node_of_another_password(
     assert f"cannot register: {other.address} refused the registration" in one_error_line(err)
     assert err.rstrip().endswith("both nodes need the same network and password")
     status, out, _ = run(capsys, "network", "--json", "--config", a.config)
-    assert json.loads(out) == []
+    assert [row["self"] for row in json.loads(out)] == [True]  # the node itself, no peer
 
 
 def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,7 +161,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             status, _, made = signed_call(state, "POST", "/v1/gossip", json.dumps({"msg": text}).encode())
             assert status == 201, made
             state.gossips[made["guid"]] = made["sha2"]
-        peers = signed_call(state, "GET", "/v1/peers")[2]
+        peers = [p for p in signed_call(state, "GET", "/v1/peers")[2] if not p["self"]]
         assert [p["guid"] for p in peers] == [B_GUID]
         state.b_identity = _identity(peers[0])
         KNOWN_GUIDS[:] = sorted(state.gossips)
@@ -316,9 +316,10 @@ def assert_intact(node: Node) -> None:
     pending = {r["guid"] for r in rows if not r["complete"]}
     assert pending <= node.allowed_pending, pending - node.allowed_pending
     assert all(r["sha2"] is None for r in rows if not r["complete"])
-    status, _, peers = signed_call(node, "GET", "/v1/peers")
+    status, _, rows = signed_call(node, "GET", "/v1/peers")
     assert status == 200
-    held = {p["guid"]: _identity(p) for p in peers}
+    assert rows[0]["self"] is True and rows[0]["guid"] == A_GUID, "the node lists itself first"
+    held = {p["guid"]: _identity(p) for p in rows[1:]}
     assert held.get(B_GUID) == node.b_identity, "the peer b changed"
     assert A_GUID not in held, "the node lists itself as a peer"
     assert set(held) - {B_GUID} <= node.allowed_peers, set(held) - {B_GUID} - node.allowed_peers

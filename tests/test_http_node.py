@@ -170,7 +170,7 @@ def test_seed_bootstrap_through_the_cli_alone(cluster: Cluster, tmp_path: Path) 
     [row] = on_b()
     assert row["msg"] == "the seed's first gossip" and row["who_name"] == "a" and len(str(row["sha2"])) == 64
     peers = json.loads(_cli("network", "--json", "--config", "a.json", cwd=tmp_path).stdout)
-    assert [(p["name"], p["status"]) for p in peers] == [("b", "alive")]
+    assert [(p["name"], p["status"], p["self"]) for p in peers] == [("a", "alive", True), ("b", "alive", False)]
 
 
 def test_a_second_process_on_the_same_config_is_refused_at_once(cluster: Cluster) -> None:

@@ -857,3 +857,20 @@ def test_a_networks_quota_keeps_what_arrives_within_it() -> None:
     assert {g.guid for g in small.gossips()} == {g.guid for g in kept}
     assert not small.has_gossip(too_long.guid) and not small.has_gossip(overflow.guid)
     assert small.stats["rejected.quota_gossip_bytes"] >= 1 and small.stats["rejected.quota_network_bytes"] >= 1
+
+
+def test_network_status_knows_which_peers_hold_the_same_set() -> None:
+    """Issue 12, item 3: each peer's last known set summary, against this node's set now."""
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    assert a.peer_in_sync("default", b.guid) is None  # nothing exchanged yet
+    for _ in range(3):
+        mesh.round()
+    assert a.peer_in_sync("default", b.guid) is True and a.peer_in_sync("default", c.guid) is True
+    a.create_gossip("news", mesh.now)  # a's set changes: nobody is known to hold it yet
+    assert a.peer_in_sync("default", b.guid) is False
+    mesh.deliver()
+    for _ in range(4):
+        mesh.round()
+    assert a.peer_in_sync("default", b.guid) is True and a.peer_in_sync("default", c.guid) is True
+    assert a.peer_in_sync("default", a.guid) is None  # not a peer

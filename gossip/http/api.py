@@ -20,6 +20,7 @@ from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
 from ..errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError
 from ..messages import error_body
 from ..events import RegisterFailed, Registered
+from ..model import PeerView
 from ..node import GossipStatus
 from .client import getaddrinfo_within
 from .server import Request, Response
@@ -148,7 +149,17 @@ class ClientApi:
         })
 
     async def _get_peers(self, request: Request, network: str) -> Response:
-        return _json(200, [v.to_dict() for v in self.runner.node.network_status(network)])
+        """NETWORK_STATUS: this node first (``self: true``), then every peer, each with
+        ``in_sync``: whether it held the same gossip set as this node, as last known (null:
+        not known yet)."""
+        node = self.runner.node
+        me = PeerView(peer=self.runner.config.self_peer(network), last_seen=self.runner.clock())
+        rows = [{**me.to_dict(), "in_sync": True, "self": True}]
+        rows += [
+            {**v.to_dict(), "in_sync": node.peer_in_sync(network, v.peer.guid), "self": False}
+            for v in node.network_status(network)
+        ]
+        return _json(200, rows)
 
     async def _get_gossip(self, request: Request, network: str) -> Response:
         rows = self.runner.node.gossip_status(network)  # on the loop: a consistent copy

@@ -271,7 +271,9 @@
     setText("node-max-peers", `pushes to ${n.gossip_max_peer_count}`);
   }
 
-  function renderPeers(peers) {
+  function renderPeers(rows) {
+    // GET /v1/peers lists this node first (self: true); the panel lists its peers.
+    const peers = rows.filter((p) => p.self !== true);
     const sorted = [...peers].sort((a, b) => byCodePoint(String(a.name), String(b.name)));
     const items = sorted.map((p) => {
       const status = STATUSES.includes(p.status) ? p.status : "unknown";
