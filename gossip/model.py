@@ -26,6 +26,7 @@ __all__ = [
     "canonical_bytes",
     "compute_sha2",
     "iso_from_timestamp",
+    "iso_for_output",
     "timestamp_from_iso",
     "EARLIEST_TIME",
     "LATEST_TIME",
@@ -155,7 +156,7 @@ def iso_from_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
-def _iso_for_output(ts: float) -> str:
+def iso_for_output(ts: float) -> str:
     """:func:`iso_from_timestamp` for a status output, which must never fail: a time outside
     1970..9999 (only a virtual clock gives one) is written as the nearer bound."""
     if not ts >= _EARLIEST_TS:  # NaN too
@@ -381,7 +382,7 @@ class PeerView:
     def to_dict(self) -> dict[str, Any]:
         out = self.peer.to_dict()
         out["status"] = str(self.status)
-        out["last_seen"] = None if self.last_seen is None else _iso_for_output(self.last_seen)
+        out["last_seen"] = None if self.last_seen is None else iso_for_output(self.last_seen)
         out["failures"] = self.failures
         return out
 

@@ -174,6 +174,8 @@ class _PeerEntry:
     #: The peer's gossip set as last known, (count, fingerprint): from its own probe, or ours
     #: when its answer said in sync; ``_DIFFERS`` when its answer said not. None: not known yet.
     summary: tuple[int, str] | None = None
+    #: When ``summary`` was learnt (this node's clock).
+    summary_at: float | None = None
     #: How far the peer's clock is ahead of this node's, in ms, from its last signed answer:
     #: requests to it are stamped on its clock (see GossipNode.handle_request).
     clock_offset_ms: int = 0
@@ -458,14 +460,15 @@ class GossipNode:
             raise LocalProtocolError("a node cannot register with itself")
         return self._send(net, None, address, m.Register(node=net.self_peer), now)
 
-    def peer_in_sync(self, network: str, guid: str) -> bool | None:
+    def peer_in_sync(self, network: str, guid: str) -> tuple[bool | None, float | None]:
         """Whether the peer held the same gossip set as this node holds now, as last known
-        (from the latest probe either way); None when not known yet or not a peer."""
+        (from the latest probe either way), and when that was learnt; ``(None, None)`` when
+        not known yet or not a peer."""
         net = self._net(network)
         entry = net.peers.get(guid)
         if entry is None or entry.summary is None:
-            return None
-        return entry.summary == (len(net.gossip_keys), net.gossip_keys.fingerprint)
+            return None, None
+        return entry.summary == (len(net.gossip_keys), net.gossip_keys.fingerprint), entry.summary_at
 
     def network_status(self, network: str | None = None) -> list[PeerView]:
         """NETWORK_STATUS: every peer known on one network (or all of them), by name."""
@@ -886,6 +889,7 @@ class GossipNode:
             entry = net.peers.get(sender)
             if entry is not None and body.probe is not None and not body.probe.size and body.probe.start is None:
                 entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
+                entry.summary_at = now
             self._heard_of(net, sender, body.ids, now)
             return m.DidYouHearReply(answer=answer, hello=hello)
         if isinstance(body, m.Push):
@@ -1058,6 +1062,7 @@ class GossipNode:
         if entry is not None:
             keys = net.gossip_keys
             entry.summary = (len(keys), keys.fingerprint) if answer.in_sync else _DIFFERS
+            entry.summary_at = now
         if answer.in_sync:
             return
         net.unsettled = True

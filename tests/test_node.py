@@ -863,14 +863,20 @@ def test_network_status_knows_which_peers_hold_the_same_set() -> None:
     """Issue 12, item 3: each peer's last known set summary, against this node's set now."""
     mesh = full_mesh(3)
     a, b, c = mesh.nodes
-    assert a.peer_in_sync("default", b.guid) is None  # nothing exchanged yet
+
+    def in_sync(peer: GossipNode) -> bool | None:
+        return a.peer_in_sync("default", peer.guid)[0]
+
+    assert a.peer_in_sync("default", b.guid) == (None, None)  # nothing exchanged yet
     for _ in range(3):
         mesh.round()
-    assert a.peer_in_sync("default", b.guid) is True and a.peer_in_sync("default", c.guid) is True
+    assert in_sync(b) is True and in_sync(c) is True
+    known_at = a.peer_in_sync("default", b.guid)[1]
+    assert known_at is not None and T0 < known_at <= mesh.now
     a.create_gossip("news", mesh.now)  # a's set changes: nobody is known to hold it yet
-    assert a.peer_in_sync("default", b.guid) is False
+    assert in_sync(b) is False
     mesh.deliver()
     for _ in range(4):
         mesh.round()
-    assert a.peer_in_sync("default", b.guid) is True and a.peer_in_sync("default", c.guid) is True
-    assert a.peer_in_sync("default", a.guid) is None  # not a peer
+    assert in_sync(b) is True and in_sync(c) is True
+    assert a.peer_in_sync("default", a.guid) == (None, None)  # not a peer

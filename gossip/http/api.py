@@ -20,7 +20,7 @@ from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
 from ..errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError
 from ..messages import error_body
 from ..events import RegisterFailed, Registered
-from ..model import PeerView
+from ..model import PeerView, iso_for_output
 from ..node import GossipStatus
 from .client import getaddrinfo_within
 from .server import Request, Response
@@ -153,12 +153,13 @@ class ClientApi:
         ``in_sync``: whether it held the same gossip set as this node, as last known (null:
         not known yet)."""
         node = self.runner.node
-        me = PeerView(peer=self.runner.config.self_peer(network), last_seen=self.runner.clock())
-        rows = [{**me.to_dict(), "in_sync": True, "self": True}]
-        rows += [
-            {**v.to_dict(), "in_sync": node.peer_in_sync(network, v.peer.guid), "self": False}
-            for v in node.network_status(network)
-        ]
+        now = self.runner.clock()
+        me = PeerView(peer=self.runner.config.self_peer(network), last_seen=now)
+        rows = [{**me.to_dict(), "in_sync": True, "in_sync_at": iso_for_output(now), "self": True}]
+        for view in node.network_status(network):
+            in_sync, known_at = node.peer_in_sync(network, view.peer.guid)
+            at = None if known_at is None else iso_for_output(known_at)
+            rows.append({**view.to_dict(), "in_sync": in_sync, "in_sync_at": at, "self": False})
         return _json(200, rows)
 
     async def _get_gossip(self, request: Request, network: str) -> Response:
