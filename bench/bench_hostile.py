@@ -577,18 +577,7 @@ def start_trio(work: Path, timer: float, nodes: list[bh.Node]) -> tuple[int, lis
         nodes.append(peer)
         wait_healthy(peer, p, READY_BOUND)
         peer_ports.append(p)
-    ports = [port, *peer_ports]
-    counts = [0, 0, 0]
-
-    def all_known() -> bool:
-        for i, p in enumerate(ports):
-            if counts[i] < 2:
-                peers = bh.try_json(p, "GET", "/v1/peers", timeout=5)
-                counts[i] = counts[i] if peers is None else len(peers)
-        return min(counts) >= 2
-
-    if not bh.wait_until(all_known, READY_BOUND, 0.2):
-        raise RuntimeError(f"after {READY_BOUND:g} s, peers known (target, peer1, peer2): {counts}")
+    bh.wait_for_peers([port, *peer_ports], 2, READY_BOUND, 0.2, timeout=5)
     return port, peer_ports
 
 

@@ -154,6 +154,22 @@ def client_json(port: int, method: str, path: str, body: Any = None, *, timeout:
     return json.loads(raw)
 
 
+def wait_for_peers(ports: list[int], want: int, bound: float, every: float, *, timeout: float = 20.0) -> None:
+    """Until every node on ``ports`` knows ``want`` peers (``GET /v1/peers`` rows but the
+    node's own), asking a node again only while it is short; RuntimeError after ``bound`` s."""
+    counts = [0] * len(ports)
+
+    def all_known() -> bool:
+        for i, port in enumerate(ports):
+            if counts[i] < want:
+                rows = try_json(port, "GET", "/v1/peers", timeout=timeout)
+                counts[i] = counts[i] if rows is None else sum(1 for r in rows if not r.get("self"))
+        return min(counts) >= want
+
+    if not wait_until(all_known, bound, every):
+        raise RuntimeError(f"after {bound:g} s, peers known per node: {sorted(counts)}")
+
+
 def try_json(port: int, method: str, path: str, *, timeout: float = 20.0) -> Any | None:
     """Like client_json, but None when the node is busy (503) or does not answer in time."""
     try:
@@ -426,17 +442,7 @@ def converge_run(run: int, keep: bool, rng: random.Random) -> dict[str, Any]:
         result["startup"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        counts = [0] * N_NODES
-
-        def all_peers() -> bool:
-            for i, port in enumerate(ports):
-                if counts[i] < N_NODES - 1:
-                    peers = try_json(port, "GET", "/v1/peers")
-                    counts[i] = counts[i] if peers is None else len(peers)
-            return min(counts) >= N_NODES - 1
-
-        if not wait_until(all_peers, 60, 0.2):
-            raise RuntimeError(f"after 60 s, peers known per node: {counts}")
+        wait_for_peers(ports, N_NODES - 1, 60, 0.2)
         result["peers"] = time.perf_counter() - t1
 
         def cluster_cpu() -> float:
@@ -602,6 +608,18 @@ TP_THREADS = 20
 TP_SECONDS = 10.0
 
 
+def start_lone_node(work: Path, nodes: list[Node]) -> Node:
+    """One ``python -m gossip.http`` in ``work`` (appended to ``nodes`` for clean-up), once its
+    ``/healthz`` answers."""
+    node = Node(["--config", str(work / "server.json"), "--port", str(free_port()), "--log-level", "WARNING"],
+                workdir=work, tag="node", env={"GOSSIP_PASSWORD": PASSWORD})
+    nodes.append(node)
+    node.wait_banner(timeout=30)
+    if node.port is None or not wait_until(lambda: _healthy(node.port), 30, 0.05):  # type: ignore[arg-type]
+        raise RuntimeError("/healthz never answered")
+    return node
+
+
 def probe_body(sender: str, port: int) -> bytes:
     """A signed DID_YOU_HEAR probe of an empty set, for the node on ``port``: the node (holding
     none) answers in-sync."""
@@ -699,13 +717,8 @@ def bench_throughput(runs: int, keep: bool) -> None:
         work = make_workdir(keep, f"gossip-bench-throughput{run}-")
         nodes: list[Node] = []
         try:
-            node = Node(["--config", str(work / "server.json"), "--port", str(free_port()), "--log-level", "WARNING"],
-                        workdir=work, tag="node", env={"GOSSIP_PASSWORD": PASSWORD})
-            nodes.append(node)
-            node.wait_banner(timeout=30)
+            node = start_lone_node(work, nodes)
             assert node.port is not None
-            if not wait_until(lambda: _healthy(node.port), 30, 0.05):  # type: ignore[arg-type]
-                raise RuntimeError("/healthz never answered")
             cpu0 = node.cpu_seconds()
             other = OtherLoad(lambda: node.cpu_seconds() or 0.0)
             r = throughput_run(node.port, sender)
@@ -892,13 +905,8 @@ def bench_throughput_keepalive(runs: int, keep: bool) -> None:
         work = make_workdir(keep, f"gossip-bench-keepalive{run}-")
         nodes: list[Node] = []
         try:
-            node = Node(["--config", str(work / "server.json"), "--port", str(free_port()), "--log-level", "WARNING"],
-                        workdir=work, tag="node", env={"GOSSIP_PASSWORD": PASSWORD})
-            nodes.append(node)
-            node.wait_banner(timeout=30)
+            node = start_lone_node(work, nodes)
             assert node.port is not None
-            if not wait_until(lambda: _healthy(node.port), 30, 0.05):  # type: ignore[arg-type]
-                raise RuntimeError("/healthz never answered")
             for mode, fn in (("new connection", throughput_run), ("keep-alive", keepalive_run),
                              ("keep-alive, lean client", lean_keepalive_run)):
                 cpu0 = node.cpu_seconds()

@@ -83,17 +83,7 @@ def run(args: argparse.Namespace) -> int:
         n = len(ports)
 
         t1 = time.perf_counter()
-        counts = [0] * n
-
-        def all_peers() -> bool:
-            for i, port in enumerate(ports):
-                if counts[i] < n - 1:
-                    peers = bh.try_json(port, "GET", "/v1/peers", timeout=30)
-                    counts[i] = counts[i] if peers is None else len(peers)
-            return min(counts) >= n - 1
-
-        if not bh.wait_until(all_peers, args.peers_bound, 1.0):
-            raise RuntimeError(f"after {args.peers_bound:g} s, peers known per node: {sorted(counts)}")
+        bh.wait_for_peers(ports, n - 1, args.peers_bound, 1.0, timeout=30)
         r["join_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()

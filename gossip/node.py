@@ -261,11 +261,6 @@ def record_key(peer: Peer) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
-def _wire_size(gossip: Gossip) -> int:
-    """Bytes of a gossip's JSON as sent, escapes included: what the answer budget counts."""
-    return gossip.wire_size()
-
-
 #: A peer's set summary when the last exchange found it differs from this node's.
 _DIFFERS = (-1, "")
 
@@ -912,7 +907,7 @@ class GossipNode:
                 gossip = net.gossips.get(guid)
                 if gossip is None:
                     continue
-                budget -= _wire_size(gossip)
+                budget -= gossip.wire_size()
                 if budget < 0 and out:
                     break
                 out.append(gossip)
@@ -1137,7 +1132,9 @@ class GossipNode:
         quota = net.network.quota
         kept, held = [], net.held_bytes
         for gossip in gossips:
-            if len(gossip.msg.encode("utf-8")) > quota.max_gossip_bytes:
+            # UTF-8 takes at most 4 bytes a character: encode only when the text could be over.
+            limit = quota.max_gossip_bytes
+            if 4 * len(gossip.msg) > limit and len(gossip.msg.encode("utf-8")) > limit:
                 self.stats["rejected.quota_gossip_bytes"] += 1
                 continue
             size = gossip.wire_size()
@@ -1155,11 +1152,13 @@ class GossipNode:
             The gossips that were new.
         """
         new = []
+        sizes: dict[str, int] = {}  # guid -> wire size: the quota's count and the push budget's
         for gossip in gossips:
             if gossip.guid in net.gossips:
                 continue
             net.gossips[gossip.guid] = gossip
-            net.held_bytes += gossip.wire_size()
+            sizes[gossip.guid] = size = gossip.wire_size()
+            net.held_bytes += size
             self._unpend(net, gossip.guid)
             self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
             new.append(gossip)
@@ -1168,11 +1167,12 @@ class GossipNode:
         net.gossip_keys.update(_guid_key(g.guid) for g in new)
         net.unsettled = True
         if self._push:
-            self._push_new(net, new, source, now)
+            self._push_new(net, sizes, source, now)
         return new
 
-    def _push_new(self, net: _Net, gossips: list[Gossip], source: str | None, now: float) -> None:
-        """Push gossips new to this node to its eager peers, except the one they came from.
+    def _push_new(self, net: _Net, sizes: dict[str, int], source: str | None, now: float) -> None:
+        """Push gossips new to this node (guid -> wire size) to its eager peers, except the one
+        they came from.
 
         The source joins the eager set: it just proved a useful link (a push, or the answer
         to a grafting TELL_ME_MORE). The node's own random peers are picked on its first
@@ -1186,7 +1186,7 @@ class GossipNode:
             net.eager.add(source)
         if not net.eager:
             net.eager.pick(self._eligible(net, now), self._rng)
-        for peer in net.eager.enqueue({g.guid: _wire_size(g) for g in gossips}, exclude=source):
+        for peer in net.eager.enqueue(sizes, exclude=source):
             self._push_next(net, peer, now)
 
     def _push_next(self, net: _Net, peer: str, now: float) -> None:

@@ -22,6 +22,7 @@ schemes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import re
@@ -216,7 +217,7 @@ class HttpTransport:
             if not value > 0:
                 raise LocalProtocolError(f"{name} must be positive, not {value!r}")
         base = limits or Limits()
-        self.limits = Limits(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "max_body": max_body})
+        self.limits = dataclasses.replace(base, max_body=max_body)
         self.timeout = timeout
         self.max_body = max_body
         self.app = app

@@ -328,7 +328,8 @@ class NodeRunner:
             plural = "" if count == 1 else "s"
             # Creates are answered to their client; a busy node would log a line per create.
             level = logging.DEBUG if source is None else logging.INFO
-            logger.log(level, "learnt %d gossip%s on %s from %s", count, plural, network, self._source_name(network, source))
+            if logger.isEnabledFor(level):  # the name lookup walks the peer list: only when logged
+                logger.log(level, "learnt %d gossip%s on %s from %s", count, plural, network, self._source_name(network, source))
 
     def _source_name(self, network: str, source: str | None) -> str:
         if source is None:
