@@ -88,7 +88,9 @@ def runners(tmp_path: Path) -> Iterator[list[NodeRunner]]:
             r.stop()
 
 
-def test_a_host_with_several_addresses_is_tried_address_by_address(tmp_path: Path, runners: list[NodeRunner]) -> None:
+def test_a_host_with_several_addresses_is_tried_address_by_address(
+    tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
+) -> None:
     a, b = _runner(tmp_path, "a"), _runner(tmp_path, "b")
     runners += [a, b]
     a.start()
@@ -103,8 +105,14 @@ def test_a_host_with_several_addresses_is_tried_address_by_address(tmp_path: Pat
         raise socket.gaierror(f"{host} is not a test name")
 
     targets = [parse_join_target(f"gone.test:{port}"), parse_join_target(f"seeds.test:{port}")]
-    outcome = b.call(join_network(targets, lambda ip, p: b.register_async(ip, p), network="default", retry=False, resolve=resolve))
+    with caplog.at_level(logging.INFO, logger="gossip.http.join"):
+        outcome = b.call(join_network(targets, lambda ip, p: b.register_async(ip, p), network="default", retry=False, resolve=resolve))
     assert asked == [("gone.test", port), ("seeds.test", port)]
+    assert [f.address for f in outcome.failures] == [None, ("127.0.0.2", port)]
+    assert str(outcome.failures[0]) == f"gone.test:{port}: cannot resolve 'gone.test': gone.test is not a test name"
+    assert str(outcome.failures[1]).startswith(f"seeds.test:{port} (127.0.0.2:{port}): ")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "gossip.http.join"]  # the one that worked, and what failed before
+    assert line.startswith(f"joined network default: registered with a at seeds.test:{port} (127.0.0.1:{port}) (round 1); before it, gone.test:")
     assert outcome.registered is not None and outcome.registered.peer.peer.name == "a"
     assert outcome.address == ("127.0.0.1", port) and outcome.rounds == 1
     assert outcome.describe() == f"registered with a at seeds.test:{port} (127.0.0.1:{port})"

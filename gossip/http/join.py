@@ -79,8 +79,9 @@ class JoinFailure:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JoinOutcome:
-    """The end of a join: ``registered`` (with the target and address that took it), or the
-    failures of the last round when it gave up (only without retry)."""
+    """The end of a join: ``registered`` (with the target and address that took it) or None
+    (only without retry), and the last round's ``failures``: all of them when nothing took
+    the REGISTER, else those tried before the address that did."""
 
     registered: Registered | None
     target: JoinTarget | None
@@ -135,8 +136,8 @@ def retry_delay(round_number: int, rng: random.Random, *, first: float = RETRY_F
 
 
 async def _one_round(
-    targets: list[JoinTarget], register: Register, resolve: Resolver, network: str
-) -> tuple[Registered, JoinTarget, tuple[str, int]] | list[JoinFailure]:
+    targets: list[JoinTarget], register: Register, resolve: Resolver, network: str, rounds: int
+) -> JoinOutcome:
     loop = asyncio.get_running_loop()
     failures: list[JoinFailure] = []
     for target in targets:
@@ -155,11 +156,11 @@ async def _one_round(
                 failures.append(JoinFailure(target=target, address=address, reason=str(exc)))
                 continue
             if isinstance(event, Registered):
-                return event, target, address
+                return JoinOutcome(registered=event, target=target, address=address, failures=tuple(failures), rounds=rounds)
             assert isinstance(event, RegisterFailed)
             why = refusal(event, network, "the") if event.status in (401, 403) else event.reason
             failures.append(JoinFailure(target=target, address=address, reason=why))
-    return failures
+    return JoinOutcome(registered=None, target=None, address=None, failures=tuple(failures), rounds=rounds)
 
 
 async def join_network(
@@ -186,7 +187,7 @@ async def join_network(
         cap: the longest wait.
 
     Returns:
-        The outcome: registered, or (without retry only) the failures of the one round.
+        The outcome: registered, or (without retry only) not, with the one round's failures.
         Cancel the task to stop retrying.
     """
     if not targets:
@@ -195,16 +196,16 @@ async def join_network(
     rounds = 0
     while True:
         rounds += 1
-        result = await _one_round(targets, register, resolve, network)
-        if not isinstance(result, list):
-            event, target, address = result
-            logger.info("joined network %s through %s (round %d)", network, _where(target, address), rounds)
-            return JoinOutcome(registered=event, target=target, address=address, failures=(), rounds=rounds)
+        outcome = await _one_round(targets, register, resolve, network, rounds)
+        if outcome.registered is not None:
+            skipped = "".join(f"; before it, {failure}" for failure in outcome.failures)
+            logger.info("joined network %s: %s (round %d)%s", network, outcome.describe(), rounds, skipped)
+            return outcome
         if not retry:
-            return JoinOutcome(registered=None, target=None, address=None, failures=tuple(result), rounds=rounds)
+            return outcome
         delay = retry_delay(rounds, rng, first=first, cap=cap)
         logger.warning(
             "could not join network %s yet (round %d): %s; next try in %.1f s",
-            network, rounds, "; ".join(map(str, result)), delay,
+            network, rounds, outcome.describe(), delay,
         )
         await asyncio.sleep(delay)
