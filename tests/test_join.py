@@ -263,3 +263,31 @@ def test_ip_is_advertised_and_listen_is_bound(cluster: Cluster) -> None:
     wait_for(lambda: [p["name"] for p in a.peers()] == ["b"], 10, "a to list b")
     [row] = b.peers()
     assert (row["name"], row["ip"], row["port"]) == ("a", "127.0.0.2", a.port)  # ...b keeps the advertised one
+
+
+def test_listen_ip_with_port_0_advertises_the_port_it_got(cluster: Cluster) -> None:
+    node = cluster.start("a", "--name", "a", "--ip", "127.0.0.2", "--listen", "127.0.0.1", "--port", "0", expect_banner=False)
+    assert node.proc.stdout is not None
+    banner: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any("--join" in line for line in banner):
+        line = node.proc.stdout.readline()
+        assert line, f"the node exited: {_stderr(node)}"
+        banner.append(line)
+    [serving] = [line for line in banner if line.startswith("Serving HTTP on 127.0.0.1 port ")]
+    port = int(serving.split(" port ")[1].split()[0])
+    assert port != node.port and f"peers are told 127.0.0.2:{port} (--ip, --port)" in "".join(banner)
+    node.port = port  # for /v1/peers: the bound address
+    wait_for(lambda: Cluster._healthy(node), 10, "the node to answer")
+    status, rows = node.call("GET", "/v1/peers")
+    assert status == 200 and (rows[0]["ip"], rows[0]["port"]) == ("127.0.0.2", port)
+    assert node.stop() == 0
+
+
+def test_port_0_with_a_listen_port_is_refused(cluster: Cluster) -> None:
+    """Which port would peers be told? Neither is right: one line, exit 2."""
+    node = cluster.start("a", "--listen", f"127.0.0.1:{free_port()}", "--port", "0", expect_banner=False)
+    assert node.proc.wait(30) == 2
+    assert _stderr(node).strip() == (
+        "error: --port 0 picks a free port to listen on and advertise: give --listen an IP, without a port"
+    )

@@ -142,6 +142,8 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         ("max_peers", "gossip_max_peer_count"),
     ):
         value = getattr(args, flag)
+        if flag == "port" and value == 0:
+            continue  # "pick a free one": main() binds port 0 and records the port it got
         if value is not None and value != getattr(config, attr):
             updates[attr] = value
     if password is not None and generated is None and existed:
@@ -308,7 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets = [parse_join_target(text) for text in args.join or ()]
         if args.retry_join and not targets:
             raise ConfigError("--retry-join needs at least one --join HOST:PORT")
-        listen = listen_address(args.listen, config.port) if args.listen else (config.ip, config.port)
+        port = 0 if args.port == 0 else config.port
+        listen = listen_address(args.listen, port) if args.listen else (config.ip, port)
+        if args.port == 0 and listen[1] != 0:
+            raise ConfigError("--port 0 picks a free port to listen on and advertise: give --listen an IP, without a port")
         storage = JsonFileStorage(data_dir_for(path))
         _claim(storage, path)
         _raise_fd_limit()
@@ -319,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             address = transport.serve(listen, handler)
         except TransportError as exc:
             raise ConfigError(f"{exc}; pick another --port") from None
-        if listen[1] == config.port != address[1]:  # --port 0: advertise the port we got
+        if listen[1] == 0:  # --port 0: advertise the port we got
             config = config.with_changes(port=address[1], incarnation=config.incarnation + 1)
             changed = True
         if changed:
