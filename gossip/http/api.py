@@ -28,7 +28,7 @@ from .server import Request, Response
 if TYPE_CHECKING:
     from .runner import NodeRunner
 
-__all__ = ["ClientApi", "parse_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
+__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
 
 #: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
 RESOLVE_WAIT = 3.0
@@ -202,6 +202,21 @@ def refusal(event: RegisterFailed, network: str, article: str) -> str:
     return f"it is not on network {network!r} or {article} password differs"
 
 
+def split_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) to a (host, port) pair, without resolving the host.
+
+    Raises:
+        LocalProtocolError: not of that form.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
+            or not 1 <= int(port_text) <= 65535:
+        raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    return host, int(port_text)
+
+
 def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) to an (ip, port) pair, resolving a host name.
 
@@ -211,18 +226,13 @@ def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int
     Raises:
         LocalProtocolError: not of that form, or the name does not resolve (in time).
     """
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.strip("[]")
-    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
-    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
-            or not 1 <= int(port_text) <= 65535:
-        raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    host, port = split_hostport(text)
     try:
-        infos = getaddrinfo_within(host, int(port_text), timeout)
+        infos = getaddrinfo_within(host, port, timeout)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise LocalProtocolError(f"cannot resolve host {host[:100]!r}: {why}") from None
-    return str(infos[0][4][0]), int(port_text)
+    return str(infos[0][4][0]), port
 
 
 def _web_file(path: str) -> Response:
