@@ -204,6 +204,9 @@ class _PeerEntry:
     clock_offset_ms: int = 0
     #: The peer's key ring, as it last advertised it (None: not heard yet).
     ring: m.Ring | None = None
+    #: The rank of the ring last sent to it in a KEYS still under way (sent once, not at
+    #: every advert meanwhile).
+    ring_offered: tuple[int, str] | None = None
 
     @property
     def proven(self) -> bool:
@@ -707,6 +710,10 @@ class GossipNode:
                 pending = net.pending.get(guid)
                 if pending is not None:
                     pending.asked = None
+        elif isinstance(flight.body, m.Keys) and flight.peer is not None:
+            entry = net.peers.get(flight.peer)
+            if entry is not None:
+                entry.ring_offered = None  # the next advert that shows it behind sends it again
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -1059,7 +1066,7 @@ class GossipNode:
         elif isinstance(reply, m.KeysReply):
             entry = net.peers.get(peer)
             if entry is not None:
-                entry.ring = reply.ring  # the truth after our KEYS; the rounds repair the rest
+                entry.ring, entry.ring_offered = reply.ring, None  # the rounds repair the rest
         elif isinstance(reply, m.TellMeMoreReply):
             assert isinstance(flight.body, m.TellMeMore)
             asked = set(flight.body.ids)
@@ -1516,6 +1523,7 @@ class GossipNode:
         behind = [
             guid for guid, e in net.peers.items()
             if guid != source and e.liveness.eligible(now) and (e.ring is None or e.ring.rank() < rank)
+            and e.ring_offered != rank
         ]
         for guid in self._rng.sample(behind, min(KEYS_FANOUT, len(behind))):
             self._send_ring(net, guid, now)
@@ -1533,7 +1541,7 @@ class GossipNode:
             for k in net.network.keys
         )
         self._send(net, guid, entry.peer.address, m.Keys(ring=ring, keys=sealed), now, key=wrap)
-        entry.ring = ring  # taken for granted until its answer or next advert says otherwise
+        entry.ring_offered = ring.rank()
         self.stats["ring.sent"] += 1
 
     def _heard_ring(self, net: _Net, sender: str, ring: m.Ring, now: float) -> None:
@@ -1542,7 +1550,8 @@ class GossipNode:
         if entry is None:
             return
         entry.ring = ring
-        if ring.rank() < self._ring(net).rank():
+        mine = self._ring(net).rank()
+        if ring.rank() < mine and entry.ring_offered != mine:
             self._send_ring(net, sender, now)
 
     def _take_ring(self, net: _Net, sender: str, body: m.Keys, wrap: bytes, now: float) -> m.KeysReply:
