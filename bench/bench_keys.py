@@ -71,6 +71,7 @@ class Load(threading.Thread):
         self.acked: set[str] = set()
         self.failed: list[str] = []
         self.halt = threading.Event()
+        self.seconds = 0.0
 
     def run(self) -> None:
         start, i = time.monotonic(), 0
@@ -86,6 +87,7 @@ class Load(threading.Thread):
                 self.failed.append(f"{port}: {exc}"[:160])
             i += 1
             self.halt.wait(max(0.0, start + i / self.rate - time.monotonic()))
+        self.seconds = time.monotonic() - start
 
 
 def cli(*args: str, password: str) -> None:
@@ -161,9 +163,9 @@ def run(args: argparse.Namespace) -> int:
         print(bh.table(["phase", "seconds"], [(name, f"{secs:.2f}") for name, secs in phases]))
         print()
         print(bh.table(
-            ["nodes", "rate/s", "timer s", "rotation s", "creates acked", "creates failed", "lost", "refused member requests",
+            ["nodes", "rate/s asked (done)", "timer s", "rotation s", "creates acked", "creates failed", "lost", "refused member requests",
              "old password refused by", "converged after load s"],
-            [(args.nodes, f"{args.rate:g}", f"{args.timer:g}", f"{rotation:.2f}", len(load.acked), len(load.failed), lost,
+            [(args.nodes, f"{args.rate:g} ({len(load.acked) / max(load.seconds, 1e-9):.0f})", f"{args.timer:g}", f"{rotation:.2f}", len(load.acked), len(load.failed), lost,
               int(refusals), f"{old_refused}/{args.nodes}", f"{settle:.2f}" if ok else "no")],
         ))
         for line in load.failed[:5]:

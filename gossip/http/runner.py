@@ -32,14 +32,14 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
+from ..auth import key_id
 from ..configfile import save_config
 from ..errors import ConfigError, GossipError, StorageError, TransportError
 from ..events import Event, GossipReceived, KeyringChanged, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from ..auth import key_id
 from ..model import Gossip, NodeConfig, PeerStatus
 from ..node import GossipNode, Outgoing
 from ..storage import persist
@@ -115,10 +115,12 @@ class _Committer:
                 self._queue.clear()
             failure: StorageError | None = None
             try:
-                persist(self.storage, [e for w in run for e in w.events])
+                # The key ring first: rings change rarely, and one kept on disk by a write whose
+                # gossips then failed is only the ring the network spreads anyway.
                 configs = [w.config for w in run if w.config is not None]
                 if configs and self.config_path is not None:
                     save_config(self.config_path, configs[-1])  # the latest ring (batches are in order)
+                persist(self.storage, [e for w in run for e in w.events])
             except ConfigError as exc:
                 failure = StorageError(str(exc))
                 logger.error("%s", exc)
