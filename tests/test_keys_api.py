@@ -109,3 +109,29 @@ def test_a_ring_that_cannot_be_written_is_not_kept(runner: NodeRunner, tmp_path:
     assert call(runner, "GET", key=NEW)[0] == 401
     runner._committer.config_path = path
     assert call(runner, "POST", install(NEW))[0] == 200 and runner.node.keys() == (OLD, NEW)
+
+
+def test_the_cli_lists_installs_and_explains_its_refusals(
+    runner: NodeRunner, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gossip.cli import main
+
+    monkeypatch.delenv("GOSSIP_KEY_PASSWORD", raising=False)
+    node = ["--node", f"http://127.0.0.1:{runner.config.port}", "--network", "default", "--password", "password-of-default"]
+    assert main(["keys", "install", *node]) == 2
+    assert "GOSSIP_KEY_PASSWORD" in capsys.readouterr().err
+    assert main(["keys", "install", *node, "--key-password", "a new password for the api"]) == 0
+    out = capsys.readouterr().out
+    assert f"installed key {key_id(NEW)}" in out and "a new password" not in out
+    assert main(["keys", "list", *node]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["KEY", "ID", "PRIMARY", "NODES"]
+    assert table[1].split() == [key_id(OLD), "yes", "1/1"] and table[2].split() == [key_id(NEW), "1/1"]
+    assert main(["keys", "list", "--json", *node]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [key_id(OLD), key_id(NEW)]
+    monkeypatch.setenv("GOSSIP_KEY_PASSWORD", "password-of-default")
+    assert main(["keys", "remove", *node]) == 1
+    err = capsys.readouterr().err
+    assert "primary key" in err and "`use` another key first" in err and len(err.strip().splitlines()) == 1
+    assert main(["keys", "use", *node, "--key-password", "never installed"]) == 1
+    assert "no key" in capsys.readouterr().err
