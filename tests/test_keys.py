@@ -101,8 +101,10 @@ def test_install_spreads_to_nodes_never_contacted_directly() -> None:
     first, last = mesh.nodes[0], mesh.nodes[-1]
     first.install_key(NEW, mesh.now)
     mesh.deliver()
-    assert all(NEW in n.keys() for n in mesh.nodes)
-    assert not any(sender == first.config.node_name and last.guid in str(v) for sender, v in mesh.log)
+    # The first node knows only the second, the last only the fourth: it came hop by hop.
+    assert first.peer_count() == 1 and last.peer_count() == 1
+    assert [verb for _, verb in mesh.log] == ["keys"] * 4
+    assert all(NEW in n.keys() and n.config.network("default").key_version == 1 for n in mesh.nodes)
     assert refusals(mesh) == 0
 
 
@@ -223,3 +225,16 @@ def test_seal_and_unseal() -> None:
     # A fresh nonce, a fresh ciphertext; the key itself never shows.
     again = seal_key(OLD, NEW, nonce=b"\x02" * 16, context="default")
     assert again != sealed and NEW.hex() not in sealed
+
+
+def test_two_changes_at_once_settle_on_one_ring_everywhere() -> None:
+    mesh = full_mesh(4)
+    mesh.round()
+    other = derive_key("default", "a third password")
+    mesh.nodes[0].install_key(NEW, mesh.now)
+    mesh.nodes[3].install_key(other, mesh.now)  # same version, another ring: the digest decides
+    mesh.deliver()
+    rounds_until(mesh, lambda: len({n.keys() for n in mesh.nodes}) == 1)
+    [ring] = {n.keys() for n in mesh.nodes}
+    assert ring[0] == OLD and len(ring) == 2 and ring[1] in (NEW, other)
+    assert refusals(mesh) == 0
