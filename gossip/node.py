@@ -207,6 +207,9 @@ class _PeerEntry:
     #: The rank of the ring last sent to it in a KEYS still under way (sent once, not at
     #: every advert meanwhile).
     ring_offered: tuple[int, str] | None = None
+    #: The key of the peer's last request to this node: until its ring is heard, requests to
+    #: it are signed with that key (a node that joined with another key of the ring).
+    last_key: bytes | None = field(default=None, repr=False)
 
     @property
     def proven(self) -> bool:
@@ -581,6 +584,9 @@ class GossipNode:
         else:
             reply = self._answer(net, env.sender, env.body, now)
         self._seen(net, env.sender, now)
+        entry = net.peers.get(env.sender)
+        if entry is not None:
+            entry.last_key = env.key
         # Signed with the key the request used: a sender that does not hold this node's
         # primary key yet (a rotation under way) still understands the answer.
         return m.encode(reply, network=net.network.name, sender=self.guid, key=env.key, re=env.nonce, now=int(now * 1000))
@@ -1501,8 +1507,11 @@ class GossipNode:
 
     def _key_to(self, net: _Net, entry: _PeerEntry | None) -> bytes:
         """The key to sign a request to this peer with: the primary, unless the peer's last
-        advert says it lacks it and holds another of this node's keys."""
+        advert says it lacks it and holds another of this node's keys (or, before any advert,
+        the key of its last request)."""
         primary = net.network.key
+        if entry is not None and entry.ring is None and entry.last_key in net.network.keys:
+            return entry.last_key  # its ring not heard yet: the key it signs with
         if entry is None or entry.ring is None or _key_id(primary) in entry.ring.ids:
             return primary
         return next((k for k in net.network.extra_keys if _key_id(k) in entry.ring.ids), primary)

@@ -238,3 +238,18 @@ def test_two_changes_at_once_settle_on_one_ring_everywhere() -> None:
     [ring] = {n.keys() for n in mesh.nodes}
     assert ring[0] == OLD and len(ring) == 2 and ring[1] in (NEW, other)
     assert refusals(mesh) == 0
+
+
+def test_a_node_that_joins_mid_rotation_with_the_new_password_is_answered_in_its_key() -> None:
+    mesh = full_mesh(3)
+    mesh.round()
+    mesh.nodes[0].install_key(NEW, mesh.now)
+    mesh.deliver()
+    assert all(n.keys() == (OLD, NEW) for n in mesh.nodes)
+    joiner = GossipNode(make_config(9, keys={"default": NEW}), rng=random.Random(9), now=mesh.now)
+    mesh.nodes.append(joiner)
+    joiner.register(mesh.nodes[0].config.ip, mesh.nodes[0].config.port, mesh.now)
+    mesh.deliver()
+    mesh.round()  # node 0 contacts the fresh joiner at once: in the key the joiner signed with
+    assert refusals(mesh) == 0
+    rounds_until(mesh, lambda: joiner.keys() == (OLD, NEW))  # and it takes the ring
