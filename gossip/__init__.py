@@ -30,6 +30,8 @@ from .events import (
 )
 from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Quota, Snapshot, compute_sha2
 from .node import GossipNode, GossipStatus, Outgoing
+from .node import KeyInfo
+from .events import KeyringChanged
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
 from .transport import MemoryNetwork, MemoryTransport, Transport
 from .http.client import HttpTransport
@@ -53,6 +55,7 @@ __all__ = [
     "PeerForgotten",
     "Registered",
     "RegisterFailed",
+    "KeyringChanged",
     "Gossip",
     "Network",
     "NodeConfig",
@@ -64,6 +67,7 @@ __all__ = [
     "compute_sha2",
     "GossipNode",
     "GossipStatus",
+    "KeyInfo",
     "Outgoing",
     "Storage",
     "MemoryStorage",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ErrorCode
-from .model import Gossip, PeerStatus, PeerView
+from .model import Gossip, Network, PeerStatus, PeerView
 
 __all__ = [
     "Event",
@@ -16,6 +16,7 @@ __all__ = [
     "PeerForgotten",
     "Registered",
     "RegisterFailed",
+    "KeyringChanged",
 ]
 
 
@@ -87,3 +88,17 @@ class RegisterFailed(Event):
     reason: str
     status: int | None
     code: ErrorCode | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyringChanged(Event):
+    """A network's key ring changed (``gossip keys``, here or spread from a peer).
+
+    The runner writes the node's new configuration (``server.json``) before it acknowledges;
+    ``old`` is what :meth:`GossipNode.revert` restores when that write fails. ``source`` is
+    the peer the ring came from, None when changed at this node.
+    """
+
+    network: Network
+    old: Network
+    source: str | None = None

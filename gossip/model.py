@@ -424,13 +424,30 @@ class Network:
     key: bytes = field(repr=False)
     #: This network's limits (:class:`Quota`); the defaults are safe for most uses.
     quota: Quota = field(default_factory=lambda: Quota())
+    #: Keys accepted besides ``key`` (the primary, which signs), while a password is being
+    #: rotated (``gossip keys``).
+    extra_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    #: The key ring's version: each install, use or remove raises it, and nodes adopt the
+    #: ring of the highest version (docs/security.md, "Key rotation").
+    key_version: int = 0
 
     def __post_init__(self) -> None:
         check_network_name(self.name)
         if not isinstance(self.quota, Quota):
             raise _fail("a network's quota must be a Quota")
-        if not isinstance(self.key, bytes) or len(self.key) < 16:
-            raise _fail("a network key must be at least 16 bytes")
+        object.__setattr__(self, "extra_keys", tuple(self.extra_keys))
+        for key in (self.key, *self.extra_keys):
+            if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
+                raise _fail("a network key must be at least 16 bytes (and at most 64)")
+        if len(set(self.keys)) != len(self.keys):
+            raise _fail("a network's keys must differ from each other")
+        if isinstance(self.key_version, bool) or not isinstance(self.key_version, int) or not 0 <= self.key_version < 2**53:
+            raise _fail("a network's key_version must be a non-negative integer")
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Every key accepted, the primary first."""
+        return (self.key, *self.extra_keys)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -59,16 +59,17 @@ import json
 import random
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 from . import messages as m
-from .auth import DEFAULT_WINDOW, ReplayGuard
+from .auth import DEFAULT_WINDOW, ReplayGuard, key_id, seal_key, unseal_key
 from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
 from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Event,
     GossipReceived,
+    KeyringChanged,
     PeerForgotten,
     PeerJoined,
     PeerStatusChanged,
@@ -93,7 +94,7 @@ from .model import (
 )
 from .plumtree import EagerPeers
 
-__all__ = ["GossipNode", "Outgoing", "GossipStatus"]
+__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT"]
 
 Address = tuple[str, int]
 #: Most gossip ids asked for in one TELL_ME_MORE.
@@ -131,6 +132,11 @@ SETTLED_BACKOFF_MAX = 8
 PAGE_SIZE = 2048
 _LAST_KEY = (1 << 128) - 1
 _GOSSIP, _PEERS = "gossip", "peers"
+#: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
+#: the others (see GossipNode._change_ring).
+KEYS_FANOUT = 32
+#: Key ids, cached: one is looked up for every request sent.
+_key_id = functools.lru_cache(maxsize=256)(key_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +166,23 @@ class GossipStatus:
     sha2: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInfo:
+    """One key of a network's ring, as ``gossip keys list`` shows it (never the key itself).
+
+    ``nodes``: how many nodes hold it, this one included, as last heard from their ring
+    adverts; ``known``: how many nodes are counted (this one and every peer not dead);
+    ``unheard``: how many of those have not advertised a ring yet.
+    """
+
+    network: str
+    id: str
+    primary: bool
+    nodes: int
+    known: int
+    unheard: int
+
+
 @dataclass(slots=True)
 class _PeerEntry:
     peer: Peer
@@ -179,6 +202,14 @@ class _PeerEntry:
     #: How far the peer's clock is ahead of this node's, in ms, from its last signed answer:
     #: requests to it are stamped on its clock (see GossipNode.handle_request).
     clock_offset_ms: int = 0
+    #: The peer's key ring, as it last advertised it (None: not heard yet).
+    ring: m.Ring | None = None
+    #: The rank of the ring last sent to it in a KEYS still under way (sent once, not at
+    #: every advert meanwhile).
+    ring_offered: tuple[int, str] | None = None
+    #: The key of the peer's last request to this node: until its ring is heard, requests to
+    #: it are signed with that key (a node that joined with another key of the ring).
+    last_key: bytes | None = field(default=None, repr=False)
 
     @property
     def proven(self) -> bool:
@@ -547,11 +578,18 @@ class GossipNode:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
             raise
         self.stats[f"received.{env.body.TYPE}"] += 1
-        reply = self._answer(net, env.sender, env.body, now)
+        reply: m.Message
+        if isinstance(env.body, m.Keys):
+            reply = self._take_ring(net, env.sender, env.body, env.key, now)
+        else:
+            reply = self._answer(net, env.sender, env.body, now)
         self._seen(net, env.sender, now)
-        return m.encode(
-            reply, network=net.network.name, sender=self.guid, key=net.network.key, re=env.nonce, now=int(now * 1000)
-        )
+        entry = net.peers.get(env.sender)
+        if entry is not None:
+            entry.last_key = env.key
+        # Signed with the key the request used: a sender that does not hold this node's
+        # primary key yet (a rotation under way) still understands the answer.
+        return m.encode(reply, network=net.network.name, sender=self.guid, key=env.key, re=env.nonce, now=int(now * 1000))
 
     def receive_response(self, request_id: int, data: bytes, now: float) -> None:
         """Take the answer to a request from :meth:`outbox`.
@@ -646,13 +684,18 @@ class GossipNode:
         """Undo what these events reported: the runner could not persist them.
 
         Each gossip a :class:`GossipReceived` stored leaves the node: its set, fingerprint,
-        listing and push queues. Each peer a :class:`PeerJoined` added is forgotten, with its
+        listing and push queues. Each :class:`KeyringChanged` is undone (the ring before it
+        comes back). Each peer a :class:`PeerJoined` added is forgotten, with its
         record and eager link. The other events need no undo: a newer peer record or a
         liveness change stays true, and the next write that touches the peer stores it.
 
         Args:
             events: the batch as taken from :meth:`events` or :meth:`next_event`.
         """
+        events = list(events)
+        for event in reversed(events):  # the last change first, back to the ring before the batch
+            if isinstance(event, KeyringChanged):
+                self._set_network(self._nets[event.old.name], event.old)
         for event in events:
             if isinstance(event, GossipReceived):
                 net = self._nets[event.network]
@@ -673,6 +716,10 @@ class GossipNode:
                 pending = net.pending.get(guid)
                 if pending is not None:
                     pending.asked = None
+        elif isinstance(flight.body, m.Keys) and flight.peer is not None:
+            entry = net.peers.get(flight.peer)
+            if entry is not None:
+                entry.ring_offered = None  # the next advert that shows it behind sends it again
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -688,9 +735,9 @@ class GossipNode:
             raise LocalProtocolError(f"this node is not on network {name!r}; it is on {list(self._nets)}")
         return net
 
-    def _key_for(self, network: str) -> bytes | None:
+    def _key_for(self, network: str) -> tuple[bytes, ...] | None:
         net = self._nets.get(network)
-        return None if net is None else net.network.key
+        return None if net is None else net.network.keys
 
     def _restore(self, snapshot: Snapshot, now: float) -> None:
         for name, gossips in snapshot.gossips.items():
@@ -717,7 +764,9 @@ class GossipNode:
                         status=view.status, last_seen=view.last_seen, failures=view.failures
                     )
 
-    def _send(self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float) -> int:
+    def _send(
+        self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None
+    ) -> int:
         rid = self._next_id
         self._next_id += 1
         nonce = format(self._rng.getrandbits(96), "024x")
@@ -727,7 +776,7 @@ class GossipNode:
             body,
             network=net.network.name,
             sender=self.guid,
-            key=net.network.key,
+            key=key or self._key_to(net, entry),
             nonce=nonce,
             ts=int(now * 1000) + offset,
             to=peer,
@@ -801,7 +850,9 @@ class GossipNode:
                 picked.pop()
                 short = 1
             targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
-            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
+            probes = m.DidYouHear(
+                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net)
+            )
             for guid in targets:
                 net.peers[guid].fresh = False
                 self._send_to(net, guid, probes, now)
@@ -886,7 +937,10 @@ class GossipNode:
                 entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
                 entry.summary_at = now
             self._heard_of(net, sender, body.ids, now)
-            return m.DidYouHearReply(answer=answer, hello=hello)
+            if body.ring is None:
+                return m.DidYouHearReply(answer=answer, hello=hello)
+            self._heard_ring(net, sender, body.ring, now)
+            return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net))
         if isinstance(body, m.Push):
             fresh = [
                 g for g in body.gossips
@@ -1013,6 +1067,12 @@ class GossipNode:
                 self._reconcile(net, peer, _GOSSIP, flight.body.probe, reply.answer, now)
             if reply.hello is not None:
                 self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
+            if reply.ring is not None:
+                self._heard_ring(net, peer, reply.ring, now)
+        elif isinstance(reply, m.KeysReply):
+            entry = net.peers.get(peer)
+            if entry is not None:
+                entry.ring, entry.ring_offered = reply.ring, None  # the rounds repair the rest
         elif isinstance(reply, m.TellMeMoreReply):
             assert isinstance(flight.body, m.TellMeMore)
             asked = set(flight.body.ids)
@@ -1312,3 +1372,220 @@ class GossipNode:
         old = entry.liveness.succeeded(now)
         if old is not None:
             self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
+
+    # ------------------------------------------------------------------ key rotation
+    # A network's key ring: the primary key (signs what this node sends) and the others it
+    # accepts. Every change (install, use, remove) raises the ring's version; nodes advertise
+    # their ring (ids, never keys) in each round's DID_YOU_HEAR and its answer, and a node
+    # that sees a peer advertise a lower ring sends it its own (KEYS), each key sealed under
+    # a key that peer holds. The highest ring wins everywhere, so a node that missed a change
+    # catches up at its next exchange with any node that has it. A request to a peer is
+    # signed with the primary when the peer holds it, else with a key it does hold, and every
+    # answer with the key its request used: no request between members is refused while
+    # the rotation is done in order (install everywhere, use, remove), and removing a key
+    # that a known node still needs is refused.
+    def keys(self, network: str | None = None) -> tuple[bytes, ...]:
+        """The keys this node accepts on a network, the primary first."""
+        return self._net(network).network.keys
+
+    def key_ring(self, network: str | None = None) -> list[KeyInfo]:
+        """``gossip keys list``: each key's id, whether it is primary, and how many nodes hold it."""
+        net = self._net(network)
+        counted = [e for e in net.peers.values() if e.liveness.status is not PeerStatus.DEAD]
+        unheard = sum(1 for e in counted if e.ring is None)
+        rows = []
+        for key in net.network.keys:
+            kid = _key_id(key)
+            holders = 1 + sum(1 for e in counted if e.ring is not None and kid in e.ring.ids)
+            rows.append(
+                KeyInfo(
+                    network=net.network.name,
+                    id=kid,
+                    primary=key == net.network.key,
+                    nodes=holders,
+                    known=1 + len(counted),
+                    unheard=unheard,
+                )
+            )
+        return rows
+
+    def install_key(self, key: bytes, now: float, network: str | None = None) -> bool:
+        """``gossip keys install``: accept ``key`` too (the primary stays), and spread the ring.
+
+        Returns:
+            False when the key was already installed (nothing changed).
+
+        Raises:
+            LocalProtocolError: not 16 to 64 bytes.
+            GossipError: the ring already holds :data:`~gossip.messages.MAX_RING_KEYS` keys
+                (409, ``key_in_use``).
+        """
+        net = self._net(network)
+        if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
+            raise LocalProtocolError("a network key must be 16 to 64 bytes")
+        old = net.network
+        if key in old.keys:
+            return False
+        if len(old.keys) >= m.MAX_RING_KEYS:
+            raise GossipError(
+                f"network {old.name!r} already holds {len(old.keys)} keys; remove one first",
+                status_hint=409,
+                code=ErrorCode.KEY_IN_USE,
+            )
+        self._change_ring(net, replace(old, extra_keys=(*old.extra_keys, key), key_version=old.key_version + 1), None, now)
+        return True
+
+    def use_key(self, kid: str, now: float, network: str | None = None) -> bool:
+        """``gossip keys use``: make the installed key of id ``kid`` the primary, and spread it.
+
+        Returns:
+            False when it was the primary already.
+
+        Raises:
+            GossipError: no installed key has that id (404, ``unknown_key``).
+        """
+        net = self._net(network)
+        old = net.network
+        key = self._installed(old, kid)
+        if key == old.key:
+            return False
+        others = tuple(k for k in old.keys if k != key)
+        self._change_ring(net, replace(old, key=key, extra_keys=others, key_version=old.key_version + 1), None, now)
+        return True
+
+    def remove_key(self, kid: str, now: float, network: str | None = None) -> None:
+        """``gossip keys remove``: stop accepting the key of id ``kid``, here and everywhere.
+
+        Raises:
+            GossipError: no installed key has that id (404, ``unknown_key``); it is the last
+                key (409, ``last_key``) or the primary (409, ``primary_key``); or a known node
+                last advertised no other key of this ring (409, ``key_in_use``): removing
+                this one would cut it off.
+        """
+        net = self._net(network)
+        old = net.network
+        key = self._installed(old, kid)
+        if len(old.keys) == 1:
+            raise GossipError(
+                f"key {kid} is the last key of network {old.name!r}; install another one first",
+                status_hint=409,
+                code=ErrorCode.LAST_KEY,
+            )
+        if key == old.key:
+            raise GossipError(
+                f"key {kid} is the primary key of network {old.name!r}; `use` another key first",
+                status_hint=409,
+                code=ErrorCode.PRIMARY_KEY,
+            )
+        remaining = {_key_id(k) for k in old.keys if k != key}
+        for entry in net.peers.values():
+            if entry.ring is not None and entry.liveness.status is not PeerStatus.DEAD and remaining.isdisjoint(entry.ring.ids):
+                raise GossipError(
+                    f"node {entry.peer.name} ({entry.peer.guid}) last said it holds no other key of network"
+                    f" {old.name!r}: removing {kid} would cut it off; wait until `gossip keys list` shows"
+                    " the new key on every node",
+                    status_hint=409,
+                    code=ErrorCode.KEY_IN_USE,
+                )
+        others = tuple(k for k in old.extra_keys if k != key)
+        self._change_ring(net, replace(old, extra_keys=others, key_version=old.key_version + 1), None, now)
+
+    @staticmethod
+    def _installed(network: Network, kid: str) -> bytes:
+        for key in network.keys:
+            if _key_id(key) == kid:
+                return key
+        raise GossipError(
+            f"no key {kid!r} is installed on network {network.name!r}; `gossip keys list` shows the ids",
+            status_hint=404,
+            code=ErrorCode.UNKNOWN_KEY,
+        )
+
+    def _ring(self, net: _Net) -> m.Ring:
+        network = net.network
+        return m.Ring(version=network.key_version, primary=_key_id(network.key), ids=tuple(map(_key_id, network.keys)))
+
+    def _key_to(self, net: _Net, entry: _PeerEntry | None) -> bytes:
+        """The key to sign a request to this peer with: the primary, unless the peer's last
+        advert says it lacks it and holds another of this node's keys (or, before any advert,
+        the key of its last request)."""
+        primary = net.network.key
+        if entry is not None and entry.ring is None and entry.last_key in net.network.keys:
+            return entry.last_key  # its ring not heard yet: the key it signs with
+        if entry is None or entry.ring is None or _key_id(primary) in entry.ring.ids:
+            return primary
+        return next((k for k in net.network.extra_keys if _key_id(k) in entry.ring.ids), primary)
+
+    def _set_network(self, net: _Net, network: Network) -> None:
+        net.network = network
+        self.config = self.config.with_changes(
+            networks=tuple(network if n.name == network.name else n for n in self.config.networks)
+        )
+
+    def _change_ring(self, net: _Net, new: Network, source: str | None, now: float) -> None:
+        """Take a new ring, report it (the runner writes it before any answer), and send it to
+        up to :data:`KEYS_FANOUT` peers not known to hold it."""
+        self._events.append(KeyringChanged(network=new, old=net.network, source=source))
+        self._set_network(net, new)
+        net.unsettled = True
+        rank = self._ring(net).rank()
+        behind = [
+            guid for guid, e in net.peers.items()
+            if guid != source and e.liveness.eligible(now) and (e.ring is None or e.ring.rank() < rank)
+            and e.ring_offered != rank
+        ]
+        for guid in self._rng.sample(behind, min(KEYS_FANOUT, len(behind))):
+            self._send_ring(net, guid, now)
+
+    def _send_ring(self, net: _Net, guid: str, now: float) -> None:
+        """KEYS to one peer: this node's ring, each key sealed under a key the peer holds."""
+        entry = net.peers.get(guid)
+        if entry is None:
+            return
+        wrap = self._key_to(net, entry)
+        nonce = self._rng.getrandbits(128).to_bytes(16, "big")
+        ring = self._ring(net)
+        sealed = tuple(
+            m.SealedKey(id=_key_id(k), sealed=seal_key(wrap, k, nonce=nonce, context=net.network.name))
+            for k in net.network.keys
+        )
+        self._send(net, guid, entry.peer.address, m.Keys(ring=ring, keys=sealed), now, key=wrap)
+        entry.ring_offered = ring.rank()
+        self.stats["ring.sent"] += 1
+
+    def _heard_ring(self, net: _Net, sender: str, ring: m.Ring, now: float) -> None:
+        """A peer advertised its ring: note it, and send ours if it is newer."""
+        entry = net.peers.get(sender)
+        if entry is None:
+            return
+        entry.ring = ring
+        mine = self._ring(net).rank()
+        if ring.rank() < mine and entry.ring_offered != mine:
+            self._send_ring(net, sender, now)
+
+    def _take_ring(self, net: _Net, sender: str, body: m.Keys, wrap: bytes, now: float) -> m.KeysReply:
+        """KEYS from a peer: adopt its ring when it ranks above ours (else answer with ours,
+        and send ours back when it is the newer)."""
+        if body.ring.rank() > self._ring(net).rank():
+            name = net.network.name
+            keys = [unseal_key((wrap,), k.id, k.sealed, context=name) for k in body.keys]
+            if any(k is None for k in keys):
+                raise AuthenticationError(
+                    "keys: a sealed key does not open with the key that signed the request",
+                    code=ErrorCode.BAD_MAC,
+                )
+            opened = [k for k in keys if k is not None]
+            primary = opened[body.ring.ids.index(body.ring.primary)]
+            try:
+                new = replace(
+                    net.network,
+                    key=primary,
+                    extra_keys=tuple(k for k in opened if k != primary),
+                    key_version=body.ring.version,
+                )
+            except LocalProtocolError as exc:
+                raise RemoteProtocolError(f"keys: {exc}") from None
+            self._change_ring(net, new, sender, now)
+            self.stats["ring.adopted"] += 1
+        self._heard_ring(net, sender, body.ring, now)
+        return m.KeysReply(ring=self._ring(net))

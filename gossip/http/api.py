@@ -16,19 +16,19 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import __version__
-from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
+from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth, unseal_key
 from ..errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError
 from ..messages import error_body
 from ..events import RegisterFailed, Registered
 from ..model import PeerView, iso_for_output
-from ..node import GossipStatus
+from ..node import GossipStatus, KeyInfo
 from .client import getaddrinfo_within
 from .server import Request, Response
 
 if TYPE_CHECKING:
     from .runner import NodeRunner
 
-__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
+__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "key_row", "RESOLVE_WAIT", "WEB_FILES"]
 
 #: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
 RESOLVE_WAIT = 3.0
@@ -80,6 +80,8 @@ class ClientApi:
             ("GET", "/v1/gossip"): self._get_gossip,
             ("POST", "/v1/gossip"): self._post_gossip,
             ("POST", "/v1/register"): self._post_register,
+            ("GET", "/v1/keys"): self._get_keys,
+            ("POST", "/v1/keys"): self._post_keys,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -122,11 +124,12 @@ class ClientApi:
         response = await handler(request, network)
         return Response(response.status, response.body, response.content_type, response.headers, authenticated=True)
 
-    def _key_for(self, network: str) -> bytes:
-        """The network's key; a network this node is not on is refused here, with its own code."""
+    def _key_for(self, network: str) -> tuple[bytes, ...]:
+        """The network's keys (any is accepted: a rotation may be under way); a network this
+        node is not on is refused here, with its own code."""
         for net in self.runner.config.networks:
             if net.name == network:
-                return net.key
+                return net.keys
         raise AuthenticationError(f"this node is not on network {network!r}", code=ErrorCode.WRONG_NETWORK)
 
     def _guard_for(self, network: str) -> ReplayGuard:
@@ -190,6 +193,55 @@ class ClientApi:
             return Response(403, error_body(403, text, ErrorCode.PEER_REFUSED, cause=event.code))
         text = f"{address[:200]} did not answer ({event.reason})"
         return Response(502, error_body(502, text, ErrorCode.PEER_UNREACHABLE))
+
+
+    async def _get_keys(self, request: Request, network: str) -> Response:
+        """``gossip keys list``: each key's id (never the key), whether primary, and how many
+        of the known nodes hold it."""
+        return _json(200, [key_row(row) for row in self.runner.node.key_ring(network)])
+
+    async def _post_keys(self, request: Request, network: str) -> Response:
+        """``gossip keys install|use|remove``: ``{"op", "id", "sealed"}`` (``sealed``: install
+        only, the new key sealed under the key that signed this request; see docs/security.md)."""
+        body = _json_body(request)
+        op, kid = body.get("op"), body.get("id")
+        if op not in ("install", "use", "remove"):
+            raise LocalProtocolError('keys needs {"op": "install" | "use" | "remove", "id": KEY_ID}')
+        if not isinstance(kid, str) or not kid:
+            raise LocalProtocolError("keys needs the key's id (\"id\")")
+        runner = self.runner
+        changed = True
+        if op == "install":
+            sealed = body.get("sealed")
+            if not isinstance(sealed, str):
+                raise LocalProtocolError('install needs the new key sealed ("sealed"; see docs/security.md)')
+            key = unseal_key(runner.node.keys(network), kid, sealed, context=network)
+            if key is None:
+                raise GossipError(
+                    "the sealed key does not open with a key of this node, or is not the key of that id;"
+                    " seal it under a key the node holds (`gossip keys install` does)",
+                    status_hint=404,
+                    code=ErrorCode.UNKNOWN_KEY,
+                )
+            changed = await runner.install_key_async(key, network)
+        elif op == "use":
+            changed = await runner.use_key_async(kid, network)
+        else:
+            await runner.remove_key_async(kid, network)
+        rows = [key_row(row) for row in runner.node.key_ring(network)]
+        return _json(200, {"op": op, "id": kid, "changed": changed, "keys": rows})
+
+
+def key_row(row: KeyInfo) -> dict[str, Any]:
+    """One key of ``GET /v1/keys``."""
+    return {
+        "network": row.network,
+        "id": row.id,
+        "primary": row.primary,
+        "nodes": row.nodes,
+        "known": row.known,
+        "unheard": row.unheard,
+    }
 
 
 def refusal(event: RegisterFailed, network: str, article: str) -> str:

@@ -148,7 +148,18 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
             updates[attr] = value
     if password is not None and generated is None and existed:
         key = derive_key(network_name, password)
-        if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
+        # Any key of the network's ring will do: after a rotation (`gossip keys`) the node is
+        # still started with the password it was first given, and keeps the ring it has.
+        ring = next((n for n in config.networks if n.name == network_name), None)
+        if ring is not None and ring.key_version and key not in ring.keys:
+            # Its keys were rotated (`gossip keys`): an old password left in the environment or
+            # a unit file must not quietly put back a key the network has dropped.
+            raise ConfigError(
+                f"the password given is not one of network {network_name!r}'s keys, which were"
+                f" rotated with `gossip keys` (ring version {ring.key_version}); give the new password,"
+                " or none (server.json holds the keys)"
+            )
+        if (network_name, key) not in {(n.name, k) for n in config.networks for k in n.keys}:
             others = tuple(n for n in config.networks if n.name != network_name)
             kept = next((n.quota for n in config.networks if n.name == network_name), Quota())
             updates["networks"] = (Network(name=network_name, key=key, quota=kept),) + others
@@ -330,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changed:
             save_config(path, config)
         offset = args.clock_offset
-        runner = NodeRunner(config, storage, transport=transport, clock=lambda: time.time() + offset)
+        runner = NodeRunner(
+            config, storage, transport=transport, clock=lambda: time.time() + offset, config_path=path
+        )
     except (ConfigError, StorageError, LocalProtocolError) as exc:
         if transport is not None:
             transport.close()

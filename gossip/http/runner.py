@@ -33,10 +33,13 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
-from ..errors import GossipError, StorageError, TransportError
-from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
+from ..auth import key_id
+from ..configfile import save_config
+from ..errors import ConfigError, GossipError, StorageError, TransportError
+from ..events import Event, GossipReceived, KeyringChanged, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
 from ..model import Gossip, NodeConfig, PeerStatus
 from ..node import GossipNode, Outgoing
 from ..storage import persist
@@ -59,6 +62,8 @@ _MAX_SLEEP = 1.0
 class _Write:
     events: list[Event]
     done: asyncio.Future[None]
+    #: The node's configuration to write to ``server.json``, when the batch changed a key ring.
+    config: NodeConfig | None = None
 
 
 @dataclass
@@ -67,6 +72,8 @@ class _Committer:
 
     storage: JsonFileStorage
     loop: asyncio.AbstractEventLoop
+    #: Where the node's configuration lives (``server.json``); None: key rings stay in memory.
+    config_path: Path | None = None
     _queue: deque[_Write] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
     _closing: bool = False
@@ -77,7 +84,7 @@ class _Committer:
         self._thread = threading.Thread(target=self._run, name="gossip-writer", daemon=True)
         self._thread.start()
 
-    async def commit(self, events: list[Event]) -> None:
+    async def commit(self, events: list[Event], config: NodeConfig | None = None) -> None:
         """Return once ``events`` and every batch submitted before them are on disk.
 
         Raises:
@@ -92,7 +99,7 @@ class _Committer:
         with self._ready:
             if self._closing:
                 raise StorageError("the node is stopping; nothing more is written")
-            self._queue.append(_Write(events, done))
+            self._queue.append(_Write(events, done, config))
             self._ready.notify()
         self._tail = done
         await asyncio.shield(done)
@@ -108,7 +115,15 @@ class _Committer:
                 self._queue.clear()
             failure: StorageError | None = None
             try:
+                # The key ring first: rings change rarely, and one kept on disk by a write whose
+                # gossips then failed is only the ring the network spreads anyway.
+                configs = [w.config for w in run if w.config is not None]
+                if configs and self.config_path is not None:
+                    save_config(self.config_path, configs[-1])  # the latest ring (batches are in order)
                 persist(self.storage, [e for w in run for e in w.events])
+            except ConfigError as exc:
+                failure = StorageError(str(exc))
+                logger.error("%s", exc)
             except StorageError as exc:
                 failure = exc
                 logger.error("%s", exc)
@@ -152,6 +167,8 @@ class NodeRunner:
         request_timeout: seconds each node-to-node request may take.
         loop: the asyncio loop to run on when ``transport`` is None (several runners may
             share one); None: the transport starts its own in a thread.
+        config_path: the node's ``server.json``: a key ring change (``gossip keys``) is
+            written there, atomically, before it is acknowledged. None: kept in memory only.
 
     Raises:
         StorageInUse: another runner or process has the store.
@@ -166,6 +183,7 @@ class NodeRunner:
         clock: Callable[[], float] = time.time,
         request_timeout: float = 5.0,
         loop: asyncio.AbstractEventLoop | None = None,
+        config_path: Path | None = None,
     ) -> None:
         from .api import ClientApi  # the API reads the runner; the runner only builds it
 
@@ -178,7 +196,7 @@ class NodeRunner:
         self.transport = transport
         self.loop = transport.loop
         self._request_timeout = request_timeout
-        self._committer = _Committer(storage, self.loop)
+        self._committer = _Committer(storage, self.loop, config_path)
         self._waiters: dict[int, asyncio.Future[Event]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -249,8 +267,9 @@ class NodeRunner:
         result = fn(self.clock())
         events = self.node.events()
         outbox = self.node.outbox()
+        rings = any(isinstance(e, KeyringChanged) for e in events)
         try:
-            await self._committer.commit(events)
+            await self._committer.commit(events, self.node.config if rings else None)
         except StorageError:
             self.node.revert(events)
             for out in outbox:
@@ -338,7 +357,14 @@ class NodeRunner:
         return names.get(source, source)
 
     def _note_other(self, event: Event) -> None:
-        if isinstance(event, PeerJoined):
+        if isinstance(event, KeyringChanged):
+            net = event.network
+            logger.warning(
+                "key ring of %s is now version %d: %d key(s), primary %s (from %s)",
+                net.name, net.key_version, len(net.keys), key_id(net.key),
+                "this node" if event.source is None else self._source_name(net.name, event.source),
+            )
+        elif isinstance(event, PeerJoined):
             peer = event.peer.peer
             logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
         elif isinstance(event, PeerStatusChanged):
@@ -373,6 +399,18 @@ class NodeRunner:
             return RegisterFailed(request_id=rid, network=network or "", address=(ip, port), reason="no answer in time", status=None)
         finally:
             self._waiters.pop(rid, None)
+
+    async def install_key_async(self, key: bytes, network: str | None = None) -> bool:
+        """``gossip keys install``: once the new ring is in ``server.json``; False: held already."""
+        return await self._drive(lambda now: self.node.install_key(key, now, network))
+
+    async def use_key_async(self, kid: str, network: str | None = None) -> bool:
+        """``gossip keys use``: once the new ring is in ``server.json``; False: primary already."""
+        return await self._drive(lambda now: self.node.use_key(kid, now, network))
+
+    async def remove_key_async(self, kid: str, network: str | None = None) -> None:
+        """``gossip keys remove``: once the new ring is in ``server.json``."""
+        await self._drive(lambda now: self.node.remove_key(kid, now, network))
 
     def register(self, ip: str, port: int, network: str | None = None) -> Event:
         """:meth:`register_async` from another thread."""
