@@ -261,6 +261,8 @@ def test_ip_is_advertised_and_listen_is_bound(cluster: Cluster) -> None:
     assert status == 200 and (rows[0]["ip"], rows[0]["port"]) == ("127.0.0.2", a.port)
     b = cluster.start("b", "--name", "b", "--join", a.address)  # through the bound address...
     wait_for(lambda: [p["name"] for p in a.peers()] == ["b"], 10, "a to list b")
+    # b takes a's answer to its REGISTER on its own loop: a may list b a moment before b lists a.
+    wait_for(lambda: len(b.peers()) == 1, 10, "b to list a")
     [row] = b.peers()
     assert (row["name"], row["ip"], row["port"]) == ("a", "127.0.0.2", a.port)  # ...b keeps the advertised one
 
