@@ -82,6 +82,12 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     #: 507: the change could not be written to disk; nothing was kept.
     STORAGE_FAILED = "storage_failed"
+    #: 404: no peer of that name or guid (``force-leave``).
+    UNKNOWN_PEER = "unknown_peer"
+    #: 409: that name belongs to several peers; the ``error`` lists their guids.
+    AMBIGUOUS_PEER = "ambiguous_peer"
+    #: 409: ``force-leave`` of a peer that is not dead (alive or suspect).
+    PEER_NOT_DEAD = "peer_not_dead"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:
