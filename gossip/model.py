@@ -469,6 +469,12 @@ class Quota:
                 raise _fail(f"quota {name} must be a positive integer, not {excerpt(value)}")
 
 
+#: Default of NodeConfig.forget_after: a day.
+FORGET_AFTER = 24 * 3600.0
+#: Longest NodeConfig.forget_after: ten years.
+MAX_FORGET_AFTER = 10 * 365 * 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """A node's properties (the seed's SERVER_FILES)."""
@@ -481,6 +487,9 @@ class NodeConfig:
     gossip_timer: float = 1.0
     gossip_max_peer_count: int = 3
     incarnation: int = 0
+    #: Seconds after which a peer that left, or is dead, and was not heard from since is
+    #: forgotten (serf's reconnect_timeout); until then a dead peer is retried with backoff.
+    forget_after: float = FORGET_AFTER
 
     def __post_init__(self) -> None:
         check_guid(self.node_guid, "node_guid")
@@ -499,6 +508,9 @@ class NodeConfig:
         count = self.gossip_max_peer_count
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
             raise _fail("gossip_max_peer_count must be an integer from 1 to 1000")
+        forget = self.forget_after
+        if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 1 <= forget <= MAX_FORGET_AFTER:
+            raise _fail(f"forget_after must be a number of seconds from 1 to {MAX_FORGET_AFTER:g} (10 years)")
 
     @property
     def network_names(self) -> tuple[str, ...]:

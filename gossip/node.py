@@ -127,10 +127,6 @@ PENDING_TTL_ROUNDS = 32
 MAX_FETCH_DELAY = 16
 #: Most rounds between two probes while a network stays settled (see _round).
 SETTLED_BACKOFF_MAX = 8
-#: A peer that left, or is dead, is forgotten once not heard from for this long (seconds; serf's
-#: reconnect_timeout): until then a dead peer is retried with backoff, so that a partition
-#: longer than any failure timeout still heals when the link returns.
-FORGET_AFTER = 24 * 3600.0
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
 _LAST_KEY = (1 << 128) - 1
@@ -309,8 +305,6 @@ class GossipNode:
         liveness: how failures turn peers suspect and dead.
         push: spread new gossips by eager push (:mod:`gossip.plumtree`). False leaves the
             rounds' anti-entropy alone, to measure it; pushes from peers are still taken.
-        forget_after: seconds after which a peer that left or is dead, and has not been
-            heard from since, is forgotten (:data:`FORGET_AFTER`).
     """
 
     def __init__(
@@ -325,7 +319,6 @@ class GossipNode:
         max_peers: int = 1024,
         liveness: LivenessPolicy | None = None,
         push: bool = True,
-        forget_after: float = FORGET_AFTER,
     ) -> None:
         if not isinstance(rng, random.Random):
             raise LocalProtocolError("rng must be a random.Random instance (seed it for replay)")
@@ -337,9 +330,10 @@ class GossipNode:
         self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
         self._max_peers = max_peers
         self._push = push
-        if isinstance(forget_after, bool) or not isinstance(forget_after, (int, float)) or not forget_after > 0:
-            raise LocalProtocolError("forget_after must be a positive number of seconds")
-        self._forget_after = float(forget_after)
+        # Left and dead peers are forgotten after this (NodeConfig.forget_after); until then a
+        # dead peer is retried with backoff, so that a partition longer than any failure
+        # timeout still heals when the link returns.
+        self._forget_after = float(config.forget_after)
         #: The node announced that it leaves (:meth:`leave`): no more rounds, requests refused.
         self._left = False
         self._policy = liveness or LivenessPolicy(

@@ -16,11 +16,11 @@ import pytest
 from gossip import messages as m
 from gossip.errors import ErrorCode, GossipError
 from gossip.events import Event, PeerForgotten, PeerStatusChanged
-from gossip.model import Peer, PeerStatus, Snapshot
+from gossip.model import FORGET_AFTER, Peer, PeerStatus, Snapshot
 from gossip.node import GossipNode, record_key
 from gossip.sim import Simulator
 
-from .helpers import Mesh, make_node
+from .helpers import T0, Mesh, make_config, make_node
 from .test_node import _forged
 
 LEFT, ALIVE, SUSPECT, DEAD = PeerStatus.LEFT, PeerStatus.ALIVE, PeerStatus.SUSPECT, PeerStatus.DEAD
@@ -39,8 +39,9 @@ def statuses_reported(events: list[Event], guid: str) -> list[PeerStatus]:
     return [e.peer.status for e in events if isinstance(e, PeerStatusChanged) and e.peer.peer.guid == guid]
 
 
-def joined_mesh(count: int = 4, **kw) -> Mesh:  # type: ignore[no-untyped-def]
-    mesh = Mesh([make_node(i, **kw) for i in range(1, count + 1)])
+def joined_mesh(count: int = 4, forget_after: float = FORGET_AFTER) -> Mesh:
+    configs = [make_config(i).with_changes(forget_after=forget_after) for i in range(1, count + 1)]
+    mesh = Mesh([GossipNode(c, rng=random.Random(i), now=T0) for i, c in enumerate(configs, 1)])
     mesh.join_all()
     for _ in range(5):  # every pair has exchanged at least once: each peer proven alive
         mesh.round()
@@ -181,7 +182,7 @@ def test_one_member_cannot_make_a_live_node_look_left() -> None:
 
 def test_left_and_dead_peers_are_forgotten_after_forget_after() -> None:
     day = 24 * 3600.0
-    mesh = joined_mesh(4, forget_after=day)
+    mesh = joined_mesh(4, forget_after=day)  # the default, said out loud
     a, b, y = mesh.nodes[0], mesh.nodes[1], mesh.nodes[2]
     x = leave(mesh, 3)
     mesh.down.add(y.config.port)  # Y crashes: dead, not left
@@ -211,9 +212,10 @@ def test_left_and_dead_peers_are_forgotten_after_forget_after() -> None:
     assert status_of(a, y.guid) is ALIVE
 
 
-def test_forget_after_must_be_positive() -> None:
+@pytest.mark.parametrize("bad", [0, -1, True, "1d", 10**10])
+def test_forget_after_is_checked(bad: object) -> None:
     with pytest.raises(GossipError, match="forget_after"):
-        make_node(1, forget_after=0)
+        make_config(1).with_changes(forget_after=bad)
 
 
 def test_force_leave_marks_a_dead_peer_left_everywhere() -> None:

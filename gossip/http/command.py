@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import secrets
 import signal
 import ssl
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,9 +30,24 @@ from .client import HttpTransport
 from .runner import NodeRunner
 from .server import Request, Response
 
-__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "DEFAULT_PORT"]
+__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "parse_age", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8470
+#: Seconds per unit of an AGE flag (``90s``, ``30m``, ``12h``, ``30d``).
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_age(text: str) -> float:
+    """An age such as ``90s``, ``30m``, ``12h``, ``30d`` (a bare number is seconds), in seconds.
+
+    Raises:
+        argparse.ArgumentTypeError: not of that form, or not positive.
+    """
+    match = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhd]?)", text.strip().lower())
+    seconds = float(match[1]) * _AGE_UNITS[match[2] or "s"] if match else 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an age such as 90s, 30m, 12h or 30d")
+    return seconds
 
 
 def data_dir_for(config_path: Path) -> Path:
@@ -55,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
+    p.add_argument(
+        "--forget-after", type=parse_age, metavar="AGE",
+        help="forget peers that left or are dead after this long without news, e.g. 12h (default 24h)",
+    )
     p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
@@ -127,6 +146,7 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         ("port", "port"),
         ("timer", "gossip_timer"),
         ("max_peers", "gossip_max_peer_count"),
+        ("forget_after", "forget_after"),
     ):
         value = getattr(args, flag)
         if value is not None and value != getattr(config, attr):
@@ -232,6 +252,17 @@ def _claim(storage: JsonFileStorage, path: Path) -> None:
         ) from None
 
 
+def _leave(runner: NodeRunner) -> None:
+    """A clean stop announces that the node leaves (bounded: LEAVE_WAIT), then stops anyway."""
+    try:
+        departure = runner.leave()
+    except GossipError as exc:
+        print(f"error: {exc}; stopping without telling the peers (they will see this node dead)", file=sys.stderr)
+        return
+    if departure.told:
+        print(f"left the network: told {departure.told} peers, {departure.answered} took it", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a node until SIGINT or SIGTERM. Returns the exit status."""
     args = _parser().parse_args(argv)
@@ -277,7 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changed:
             save_config(path, config)
         offset = args.clock_offset
-        runner = NodeRunner(config, storage, transport=transport, clock=lambda: time.time() + offset)
+        runner = NodeRunner(
+            config, storage, transport=transport, clock=lambda: time.time() + offset,
+            save_config=lambda c: save_config(path, c),
+        )
     except (ConfigError, StorageError, LocalProtocolError) as exc:
         if transport is not None:
             transport.close()
@@ -286,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
-    stop = threading.Event()
+    stop = runner.done  # set by a signal, or by a leave through the client API (gossip leave)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner.start_gossiping()
@@ -303,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.set()
             status = 1
     stop.wait()  # a signal's handler sets it (lock waits are interruptible on POSIX)
+    _leave(runner)
     runner.stop()
     print("stopped; everything acknowledged is on disk", flush=True)
     return status
