@@ -56,6 +56,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import random
 import uuid
 from collections import Counter, deque
@@ -388,6 +389,8 @@ class GossipNode:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has work: the next round, a lingering push, or the oldest
         request's timeout."""
+        if self._left:  # no more rounds or pushes: only the announcement's timeouts
+            return min((f.deadline for f in self._inflight.values()), default=math.inf)
         deadline = self._next_round
         for net in self._nets.values():
             deadline = min(deadline, net.eager.due())
@@ -918,6 +921,17 @@ class GossipNode:
                 picked.pop()
                 short = 1
             targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
+            # Reconnect (serf's reconnect_interval): besides the sample, one dead peer whose
+            # backoff has passed, every round, settled or not. A settled node probes rarely,
+            # so without this two sides of a healed partition might each wait many rounds to
+            # pick a peer across; with it the first contact comes within about a round. One
+            # a round at most: a thousand dead peers cost one request a round, not more.
+            dead = [
+                guid for guid in others
+                if net.peers[guid].liveness.status is PeerStatus.DEAD and guid not in targets
+            ]
+            if dead:
+                targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
             for guid in targets:
                 net.peers[guid].fresh = False

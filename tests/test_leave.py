@@ -9,6 +9,7 @@ peers are forgotten after ``forget_after``; until then dead peers are retried wi
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -77,7 +78,9 @@ def test_a_leave_is_announced_and_peers_show_left_never_suspect_or_dead() -> Non
         assert held(node, x.guid).left and held(node, x.guid).incarnation == 1
         assert statuses_reported(node.events(), x.guid) == [LEFT]
     assert x.has_left and x.leave(mesh.now) == 0  # once
-    # The node stopped: it starts no round, and its peers do not contact it any more.
+    # The node stopped: it starts no round (nor asks to be woken for one), and its peers do
+    # not contact it any more.
+    assert x.next_deadline() == math.inf
     x.tick(mesh.now + 100)
     assert x.outbox() == []
     failed = [sum(n for k, n in node.stats.items() if k.startswith("failed.")) for node in others]

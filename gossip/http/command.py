@@ -256,7 +256,7 @@ def _leave(runner: NodeRunner) -> None:
     """A clean stop announces that the node leaves (bounded: LEAVE_WAIT), then stops anyway."""
     try:
         departure = runner.leave()
-    except GossipError as exc:
+    except (GossipError, TimeoutError) as exc:
         print(f"error: {exc}; stopping without telling the peers (they will see this node dead)", file=sys.stderr)
         return
     if departure.told:
