@@ -319,10 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             storage.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     stop = runner.done  # set by a signal, or by a leave through the client API (gossip leave)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a signal right after it stops cleanly
         signal.signal(sig, lambda *_: stop.set())
+    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     runner.start_gossiping()
     status = 0
     if join is not None:
