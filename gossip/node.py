@@ -553,7 +553,10 @@ class GossipNode:
         """
         if self._left:
             return 0
-        records = {name: replace(net.self_peer, incarnation=net.self_peer.incarnation + 1, left=True) for name, net in self._nets.items()}
+        records = {  # all built first: one that cannot be raises before anything changed
+            name: replace(net.self_peer, incarnation=net.self_peer.incarnation + 1, left=True)
+            for name, net in self._nets.items()
+        }
         self._left = True
         told = 0
         for name, net in self._nets.items():
@@ -588,16 +591,19 @@ class GossipNode:
         if len(matches) > 1:
             exact = [e for e in matches if e.peer.guid == target]
             if not exact:
-                listed = ", ".join(f"{e.peer.guid} ({e.liveness.status})" for e in sorted(matches, key=lambda e: e.peer.guid))
+                ordered = sorted(matches, key=lambda e: e.peer.guid)
+                listed = ", ".join(f"{e.peer.guid} ({e.liveness.status})" for e in ordered)
                 raise GossipError(
-                    f"{len(matches)} peers are named {target!r} on network {net.network.name!r}: {listed}; give the guid",
+                    f"{len(matches)} peers are named {target!r} on network {net.network.name!r}:"
+                    f" {listed}; give the guid",
                     status_hint=409,
                     code=ErrorCode.AMBIGUOUS_PEER,
                 )
             matches = exact
         if not matches:
             raise GossipError(
-                f"no peer {target[:100]!r} on network {net.network.name!r} (give a name or guid that gossip network lists)",
+                f"no peer {target[:100]!r} on network {net.network.name!r}"
+                " (give a name or guid that gossip network lists)",
                 status_hint=404,
                 code=ErrorCode.UNKNOWN_PEER,
             )
@@ -1500,7 +1506,8 @@ class GossipNode:
             self._shun(net, entry.key, now + self._forget_after)
             status = entry.liveness.status
             self.stats[f"forgotten.{status}"] += 1
-            self._events.append(PeerForgotten(peer=entry.view(), reason=f"{status} for over {self._forget_after:g} s"))
+            reason = f"{status} for over {self._forget_after:g} s"
+            self._events.append(PeerForgotten(peer=entry.view(), reason=reason))
 
     def _seen(self, net: _Net, guid: str, now: float) -> None:
         entry = net.peers.get(guid)

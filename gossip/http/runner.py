@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, TypeVar
 
 from ..errors import ConfigError, GossipError, StorageError, TransportError
-from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
+from ..events import Event, GossipReceived, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
 from ..model import Gossip, NodeConfig, PeerStatus, PeerView
 from ..node import GossipNode, Outgoing
 from ..storage import persist
@@ -362,8 +362,12 @@ class NodeRunner:
             peer = event.peer.peer
             logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
         elif isinstance(event, PeerStatusChanged):
-            level = logging.INFO if event.peer.status is PeerStatus.ALIVE else logging.WARNING
+            # Leaving is normal; failing is worth a warning.
+            level = logging.INFO if event.peer.status in (PeerStatus.ALIVE, PeerStatus.LEFT) else logging.WARNING
             logger.log(level, "peer %s is now %s (was %s)", event.peer.peer.name, event.peer.status, event.old)
+        elif isinstance(event, PeerForgotten):
+            peer = event.peer.peer
+            logger.info("forgot peer %s (%s) on %s: %s", peer.name, peer.guid, peer.network_name, event.reason)
         elif isinstance(event, (Registered, RegisterFailed)):
             waiter = self._waiters.pop(event.request_id, None)
             if waiter is not None and not waiter.done():
