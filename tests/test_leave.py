@@ -314,3 +314,22 @@ def test_a_partition_longer_than_the_dead_timeout_heals() -> None:
         sim.step()
         steps += 1
     assert sim.membership_converged() and not not_alive()
+
+
+def test_a_node_on_two_networks_leaves_both() -> None:
+    nets = ("default", "other")
+    mesh = Mesh([make_node(i, nets) for i in (1, 2, 3)])
+    a, b, x = mesh.nodes
+    for node in (b, x):
+        for net in nets:
+            node.register(a.config.ip, a.config.port, mesh.now, net)
+    mesh.deliver()
+    until(mesh, lambda: all(n.peer_count(net) == 2 for n in mesh.nodes for net in nets))
+    for _ in range(5):
+        mesh.round()
+    assert x.leave(mesh.now) == 4  # two peers on each network
+    mesh.deliver()
+    for node in (a, b):
+        for net in nets:
+            view = next(v for v in node.network_status(net) if v.peer.guid == x.guid)
+            assert view.status is LEFT and view.peer.left and view.peer.network_name == net

@@ -9,8 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
+
+from gossip.errors import ConfigError
+from gossip.http import NodeRunner, http_call
+from gossip.model import NodeConfig
 
 from .nodeproc import ROOT, Cluster, NodeProc, wait_for
+from .test_error_codes import api, runners, signed  # noqa: F401 -- runners is a fixture
 
 
 def status_on(node: NodeProc, guid: str) -> str | None:
@@ -118,3 +124,27 @@ def test_forget_after_drops_left_peers_from_memory_and_disk(cluster: Cluster) ->
     wait_for(lambda: status_on(a, b.node_guid) is None, 10, "a to forget b")
     peers_file = a.config.with_name("a-data") / "peers.json"
     assert b.node_guid not in peers_file.read_text()
+
+
+def test_a_leave_that_cannot_save_its_comeback_incarnation_announces_nothing(
+    runners: Callable[..., NodeRunner],
+) -> None:
+    """Leaving saves ``incarnation + 2`` first; if that fails the node says so (507) and
+    keeps running, unannounced: a leave it could not come back from is worse than a stop."""
+    a = runners("a")
+    saved: list[NodeConfig] = []
+
+    def disk_full(config: NodeConfig) -> None:
+        raise ConfigError("server.json: no space left on device")
+
+    a._save_config = disk_full  # noqa: SLF001 -- what command.py passes, failing
+    status, code, body = api(a, "POST", "/v1/leave", {})
+    assert (status, code) == (507, "storage_failed") and "not leaving" in body["error"]
+    assert not a.node.has_left and not a.done.is_set()
+    a._save_config = saved.append  # noqa: SLF001
+    url = f"http://127.0.0.1:{a.config.port}/v1/leave"
+    status, answer = http_call(url, method="POST", body=b"{}", headers=signed("POST", "/v1/leave", b"{}", node=a.node.guid),
+                               timeout=10)
+    assert status == 200 and json.loads(answer)["incarnation"] == 2
+    assert [c.incarnation for c in saved] == [2] and a.node.has_left
+    wait_for(a.done.is_set, 5, "the runner to ask for the stop")
