@@ -365,6 +365,18 @@ def _parser() -> argparse.ArgumentParser:
         "--key-password", metavar="PW", help="the password of the key to act on (prefer GOSSIP_KEY_PASSWORD or --key-password-file)"
     )
     group.add_argument("--key-password-file", metavar="PATH", help="read the password of the key to act on from this file")
+    sub.add_parser(
+        "leave", parents=[common], help="announce a graceful leave and stop the node",
+        description="The node tells its peers that it leaves (they show it 'left', not dead), then"
+        " stops. Started again, it rejoins.",
+    )
+    force_leave = sub.add_parser(
+        "force-leave", parents=[common], help="mark a dead node as left on every node",
+        description="Mark a node that is dead (not answering) as left: the mark spreads to every"
+        " node, which stops retrying it and forgets it after --forget-after. Refused for a node"
+        " that is alive or suspect.",
+    )
+    force_leave.add_argument("peer", metavar="NAME|GUID", help="the dead node, as gossip network lists it")
     return parser
 
 
@@ -854,6 +866,30 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_leave(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    data = client.expect("POST", "/v1/leave", {}, 200, dict)
+    told, answered = data.get("told"), data.get("answered")
+    networks = ", ".join(_printable(n) for n in data.get("networks") or [client.network])
+    _out(
+        f"{_printable(data.get('node_name'))} left network {networks}: told {_printable(told)} peers,"
+        f" {_printable(answered)} took it; the node has stopped (start it again to rejoin)"
+    )
+    return 0
+
+
+def _cmd_force_leave(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    data = client.expect("POST", "/v1/force-leave", {"peer": args.peer}, 200, dict)
+    peer = data.get("peer") if isinstance(data.get("peer"), dict) else {}
+    who = f"{_printable(peer.get('name'))} ({_printable(peer.get('guid'))})"
+    if data.get("changed") is True:
+        _out(f"{who} is now marked left on network {client.network}; the other nodes learn it by gossip")
+    else:
+        _out(f"{who} had already left network {client.network}; nothing to do")
+    return 0
+
+
 _COMMANDS = {
     "init": _cmd_init,
     "create": _cmd_create,
@@ -861,6 +897,8 @@ _COMMANDS = {
     "network": _cmd_network,
     "status": _cmd_status,
     "keys": _cmd_keys,
+    "leave": _cmd_leave,
+    "force-leave": _cmd_force_leave,
 }
 
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 CONFIG_VERSION = 1
 
 _REQUIRED = ("node_guid", "node_name", "networks")
-_OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation")
+_OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation", "forget_after")
 _KNOWN = frozenset(("v", *_REQUIRED, *_OPTIONAL))
 #: Keys that would mean a secret is kept in plain text; refused wherever they appear.
 _SECRET_KEYS = frozenset(("password", "passwd", "secret", "network_password"))
@@ -51,6 +51,7 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
         "gossip_timer": config.gossip_timer,
         "gossip_max_peer_count": config.gossip_max_peer_count,
         "incarnation": config.incarnation,
+        "forget_after": config.forget_after,
         "networks": [_network_to_dict(net) for net in config.networks],
     }
 

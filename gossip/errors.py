@@ -91,6 +91,12 @@ class ErrorCode(StrEnum):
     #: 409: ``/v1/keys``: a known node holds no other key yet (removing it would cut that
     #: node off), or the ring is full.
     KEY_IN_USE = "key_in_use"
+    #: 404: no peer of that name or guid (``force-leave``).
+    UNKNOWN_PEER = "unknown_peer"
+    #: 409: that name belongs to several peers; the ``error`` lists their guids.
+    AMBIGUOUS_PEER = "ambiguous_peer"
+    #: 409: ``force-leave`` of a peer that is not dead (alive or suspect).
+    PEER_NOT_DEAD = "peer_not_dead"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:

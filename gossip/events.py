@@ -59,8 +59,9 @@ class PeerStatusChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerForgotten(Event):
-    """This node dropped a peer record it never heard from first-hand (``reason`` says why):
-    evicted to make room, or never answered within the unproven TTL."""
+    """This node dropped a peer record (``reason`` says why): one it never heard from
+    first-hand, evicted to make room or never answered within the unproven TTL; or a peer
+    left or dead for longer than ``NodeConfig.forget_after``."""
 
     peer: PeerView
     reason: str

@@ -270,9 +270,9 @@ def _gossips_json(gossips: tuple[Gossip, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _peer(guid: Any, name: Any, ip: Any, port: Any, network_name: Any, incarnation: Any) -> Peer:
+def _peer(guid: Any, name: Any, ip: Any, port: Any, network_name: Any, incarnation: Any, left: Any = False) -> Peer:
     # The same records arrive from many peers: validate each distinct one once.
-    return Peer(guid=guid, name=name, ip=ip, port=port, network_name=network_name, incarnation=incarnation)
+    return Peer(guid=guid, name=name, ip=ip, port=port, network_name=network_name, incarnation=incarnation, left=left)
 
 
 def _peers(value: Any, what: str) -> tuple[Peer, ...]:
@@ -285,7 +285,10 @@ def _peers(value: Any, what: str) -> tuple[Peer, ...]:
             args = (*fields, item.get("incarnation", 0))
             if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in args):
                 raise _Bad(f"{what}: a peer needs guid, name, ip, port and network_name")
-            out.append(_peer(*args))
+            left = item.get("left", False)
+            if not isinstance(left, bool):  # checked here: lru_cache keys 1 and True alike
+                raise _Bad(f"{what}: a peer's left must be true or false")
+            out.append(_peer(*args, left))
         except GossipError as exc:
             raise _Bad(f"{what}: {exc}") from None
     return tuple(out)

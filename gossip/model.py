@@ -308,6 +308,9 @@ class PeerStatus(StrEnum):
     SUSPECT = "suspect"
     #: Several requests in a row failed; retried only after an exponential backoff.
     DEAD = "dead"
+    #: Left the network on purpose (its record says ``left``): never contacted, never turned
+    #: suspect or dead; back to alive only with a newer record of its own (docs/protocol.md).
+    LEFT = "left"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,6 +319,8 @@ class Peer:
 
     ``incarnation`` is raised by the node itself whenever its name or address
     changes, so that the newest record of a guid wins everywhere.
+    ``left``: the node announced that it leaves (or a member forced a dead node out); such a
+    record carries a higher incarnation than the one it ends.
     Liveness (status, last_seen) is kept beside it by the node, see ``PeerView``.
     """
 
@@ -325,6 +330,7 @@ class Peer:
     port: int
     network_name: str
     incarnation: int = 0
+    left: bool = False
 
     def __post_init__(self) -> None:
         check_guid(self.guid, "peer guid")
@@ -338,13 +344,15 @@ class Peer:
             or not 0 <= self.incarnation < 2**53
         ):
             raise _fail("incarnation must be a non-negative integer")
+        if not isinstance(self.left, bool):
+            raise _fail("peer left must be true or false")
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.ip, self.port)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "guid": self.guid,
             "name": self.name,
             "ip": self.ip,
@@ -352,6 +360,9 @@ class Peer:
             "network_name": self.network_name,
             "incarnation": self.incarnation,
         }
+        if self.left:  # only then: a record that did not leave keeps its version-2 form
+            out["left"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Peer:
@@ -365,6 +376,7 @@ class Peer:
                 port=data["port"],
                 network_name=data["network_name"],
                 incarnation=data.get("incarnation", 0),
+                left=data.get("left", False),
             )
         except KeyError as exc:
             raise _fail(f"peer is missing field {excerpt(exc.args[0])}") from None
@@ -474,6 +486,12 @@ class Quota:
                 raise _fail(f"quota {name} must be a positive integer, not {excerpt(value)}")
 
 
+#: Default of NodeConfig.forget_after: a day.
+FORGET_AFTER = 24 * 3600.0
+#: Longest NodeConfig.forget_after: ten years.
+MAX_FORGET_AFTER = 10 * 365 * 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """A node's properties (the seed's SERVER_FILES)."""
@@ -486,6 +504,9 @@ class NodeConfig:
     gossip_timer: float = 1.0
     gossip_max_peer_count: int = 3
     incarnation: int = 0
+    #: Seconds after which a peer that left, or is dead, and was not heard from since is
+    #: forgotten (serf's reconnect_timeout); until then a dead peer is retried with backoff.
+    forget_after: float = FORGET_AFTER
 
     def __post_init__(self) -> None:
         check_guid(self.node_guid, "node_guid")
@@ -504,6 +525,9 @@ class NodeConfig:
         count = self.gossip_max_peer_count
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
             raise _fail("gossip_max_peer_count must be an integer from 1 to 1000")
+        forget = self.forget_after
+        if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 1 <= forget <= MAX_FORGET_AFTER:
+            raise _fail(f"forget_after must be a number of seconds from 1 to {MAX_FORGET_AFTER:g} (10 years)")
 
     @property
     def network_names(self) -> tuple[str, ...]:

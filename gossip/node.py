@@ -56,6 +56,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import random
 import uuid
 from collections import Counter, deque
@@ -210,6 +211,10 @@ class _PeerEntry:
     #: The key of the peer's last request to this node: until its ring is heard, requests to
     #: it are signed with that key (a node that joined with another key of the ring).
     last_key: bytes | None = field(default=None, repr=False)
+    #: A record saying the peer left, heard while it looked alive, and when: believed only
+    #: once a request sent since then fails (see GossipNode._claim_left).
+    left_claim: Peer | None = None
+    claim_at: float = 0.0
 
     @property
     def proven(self) -> bool:
@@ -287,8 +292,14 @@ class _Inflight:
 
 @functools.lru_cache(maxsize=65536)
 def record_key(peer: Peer) -> int:
-    """The 128-bit key of a peer record in the HELLO set (changes with any field)."""
-    text = json.dumps(peer.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The 128-bit key of a peer record in the HELLO set (changes with any field but ``left``).
+
+    ``left`` is left out so that a version-2 node, which does not know the field and drops
+    it, keys a left record as its sender does (a left record always has a new incarnation).
+    """
+    fields = peer.to_dict()
+    fields.pop("left", None)
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
@@ -351,6 +362,12 @@ class GossipNode:
         self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
         self._max_peers = max_peers
         self._push = push
+        # Left and dead peers are forgotten after this (NodeConfig.forget_after); until then a
+        # dead peer is retried with backoff, so that a partition longer than any failure
+        # timeout still heals when the link returns.
+        self._forget_after = float(config.forget_after)
+        #: The node announced that it leaves (:meth:`leave`): no more rounds, requests refused.
+        self._left = False
         self._policy = liveness or LivenessPolicy(
             base_backoff=config.gossip_timer, max_backoff=max(60.0, 10 * config.gossip_timer)
         )
@@ -391,6 +408,8 @@ class GossipNode:
         """Run what is due at ``now``: expire unanswered requests, start a round."""
         for rid in [r for r, f in self._inflight.items() if f.deadline <= now]:
             self.delivery_failed(rid, now, reason="timed out")
+        if self._left:
+            return
         for net in self._nets.values():
             for peer in net.eager.ready(now):
                 self._push_next(net, peer, now)
@@ -401,6 +420,8 @@ class GossipNode:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has work: the next round, a lingering push, or the oldest
         request's timeout."""
+        if self._left:  # no more rounds or pushes: only the announcement's timeouts
+            return min((f.deadline for f in self._inflight.values()), default=math.inf)
         deadline = self._next_round
         for net in self._nets.values():
             deadline = min(deadline, net.eager.due())
@@ -540,6 +561,97 @@ class GossipNode:
         """The guids of the peers a new gossip is pushed to at once (one network)."""
         return self._net(network).eager.peers()
 
+    @property
+    def has_left(self) -> bool:
+        """True once :meth:`leave` was called: no more rounds, peer requests get 503."""
+        return self._left
+
+    def leave(self, now: float) -> int:
+        """Announce to every peer not known to have left that this node leaves, and stop.
+
+        On each network the node's record gets ``incarnation + 1`` and ``left``; it is sent
+        first-hand in a HELLO to each peer, which then checks it (one request, answered 503
+        from now on) and passes it on. After this call no round starts and no push leaves;
+        the runner sends the outbox, waits a bounded time for the answers, and exits. To come
+        back, the node must start with ``incarnation + 2`` (or more), so that its new record
+        outranks the left one everywhere (the HTTP runner saves that before calling this).
+
+        Returns:
+            How many HELLOs were queued (peers told, over all networks).
+
+        Raises:
+            LocalProtocolError: the incarnation is already at its limit (2^53 - 2).
+        """
+        if self._left:
+            return 0
+        records = {  # all built first: one that cannot be raises before anything changed
+            name: replace(net.self_peer, incarnation=net.self_peer.incarnation + 1, left=True)
+            for name, net in self._nets.items()
+        }
+        self._left = True
+        told = 0
+        for name, net in self._nets.items():
+            self._drop_record(net, record_key(net.self_peer))
+            net.self_peer = records[name]
+            self._add_record(net, net.self_peer)
+            hello = m.Hello(peers=(net.self_peer,))
+            for entry in list(net.peers.values()):
+                if entry.liveness.status is not PeerStatus.LEFT:
+                    self._send(net, entry.peer.guid, entry.peer.address, hello, now)
+                    told += 1
+        return told
+
+    def force_leave(self, target: str, now: float, network: str | None = None) -> tuple[PeerView, bool]:
+        """Mark a dead peer as left, for every node: its record gets ``incarnation + 1`` and
+        ``left``, and spreads as hearsay (a node that still reaches it checks the claim and
+        keeps it alive). It is then forgotten like any peer that left.
+
+        Args:
+            target: the peer's guid or name.
+
+        Returns:
+            ``(peer, changed)``: the peer as now held; ``changed`` is False if it had left.
+
+        Raises:
+            GossipError: no such peer (404 ``unknown_peer``); the name is ambiguous (409
+                ``ambiguous_peer``, the candidates listed); the peer is not dead (409
+                ``peer_not_dead``).
+        """
+        net = self._net(network)
+        matches = [e for e in net.peers.values() if target in (e.peer.guid, e.peer.name)]
+        if len(matches) > 1:
+            exact = [e for e in matches if e.peer.guid == target]
+            if not exact:
+                ordered = sorted(matches, key=lambda e: e.peer.guid)
+                listed = ", ".join(f"{e.peer.guid} ({e.liveness.status})" for e in ordered)
+                raise GossipError(
+                    f"{len(matches)} peers are named {target!r} on network {net.network.name!r}:"
+                    f" {listed}; give the guid",
+                    status_hint=409,
+                    code=ErrorCode.AMBIGUOUS_PEER,
+                )
+            matches = exact
+        if not matches:
+            raise GossipError(
+                f"no peer {target[:100]!r} on network {net.network.name!r}"
+                " (give a name or guid that gossip network lists)",
+                status_hint=404,
+                code=ErrorCode.UNKNOWN_PEER,
+            )
+        entry = matches[0]
+        status = entry.liveness.status
+        if status is PeerStatus.LEFT:
+            return entry.view(), False
+        if status is not PeerStatus.DEAD:
+            raise GossipError(
+                f"peer {entry.peer.name!r} ({entry.peer.guid}) is {status}, not dead: only a dead node can be"
+                " forced out (a live node leaves with: gossip leave, on that node)",
+                status_hint=409,
+                code=ErrorCode.PEER_NOT_DEAD,
+            )
+        self._take_left(net, entry, replace(entry.peer, incarnation=entry.peer.incarnation + 1, left=True), now)
+        return entry.view(), True
+
     # ------------------------------------------------------------------ incoming
     def handle_request(self, data: bytes, now: float) -> bytes:
         """Answer one request from a peer.
@@ -574,6 +686,9 @@ class GossipNode:
                     " replayed from before a restart?",
                     code=ErrorCode.REPLAYED,
                 )
+            if self._left:
+                # A peer checking a left claim (see _claim_left) must see a failure.
+                raise GossipError("this node has left the network", status_hint=503, code=ErrorCode.UNAVAILABLE)
         except GossipError as exc:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
             raise
@@ -616,6 +731,12 @@ class GossipNode:
         self._on_reply(net, env.sender, request_id, flight, env.body, now)
         self._seen(net, env.sender, now)
         entry = net.peers.get(env.sender)
+        if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
+            # It answered a request sent since the claim: it did not leave (a member's lie,
+            # or a stale record). Hearsay of that record is refused for a while.
+            self._shun(net, record_key(entry.left_claim), now + self._forget_after)
+            entry.left_claim = None
+            self.stats["refuted.left_claim"] += 1
         if entry is not None and env.now is not None:
             # Its clock at about the middle of the exchange (signed, by a key holder), followed
             # only within the replay window: beyond it the clocks are wrong, and the window
@@ -659,8 +780,11 @@ class GossipNode:
         # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
         # A peer may have several requests out at once (a round's probe, a fetch, a push):
         # count one failure per wave, not per request.
+        if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
+            self._take_left(net, entry, entry.left_claim, now)  # checked: it did leave
+            return
         if entry is not None and flight.sent > entry.liveness.failed_at:
-            old = entry.liveness.failed(now, self._policy)
+            old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
 
@@ -763,6 +887,7 @@ class GossipNode:
                     entry.liveness = Liveness(
                         status=view.status, last_seen=view.last_seen, failures=view.failures
                     )
+                    entry.liveness.set_left(view.peer.left)  # the record decides ``left``
 
     def _send(
         self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None
@@ -814,6 +939,7 @@ class GossipNode:
         k = self.config.gossip_max_peer_count
         for net in self._nets.values():
             self._forget_unproven(net, now)
+            self._forget_gone(net, now)
             fresh: list[str] = []
             others: list[str] = []
             doubtful: list[str] = []
@@ -850,6 +976,17 @@ class GossipNode:
                 picked.pop()
                 short = 1
             targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
+            # Reconnect (serf's reconnect_interval): besides the sample, one dead peer whose
+            # backoff has passed, every round, settled or not. A settled node probes rarely,
+            # so without this two sides of a healed partition might each wait many rounds to
+            # pick a peer across; with it the first contact comes within about a round. One
+            # a round at most: a thousand dead peers cost one request a round, not more.
+            dead = [
+                guid for guid in others
+                if net.peers[guid].liveness.status is PeerStatus.DEAD and guid not in targets
+            ]
+            if dead:
+                targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
                 probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net)
             )
@@ -1349,21 +1486,88 @@ class GossipNode:
                     return None
             elif peer.incarnation <= entry.peer.incarnation:
                 return None
-            elif entry.firsthand and entry.liveness.status is PeerStatus.ALIVE:
+            elif entry.firsthand and entry.liveness.status is PeerStatus.ALIVE and not peer.left:
                 self.stats["rejected.peer_hearsay"] += 1
                 return None
         is_new = entry is None
-        if not firsthand and net.shunned and record_key(peer) in net.shunned:
+        if not firsthand and net.shunned.get(record_key(peer), 0.0) > now:
             self.stats["rejected.peer_shunned"] += 1
             return None
+        if entry is not None and peer.left and entry.proven and entry.liveness.status is PeerStatus.ALIVE:
+            self._claim_left(net, entry, peer, now)
+            return None
         limit = self._max_peers if firsthand else self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+        old = None if entry is None else entry.peer
         entry = self._put_peer(net, peer, now, limit=limit)
         if entry is None:
             return None
         entry.firsthand = firsthand
+        entry.left_claim = None
+        if old is not None and old.left and not peer.left:
+            # Back (a restart, or the real node reclaiming its guid): hearsay of the left
+            # record it replaces must not undo that.
+            self._shun(net, record_key(old), now + self._forget_after)
+        status_was = entry.liveness.set_left(peer.left)
+        if peer.left:
+            net.eager.remove(peer.guid)
         self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
+        if status_was is not None and not is_new:
+            self._events.append(PeerStatusChanged(peer=entry.view(), old=status_was))
         net.unsettled = True
         return entry
+
+    # -- leaving ------------------------------------------------------------------------
+    def _claim_left(self, net: _Net, entry: _PeerEntry, claim: Peer, now: float) -> None:
+        """A record says that a peer which answers left: check before believing it.
+
+        Any member can send any record, so "left" about a live node is checked: the peer is
+        asked at once (a DID_YOU_HEAR). An answer to a request sent since then refutes the
+        claim; a failure (a node that left answers 503, or nothing answers) confirms it
+        (:meth:`delivery_failed`). One check at a time per peer; a newer claim replaces the
+        one being checked.
+        """
+        pending = entry.left_claim
+        if pending is not None and pending.incarnation >= claim.incarnation:
+            return
+        entry.left_claim = claim
+        if pending is None:
+            entry.claim_at = now
+            self.stats["checked.left_claim"] += 1
+            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
+            self._send_to(net, entry.peer.guid, probes, now)
+
+    def _take_left(self, net: _Net, entry: _PeerEntry, record: Peer, now: float) -> None:
+        """Hold ``record`` (which says ``left``) for the peer: it is not contacted again."""
+        entry.left_claim = None
+        self._put_peer(net, record, now, limit=self._max_peers)
+        net.eager.remove(record.guid)
+        net.unsettled = True  # the new record spreads at the next reconciliations
+        old = entry.liveness.set_left(True)
+        self._events.append(PeerUpdated(peer=entry.view()))
+        if old is not None:
+            self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
+
+    @staticmethod
+    def _shun(net: _Net, key: int, until: float) -> None:
+        """Refuse hearsay of the record with this key until ``until`` (newest last)."""
+        net.shunned.pop(key, None)
+        net.shunned[key] = until
+
+    def _forget_gone(self, net: _Net, now: float) -> None:
+        """Forget peers left or dead and not heard from for ``forget_after`` (events say so),
+        and refuse hearsay of their records as long again, so that peers which forget later
+        do not hand them back. A node that comes back speaks first-hand, which is taken."""
+        gone = (PeerStatus.LEFT, PeerStatus.DEAD)
+        for entry in [e for e in net.peers.values() if e.liveness.status in gone]:
+            since = entry.liveness.last_seen if entry.liveness.last_seen is not None else entry.learnt
+            if now - since <= self._forget_after:
+                continue
+            self._forget_peer(net, entry.peer.guid)
+            self._shun(net, entry.key, now + self._forget_after)
+            status = entry.liveness.status
+            self.stats[f"forgotten.{status}"] += 1
+            reason = f"{status} for over {self._forget_after:g} s"
+            self._events.append(PeerForgotten(peer=entry.view(), reason=reason))
 
     def _seen(self, net: _Net, guid: str, now: float) -> None:
         entry = net.peers.get(guid)
@@ -1391,7 +1595,8 @@ class GossipNode:
     def key_ring(self, network: str | None = None) -> list[KeyInfo]:
         """``gossip keys list``: each key's id, whether it is primary, and how many nodes hold it."""
         net = self._net(network)
-        counted = [e for e in net.peers.values() if e.liveness.status is not PeerStatus.DEAD]
+        # Nodes gone (dead, or left) neither hold nor need a key until they come back.
+        counted = [e for e in net.peers.values() if e.liveness.status not in (PeerStatus.DEAD, PeerStatus.LEFT)]
         unheard = sum(1 for e in counted if e.ring is None)
         rows = []
         for key in net.network.keys:
@@ -1479,7 +1684,8 @@ class GossipNode:
             )
         remaining = {_key_id(k) for k in old.keys if k != key}
         for entry in net.peers.values():
-            if entry.ring is not None and entry.liveness.status is not PeerStatus.DEAD and remaining.isdisjoint(entry.ring.ids):
+            gone = entry.liveness.status in (PeerStatus.DEAD, PeerStatus.LEFT)
+            if entry.ring is not None and not gone and remaining.isdisjoint(entry.ring.ids):
                 raise GossipError(
                     f"node {entry.peer.name} ({entry.peer.guid}) last said it holds no other key of network"
                     f" {old.name!r}: removing {kid} would cut it off; wait until `gossip keys list` shows"

@@ -322,7 +322,7 @@ def test_pending_gossip_and_peer_statuses_are_marked(
         {"guid": f"{i}" * 8 + "-0000-4000-8000-000000000000", "name": status, "ip": "127.0.0.1", "port": 9000 + i,
          "network_name": "default", "incarnation": 0, "status": status,
          "last_seen": "2026-01-01T10:00:00+00:00" if i else None, "failures": i}
-        for i, status in enumerate(["alive", "suspect", "dead"])
+        for i, status in enumerate(["alive", "suspect", "dead", "left"])
     ]
     with opened(browser, a) as seen:
         page = seen.page
@@ -336,7 +336,7 @@ def test_pending_gossip_and_peer_statuses_are_marked(
         expect(items.nth(1).locator(".msg")).to_have_text("newer")
         expect(items.nth(2).locator(".msg")).to_have_text("older")
         expect(page.locator("#gossip-count")).to_have_text("(3, 1 pending)")
-        for status in ("alive", "suspect", "dead"):
+        for status in ("alive", "suspect", "dead", "left"):
             expect(page.locator(f"#peers li .badge.{status}")).to_have_text(status)
         expect(page.locator("#peers li", has_text="alive")).to_contain_text("not seen yet")
         shot(page, tmp_path, "marks.png")

@@ -28,10 +28,13 @@ from .server import Request, Response
 if TYPE_CHECKING:
     from .runner import NodeRunner
 
-__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "key_row", "RESOLVE_WAIT", "WEB_FILES"]
+__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "key_row", "RESOLVE_WAIT", "WEB_FILES", "LEAVE_ANSWER_GRACE"]
 
 #: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
 RESOLVE_WAIT = 3.0
+#: Seconds between answering ``POST /v1/leave`` and asking the process to stop (the server
+#: aborts its connections when it closes: the answer must have left by then).
+LEAVE_ANSWER_GRACE = 0.3
 
 #: The web client: path -> (file in gossip/web, content type). Nothing else is served from disk.
 WEB_FILES = {
@@ -82,6 +85,8 @@ class ClientApi:
             ("POST", "/v1/register"): self._post_register,
             ("GET", "/v1/keys"): self._get_keys,
             ("POST", "/v1/keys"): self._post_keys,
+            ("POST", "/v1/leave"): self._post_leave,
+            ("POST", "/v1/force-leave"): self._post_force_leave,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -195,6 +200,27 @@ class ClientApi:
         return Response(502, error_body(502, text, ErrorCode.PEER_UNREACHABLE))
 
 
+    async def _post_leave(self, request: Request, network: str) -> Response:
+        """Announce a graceful leave on every network of the node, then have it stop."""
+        departure = await self.runner.leave_async()
+        self.runner.loop.call_later(LEAVE_ANSWER_GRACE, self.runner.done.set)
+        c = self.runner.config
+        return _json(200, {
+            "node_guid": c.node_guid,
+            "node_name": c.node_name,
+            "networks": list(c.network_names),
+            "told": departure.told,
+            "answered": departure.answered,
+            "incarnation": departure.incarnation,
+        })
+
+    async def _post_force_leave(self, request: Request, network: str) -> Response:
+        """Mark a dead peer of ``network`` as left; the record spreads to the other nodes."""
+        target = _json_body(request).get("peer")
+        if not isinstance(target, str) or not target.strip() or len(target) > 256:
+            raise LocalProtocolError('force-leave needs {"peer": "NAME or GUID"}')
+        view, changed = await self.runner.force_leave_async(target.strip(), network)
+        return _json(200, {"peer": view.to_dict(), "changed": changed})
     async def _get_keys(self, request: Request, network: str) -> Response:
         """``gossip keys list``: each key's id (never the key), whether primary, and how many
         of the known nodes hold it."""

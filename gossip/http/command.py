@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -32,9 +33,24 @@ from .client import HttpTransport
 from .runner import NodeRunner
 from .server import Request, Response, hostport
 
-__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "listen_address", "DEFAULT_PORT"]
+__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "listen_address", "parse_age", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8470
+#: Seconds per unit of an AGE flag (``90s``, ``30m``, ``12h``, ``30d``).
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_age(text: str) -> float:
+    """An age such as ``90s``, ``30m``, ``12h``, ``30d`` (a bare number is seconds), in seconds.
+
+    Raises:
+        argparse.ArgumentTypeError: not of that form, or not positive.
+    """
+    match = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhd]?)", text.strip().lower())
+    seconds = float(match[1]) * _AGE_UNITS[match[2] or "s"] if match else 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an age such as 90s, 30m, 12h or 30d")
+    return seconds
 
 
 def data_dir_for(config_path: Path) -> Path:
@@ -57,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
+    p.add_argument(
+        "--forget-after", type=parse_age, metavar="AGE",
+        help="forget peers that left or are dead after this long without news, e.g. 12h (default 24h)",
+    )
     p.add_argument(
         "--join", metavar="HOST:PORT", action="append",
         help="register with a running node of the network; repeat it to name several (the first that answers"
@@ -140,6 +160,7 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         ("port", "port"),
         ("timer", "gossip_timer"),
         ("max_peers", "gossip_max_peer_count"),
+        ("forget_after", "forget_after"),
     ):
         value = getattr(args, flag)
         if flag == "port" and value == 0:
@@ -291,6 +312,15 @@ async def _join(
     print(f"error: could not join {outcome.describe()}", file=sys.stderr, flush=True)
     failed.set()
     stop.set()
+def _leave(runner: NodeRunner) -> None:
+    """A clean stop announces that the node leaves (bounded: LEAVE_WAIT), then stops anyway."""
+    try:
+        departure = runner.leave()
+    except (GossipError, TimeoutError) as exc:
+        print(f"error: {exc}; stopping without telling the peers (they will see this node dead)", file=sys.stderr)
+        return
+    if departure.told:
+        print(f"left the network: told {departure.told} peers, {departure.answered} took it", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -351,10 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             storage.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop = runner.done  # set by a signal, or by a leave through the client API (gossip leave)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a signal right after it stops cleanly
         signal.signal(sig, lambda *_: stop.set())
+    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     runner.start_gossiping()
     failed = threading.Event()
     joining = None
@@ -365,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.wait()  # a signal's handler sets it (lock waits are interruptible on POSIX)
     if joining is not None:
         joining.cancel()  # a stop while retrying: the next round never starts
+    _leave(runner)
     runner.stop()
     status = 1 if failed.is_set() else 0
     print("stopped; everything acknowledged is on disk", flush=True)

@@ -39,15 +39,17 @@ from typing import Any, Callable, Coroutine, TypeVar
 from ..auth import key_id
 from ..configfile import save_config
 from ..errors import ConfigError, GossipError, StorageError, TransportError
-from ..events import Event, GossipReceived, KeyringChanged, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from ..model import Gossip, NodeConfig, PeerStatus
+from ..events import (
+    Event, GossipReceived, KeyringChanged, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed, Registered,
+)
+from ..model import Gossip, NodeConfig, PeerStatus, PeerView
 from ..node import GossipNode, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
 from .client import HttpTransport
 from .server import RateLimitedLog
 
-__all__ = ["NodeRunner", "REGISTER_WAIT"]
+__all__ = ["NodeRunner", "REGISTER_WAIT", "LEAVE_WAIT", "Departure"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,6 +58,17 @@ T = TypeVar("T")
 REGISTER_WAIT = 10.0
 #: The round timer never sleeps longer than this (a clock that jumps is caught up soon).
 _MAX_SLEEP = 1.0
+#: Most seconds a leaving node waits for its peers to take the announcement; it stops anyway.
+LEAVE_WAIT = 2.0
+
+
+@dataclass(frozen=True)
+class Departure:
+    """What a leave did: peers told, how many took it in time, the incarnation to come back with."""
+
+    told: int
+    answered: int
+    incarnation: int
 
 
 @dataclass
@@ -90,7 +103,7 @@ class _Committer:
         Raises:
             StorageError: this batch, or one it waited for, could not be written.
         """
-        if not events:
+        if not events and config is None:
             tail = self._tail
             if tail is not None and not tail.done():
                 await asyncio.shield(tail)
@@ -167,8 +180,10 @@ class NodeRunner:
         request_timeout: seconds each node-to-node request may take.
         loop: the asyncio loop to run on when ``transport`` is None (several runners may
             share one); None: the transport starts its own in a thread.
-        config_path: the node's ``server.json``: a key ring change (``gossip keys``) is
-            written there, atomically, before it is acknowledged. None: kept in memory only.
+        config_path: the node's ``server.json``: a key ring change (``gossip keys``), and the
+            incarnation a leaving node comes back with, are written there, atomically, before
+            they are acknowledged. None: kept in memory only (an embedded node keeps its
+            config itself).
 
     Raises:
         StorageInUse: another runner or process has the store.
@@ -205,6 +220,10 @@ class NodeRunner:
         self._stopping = False
         self._stopped = False
         self._warn = RateLimitedLog(logger)
+        self._departure: Departure | None = None
+        #: Set once the node left through the client API (``POST /v1/leave``): whoever runs
+        #: the runner should then :meth:`stop` it (``python -m gossip.http`` waits on this).
+        self.done = threading.Event()
         #: Node-to-node body bytes, by direction ("sent", "received").
         self.bytes: Counter[str] = Counter()
         self.node = GossipNode(
@@ -368,8 +387,12 @@ class NodeRunner:
             peer = event.peer.peer
             logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
         elif isinstance(event, PeerStatusChanged):
-            level = logging.INFO if event.peer.status is PeerStatus.ALIVE else logging.WARNING
+            # Leaving is normal; failing is worth a warning.
+            level = logging.INFO if event.peer.status in (PeerStatus.ALIVE, PeerStatus.LEFT) else logging.WARNING
             logger.log(level, "peer %s is now %s (was %s)", event.peer.peer.name, event.peer.status, event.old)
+        elif isinstance(event, PeerForgotten):
+            peer = event.peer.peer
+            logger.info("forgot peer %s (%s) on %s: %s", peer.name, peer.guid, peer.network_name, event.reason)
         elif isinstance(event, (Registered, RegisterFailed)):
             waiter = self._waiters.pop(event.request_id, None)
             if waiter is not None and not waiter.done():
@@ -415,6 +438,40 @@ class NodeRunner:
     def register(self, ip: str, port: int, network: str | None = None) -> Event:
         """:meth:`register_async` from another thread."""
         return self.call(self.register_async(ip, port, network))
+
+    async def leave_async(self, wait: float = LEAVE_WAIT) -> Departure:
+        """Announce to the peers that this node leaves, and wait at most ``wait`` seconds for
+        their answers. The node then starts no round and refuses peer requests (503); stop
+        the runner next. A second call returns the first one's result.
+
+        The incarnation the node must come back with (its own + 2, above the left record's
+        + 1) is saved first: if that fails nothing is announced (the peers will see the node
+        dead instead) and the :class:`~gossip.errors.StorageError` is raised.
+        """
+        if self._departure is not None:
+            return self._departure
+        comeback = self.config.incarnation + 2
+        try:  # through the writer, so that it is ordered with key ring writes to server.json
+            await self._committer.commit([], self.config.with_changes(incarnation=comeback))
+        except StorageError as exc:
+            raise StorageError(f"not leaving: cannot save the config to come back with ({exc})") from None
+        failed = self.node.stats["failed.hello"]
+        told = await self._drive(self.node.leave)
+        announcements = set(self._tasks)  # the HELLOs just spawned, and requests under way
+        if announcements:
+            await asyncio.wait(announcements, timeout=wait)
+        unanswered = self.node.stats["failed.hello"] - failed + sum(not t.done() for t in announcements)
+        self._departure = Departure(told=told, answered=max(0, told - unanswered), incarnation=comeback)
+        logger.info("left: told %d peers, %d took it", told, self._departure.answered)
+        return self._departure
+
+    def leave(self, wait: float = LEAVE_WAIT) -> Departure:
+        """:meth:`leave_async` from another thread."""
+        return self.call(self.leave_async(wait), timeout=wait + 30.0)
+
+    async def force_leave_async(self, target: str, network: str | None = None) -> tuple[PeerView, bool]:
+        """Mark the dead peer ``target`` (name or guid) as left; see :meth:`GossipNode.force_leave`."""
+        return await self._drive(lambda now: self.node.force_leave(target, now, network))
 
     # ------------------------------------------------------------------ metrics
     def metrics_text(self) -> str:
