@@ -163,7 +163,7 @@ def test_storage_failures_and_bugs_carry_their_code(runners: Callable[..., NodeR
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     a = runners("a")
 
-    def disk_full(network: str, gossips: object) -> None:
+    def disk_full(network: str, gossips: object, cursors: object = None) -> None:
         raise StorageError("gossip.jsonl: no space left on device")
 
     monkeypatch.setattr(a.storage, "save_gossips", disk_full)
