@@ -58,7 +58,7 @@ WEB_HEADERS = {
 Route = Callable[[Request, str], Awaitable[Response]]
 
 #: Rows in a page of ``GET /v1/gossip`` when the client names no ``limit``, and the most it may name.
-PAGE_LIMIT = 1000
+PAGE_LIMIT = 10_000
 MAX_PAGE_LIMIT = 10_000
 #: Rows a stream takes from the node at once while it catches up.
 _STREAM_BATCH = 500
