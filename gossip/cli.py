@@ -746,17 +746,16 @@ def _cmd_network(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    if args.limit is None and args.since is None and args.grep is None and not args.json:
-        hint = "no gossip on network {network} yet; create one with: gossip create MSG"
-        return _show_list(args, "/v1/gossip", gossip_table, hint)
     client = _connect(args)
     rows = _gossip_pages(client, since=args.since, limit=args.limit, grep=args.grep)
     if args.json:
         _print_json(rows)
-    elif not rows:
-        _out(f"no gossip on network {client.network} matches")
-    else:
+    elif rows:
         _out(gossip_table(rows))
+    elif args.since is None and args.grep is None:
+        _out(f"no gossip on network {client.network} yet; create one with: gossip create MSG")
+    else:
+        _out(f"no gossip on network {client.network} matches")
     return 0
 
 

@@ -137,3 +137,18 @@ def test_watch_of_an_unreachable_node_fails_in_one_line(cluster: Cluster) -> Non
     result = gossip_cli(a, "watch")
     assert result.returncode == 1 and result.stderr.startswith("gossip: error: cannot reach the node")
     assert result.stderr.count("\n") == 1
+
+
+def test_cli_md_documents_the_flags_of_status_and_watch() -> None:
+    import argparse
+
+    from gossip import cli
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    sub = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("status", "watch"):
+        for action in sub.choices[command]._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert f"`{flag}" in text or f"[{flag}" in text, (command, flag)
+    assert "### `gossip watch [--json] [--since CURSOR]`" in text
