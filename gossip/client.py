@@ -40,6 +40,8 @@ WATCH_SILENCE = 45.0
 #: Reconnection delays of :meth:`AsyncClient.watch`: doubling from the first to the last.
 BACKOFF = (0.2, 5.0)
 _MAX_HEAD = 64 * 1024
+#: Longest line of a stream read (a gossip's JSON: its text is at most 64 Ki characters).
+_MAX_EVENT = 4 << 20
 
 
 class NodeError(GossipError):
@@ -302,7 +304,7 @@ class AsyncClient:
             if abs(offset) <= DEFAULT_WINDOW * 1000:  # beyond it the node's clock_skew refusal says so
                 self.clock_offset_ms = offset
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self, limit: int = _MAX_HEAD) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         infos = await asyncio.get_running_loop().run_in_executor(
             None, lambda: getaddrinfo_within(self._host, self._port, self.timeout))
         error: OSError = ConnectionRefusedError("no address to connect to")
@@ -310,7 +312,7 @@ class AsyncClient:
             try:
                 return await asyncio.open_connection(
                     sockaddr[0], sockaddr[1], family=family, proto=proto, ssl=self._ssl,
-                    server_hostname=self._host if self._ssl else None, limit=_MAX_HEAD)
+                    server_hostname=self._host if self._ssl else None, limit=limit)
             except OSError as exc:
                 error = exc
         raise error
@@ -376,7 +378,7 @@ class AsyncClient:
         text, signed = _query_string({"after": after})
         head = self._head("GET", "/v1/gossip/stream", text, signed, None, {"Accept": "text/event-stream"})
         async with asyncio.timeout(self.timeout):
-            reader, writer = await self._open()
+            reader, writer = await self._open(_MAX_EVENT)
         try:
             writer.write(head)
             async with asyncio.timeout(self.timeout):
@@ -392,7 +394,10 @@ class AsyncClient:
             event: dict[str, str] = {}
             while True:
                 async with asyncio.timeout(WATCH_SILENCE):
-                    line = await reader.readline()
+                    try:
+                        line = await reader.readline()
+                    except ValueError:  # a line over _MAX_EVENT: not from a gossip node
+                        raise HeadError("a stream line is too long") from None
                 if not line.endswith(b"\n"):
                     return  # the node closed the stream (stopping): reconnect
                 text_line = line.decode("utf-8").rstrip("\r\n")

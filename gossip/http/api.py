@@ -62,6 +62,8 @@ PAGE_LIMIT = 10_000
 MAX_PAGE_LIMIT = 10_000
 #: Rows a stream takes from the node at once while it catches up.
 _STREAM_BATCH = 500
+#: Seconds a stream waits for its client to read what was sent before it gives up.
+_STALLED = 60.0
 #: Longest ``q`` filter, in characters.
 _MAX_QUERY = 1000
 
@@ -282,7 +284,10 @@ class ClientApi:
             if rows:
                 sink.write(b"".join(sse_event(row) for row in rows))
                 last = rows[-1].cursor or last
-                await sink.drain()
+                try:  # a client that stops reading gives its slot back after a while
+                    await asyncio.wait_for(sink.drain(), _STALLED)
+                except TimeoutError:
+                    return
             if more:
                 continue
             last = max(last, upto)  # all up to there was seen (what was not sent did not match)
