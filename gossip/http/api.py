@@ -259,15 +259,13 @@ class ClientApi:
         if "after" not in query:  # resuming (the Last-Event-ID header), else from now
             query = {**query, "after": [request.headers.get("last-event-id", "").strip() or str(feed.committed)]}
         page = parse_page(query)
-        client = request.client[0]
-        slot = feed.stream_slot(client)
-        slot.__enter__()  # raises 429 now, before the answer starts; released when the stream ends
+        release = feed.claim_stream(request.client[0])  # 429 now, before the answer starts
 
         async def stream(sink: Sink) -> None:
             try:
                 await self._follow(sink, network, page)
             finally:
-                slot.__exit__(None, None, None)
+                release()
 
         headers = {"Cache-Control": "no-store", "Gossip-Cursor": str(page.after)}
         return Response(200, b"", "text/event-stream; charset=utf-8", headers, stream=stream)
