@@ -526,23 +526,30 @@ class Client:
         """Each gossip the node stores from now (or after ``since``), as it lands; resumes
         across reconnects (see :meth:`AsyncClient.watch`). Stop by breaking out of the loop."""
         stream = self._async.watch(since)
+        steps: list[asyncio.Task[Any]] = []
 
         async def step() -> dict[str, Any]:
+            task = asyncio.current_task()
+            assert task is not None
+            steps[:] = [task]
             return await stream.__anext__()
+
+        async def finish() -> None:
+            """Cancel a step under way and wait for it, then close the stream (in that order:
+            a stream cannot be closed while a step runs it)."""
+            for task in steps:
+                task.cancel()
+            await asyncio.gather(*steps, return_exceptions=True)
+            await stream.aclose()
 
         if self._loop is None:
             self._loop = LoopThread("gossip-client")
         loop = self._loop
-        future: concurrent.futures.Future[dict[str, Any]] | None = None
         try:
             while True:
-                future = asyncio.run_coroutine_threadsafe(step(), loop.loop)
-                yield future.result()
+                yield asyncio.run_coroutine_threadsafe(step(), loop.loop).result()
         finally:  # a break, an error, or Ctrl-C while waiting: stop the step, then the stream
-            if future is not None and not future.done():
-                future.cancel()
-                try:
-                    future.result(timeout=5.0)
-                except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
-                    pass
-            loop.run(stream.aclose(), timeout=5.0)
+            try:
+                loop.run(finish(), timeout=5.0)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass  # the loop is stopping or stuck: the stream's connection goes with it
