@@ -35,6 +35,7 @@ from .events import KeyringChanged
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
 from .transport import MemoryNetwork, MemoryTransport, Transport
 from .http.client import HttpTransport
+from .client import AsyncClient, Client, NodeError
 
 __all__ = [
     "__version__",
@@ -77,4 +78,7 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "HttpTransport",
+    "Client",
+    "AsyncClient",
+    "NodeError",
 ]

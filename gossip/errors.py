@@ -97,6 +97,8 @@ class ErrorCode(StrEnum):
     AMBIGUOUS_PEER = "ambiguous_peer"
     #: 409: ``force-leave`` of a peer that is not dead (alive or suspect).
     PEER_NOT_DEAD = "peer_not_dead"
+    #: 429: ``GET /v1/gossip/stream``: too many streams open (from this address, or in all).
+    TOO_MANY_STREAMS = "too_many_streams"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:

@@ -34,7 +34,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, AsyncGenerator, Callable, Coroutine, TypeVar
 
 from ..auth import key_id
 from ..configfile import save_config
@@ -43,10 +43,11 @@ from ..events import (
     Event, GossipReceived, KeyringChanged, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed, Registered,
 )
 from ..model import Gossip, NodeConfig, PeerStatus, PeerView
-from ..node import GossipNode, Outgoing
+from ..node import GossipNode, GossipStatus, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
 from .client import HttpTransport
+from .feed import Feed
 from .server import RateLimitedLog
 
 __all__ = ["NodeRunner", "REGISTER_WAIT", "LEAVE_WAIT", "Departure"]
@@ -234,6 +235,8 @@ class NodeRunner:
             # The transport times every call out; this only catches an answer never reported.
             request_timeout=request_timeout * 6,
         )
+        #: The change feed as far as it is on disk, and the streams that follow it.
+        self.feed = Feed(self.node.last_cursor)
         self._committer.start()
 
     @property
@@ -251,6 +254,49 @@ class NodeRunner:
         address = self.transport.serve((self.config.ip, self.config.port), self.handle_peer)
         self.start_gossiping()
         return address
+
+    async def start_async(self) -> tuple[str, int]:
+        """:meth:`start` from a coroutine on the runner's loop (an asyncio application's own,
+        given as ``loop``): serve and gossip on that loop. Stop with :meth:`aclose`."""
+        address = await self.transport.serve_async((self.config.ip, self.config.port), self.handle_peer)
+        self.start_gossiping()
+        return address
+
+    async def aclose(self) -> None:
+        """:meth:`stop` from a coroutine on the runner's loop: stop the rounds and serving, let
+        the writer thread finish what is queued, release the store. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.stop_async()
+        await self.loop.run_in_executor(None, self._committer.close)  # joins the writer thread
+        self.storage.close()
+
+    async def __aenter__(self) -> NodeRunner:
+        await self.start_async()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def watch(self, network: str | None = None, since: int | None = None) -> AsyncGenerator[GossipStatus, None]:
+        """Each gossip this node stores from now (or after cursor ``since``), once it is on
+        disk, in cursor order; ends when the runner stops. Iterate on the runner's loop.
+
+        Args:
+            network: which network's gossip (default: the node's first).
+            since: a cursor (``GossipStatus.cursor``) to resume after; None: from now.
+        """
+        last = self.feed.committed if since is None else since
+        while not self.feed.closed:
+            upto = self.feed.committed
+            rows, more = self.node.gossip_page(network, after=last, before=upto + 1, limit=500)
+            for row in rows:
+                last = row.cursor or last
+                yield row
+            if not more:
+                last = max(last, upto)
+                await self.feed.wait(last, 3600.0)
 
     def start_gossiping(self) -> None:
         """Start the rounds (serving is started separately)."""
@@ -270,6 +316,11 @@ class NodeRunner:
     async def stop_async(self) -> None:
         """Stop the rounds, cancel requests under way and stop serving (on the loop)."""
         self._stopping = True
+        self.feed.close()  # streams end cleanly (their last writes flushed) before serving stops
+        for _ in range(100):
+            if not self.feed.streams:
+                break
+            await asyncio.sleep(0.01)
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -358,6 +409,7 @@ class NodeRunner:
         learnt: Counter[tuple[str, str | None]] = Counter()
         for event in events:
             if isinstance(event, GossipReceived):
+                self.feed.advance(event.cursor)  # on disk now: streams may show it
                 learnt[event.network, event.source] += 1
                 logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
             else:

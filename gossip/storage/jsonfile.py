@@ -6,12 +6,16 @@ Theory of operation
 A store is one directory (mode 0700) holding, all with mode 0600:
 
 ``gossip.jsonl``
-    One line per gossip, ``{"network": NAME, "gossip": {...}}``, in the order they were
-    saved. A new gossip is one appended line followed by ``os.fsync``, so saving costs the
+    One line per gossip, ``{"network": NAME, "gossip": {...}, "cursor": N}``, in the order
+    they were saved; ``cursor`` is the node's number for it (the change feed; lines written
+    before cursors existed have none and are numbered in file order at load, after the
+    highest cursor before them). A new gossip is one appended line followed by ``os.fsync``, so saving costs the
     same with ten or a million stored. Nothing is ever rewritten in place.
 ``peers.json``
     ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
-    rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory.
+    rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory. It
+    also keeps ``last_cursor``, the highest cursor ever stored, once a rewrite of the log
+    removed the gossip that held it: a cursor is never given twice.
 ``quarantine.jsonl``
     Stored gossips that this version refuses, set aside by :meth:`JsonFileStorage.load`
     rather than lost, one ``{"v": 1, "file", "line", "reason", "record"}`` a line: a sha2
@@ -48,7 +52,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..errors import LocalProtocolError, StorageError, StorageInUse
 from ..model import Gossip, PeerView, Snapshot, check_network_name, timestamp_from_iso
@@ -191,10 +195,12 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_directory(target.parent)
 
 
-def _line_for(network: str, gossip: Gossip) -> bytes:
-    # json.dumps({"network": network, "gossip": gossip.to_dict()}, separators=(",", ":"),
-    # ensure_ascii=False), three times faster: every gossip a node learns is written here.
-    text = f'{{"network":{json.encoder.encode_basestring(network)},"gossip":{gossip.to_json()}}}'
+def _line_for(network: str, gossip: Gossip, cursor: int | None = None) -> bytes:
+    # json.dumps({"network": network, "gossip": gossip.to_dict(), "cursor": cursor},
+    # separators=(",", ":"), ensure_ascii=False), three times faster: every gossip a node
+    # learns is written here.
+    tail = "" if cursor is None else f',"cursor":{int(cursor)}'
+    text = f'{{"network":{json.encoder.encode_basestring(network)},"gossip":{gossip.to_json()}{tail}}}'
     # JSON escapes "\n" inside strings, so the only b"\n" is the terminator. (Never split
     # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
     return text.encode("utf-8") + b"\n"
@@ -232,6 +238,9 @@ class _Scan:
 
     records: list[tuple[str, Gossip]] = field(default_factory=list)
     keys: set[tuple[str, str]] = field(default_factory=set)
+    #: Each record's cursor, by (network, guid); the highest one read.
+    cursors: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_cursor: int = 0
     duplicates: int = 0
     quarantined: int = 0
 
@@ -257,6 +266,10 @@ class JsonFileStorage:
         self._fd: int | None = None
         self._log_size = 0
         self._keys: set[tuple[str, str]] = set()
+        self._cursors: dict[tuple[str, str], int] = {}
+        #: The highest cursor ever stored, and the one the peer file keeps (see _rewrite_log).
+        self._last_cursor = 0
+        self._peers_last_cursor = 0
         self._peers: dict[tuple[str, str], PeerView] = {}
         self._loaded = False
         self._closed = False
@@ -334,9 +347,12 @@ class JsonFileStorage:
             for (network, _), view in self._peers.items():
                 peers.setdefault(network, []).append(view)
         gossips: dict[str, list[Gossip]] = {}
+        cursors: dict[str, dict[str, int]] = {}
         for network, gossip in scan.records:
             gossips.setdefault(network, []).append(gossip)
-        return Snapshot(gossips=gossips, peers=peers, verified=True)  # _scan_log checked every sha2
+            cursors.setdefault(network, {})[gossip.guid] = scan.cursors[(network, gossip.guid)]
+        # _scan_log checked every sha2
+        return Snapshot(gossips=gossips, peers=peers, cursors=cursors, last_cursor=scan.last_cursor, verified=True)
 
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Append one gossip to the log and fsync it; a gossip already stored is skipped.
@@ -352,12 +368,14 @@ class JsonFileStorage:
         """
         self.save_gossips(network, [gossip])
 
-    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
+    def save_gossips(self, network: str, gossips: Iterable[Gossip], cursors: Mapping[str, int] | None = None) -> None:
         """Append several gossips with one write and one fsync (idempotent like save_gossip).
 
         Args:
             network: the network the gossips belong to.
             gossips: verified gossips; those already stored are skipped.
+            cursors: the node's cursor of each gossip, by guid (one missing is numbered at
+                the next load, after the others).
 
         Raises:
             LocalProtocolError: the network name is invalid or a gossip does not verify;
@@ -381,8 +399,13 @@ class JsonFileStorage:
                     new.setdefault(key, gossip)
             if not new:
                 return
-            self._append(b"".join(_line_for(network, g) for g in new.values()))
+            given = cursors or {}
+            self._append(b"".join(_line_for(network, g, given.get(g.guid)) for g in new.values()))
             self._keys.update(new)
+            for key, gossip in new.items():
+                if gossip.guid in given:
+                    self._cursors[key] = given[gossip.guid]
+                    self._last_cursor = max(self._last_cursor, given[gossip.guid])
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -449,11 +472,12 @@ class JsonFileStorage:
         with self._lock:
             self._check_open()
             scan = self._scan_log()
-            self._rewrite_log(scan.records)
-            self._keys = scan.keys
             if not self._loaded:
                 self._peers = self._read_peers()
                 self._loaded = True
+            self._note_cursors(scan)
+            self._rewrite_log(scan.records)
+            self._keys = scan.keys
 
     # -- internals (called with the lock held) -----------------------------------------------
 
@@ -469,13 +493,20 @@ class JsonFileStorage:
         self._remove_stale_temps()
         peers = self._read_peers()  # first: a bad peer file must refuse before any repair
         scan = self._scan_log()
+        self._peers = peers
+        self._note_cursors(scan)
         if scan.quarantined or scan.duplicates * 4 > len(scan.records):
             self._rewrite_log(scan.records)
         self._open_log()
         self._keys = scan.keys
-        self._peers = peers
         self._loaded = True
         return scan
+
+    def _note_cursors(self, scan: _Scan) -> None:
+        """Keep the cursors read, and the highest ever given (the log's, or the peer file's
+        when the gossip that held it was removed since); ``scan`` is told it too."""
+        self._cursors = scan.cursors
+        self._last_cursor = scan.last_cursor = max(self._last_cursor, scan.last_cursor, self._peers_last_cursor)
 
     def _remove_stale_temps(self) -> None:
         """Delete temp files left by a crash during an atomic rewrite."""
@@ -560,7 +591,14 @@ class JsonFileStorage:
                 if key in scan.keys:
                     scan.duplicates += 1
                     continue
+                cursor = obj.get("cursor")
+                if cursor is None:  # written before cursors: the next number, the same at each load
+                    cursor = scan.last_cursor + 1
+                elif type(cursor) is not int or cursor < 1:
+                    raise StorageError(f"{self._where(lineno)}: cursor must be a positive integer; {_FIX_HINT}")
+                scan.last_cursor = max(scan.last_cursor, cursor)
                 scan.keys.add(key)
+                scan.cursors[key] = cursor
                 scan.records.append((network, gossip))
         if set_aside:
             self._quarantine(set_aside)
@@ -679,7 +717,15 @@ class JsonFileStorage:
             ) from exc
 
     def _rewrite_log(self, records: list[tuple[str, Gossip]]) -> None:
-        data = b"".join(_line_for(network, gossip) for network, gossip in records)
+        # Each record is written with its cursor, so that none is renumbered whatever goes;
+        # and if the highest cursor goes (a gossip removed), the peer file keeps it, so that
+        # it is never given again.
+        data = b"".join(
+            _line_for(network, gossip, self._cursors.get((network, gossip.guid))) for network, gossip in records
+        )
+        kept = max((self._cursors.get((n, g.guid), 0) for n, g in records), default=0)
+        if kept < self._last_cursor and self._peers_last_cursor < self._last_cursor:
+            self._write_peers(self._peers)
         try:
             write_file_atomically(self.log_path, data)
         except OSError as exc:
@@ -723,6 +769,10 @@ class JsonFileStorage:
                 f"{path}: format version {data.get('v')!r} is not {_PEERS_VERSION};"
                 " it was written by another version of gossip"
             )
+        last_cursor = data.get("last_cursor", 0)
+        if type(last_cursor) is not int or last_cursor < 0:
+            raise StorageError(f"{path}: last_cursor must be a whole number; fix or delete it")
+        self._peers_last_cursor = last_cursor
         peers: dict[tuple[str, str], PeerView] = {}
         for index, item in enumerate(data["peers"], 1):
             try:
@@ -755,7 +805,9 @@ class JsonFileStorage:
         return item
 
     def _write_peers(self, peers: dict[tuple[str, str], PeerView]) -> None:
-        body = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}
+        body: dict[str, Any] = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}
+        if self._last_cursor:  # older versions ignore it
+            body["last_cursor"] = self._last_cursor
         data = (json.dumps(body, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
         try:
             write_file_atomically(self.peers_path, data)
@@ -763,3 +815,4 @@ class JsonFileStorage:
             raise StorageError(
                 f"cannot write {self.peers_path}: {exc.strerror or exc}; the peers were not stored"
             ) from exc
+        self._peers_last_cursor = self._last_cursor
