@@ -492,6 +492,12 @@ class GossipNode:
             rows.extend(GossipStatus(network=name, guid=guid, complete=False) for guid in sorted(net.pending))
         return rows
 
+    def gossip_counts(self, network: str | None = None) -> tuple[int, int]:
+        """How many gossips one network holds complete, and how many ids are pending (their
+        body has not arrived yet); O(1), for status displays that must not list everything."""
+        net = self._net(network)
+        return len(net.gossips), len(net.pending)
+
     def gossips(self, network: str | None = None) -> list[Gossip]:
         """The complete gossips of one network (default: this node's first)."""
         return list(self._net(network).gossips.values())

@@ -137,6 +137,8 @@ class ClientApi:
 
     async def _get_node(self, request: Request, network: str) -> Response:
         c = self.runner.config
+        # Of the network the request was signed for: the page's counts, without the list.
+        complete, pending = self.runner.node.gossip_counts(network)
         return _json(200, {
             "node_guid": c.node_guid,
             "node_name": c.node_name,
@@ -146,6 +148,8 @@ class ClientApi:
             "gossip_timer": c.gossip_timer,
             "gossip_max_peer_count": c.gossip_max_peer_count,
             "version": __version__,
+            "gossip_count": complete,
+            "pending_count": pending,
         })
 
     async def _get_peers(self, request: Request, network: str) -> Response:

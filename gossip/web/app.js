@@ -21,7 +21,9 @@
   const STORE = "gossip.session"; // sessionStorage: {"network", "key": hex}; never the password
   const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
   const HOSTPORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]/?#@]+):([0-9]{1,5})$/;
-  const STATUSES = ["alive", "suspect", "dead"];
+  const STATUSES = ["alive", "suspect", "dead", "left"];
+  const AGO_MS = 10000; // how often relative times ("3 min ago") are brought up to date
+  const SVG_NS = "http://www.w3.org/2000/svg";
 
   const enc = new TextEncoder();
   const $ = (id) => document.getElementById(id);
@@ -238,21 +240,32 @@
     return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
   }
 
+  /** "just now", "42 s ago", "3 min ago", "5 h ago", "12 d ago"; a time ahead of this clock is "just now". */
   function ago(ms) {
-    const s = Math.max(0, (Date.now() - ms) / 1000);
+    const s = Math.max(0, (Date.now() + clockOffsetMs - ms) / 1000);
     if (s < 2) return "just now";
     if (s < 90) return `${Math.round(s)} s ago`;
     if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
-    return localTime(ms);
+    if (s < 36 * 3600) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} d ago`;
   }
 
-  function timeEl(iso, relative) {
+  /** A <time> saying how long ago, with the exact time (local, then as the node wrote it) on hover. */
+  function timeEl(iso) {
     const ms = parseTime(iso);
     if (Number.isNaN(ms)) return el("span", "muted", iso ? String(iso) : "never");
-    const node = el("time", "", relative ? ago(ms) : localTime(ms));
+    const node = el("time", "ago", ago(ms));
     node.setAttribute("datetime", iso);
-    node.title = iso;
+    node.title = `${localTime(ms)} (${iso})`;
     return node;
+  }
+
+  /** Bring every relative time on the page up to date (they age while nothing else changes). */
+  function refreshAgo() {
+    for (const node of document.querySelectorAll("time.ago")) {
+      const text = ago(parseTime(node.getAttribute("datetime")));
+      if (node.textContent !== text) node.textContent = text;
+    }
   }
 
   function hostport(ip, port) {
@@ -269,9 +282,83 @@
     setText("node-address", hostport(n.ip, n.port));
     setText("node-timer", `${n.gossip_timer} s between rounds`);
     setText("node-max-peers", `pushes to ${n.gossip_max_peer_count}`);
+    if (Number.isInteger(n.gossip_count)) setText("gossip-count", `(${n.gossip_count.toLocaleString("en")})`);
+    const pending = Number.isInteger(n.pending_count) ? n.pending_count : 0;
+    setText("pending-count", pending ? `${pending.toLocaleString("en")} pending` : "");
+    $("pending-count").hidden = !pending;
+  }
+
+  /** "7 of 7 known nodes hold the same set": in_sync of this node (always) and of each peer
+   * that has not left, as GET /v1/peers last knew it. */
+  function renderConverged(rows) {
+    const known = rows.filter((p) => p.status !== "left");
+    const same = known.filter((p) => p.in_sync === true).length;
+    const badge = $("converged");
+    if (known.length <= 1) {
+      badge.textContent = "alone: no peers yet";
+      badge.className = "badge unknown";
+    } else {
+      badge.textContent = `${same} of ${known.length} known nodes hold the same set`;
+      badge.className = same === known.length ? "badge ok" : "badge warn";
+    }
+    const unknown = known.filter((p) => p.in_sync !== true && p.in_sync !== false).length;
+    badge.title = unknown ? `${unknown} not compared yet` : "as of each peer's latest round";
+  }
+
+  function svgEl(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    node.append(...children);
+    return node;
+  }
+
+  /** The network as a picture: this node in the middle, its peers on a circle around it, each
+   * filled by its status and ringed by whether it holds the same set (solid), another (dashed)
+   * or has not been compared yet (dotted). Plain SVG; names go in as text nodes. */
+  function renderNetwork(rows) {
+    const me = rows.find((p) => p.self === true);
+    const peers = rows.filter((p) => p.self !== true).sort((a, b) => byCodePoint(String(a.name), String(b.name)));
+    const cx = 160, cy = 120, radius = peers.length > 1 ? 88 : 70;
+    const labelled = peers.length <= 16; // beyond that, names only on hover
+    const links = [], circles = [], labels = [];
+    const describe = (p) => {
+      const sync = p.in_sync === true ? "same set" : p.in_sync === false ? "set differs" : "not compared yet";
+      return `${p.name} (${hostport(p.ip, p.port)}): ${p.status}, ${sync}`;
+    };
+    const nodeClass = (p) => {
+      const status = STATUSES.includes(p.status) ? p.status : "unknown";
+      const sync = p.in_sync === true ? "same" : p.in_sync === false ? "differs" : "unsure";
+      return `node ${status} ${sync}`;
+    };
+    peers.forEach((p, i) => {
+      const angle = -Math.PI / 2 + (2 * Math.PI * i) / peers.length;
+      const x = (cx + radius * Math.cos(angle)).toFixed(1);
+      const y = (cy + radius * Math.sin(angle)).toFixed(1);
+      links.push(svgEl("line", { class: "link", x1: cx, y1: cy, x2: x, y2: y }));
+      const circle = svgEl("circle", { class: nodeClass(p), cx: x, cy: y, r: 9 }, svgEl("title", {}, describe(p)));
+      circle.dataset.name = String(p.name);
+      circles.push(circle);
+      if (labelled) {
+        const below = Math.sin(angle) > -0.2;
+        labels.push(svgEl("text", { x, y: (Number(y) + (below ? 22 : -14)).toFixed(1) }, String(p.name)));
+      }
+    });
+    if (me) {
+      const circle = svgEl("circle", { class: `${nodeClass(me)} self`, cx, cy, r: 14 }, svgEl("title", {}, `${describe(me)} (this node)`));
+      circle.dataset.name = String(me.name);
+      circles.push(circle);
+      labels.push(svgEl("text", { class: "self", x: cx, y: cy + 30 }, String(me.name)));
+    }
+    const svg = $("netmap");
+    svg.replaceChildren(...links, ...circles, ...labels);
+    const counts = STATUSES.map((s) => [s, peers.filter((p) => p.status === s).length]).filter(([, n]) => n);
+    svg.setAttribute("aria-label", `${me ? me.name : "this node"} and ${peers.length} peer(s)` +
+      (counts.length ? `: ${counts.map(([s, n]) => `${n} ${s}`).join(", ")}` : ""));
   }
 
   function renderPeers(rows) {
+    renderConverged(rows);
+    renderNetwork(rows);
     // GET /v1/peers lists this node first (self: true); the panel lists its peers.
     const peers = rows.filter((p) => p.self !== true);
     const sorted = [...peers].sort((a, b) => byCodePoint(String(a.name), String(b.name)));
@@ -280,7 +367,7 @@
       const badge = el("span", `badge ${status}`, String(p.status));
       if (p.failures) badge.title = `${p.failures} failed contact(s)`;
       const seen = p.last_seen
-        ? el("span", "peer-seen", "seen ", timeEl(p.last_seen, true))
+        ? el("span", "peer-seen", "seen ", timeEl(p.last_seen))
         : el("span", "peer-seen", "not seen yet");
       const item = el(
         "li", "peer", badge,
@@ -296,43 +383,101 @@
     setText("peers-count", `(${items.length})`);
   }
 
-  let lastGossip = null;
+  // ------------------------------------------------------------------ the gossip list, a page at a time
+  // The page holds and draws one page of gossip (PAGE_SIZE rows, newest first), never the whole
+  // list: at 100,000 gossips that would be ~35 MB a fetch and 100,000 DOM nodes. "Older" and
+  // "Newer" walk a stack of page anchors; a search starts again from the newest page.
+  const PAGE_SIZE = 50;
+  const SEARCH_DEBOUNCE_MS = 250;
+  const list = { q: "", anchors: [null], rows: [], older: null, signature: null };
 
-  function renderGossip(rows) {
-    const signature = JSON.stringify(rows);
-    if (signature === lastGossip) return; // unchanged: leave selections and hovers alone
-    lastGossip = signature;
+  /** Which page is wanted: a fetch begun for another one is not drawn. */
+  function pageKey() {
+    return JSON.stringify([list.q, list.anchors[list.anchors.length - 1]]);
+  }
+
+  function newestFirst(rows) {
     const pending = rows.filter((r) => !r.complete);
     const complete = rows.filter((r) => r.complete).sort((a, b) => {
       const d = parseTime(b.date_time) - parseTime(a.date_time);
       return d || byCodePoint(String(b.date_time), String(a.date_time)) || byCodePoint(String(a.guid), String(b.guid));
     });
-    // Newest first: the ids just heard of (pending) lead, then complete gossip by date_time.
-    const items = [...pending, ...complete].map((g) => {
-      const meta = el("div", "meta");
-      const item = el("li", g.complete ? "item" : "item pending", meta);
-      item.dataset.guid = String(g.guid);
-      if (g.complete) {
-        const sha = el("code", "sha", `${String(g.sha2).slice(0, 12)}…`);
-        sha.title = `sha2 ${g.sha2}`;
-        meta.append(el("strong", "who", String(g.who_name)), timeEl(g.date_time, false), sha);
-        item.append(el("p", "msg", String(g.msg)));
-      } else {
-        meta.append(el("span", "badge pending", "pending"), el("code", "sha", String(g.guid)));
-        item.append(el("p", "msg muted", "Only the id has arrived; the text follows in a later round."));
-      }
-      return item;
-    });
-    $("gossip").replaceChildren(...items);
-    $("gossip-empty").hidden = items.length > 0;
-    setText("gossip-count", pending.length ? `(${rows.length}, ${pending.length} pending)` : `(${rows.length})`);
+    return [...pending, ...complete]; // the ids just heard of (pending) lead
+  }
+
+  /** One page: {rows, older: the anchor of the next older page, or null}. */
+  async function fetchPage(q, anchor) {
+    const needle = q.toLowerCase();
+    const all = newestFirst(await call("GET", "/v1/gossip")).filter((g) => !needle ||
+      (g.complete && `${g.msg}\n${g.who_name}`.toLowerCase().includes(needle)));
+    const start = anchor || 0;
+    const end = start + PAGE_SIZE;
+    return { rows: all.slice(start, end), older: end < all.length ? end : null };
+  }
+
+  function gossipItem(g) {
+    const meta = el("div", "meta");
+    const item = el("li", g.complete ? "item" : "item pending", meta);
+    item.dataset.guid = String(g.guid);
+    if (g.complete) {
+      const sha = el("code", "sha", `${String(g.sha2).slice(0, 12)}…`);
+      sha.title = `sha2 ${g.sha2}`;
+      meta.append(el("strong", "who", String(g.who_name)), timeEl(g.date_time), sha);
+      item.append(el("p", "msg", String(g.msg)));
+    } else {
+      meta.append(el("span", "badge pending", "pending"), el("code", "sha", String(g.guid)));
+      item.append(el("p", "msg muted", "Only the id has arrived; the text follows in a later round."));
+    }
+    return item;
+  }
+
+  function renderGossip() {
+    const signature = JSON.stringify([list.q, list.anchors.length, list.older, list.rows]);
+    if (signature === list.signature) return; // unchanged: leave selections and hovers alone
+    list.signature = signature;
+    $("gossip").replaceChildren(...list.rows.map(gossipItem));
+    const empty = $("gossip-empty");
+    empty.hidden = list.rows.length > 0;
+    empty.textContent = list.q ? `No gossip matches “${list.q}”.` : "No gossip yet.";
+    const first = list.anchors.length === 1;
+    $("newer").disabled = first;
+    $("older").disabled = list.older === null;
+    $("pager").hidden = first && list.older === null;
+    setText("page-info", first && list.older === null ? "" : `page ${list.anchors.length}`);
+  }
+
+  function turnPage(older) {
+    if (older && list.older !== null) list.anchors.push(list.older);
+    else if (!older && list.anchors.length > 1) list.anchors.pop();
+    else return;
+    refreshNow();
+  }
+
+  let searchTimer = 0;
+  function onSearch() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      const q = $("search").value.trim();
+      if (q === list.q) return;
+      list.q = q;
+      list.anchors = [null];
+      refreshNow();
+    }, SEARCH_DEBOUNCE_MS);
+  }
+
+  function showTab(name) {
+    $("app").dataset.tab = name;
+    for (const tab of ["gossip", "network"]) $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
   }
 
   function clearData() {
-    lastGossip = null;
-    for (const id of ["peers", "gossip"]) $(id).replaceChildren();
+    clearTimeout(searchTimer);
+    Object.assign(list, { q: "", anchors: [null], rows: [], older: null, signature: null });
+    $("search").value = "";
+    for (const id of ["peers", "gossip", "netmap"]) $(id).replaceChildren();
+    $("pending-count").hidden = true;
     for (const id of ["title-node", "node-name", "node-guid", "node-networks", "node-address", "node-timer",
-      "node-max-peers", "peers-count", "gossip-count", "live", "create-status", "register-status"]) setText(id, "");
+      "node-max-peers", "peers-count", "gossip-count", "pending-count", "converged", "page-info", "live", "create-status", "register-status"]) setText(id, "");
     for (const id of ["create-error", "register-error"]) showMessage(id, "");
     document.title = "gossip node";
   }
@@ -367,13 +512,21 @@
     loop.running = true;
     loop.again = false;
     try {
-      const [node, peers, gossip] = await Promise.all([
-        call("GET", "/v1/node"), call("GET", "/v1/peers"), call("GET", "/v1/gossip"),
+      const want = pageKey();
+      const [node, peers, page] = await Promise.all([
+        call("GET", "/v1/node"), call("GET", "/v1/peers"), fetchPage(list.q, list.anchors[list.anchors.length - 1]),
       ]);
       if (gen !== loop.gen) return;
       renderNode(node);
       renderPeers(peers);
-      renderGossip(gossip);
+      if (want === pageKey()) {
+        list.rows = page.rows;
+        list.older = page.older;
+        renderGossip();
+      } else {
+        loop.again = true; // the search or the page changed meanwhile: fetch the one wanted now
+      }
+      refreshAgo();
       showMessage("banner", "");
       setText("live", `updated ${localTime(Date.now()).slice(11)}`);
       $("live").className = "live ok";
@@ -547,6 +700,12 @@
     $("create-form").addEventListener("submit", onCreate);
     $("register-form").addEventListener("submit", onRegister);
     $("logout").addEventListener("click", () => logout(""));
+    $("search").addEventListener("input", onSearch);
+    $("older").addEventListener("click", () => turnPage(true));
+    $("newer").addEventListener("click", () => turnPage(false));
+    $("tab-gossip").addEventListener("click", () => showTab("gossip"));
+    $("tab-network").addEventListener("click", () => showTab("network"));
+    setInterval(refreshAgo, AGO_MS);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && session) refreshNow();
     });
