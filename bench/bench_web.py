@@ -1,0 +1,216 @@
+"""Benchmark the web page on a node holding many gossips (issue 12's targets), in Debian's chromium.
+
+    python bench/bench_web.py [--stored 100000] [--creates 10] [--keep]
+
+One ``python -m gossip.http`` node is started on ``--stored`` gossips written to its data
+directory beforehand (``tests.nodeproc.write_stored_node``: the node's own JsonFileStorage,
+valid sha2). Playwright drives ``/usr/bin/chromium`` (headless, one tab, 1,280 x 800):
+
+- login: from the click on "Log in" (PBKDF2 in the browser, 600,000 rounds) to the first
+  gossip row drawn;
+- first render: a reload of the logged-in tab (the key is in sessionStorage) until the first
+  gossip row is drawn, and until the count shows; best and worst of 3;
+- new gossip: ``--creates`` gossips created one by one through the API while the page is open;
+  from the API's acknowledgement to the row being visible in the tab (p50, max);
+- memory: the tab's JS heap (CDP ``Performance.getMetrics`` JSHeapUsedSize), the DOM node
+  count, and the resident memory of the tab's renderer process (VmRSS, from /proc) after all
+  of the above; also the largest response the page fetched.
+
+Targets (issue 12): first render under 1 s, a new gossip visible under 1 s, the tab under
+200 MB. Prints a markdown table; asserts nothing about timing. The node is stopped and its
+directory removed (unless ``--keep``) before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.nodeproc import PASSWORD, Cluster, NodeProc, derive_key, write_stored_node  # noqa: E402
+
+__all__ = ["main"]
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 30_000
+
+
+def renderer_rss_mb(browser_pid_hint: str) -> float | None:
+    """VmRSS of the chromium renderer processes whose command line names ``browser_pid_hint``
+    (the user data dir Playwright gave this browser), in MB; None if none is found."""
+    total = 0
+    found = False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "--type=renderer" not in cmdline or browser_pid_hint not in cmdline:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    found = True
+        except OSError:
+            continue
+    return total / 1024 if found else None
+
+
+def chromium_rss_mb(root_pid: int) -> float:
+    """VmRSS of every chromium process descended from ``root_pid`` (the whole browser), in MB."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = {k: v for k, _, v in (line.partition(":") for line in (entry / "status").read_text().splitlines())}
+            parents[int(entry.name)] = int(fields["PPid"].strip())
+            if "chrom" in fields["Name"]:
+                rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        except (OSError, KeyError, ValueError):
+            continue
+
+    def descends(pid: int) -> bool:
+        for _ in range(64):
+            if pid == root_pid:
+                return True
+            pid = parents.get(pid, 0)
+            if pid <= 1:
+                return False
+        return False
+
+    return sum(kb for pid, kb in rss.items() if descends(pid)) / 1024
+
+
+def measure(node: NodeProc, stored: int, creates: int) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    result: dict[str, Any] = {"stored": stored}
+    largest = [0, ""]
+    with sync_playwright() as p:
+        data_dir = tempfile.mkdtemp(prefix="bench-web-chromium-")
+        try:
+            context = p.chromium.launch_persistent_context(
+                data_dir, executable_path=CHROMIUM, args=["--no-sandbox"], headless=True,
+                viewport={"width": 1280, "height": 800},
+            )
+            try:
+                page = context.pages[0] if context.pages else context.new_page()
+                page.set_default_timeout(WAIT_MS)
+
+                def on_response(response: Any) -> None:
+                    size = int(response.headers.get("content-length", "0") or 0)
+                    if size > largest[0]:
+                        largest[:] = [size, response.url.split("?")[0].replace(f"http://{node.address}", "")]
+
+                page.on("response", on_response)
+                page.goto(f"http://{node.address}/")
+                page.get_by_role("textbox", name="Network").fill("default")
+                page.get_by_label("Password").fill(PASSWORD)
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Log in").click()
+                page.locator("#gossip li").first.wait_for(state="visible")
+                result["login"] = time.perf_counter() - t0
+
+                firsts, counts = [], []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    page.reload()
+                    page.locator("#gossip li").first.wait_for(state="visible")
+                    firsts.append(time.perf_counter() - t0)
+                    page.locator("#gossip-count", has_text=f"{stored:,}").wait_for(state="visible")
+                    counts.append(time.perf_counter() - t0)
+                result["first"], result["count"] = firsts, counts
+                result["rows"] = page.locator("#gossip li").count()
+
+                delays = []
+                for i in range(creates):
+                    text = f"bench-web new gossip {i} {time.time_ns()}"
+                    status, _ = node.call("POST", "/v1/gossip", {"msg": text})
+                    assert status == 201
+                    t0 = time.perf_counter()
+                    page.locator("#gossip li .msg", has_text=text).wait_for(state="visible")
+                    delays.append(time.perf_counter() - t0)
+                    time.sleep(0.3)
+                result["delays"] = delays
+
+                cdp = context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                result["heap_mb"] = metrics["JSHeapUsedSize"] / 1e6
+                result["heap_total_mb"] = metrics["JSHeapTotalSize"] / 1e6
+                result["dom_nodes"] = int(metrics["Nodes"])
+                result["renderer_rss_mb"] = renderer_rss_mb(data_dir)
+                result["browser_rss_mb"] = chromium_rss_mb(os.getpid())
+                result["largest"] = largest
+            finally:
+                context.close()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/bench_web.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stored", type=int, default=100_000, help="gossips the node holds (default 100,000)")
+    parser.add_argument("--creates", type=int, default=10, help="gossips created while the page is open (default 10)")
+    parser.add_argument("--keep", action="store_true", help="keep the node's directory")
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"needs Debian's chromium at {CHROMIUM}", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    cluster = Cluster(work)
+    try:
+        derive_key("default", PASSWORD)
+        t0 = time.perf_counter()
+        write_stored_node(work / "web.json", "web", [
+            f"stored gossip {i}: " + "lorem ipsum dolor sit amet " * 3 for i in range(args.stored)
+        ])
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        node = cluster.start("web")
+        startup = time.perf_counter() - t0
+        r = measure(node, args.stored, args.creates)
+    finally:
+        cluster.close()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"# bench_web — Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S')}, load average {os.getloadavg()[0]:.1f}")
+    print()
+    print("Command: " + shlex.join(["python", "bench/bench_web.py", *(argv if argv is not None else sys.argv[1:])]))
+    print(f"(store written in {build:.1f} s; node up in {startup:.1f} s; {r['rows']} rows drawn of {args.stored:,})")
+    print()
+    print("| figure | value | target |")
+    print("|---|---|---|")
+    print(f"| login → first row (PBKDF2 included) | {r['login']:.2f} s | |")
+    print(f"| reload → first row, best / worst of 3 | {min(r['first']):.2f} / {max(r['first']):.2f} s | < 1 s |")
+    print(f"| reload → count shown, best / worst of 3 | {min(r['count']):.2f} / {max(r['count']):.2f} s | |")
+    d = r["delays"]
+    if d:
+        print(f"| created (API ack) → visible, p50 / max of {len(d)} | {statistics.median(d):.2f} / {max(d):.2f} s | < 1 s |")
+    rss = r["renderer_rss_mb"]
+    print(f"| tab: JS heap used / total | {r['heap_mb']:.1f} / {r['heap_total_mb']:.1f} MB | |")
+    print(f"| tab: renderer process RSS | {'n/a' if rss is None else f'{rss:.0f} MB'} | < 200 MB |")
+    print(f"| whole browser (all chromium processes) RSS | {r['browser_rss_mb']:.0f} MB | |")
+    print(f"| DOM nodes | {r['dom_nodes']:,} | |")
+    print(f"| largest response fetched | {r['largest'][0] / 1e3:.1f} kB ({r['largest'][1]}) | |")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
