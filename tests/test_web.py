@@ -517,3 +517,46 @@ def test_plain_http_on_another_address_explains_that_it_needs_a_secure_context(
         shot(page, tmp_path, "insecure.png")
     finally:
         b.close()
+
+
+def test_the_list_is_paged_and_searched_on_the_node(
+    browser: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    """130 stored gossips: the page draws 50 at a time, newest first, and searches on the node."""
+    write_stored_node(cluster.directory / "many.json", "many", [f"stored gossip {i}" for i in range(130)])
+    many = cluster.start("many")
+    with opened(browser, many) as seen:
+        page = seen.page
+        logged_in(page, "many")
+        items = page.locator("#gossip li .msg")
+        expect(page.locator("#gossip-count")).to_have_text("(130)")
+        expect(items).to_have_count(50)
+        expect(items.first).to_have_text("stored gossip 129")
+        expect(items.last).to_have_text("stored gossip 80")
+        expect(page.locator("#newer")).to_be_disabled()
+        expect(page.locator("#page-info")).to_have_text("page 1")
+        page.get_by_role("button", name="Older").click()
+        expect(items.first).to_have_text("stored gossip 79")
+        expect(items).to_have_count(50)
+        page.get_by_role("button", name="Older").click()
+        expect(items.first).to_have_text("stored gossip 29")
+        expect(items).to_have_count(30)
+        expect(items.last).to_have_text("stored gossip 0")
+        expect(page.locator("#older")).to_be_disabled()
+        expect(page.locator("#page-info")).to_have_text("page 3")
+        page.get_by_role("button", name="Newer").click()
+        expect(items.first).to_have_text("stored gossip 79")
+        # A search starts again from the newest matches; case does not matter.
+        page.get_by_label("Search gossip").fill("GOSSIP 12")
+        expect(items).to_have_count(11)
+        expect(items.first).to_have_text("stored gossip 129")
+        expect(items.last).to_have_text("stored gossip 12")
+        expect(page.locator("#pager")).to_be_hidden()
+        page.get_by_label("Search gossip").fill("no such words")
+        expect(page.locator("#gossip-empty")).to_have_text("No gossip matches “no such words”.")
+        expect(items).to_have_count(0)
+        shot(page, tmp_path, "search-empty.png")
+        page.get_by_label("Search gossip").fill("")
+        expect(items).to_have_count(50)
+        expect(items.first).to_have_text("stored gossip 129")
+        seen.assert_clean()
