@@ -492,12 +492,6 @@ class GossipNode:
             rows.extend(GossipStatus(network=name, guid=guid, complete=False) for guid in sorted(net.pending))
         return rows
 
-    def gossip_counts(self, network: str | None = None) -> tuple[int, int]:
-        """How many gossips one network holds complete, and how many ids are pending (their
-        body has not arrived yet); O(1), for status displays that must not list everything."""
-        net = self._net(network)
-        return len(net.gossips), len(net.pending)
-
     def gossips(self, network: str | None = None) -> list[Gossip]:
         """The complete gossips of one network (default: this node's first)."""
         return list(self._net(network).gossips.values())
@@ -507,6 +501,10 @@ class GossipNode:
 
     def gossip_count(self, network: str | None = None) -> int:
         return len(self._net(network).gossips)
+
+    def pending_count(self, network: str | None = None) -> int:
+        """Ids of one network heard of whose body has not arrived yet."""
+        return len(self._net(network).pending)
 
     def peer_count(self, network: str | None = None) -> int:
         return len(self._net(network).peers)

@@ -137,8 +137,6 @@ class ClientApi:
 
     async def _get_node(self, request: Request, network: str) -> Response:
         c = self.runner.config
-        # Of the network the request was signed for: the page's counts, without the list.
-        complete, pending = self.runner.node.gossip_counts(network)
         return _json(200, {
             "node_guid": c.node_guid,
             "node_name": c.node_name,
@@ -148,8 +146,9 @@ class ClientApi:
             "gossip_timer": c.gossip_timer,
             "gossip_max_peer_count": c.gossip_max_peer_count,
             "version": __version__,
-            "gossip_count": complete,
-            "pending_count": pending,
+            # Of the network the request was signed for: the page's counts, without the list.
+            "gossip_count": self.runner.node.gossip_count(network),
+            "pending_count": self.runner.node.pending_count(network),
         })
 
     async def _get_peers(self, request: Request, network: str) -> Response:
