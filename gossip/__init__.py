@@ -33,6 +33,7 @@ from .node import GossipNode, GossipStatus, Outgoing
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
 from .transport import MemoryNetwork, MemoryTransport, Transport
 from .http.client import HttpTransport
+from .client import AsyncClient, Client, NodeError
 
 __all__ = [
     "__version__",
@@ -73,4 +74,7 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "HttpTransport",
+    "Client",
+    "AsyncClient",
+    "NodeError",
 ]

@@ -82,6 +82,8 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     #: 507: the change could not be written to disk; nothing was kept.
     STORAGE_FAILED = "storage_failed"
+    #: 429: ``GET /v1/gossip/stream``: too many streams open (from this address, or in all).
+    TOO_MANY_STREAMS = "too_many_streams"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:

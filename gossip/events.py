@@ -27,11 +27,16 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GossipReceived(Event):
-    """A gossip new to this node, verified. ``source`` is the peer guid, or None if created here."""
+    """A gossip new to this node, verified. ``source`` is the peer guid, or None if created here.
+
+    ``cursor`` numbers what this node learns, across its networks: it grows with each gossip
+    stored, survives restarts (the store keeps it), and is never reused; gaps are normal.
+    """
 
     network: str
     gossip: Gossip
     source: str | None
+    cursor: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

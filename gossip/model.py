@@ -408,6 +408,11 @@ class Snapshot:
 
     gossips: dict[str, list[Gossip]] = field(default_factory=dict)
     peers: dict[str, list[PeerView]] = field(default_factory=dict)
+    #: Each stored gossip's cursor, by network and guid (see :class:`~gossip.events.GossipReceived`).
+    #: A gossip without one is numbered at restore, after every known cursor, in list order.
+    cursors: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The highest cursor ever given, even to a gossip since removed (0: as the cursors say).
+    last_cursor: int = 0
     #: The store already checked every gossip's sha2 (the node then need not check again).
     #: Not part of what the snapshot holds, so not compared.
     verified: bool = field(default=False, compare=False)

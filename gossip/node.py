@@ -53,6 +53,7 @@ leaves it.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import json
@@ -158,6 +159,12 @@ class GossipStatus:
     who_name: str | None = None
     msg: str | None = None
     sha2: str | None = None
+    #: Where this node numbered the gossip in what it learnt (None while pending).
+    cursor: int | None = None
+
+    def matches(self, text: str) -> bool:
+        """True if ``text`` (already case-folded) is in the msg or who_name, ignoring case."""
+        return any(text in value.casefold() for value in (self.msg, self.who_name) if value)
 
 
 @dataclass(slots=True)
@@ -213,6 +220,10 @@ class _Net:
     eager: EagerPeers
     gossips: dict[str, Gossip] = field(default_factory=dict)
     gossip_keys: KeySet = field(default_factory=KeySet)
+    #: The cursor of each gossip held, and the feed: (cursor, guid) in cursor order. The feed
+    #: may still name a gossip since removed (revert, deletion); readers skip those.
+    cursors: dict[str, int] = field(default_factory=dict)
+    feed: list[tuple[int, str]] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     #: Record keys forgotten as never answering, and until when hearsay of them is refused
     #: (else peers that have not tried them yet hand them straight back). Oldest first.
@@ -276,6 +287,10 @@ def _key_guid(key: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _first(entry: tuple[int, str]) -> int:
+    return entry[0]
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -337,6 +352,8 @@ class GossipNode:
         self._outbox: list[Outgoing] = []
         self._events: deque[Event] = deque()
         self._next_id = 1
+        #: The last cursor given (see :class:`GossipReceived`); restored from the snapshot.
+        self.last_cursor = 0
         # The first round comes at a random moment of the first period, and the next ones a
         # period apart: nodes started together must not run their rounds in lockstep, or
         # every node that the eager-push tree missed repairs at the same instant, and the
@@ -487,10 +504,66 @@ class GossipNode:
                         who_name=g.who_name,
                         msg=g.msg,
                         sha2=g.sha2,
+                        cursor=net.cursors.get(g.guid),
                     )
                 )
-            rows.extend(GossipStatus(network=name, guid=guid, complete=False) for guid in sorted(net.pending))
+            rows.extend(self._pending_rows(net))
         return rows
+
+    def gossip_page(
+        self,
+        network: str | None = None,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 1000,
+        newest: bool = False,
+        text: str | None = None,
+    ) -> tuple[list[GossipStatus], bool]:
+        """A page of the complete gossips of one network, in cursor order (the change feed).
+
+        Args:
+            after: only gossips with a cursor above this.
+            before: only gossips with a cursor below this (None: no bound).
+            limit: most rows returned (at least 1).
+            newest: highest cursors first (else lowest first).
+            text: only gossips whose msg or who_name holds it, ignoring case.
+
+        Returns:
+            The rows, and whether more rows match beyond the last one (the next page starts
+            after that row's cursor, oldest first, or before it, newest first).
+        """
+        net = self._net(network)
+        folded = text.casefold() if text else None
+        if len(net.feed) > 2 * len(net.gossips) + 1024:  # many removed since: drop their entries
+            net.feed = [(c, g) for c, g in net.feed if net.cursors.get(g) == c]
+        lo = bisect.bisect_right(net.feed, after, key=_first)
+        hi = len(net.feed) if before is None else bisect.bisect_left(net.feed, before, key=_first)
+        indices = range(hi - 1, lo - 1, -1) if newest else range(lo, hi)
+        rows: list[GossipStatus] = []
+        for i in indices:
+            cursor, guid = net.feed[i]
+            gossip = net.gossips.get(guid)
+            if gossip is None or net.cursors.get(guid) != cursor:
+                continue
+            row = GossipStatus(
+                network=net.network.name, guid=guid, complete=True, date_time=gossip.date_time,
+                who_name=gossip.who_name, msg=gossip.msg, sha2=gossip.sha2, cursor=cursor,
+            )
+            if folded is not None and not row.matches(folded):
+                continue
+            if len(rows) == limit:
+                return rows, True
+            rows.append(row)
+        return rows, False
+
+    def pending_status(self, network: str | None = None) -> list[GossipStatus]:
+        """The ids of one network heard of but not yet fetched (``complete=False``)."""
+        return self._pending_rows(self._net(network))
+
+    @staticmethod
+    def _pending_rows(net: _Net) -> list[GossipStatus]:
+        return [GossipStatus(network=net.network.name, guid=guid, complete=False) for guid in sorted(net.pending)]
 
     def gossips(self, network: str | None = None) -> list[Gossip]:
         """The complete gossips of one network (default: this node's first)."""
@@ -661,6 +734,7 @@ class GossipNode:
             if isinstance(event, GossipReceived):
                 net = self._nets[event.network]
                 if net.gossips.pop(event.gossip.guid, None) is not None:
+                    net.cursors.pop(event.gossip.guid, None)  # its feed entry is skipped; the cursor is not given again
                     net.held_bytes -= event.gossip.wire_size()
                     net.gossip_keys.discard(_guid_key(event.gossip.guid))
                     net.eager.forget(event.gossip.guid)
@@ -697,15 +771,28 @@ class GossipNode:
         return None if net is None else net.network.key
 
     def _restore(self, snapshot: Snapshot, now: float) -> None:
+        known = [c for cursors in snapshot.cursors.values() for c in cursors.values()]
+        self.last_cursor = max([snapshot.last_cursor, *known])
         for name, gossips in snapshot.gossips.items():
             net = self._nets.get(name)
             if net is None:
                 continue
+            cursors = snapshot.cursors.get(name, {})
+            numbered: list[tuple[int, Gossip]] = []
             for gossip in gossips:
                 if snapshot.verified or gossip.verify():
-                    net.gossips[gossip.guid] = gossip
+                    cursor = cursors.get(gossip.guid)
+                    if cursor is None:  # stored by a version without cursors: after the rest
+                        self.last_cursor += 1
+                        cursor = self.last_cursor
+                    numbered.append((cursor, gossip))
                 else:
                     self.stats["rejected.bad_sha2"] += 1
+            for cursor, gossip in sorted(numbered, key=lambda pair: pair[0]):
+                if gossip.guid not in net.gossips:
+                    net.gossips[gossip.guid] = gossip
+                    net.cursors[gossip.guid] = cursor
+                    net.feed.append((cursor, gossip.guid))
             net.gossip_keys.update(_guid_key(guid) for guid in net.gossips)
             net.held_bytes = sum(g.wire_size() for g in net.gossips.values())
         for name, views in snapshot.peers.items():
@@ -1161,10 +1248,15 @@ class GossipNode:
             if gossip.guid in net.gossips:
                 continue
             net.gossips[gossip.guid] = gossip
+            self.last_cursor += 1
+            net.cursors[gossip.guid] = self.last_cursor
+            net.feed.append((self.last_cursor, gossip.guid))
             sizes[gossip.guid] = size = gossip.wire_size()
             net.held_bytes += size
             self._unpend(net, gossip.guid)
-            self._events.append(GossipReceived(network=net.network.name, gossip=gossip, source=source))
+            self._events.append(
+                GossipReceived(network=net.network.name, gossip=gossip, source=source, cursor=self.last_cursor)
+            )
             new.append(gossip)
         if not new:
             return new

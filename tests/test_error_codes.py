@@ -163,16 +163,16 @@ def test_storage_failures_and_bugs_carry_their_code(runners: Callable[..., NodeR
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     a = runners("a")
 
-    def disk_full(network: str, gossips: object) -> None:
+    def disk_full(network: str, gossips: object, cursors: object = None) -> None:
         raise StorageError("gossip.jsonl: no space left on device")
 
     monkeypatch.setattr(a.storage, "save_gossips", disk_full)
     assert api(a, "POST", "/v1/gossip", {"msg": "lost"})[:2] == (507, "storage_failed")
 
-    def broken(network: str | None = None) -> list[Any]:
+    def broken(network: str | None = None, **page: Any) -> list[Any]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(a.node, "gossip_status", broken)
+    monkeypatch.setattr(a.node, "gossip_page", broken)
     _, code, body = api(a, "GET", "/v1/gossip")
     assert (body["status"], code) == (500, "internal") and "a bug" not in body["error"]
 

@@ -123,7 +123,8 @@ def test_pending_gossip_shows_incomplete_until_fetched() -> None:
     b.delivery_failed(tmm[0].request_id, mesh.now, "lost")
     rows = [dataclasses.asdict(r) for r in b.gossip_status()]
     assert rows == [
-        {"network": "default", "guid": g.guid, "date_time": None, "who_name": None, "msg": None, "sha2": None, "complete": False}
+        {"network": "default", "guid": g.guid, "date_time": None, "who_name": None, "msg": None, "sha2": None, "complete": False,
+         "cursor": None}
     ]
     assert (b.gossip_count(), b.pending_count()) == (0, 1) and a.pending_count("default") == 0
     mesh.round()

@@ -209,7 +209,7 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     assert isinstance(b.register("127.0.0.1", a.config.port), Registered)
     real = a.storage.save_gossips
 
-    def disk_full(network: str, gossips: object) -> None:
+    def disk_full(network: str, gossips: object, cursors: object = None) -> None:
         raise StorageError("gossip.jsonl: no space left on device")
 
     monkeypatch.setattr(a.storage, "save_gossips", disk_full)

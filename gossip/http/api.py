@@ -13,6 +13,8 @@ import asyncio
 import json
 import socket
 from importlib import resources
+import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import __version__
@@ -23,12 +25,15 @@ from ..events import RegisterFailed, Registered
 from ..model import PeerView, iso_for_output
 from ..node import GossipStatus
 from .client import getaddrinfo_within
-from .server import Request, Response
+from .server import Request, Response, Sink
 
 if TYPE_CHECKING:
     from .runner import NodeRunner
 
-__all__ = ["ClientApi", "parse_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
+__all__ = [
+    "ClientApi", "parse_hostport", "gossip_row", "Page", "parse_page", "sse_event",
+    "RESOLVE_WAIT", "WEB_FILES", "PAGE_LIMIT", "MAX_PAGE_LIMIT",
+]
 
 #: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
 RESOLVE_WAIT = 3.0
@@ -52,6 +57,63 @@ WEB_HEADERS = {
 
 Route = Callable[[Request, str], Awaitable[Response]]
 
+#: Rows in a page of ``GET /v1/gossip`` when the client names no ``limit``, and the most it may name.
+PAGE_LIMIT = 1000
+MAX_PAGE_LIMIT = 10_000
+#: Rows a stream takes from the node at once while it catches up.
+_STREAM_BATCH = 500
+#: Longest ``q`` filter, in characters.
+_MAX_QUERY = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    """Which part of the change feed ``GET /v1/gossip`` lists (see docs/http-api.md)."""
+
+    after: int = 0
+    before: int | None = None
+    limit: int = PAGE_LIMIT
+    newest: bool = False
+    text: str | None = None
+
+
+def parse_page(query: dict[str, list[str]]) -> Page:
+    """The paging parameters of a query: ``after``, ``before``, ``limit``, ``order``, ``q``.
+
+    Raises:
+        LocalProtocolError: a parameter is malformed or out of range (answered 400).
+    """
+
+    def number(name: str, low: int, high: int | None = None) -> int | None:
+        values = query.get(name)
+        if not values:
+            return None
+        text = values[-1]
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) < low or (high is not None and int(text) > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise LocalProtocolError(f"{name} must be a whole number {bound}, not {text[:40]!r}")
+        return int(text)
+
+    order = query.get("order", ["oldest"])[-1]
+    if order not in ("oldest", "newest"):
+        raise LocalProtocolError(f"order must be 'oldest' or 'newest', not {order[:40]!r}")
+    text = query.get("q", [""])[-1]
+    if len(text) > _MAX_QUERY:
+        raise LocalProtocolError(f"q holds at most {_MAX_QUERY} characters")
+    return Page(
+        after=number("after", 0) or 0,
+        before=number("before", 1),
+        limit=number("limit", 1, MAX_PAGE_LIMIT) or PAGE_LIMIT,
+        newest=order == "newest",
+        text=text or None,
+    )
+
+
+def sse_event(row: GossipStatus) -> bytes:
+    """One gossip as a Server-Sent Event: ``id`` is its cursor, ``data`` its row as JSON."""
+    data = json.dumps(gossip_row(row), ensure_ascii=False)  # one line: JSON escapes newlines
+    return f"id: {row.cursor}\nevent: gossip\ndata: {data}\n\n".encode("utf-8")
+
 
 def gossip_row(row: GossipStatus) -> dict[str, Any]:
     """One GOSSIP_STATUS row as the client API shows it."""
@@ -63,6 +125,7 @@ def gossip_row(row: GossipStatus) -> dict[str, Any]:
         "msg": row.msg,
         "sha2": row.sha2,
         "complete": row.complete,
+        "cursor": row.cursor,
     }
 
 
@@ -78,6 +141,7 @@ class ClientApi:
             ("GET", "/v1/node"): self._get_node,
             ("GET", "/v1/peers"): self._get_peers,
             ("GET", "/v1/gossip"): self._get_gossip,
+            ("GET", "/v1/gossip/stream"): self._get_stream,
             ("POST", "/v1/gossip"): self._post_gossip,
             ("POST", "/v1/register"): self._post_register,
         }
@@ -120,7 +184,7 @@ class ClientApi:
                 code=ErrorCode.WRONG_NETWORK,
             )
         response = await handler(request, network)
-        return Response(response.status, response.body, response.content_type, response.headers, authenticated=True)
+        return dataclasses.replace(response, authenticated=True)
 
     def _key_for(self, network: str) -> bytes:
         """The network's key; a network this node is not on is refused here, with its own code."""
@@ -166,12 +230,67 @@ class ClientApi:
         return _json(200, rows)
 
     async def _get_gossip(self, request: Request, network: str) -> Response:
-        rows = self.runner.node.gossip_status(network)  # on the loop: a consistent copy
-        # Encoding 100,000 rows takes a while: off the loop, so that peers are not kept waiting.
+        """GOSSIP_STATUS, a page at a time, in cursor order (docs/http-api.md, "Paging")."""
+        page = parse_page(request.query)
+        node, committed = self.runner.node, self.runner.feed.committed
+        # Nothing past what is on disk (a failed write could still take it back).
+        before = committed + 1 if page.before is None else min(page.before, committed + 1)
+        rows, more = node.gossip_page(  # on the loop: a consistent copy
+            network, after=page.after, before=before, limit=page.limit, newest=page.newest, text=page.text
+        )
+        # Ids not fetched yet sort after every cursor: on the last page oldest first, on the
+        # first page newest first (never under a text filter: they have no text).
+        if page.text is None and (not more if not page.newest else page.before is None):
+            pending = node.pending_status(network)
+            rows = rows + pending if not page.newest else pending + rows
+        headers = {"Gossip-Cursor": str(committed)}
+        if more:
+            headers["Gossip-Next"] = str(rows[-1].cursor)
+        # Encoding 10,000 rows takes a while: off the loop, so that peers are not kept waiting.
         body = await asyncio.get_running_loop().run_in_executor(
             None, lambda: json.dumps([gossip_row(r) for r in rows], ensure_ascii=False).encode("utf-8")
         )
-        return Response(200, body)
+        return Response(200, body, headers=headers)
+
+    async def _get_stream(self, request: Request, network: str) -> Response:
+        """New gossip as it lands, as Server-Sent Events, after ``after`` (or the
+        ``Last-Event-ID`` header); see docs/http-api.md, "Stream"."""
+        feed = self.runner.feed
+        query = request.query
+        if "after" not in query:  # resuming (the Last-Event-ID header), else from now
+            query = {**query, "after": [request.headers.get("last-event-id", "").strip() or str(feed.committed)]}
+        page = parse_page(query)
+        client = request.client[0]
+        slot = feed.stream_slot(client)
+        slot.__enter__()  # raises 429 now, before the answer starts; released when the stream ends
+
+        async def stream(sink: Sink) -> None:
+            try:
+                await self._follow(sink, network, page)
+            finally:
+                slot.__exit__(None, None, None)
+
+        headers = {"Cache-Control": "no-store", "Gossip-Cursor": str(page.after)}
+        return Response(200, b"", "text/event-stream; charset=utf-8", headers, stream=stream)
+
+    async def _follow(self, sink: Sink, network: str, page: Page) -> None:
+        """Send what landed after ``page.after``, then each new gossip as its write completes;
+        a keep-alive comment whenever nothing was sent for ``feed.keepalive`` seconds."""
+        feed, node = self.runner.feed, self.runner.node
+        last = page.after
+        sink.write(b"retry: 1000\n\n")  # EventSource-style clients: reconnect after 1 s
+        while not sink.closed and not feed.closed:
+            upto = feed.committed
+            rows, more = node.gossip_page(network, after=last, before=upto + 1, limit=_STREAM_BATCH, text=page.text)
+            if rows:
+                sink.write(b"".join(sse_event(row) for row in rows))
+                last = rows[-1].cursor or last
+                await sink.drain()
+            if more:
+                continue
+            last = max(last, upto)  # all up to there was seen (what was not sent did not match)
+            if not await feed.wait(last, feed.keepalive) and not sink.closed:
+                sink.write(b": keep-alive\n\n")
 
     async def _post_gossip(self, request: Request, network: str) -> Response:
         msg = _json_body(request).get("msg")

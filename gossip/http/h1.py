@@ -117,14 +117,15 @@ def keep_alive(head: Head, version: str) -> bool:
     return version == "HTTP/1.1" or "keep-alive" in tokens
 
 
-def response_head(status: int, length: int, content_type: str, headers: dict[str, str], *, close: bool) -> bytes:
-    """The head of an answer, blank line included."""
+def response_head(status: int, length: int | None, content_type: str, headers: dict[str, str], *, close: bool) -> bytes:
+    """The head of an answer, blank line included (``length`` None: the body ends when the
+    connection closes, as a stream's does; ``close`` must then be true)."""
     reason = http.client.responses.get(status, "Unknown")
     lines = [
         f"HTTP/1.1 {status} {reason}",
         f"Server: {SERVER_NAME}",
         f"Content-Type: {content_type}",
-        f"Content-Length: {length}",
+        *([] if length is None else [f"Content-Length: {length}"]),
         "X-Content-Type-Options: nosniff",
     ]
     lines.extend(f"{name}: {value}" for name, value in headers.items())

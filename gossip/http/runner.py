@@ -42,6 +42,7 @@ from ..node import GossipNode, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
 from .client import HttpTransport
+from .feed import Feed
 from .server import RateLimitedLog
 
 __all__ = ["NodeRunner", "REGISTER_WAIT"]
@@ -197,6 +198,8 @@ class NodeRunner:
             # The transport times every call out; this only catches an answer never reported.
             request_timeout=request_timeout * 6,
         )
+        #: The change feed as far as it is on disk, and the streams that follow it.
+        self.feed = Feed(self.node.last_cursor)
         self._committer.start()
 
     @property
@@ -233,6 +236,11 @@ class NodeRunner:
     async def stop_async(self) -> None:
         """Stop the rounds, cancel requests under way and stop serving (on the loop)."""
         self._stopping = True
+        self.feed.close()  # streams end cleanly (their last writes flushed) before serving stops
+        for _ in range(100):
+            if not self.feed.streams:
+                break
+            await asyncio.sleep(0.01)
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -320,6 +328,7 @@ class NodeRunner:
         learnt: Counter[tuple[str, str | None]] = Counter()
         for event in events:
             if isinstance(event, GossipReceived):
+                self.feed.advance(event.cursor)  # on disk now: streams may show it
                 learnt[event.network, event.source] += 1
                 logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
             else:

@@ -30,6 +30,13 @@ Rules, each against one way a client without the key could stop a node:
 
 Handlers that are coroutine functions run on the loop; plain functions run in a small thread
 pool, since they may block.
+
+**Streams.** An app may answer with a :attr:`Response.stream`: the server writes the head
+(no Content-Length, ``Connection: close``) and hands the stream a :class:`Sink`; the body ends
+when the stream returns, and the connection closes. A stream that writes faster than the
+client reads waits in :meth:`Sink.drain` (asyncio's write flow control: the buffer stays near
+64 KiB), and is cancelled when the client goes away. Whoever answers with streams bounds how
+many are open (the client API does: docs/http-api.md).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ __all__ = [
     "RateLimitedLog",
     "Request",
     "Response",
+    "Sink",
     "hostport",
 ]
 
@@ -114,6 +122,29 @@ class Response:
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
     authenticated: bool = False
+    #: Writes the body as it comes (``body`` is then unused); see "Streams" above.
+    stream: Callable[[Sink], Awaitable[None]] | None = None
+
+
+class Sink:
+    """Where a :attr:`Response.stream` writes its body."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing or closed."""
+        transport = self._conn.transport
+        return transport is None or transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending (nothing happens once closed)."""
+        self._conn.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the client has taken most of what was written."""
+        await self._conn.writable.wait()
 
 
 #: Serves every request that is not for ``/v1/peer``. May raise GossipError (sent as its
@@ -200,6 +231,11 @@ class _Connection(asyncio.Protocol):
         self.drained = 0
         self.paused = False
         self.eof = False
+        #: Set while the transport takes more writes (asyncio flow control); for streams.
+        self.writable = asyncio.Event()
+        self.writable.set()
+        #: The task writing a stream on this connection, cancelled when the client goes away.
+        self.stream_task: asyncio.Task[Any] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -211,8 +247,17 @@ class _Connection(asyncio.Protocol):
         self.wait(self.limits.idle_timeout)
         self.server.admit(self)
 
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _State.CLOSED
+        self.writable.set()
+        if self.stream_task is not None:
+            self.stream_task.cancel()
         self.buffer.clear()
         self._account()
         self.server.forget(self)
@@ -524,6 +569,9 @@ class HttpServer:
         method, target, version = head.start
         path, _, query = target.partition("?")
         response = await self._respond(conn, method, path, query, head, body)
+        if response.stream is not None and method == "GET" and response.status == 200:
+            await self._stream(conn, response)
+            return
         keep = keep_alive(head, version)
         out = response_head(response.status, len(response.body), response.content_type, dict(response.headers), close=not keep)
         if method != "HEAD" and response.status not in (204, 304):
@@ -532,6 +580,23 @@ class HttpServer:
             conn.trust()
         conn.write(out)
         conn.answered(keep)
+
+    async def _stream(self, conn: _Connection, response: Response) -> None:
+        """Write a streamed answer until the stream returns or the client goes away; then close."""
+        assert response.stream is not None
+        if response.authenticated:
+            conn.trust()
+        conn.write(response_head(response.status, None, response.content_type, dict(response.headers), close=True))
+        conn.stream_task = asyncio.current_task()
+        try:
+            await response.stream(Sink(conn))
+        except asyncio.CancelledError:
+            pass  # the client went away, or the server is closing
+        except Exception:
+            logger.exception("a stream to %s failed", conn.client[0])
+        finally:
+            conn.stream_task = None
+            conn.close()
 
     async def _respond(self, conn: _Connection, method: str, path: str, query: str, head: Head, body: bytes) -> Response:
         try:

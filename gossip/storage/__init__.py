@@ -6,7 +6,7 @@ The runner builds a node from ``storage.load()`` and writes each change the node
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Mapping, Protocol
 
 from ..events import Event, GossipReceived, PeerForgotten, PeerJoined, PeerUpdated, Registered
 from ..model import Gossip, PeerView, Snapshot
@@ -25,8 +25,9 @@ class Storage(Protocol):
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Store one gossip durably before returning (idempotent by guid)."""
 
-    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
-        """Store several gossips durably before returning, in one write where possible."""
+    def save_gossips(self, network: str, gossips: Iterable[Gossip], cursors: Mapping[str, int] | None = None) -> None:
+        """Store several gossips durably before returning, in one write where possible, each
+        with its cursor (by guid) when given; :meth:`load` gives the cursors back."""
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid)."""
@@ -50,11 +51,14 @@ def persist(storage: Storage, events: Iterable[Event]) -> None:
     every flip between alive and suspect would cost a write per flip.
     """
     gossips: dict[str, list[Gossip]] = {}
+    cursors: dict[str, dict[str, int]] = {}
     peers: dict[tuple[str, str], PeerView] = {}
     forgotten: set[tuple[str, str]] = set()
     for event in events:
         if isinstance(event, GossipReceived):
             gossips.setdefault(event.network, []).append(event.gossip)
+            if event.cursor:
+                cursors.setdefault(event.network, {})[event.gossip.guid] = event.cursor
         elif isinstance(event, (PeerJoined, PeerUpdated, Registered)):
             key = (event.peer.peer.network_name, event.peer.peer.guid)
             peers[key] = event.peer
@@ -64,7 +68,7 @@ def persist(storage: Storage, events: Iterable[Event]) -> None:
             peers.pop(key, None)
             forgotten.add(key)
     for network, batch in gossips.items():
-        storage.save_gossips(network, batch)
+        storage.save_gossips(network, batch, cursors.get(network))
     if peers:
         storage.save_peers(peers.values())
     if forgotten:

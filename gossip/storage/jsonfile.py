@@ -6,8 +6,10 @@ Theory of operation
 A store is one directory (mode 0700) holding, all with mode 0600:
 
 ``gossip.jsonl``
-    One line per gossip, ``{"network": NAME, "gossip": {...}}``, in the order they were
-    saved. A new gossip is one appended line followed by ``os.fsync``, so saving costs the
+    One line per gossip, ``{"network": NAME, "gossip": {...}, "cursor": N}``, in the order
+    they were saved; ``cursor`` is the node's number for it (the change feed; lines written
+    before cursors existed have none and are numbered in file order at load, after the
+    highest cursor before them). A new gossip is one appended line followed by ``os.fsync``, so saving costs the
     same with ten or a million stored. Nothing is ever rewritten in place.
 ``peers.json``
     ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
@@ -48,7 +50,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..errors import LocalProtocolError, StorageError, StorageInUse
 from ..model import Gossip, PeerView, Snapshot, check_network_name, timestamp_from_iso
@@ -191,10 +193,12 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_directory(target.parent)
 
 
-def _line_for(network: str, gossip: Gossip) -> bytes:
-    # json.dumps({"network": network, "gossip": gossip.to_dict()}, separators=(",", ":"),
-    # ensure_ascii=False), three times faster: every gossip a node learns is written here.
-    text = f'{{"network":{json.encoder.encode_basestring(network)},"gossip":{gossip.to_json()}}}'
+def _line_for(network: str, gossip: Gossip, cursor: int | None = None) -> bytes:
+    # json.dumps({"network": network, "gossip": gossip.to_dict(), "cursor": cursor},
+    # separators=(",", ":"), ensure_ascii=False), three times faster: every gossip a node
+    # learns is written here.
+    tail = "" if cursor is None else f',"cursor":{int(cursor)}'
+    text = f'{{"network":{json.encoder.encode_basestring(network)},"gossip":{gossip.to_json()}{tail}}}'
     # JSON escapes "\n" inside strings, so the only b"\n" is the terminator. (Never split
     # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
     return text.encode("utf-8") + b"\n"
@@ -232,6 +236,10 @@ class _Scan:
 
     records: list[tuple[str, Gossip]] = field(default_factory=list)
     keys: set[tuple[str, str]] = field(default_factory=set)
+    #: Each record's cursor, by (network, guid); those the file holds; the highest one read.
+    cursors: dict[tuple[str, str], int] = field(default_factory=dict)
+    written: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_cursor: int = 0
     duplicates: int = 0
     quarantined: int = 0
 
@@ -257,6 +265,7 @@ class JsonFileStorage:
         self._fd: int | None = None
         self._log_size = 0
         self._keys: set[tuple[str, str]] = set()
+        self._cursors: dict[tuple[str, str], int] = {}
         self._peers: dict[tuple[str, str], PeerView] = {}
         self._loaded = False
         self._closed = False
@@ -334,9 +343,12 @@ class JsonFileStorage:
             for (network, _), view in self._peers.items():
                 peers.setdefault(network, []).append(view)
         gossips: dict[str, list[Gossip]] = {}
+        cursors: dict[str, dict[str, int]] = {}
         for network, gossip in scan.records:
             gossips.setdefault(network, []).append(gossip)
-        return Snapshot(gossips=gossips, peers=peers, verified=True)  # _scan_log checked every sha2
+            cursors.setdefault(network, {})[gossip.guid] = scan.cursors[(network, gossip.guid)]
+        # _scan_log checked every sha2
+        return Snapshot(gossips=gossips, peers=peers, cursors=cursors, last_cursor=scan.last_cursor, verified=True)
 
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Append one gossip to the log and fsync it; a gossip already stored is skipped.
@@ -352,12 +364,14 @@ class JsonFileStorage:
         """
         self.save_gossips(network, [gossip])
 
-    def save_gossips(self, network: str, gossips: Iterable[Gossip]) -> None:
+    def save_gossips(self, network: str, gossips: Iterable[Gossip], cursors: Mapping[str, int] | None = None) -> None:
         """Append several gossips with one write and one fsync (idempotent like save_gossip).
 
         Args:
             network: the network the gossips belong to.
             gossips: verified gossips; those already stored are skipped.
+            cursors: the node's cursor of each gossip, by guid (one missing is numbered at
+                the next load, after the others).
 
         Raises:
             LocalProtocolError: the network name is invalid or a gossip does not verify;
@@ -381,8 +395,12 @@ class JsonFileStorage:
                     new.setdefault(key, gossip)
             if not new:
                 return
-            self._append(b"".join(_line_for(network, g) for g in new.values()))
+            given = cursors or {}
+            self._append(b"".join(_line_for(network, g, given.get(g.guid)) for g in new.values()))
             self._keys.update(new)
+            for key, gossip in new.items():
+                if gossip.guid in given:
+                    self._cursors[key] = given[gossip.guid]
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -449,6 +467,7 @@ class JsonFileStorage:
         with self._lock:
             self._check_open()
             scan = self._scan_log()
+            self._cursors = scan.written
             self._rewrite_log(scan.records)
             self._keys = scan.keys
             if not self._loaded:
@@ -469,6 +488,7 @@ class JsonFileStorage:
         self._remove_stale_temps()
         peers = self._read_peers()  # first: a bad peer file must refuse before any repair
         scan = self._scan_log()
+        self._cursors = scan.written
         if scan.quarantined or scan.duplicates * 4 > len(scan.records):
             self._rewrite_log(scan.records)
         self._open_log()
@@ -560,7 +580,16 @@ class JsonFileStorage:
                 if key in scan.keys:
                     scan.duplicates += 1
                     continue
+                cursor = obj.get("cursor")
+                if cursor is None:  # written before cursors: the next number, the same at each load
+                    cursor = scan.last_cursor + 1
+                elif type(cursor) is not int or cursor < 1:
+                    raise StorageError(f"{self._where(lineno)}: cursor must be a positive integer; {_FIX_HINT}")
+                else:
+                    scan.written[key] = cursor
+                scan.last_cursor = max(scan.last_cursor, cursor)
                 scan.keys.add(key)
+                scan.cursors[key] = cursor
                 scan.records.append((network, gossip))
         if set_aside:
             self._quarantine(set_aside)
@@ -679,7 +708,11 @@ class JsonFileStorage:
             ) from exc
 
     def _rewrite_log(self, records: list[tuple[str, Gossip]]) -> None:
-        data = b"".join(_line_for(network, gossip) for network, gossip in records)
+        # Each record keeps the cursor it has (one without keeps its place in file order, so
+        # its number): a cursor is never given again, nor renumbered.
+        data = b"".join(
+            _line_for(network, gossip, self._cursors.get((network, gossip.guid))) for network, gossip in records
+        )
         try:
             write_file_atomically(self.log_path, data)
         except OSError as exc:
