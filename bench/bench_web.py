@@ -12,9 +12,11 @@ valid sha2). Playwright drives ``/usr/bin/chromium`` (headless, one tab, 1,280 x
   gossip row is drawn, and until the count shows; best and worst of 3;
 - new gossip: ``--creates`` gossips created one by one through the API while the page is open;
   from the API's acknowledgement to the row being visible in the tab (p50, max);
-- memory: the tab's JS heap (CDP ``Performance.getMetrics`` JSHeapUsedSize), the DOM node
-  count, and the resident memory of the tab's renderer process (VmRSS, from /proc) after all
-  of the above; also the largest response the page fetched.
+- memory, after all of the above and a forced garbage collection: the tab's JS heap and DOM
+  node count (CDP ``Performance.getMetrics``: JSHeapUsedSize, Nodes), and the resident memory
+  of the tab's renderer process (Rss and Pss from /proc/PID/smaps_rollup), beside the same
+  figures for that tab on about:blank before the page opened; also the largest response the
+  page fetched.
 
 Targets (issue 12): first render under 1 s, a new gossip visible under 1 s, the tab under
 200 MB. Prints a markdown table; asserts nothing about timing. The node is stopped and its
@@ -45,52 +47,33 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30_000
 
 
-def renderer_rss_mb(browser_pid_hint: str) -> float | None:
-    """VmRSS of the chromium renderer processes whose command line names ``browser_pid_hint``
-    (the user data dir Playwright gave this browser), in MB; None if none is found."""
-    total = 0
-    found = False
+def renderers(hint: str) -> list[tuple[int, float, float]]:
+    """(pid, VmRSS MB, Pss MB) of each chromium renderer process whose command line holds
+    ``hint`` (the user data directory of the browser this bench launched, not other ones).
+    RSS counts the shared chromium code in full; PSS divides shared pages among their users."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "--type=renderer" not in cmdline or browser_pid_hint not in cmdline:
+            if "--type=renderer" not in cmdline or hint not in cmdline:
                 continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    found = True
-        except OSError:
-            continue
-    return total / 1024 if found else None
-
-
-def chromium_rss_mb(root_pid: int) -> float:
-    """VmRSS of every chromium process descended from ``root_pid`` (the whole browser), in MB."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = {k: v for k, _, v in (line.partition(":") for line in (entry / "status").read_text().splitlines())}
-            parents[int(entry.name)] = int(fields["PPid"].strip())
-            if "chrom" in fields["Name"]:
-                rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+            fields = dict(line.split(":", 1) for line in (entry / "smaps_rollup").read_text().splitlines()[1:])
+            found.append((int(entry.name), int(fields["Rss"].split()[0]) / 1024, int(fields["Pss"].split()[0]) / 1024))
         except (OSError, KeyError, ValueError):
             continue
+    return found
 
-    def descends(pid: int) -> bool:
-        for _ in range(64):
-            if pid == root_pid:
-                return True
-            pid = parents.get(pid, 0)
-            if pid <= 1:
-                return False
-        return False
 
-    return sum(kb for pid, kb in rss.items() if descends(pid)) / 1024
+def tab_memory(hint: str) -> tuple[float, float]:
+    """(RSS, PSS) in MB of the tab's renderer: the largest of the browser's renderers (the
+    others are spare or idle ones)."""
+    rows = renderers(hint)
+    if not rows:
+        return float("nan"), float("nan")
+    _, rss, pss = max(rows, key=lambda r: r[1])
+    return rss, pss
 
 
 def measure(node: NodeProc, stored: int, creates: int) -> dict[str, Any]:
@@ -115,6 +98,9 @@ def measure(node: NodeProc, stored: int, creates: int) -> dict[str, Any]:
                         largest[:] = [size, response.url.split("?")[0].replace(f"http://{node.address}", "")]
 
                 page.on("response", on_response)
+                page.goto("about:blank")
+                page.wait_for_timeout(500)
+                result["blank"] = tab_memory(data_dir)
                 page.goto(f"http://{node.address}/")
                 page.get_by_role("textbox", name="Network").fill("default")
                 page.get_by_label("Password").fill(PASSWORD)
@@ -146,13 +132,13 @@ def measure(node: NodeProc, stored: int, creates: int) -> dict[str, Any]:
                 result["delays"] = delays
 
                 cdp = context.new_cdp_session(page)
+                cdp.send("HeapProfiler.collectGarbage")  # count what is live, not what awaits collection
                 cdp.send("Performance.enable")
                 metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
                 result["heap_mb"] = metrics["JSHeapUsedSize"] / 1e6
                 result["heap_total_mb"] = metrics["JSHeapTotalSize"] / 1e6
                 result["dom_nodes"] = int(metrics["Nodes"])
-                result["renderer_rss_mb"] = renderer_rss_mb(data_dir)
-                result["browser_rss_mb"] = chromium_rss_mb(os.getpid())
+                result["tab"] = tab_memory(data_dir)
                 result["largest"] = largest
             finally:
                 context.close()
@@ -203,10 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     d = r["delays"]
     if d:
         print(f"| created (API ack) → visible, p50 / max of {len(d)} | {statistics.median(d):.2f} / {max(d):.2f} s | < 1 s |")
-    rss = r["renderer_rss_mb"]
     print(f"| tab: JS heap used / total | {r['heap_mb']:.1f} / {r['heap_total_mb']:.1f} MB | |")
-    print(f"| tab: renderer process RSS | {'n/a' if rss is None else f'{rss:.0f} MB'} | < 200 MB |")
-    print(f"| whole browser (all chromium processes) RSS | {r['browser_rss_mb']:.0f} MB | |")
+    print(f"| tab: renderer process RSS / PSS | {r['tab'][0]:.0f} / {r['tab'][1]:.0f} MB | < 200 MB |")
+    print(f"| the same tab on about:blank, before: RSS / PSS | {r['blank'][0]:.0f} / {r['blank'][1]:.0f} MB | |")
     print(f"| DOM nodes | {r['dom_nodes']:,} | |")
     print(f"| largest response fetched | {r['largest'][0] / 1e3:.1f} kB ({r['largest'][1]}) | |")
     return 0

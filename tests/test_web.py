@@ -37,6 +37,8 @@ sync_api = pytest.importorskip(
 expect = sync_api.expect
 
 XSS = "<img src=x onerror=alert(1)>"
+LISTING = re.compile(r"/v1/gossip(\?.*)?$")  # GET /v1/gossip with any paging query
+STREAM = re.compile(r"/v1/gossip/stream(\?.*)?$")
 WAIT_MS = 20_000  # the longest any single expectation waits
 
 
@@ -344,13 +346,13 @@ def test_pending_gossip_and_peer_statuses_are_marked(
 ) -> None:
     a, _ = nodes
     older, newer = iso_ago(2 * 86400 + 60), iso_ago(3 * 60 + 5)
-    gossip = [  # as GET /v1/gossip answers: oldest first, then pending
-        {"network": "default", "guid": "11111111-1111-4111-8111-111111111111", "date_time": older,
-         "who_name": "n1", "msg": "older", "sha2": "a" * 64, "complete": True},
-        {"network": "default", "guid": "22222222-2222-4222-8222-222222222222", "date_time": newer,
-         "who_name": "n2", "msg": "newer", "sha2": "b" * 64, "complete": True},
+    gossip = [  # as GET /v1/gossip?order=newest answers a first page: pending ids, then newest first
         {"network": "default", "guid": "33333333-3333-4333-8333-333333333333", "date_time": None,
-         "who_name": None, "msg": None, "sha2": None, "complete": False},
+         "who_name": None, "msg": None, "sha2": None, "complete": False, "cursor": None},
+        {"network": "default", "guid": "22222222-2222-4222-8222-222222222222", "date_time": newer,
+         "who_name": "n2", "msg": "newer", "sha2": "b" * 64, "complete": True, "cursor": 2},
+        {"network": "default", "guid": "11111111-1111-4111-8111-111111111111", "date_time": older,
+         "who_name": "n1", "msg": "older", "sha2": "a" * 64, "complete": True, "cursor": 1},
     ]
     peers = [
         {"guid": f"{i}" * 8 + "-0000-4000-8000-000000000000", "name": status, "ip": "127.0.0.1", "port": 9000 + i,
@@ -363,7 +365,9 @@ def test_pending_gossip_and_peer_statuses_are_marked(
     peers[0]["name"] = "me"
     with opened(browser, a) as seen:
         page = seen.page
-        page.route("**/v1/gossip", lambda route: route.fulfill(json=gossip) if route.request.method == "GET" else route.continue_())
+        page.route(LISTING, lambda route: route.fulfill(json=gossip, headers={"Gossip-Cursor": "2"})
+                   if route.request.method == "GET" else route.continue_())
+        page.route(STREAM, lambda route: route.abort())  # this made-up list has no stream
         page.route("**/v1/peers", lambda route: route.fulfill(json=peers))
         page.route("**/v1/node", fulfil_node({"gossip_count": 2, "pending_count": 1}))
         logged_in(page, "alpha")
@@ -546,17 +550,77 @@ def test_the_list_is_paged_and_searched_on_the_node(
         expect(page.locator("#page-info")).to_have_text("page 3")
         page.get_by_role("button", name="Newer").click()
         expect(items.first).to_have_text("stored gossip 79")
-        # A search starts again from the newest matches; case does not matter.
-        page.get_by_label("Search gossip").fill("GOSSIP 12")
+        # On an older page, new gossip is counted, not pushed in; one click shows the newest.
+        many.create("made while page 2 was shown")
+        expect(page.locator("#unseen")).to_have_text("1 new gossip: show the newest")
+        expect(items.first).to_have_text("stored gossip 79")
+        page.locator("#unseen").click()
+        expect(items.first).to_have_text("made while page 2 was shown")
+        expect(items).to_have_count(50)
+        expect(page.locator("#unseen")).to_be_hidden()
+        expect(page.locator("#page-info")).to_have_text("page 1")
+        # A search is asked of the node once the typing pauses, not once per key; it starts
+        # again from the newest matches, and case does not matter.
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if LISTING.search(r.url) and r.method == "GET" else None)
+        page.get_by_label("Search gossip").press_sequentially("GOSSIP 12", delay=40)
         expect(items).to_have_count(11)
         expect(items.first).to_have_text("stored gossip 129")
         expect(items.last).to_have_text("stored gossip 12")
         expect(page.locator("#pager")).to_be_hidden()
+        searched = [urllib.parse.parse_qs(urllib.parse.urlsplit(u).query).get("q") for u in asked]
+        assert searched == [["GOSSIP 12"]], asked
+        # New gossip that matches the search shows on top as it lands; other gossip does not.
+        many.create("not the one")
+        many.create("live gossip 12 too")
+        expect(items.first).to_have_text("live gossip 12 too")
+        expect(items).to_have_count(12)
+        expect(page.locator("#gossip li .msg", has_text="not the one")).to_have_count(0)
         page.get_by_label("Search gossip").fill("no such words")
         expect(page.locator("#gossip-empty")).to_have_text("No gossip matches “no such words”.")
         expect(items).to_have_count(0)
         shot(page, tmp_path, "search-empty.png")
         page.get_by_label("Search gossip").fill("")
         expect(items).to_have_count(50)
-        expect(items.first).to_have_text("stored gossip 129")
+        expect(items.first).to_have_text("live gossip 12 too")
+        expect(items.nth(1)).to_have_text("not the one")
+        seen.assert_clean()
+
+
+def test_new_gossip_comes_by_the_stream_and_the_list_is_not_fetched_again(
+    browser: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    """The page follows GET /v1/gossip/stream: new gossip is drawn on top as it lands, the list
+    is fetched once, and after the stream breaks off (the node restarts) it resumes after the
+    last cursor it saw: nothing is lost or shown twice."""
+    node = cluster.start("delta", "--name", "delta")
+    with opened(browser, node) as seen:
+        page = seen.page
+        listed: list[str] = []
+        streams: list[dict[str, str]] = []
+        page.on("request", lambda r: listed.append(r.url) if LISTING.search(r.url) else None)
+        page.on("request", lambda r: streams.append(r.headers) if STREAM.search(r.url) else None)
+        logged_in(page, "delta")
+        expect(page.locator("#gossip-empty")).to_be_visible()
+        items = page.locator("#gossip li .msg")
+        for i in range(3):
+            node.create(f"streamed {i}")
+            expect(items.first).to_have_text(f"streamed {i}")
+        expect(items).to_have_count(3)
+        page.wait_for_timeout(3500)  # more than one refresh of the counts and peers
+        assert len(listed) == 1, listed
+        assert streams and all("x-gossip-auth" in h for h in streams)  # signed in a header, not the URL
+        assert all("mac=" not in u and "key" not in u for u in listed)
+        # The node restarts; gossip created while the page cannot reach it arrives afterwards.
+        page.route(STREAM, lambda route: route.abort())
+        node.stop()
+        node = cluster.start("delta", "--name", "delta", port=node.port)
+        node.create("made while the stream was down")
+        node.create("and one more")
+        page.unroute(STREAM)
+        expect(items.first).to_have_text("and one more")
+        expect(items).to_have_count(5)
+        assert [items.nth(i).text_content() for i in range(5)] == [
+            "and one more", "made while the stream was down", "streamed 2", "streamed 1", "streamed 0"]
+        shot(page, tmp_path, "streamed.png")
         seen.assert_clean()

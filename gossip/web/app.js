@@ -159,15 +159,24 @@
 
   let session = null; // {network, key: CryptoKey}
 
-  async function call(method, target, payload, { as = session, timeout = CALL_TIMEOUT_MS } = {}) {
-    const url = new URL(target, window.location.origin);
-    const body = payload === undefined ? new Uint8Array(0) : enc.encode(JSON.stringify(payload));
+  /** The headers of one signed request (a fresh timestamp and nonce each time). */
+  async function signed(method, url, body, as, timeout, accept) {
     const node = await thisNode(timeout);
     const header = await authHeader({
       network: as.network, node, key: as.key, method, path: url.pathname, query: url.search,
       body, ts: Date.now() + clockOffsetMs, nonce: newNonce(),
     });
-    const headers = { [AUTH_HEADER]: header, Accept: "application/json" };
+    return { [AUTH_HEADER]: header, Accept: accept };
+  }
+
+  /**
+   * One signed API request; its parsed JSON answer (with `full`: {data, headers}).
+   * Throws an ApiError for an error answer, a timeout or an unreachable node.
+   */
+  async function call(method, target, payload, { as = session, timeout = CALL_TIMEOUT_MS, full = false } = {}) {
+    const url = new URL(target, window.location.origin);
+    const body = payload === undefined ? new Uint8Array(0) : enc.encode(JSON.stringify(payload));
+    const headers = await signed(method, url, body, as, timeout, "application/json");
     if (payload !== undefined) headers["Content-Type"] = "application/json";
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeout);
@@ -193,7 +202,7 @@
       data = null;
     }
     if (!response.ok) throw answerError(response.status, data);
-    return data;
+    return full ? { data, headers: response.headers } : data;
   }
 
   function sentence(text) {
@@ -384,35 +393,77 @@
   }
 
   // ------------------------------------------------------------------ the gossip list, a page at a time
-  // The page holds and draws one page of gossip (PAGE_SIZE rows, newest first), never the whole
-  // list: at 100,000 gossips that would be ~35 MB a fetch and 100,000 DOM nodes. "Older" and
-  // "Newer" walk a stack of page anchors; a search starts again from the newest page.
+  // The page holds and draws one page of gossip (PAGE_SIZE rows), never the whole list: at
+  // 100,000 gossips that would be ~35 MB a fetch and 100,000 DOM nodes. The node lists its
+  // change feed newest first (highest cursor: most recently learnt), filtered by the search on
+  // the node; "Older" asks for the page before the last row's cursor (the Gossip-Next header),
+  // "Newer" goes back up a stack of those anchors. New gossip comes from the stream (below),
+  // never from fetching the list again.
   const PAGE_SIZE = 50;
   const SEARCH_DEBOUNCE_MS = 250;
-  const list = { q: "", anchors: [null], rows: [], older: null, signature: null };
+  const list = {
+    q: "", // the search, as sent to the node
+    anchors: [null], // "before" of each page walked through; the last one is shown
+    rows: [], // this page: pending ids (first page only), then complete gossip, newest first
+    older: null, // "before" of the next older page, or null on the last page
+    unseen: 0, // new gossip the stream brought while an older page is shown
+    pending: null, // the node's pending count when the first page was last fetched
+    loaded: false,
+    signature: null,
+    gen: 0, // bumped by every fetch of a page: a slower, older fetch is not drawn
+  };
 
-  /** Which page is wanted: a fetch begun for another one is not drawn. */
-  function pageKey() {
-    return JSON.stringify([list.q, list.anchors[list.anchors.length - 1]]);
+  function listUrl(q, before) {
+    const params = new URLSearchParams({ order: "newest", limit: String(PAGE_SIZE) });
+    if (before !== null) params.set("before", String(before));
+    if (q) params.set("q", q);
+    return `/v1/gossip?${params}`;
   }
 
-  function newestFirst(rows) {
-    const pending = rows.filter((r) => !r.complete);
-    const complete = rows.filter((r) => r.complete).sort((a, b) => {
-      const d = parseTime(b.date_time) - parseTime(a.date_time);
-      return d || byCodePoint(String(b.date_time), String(a.date_time)) || byCodePoint(String(a.guid), String(b.guid));
-    });
-    return [...pending, ...complete]; // the ids just heard of (pending) lead
+  function cursorOf(headers, name) {
+    const text = headers.get(name);
+    return text !== null && /^[0-9]{1,19}$/.test(text) ? Number(text) : null;
   }
 
-  /** One page: {rows, older: the anchor of the next older page, or null}. */
-  async function fetchPage(q, anchor) {
-    const needle = q.toLowerCase();
-    const all = newestFirst(await call("GET", "/v1/gossip")).filter((g) => !needle ||
-      (g.complete && `${g.msg}\n${g.who_name}`.toLowerCase().includes(needle)));
-    const start = anchor || 0;
-    const end = start + PAGE_SIZE;
-    return { rows: all.slice(start, end), older: end < all.length ? end : null };
+  /** Fetch and draw the page wanted now; on the first page, (re)start the stream after it. */
+  async function loadPage() {
+    const gen = ++list.gen;
+    const q = list.q;
+    const before = list.anchors[list.anchors.length - 1];
+    const { data, headers } = await call("GET", listUrl(q, before), undefined, { full: true });
+    if (gen !== list.gen) return;
+    list.rows = Array.isArray(data) ? data : [];
+    list.older = cursorOf(headers, "Gossip-Next");
+    list.loaded = true;
+    list.unseen = 0;
+    renderGossip();
+    if (before === null) {
+      // Everything up to Gossip-Cursor is in this answer: the stream goes on from there.
+      const upto = cursorOf(headers, "Gossip-Cursor");
+      const known = Math.max(0, ...list.rows.map((r) => (Number.isInteger(r.cursor) ? r.cursor : 0)));
+      if (!stream.running || stream.q !== q) startStream(q, upto === null ? known : upto);
+    }
+  }
+
+  /** A gossip from the stream: on top of the first page, or counted while an older page shows. */
+  function landed(row) {
+    if (list.anchors.length > 1) {
+      list.unseen += 1;
+      renderGossip();
+      return;
+    }
+    const rows = list.rows.filter((r) => r.guid !== row.guid); // a pending id that just arrived
+    const firstComplete = rows.findIndex((r) => r.complete);
+    const at = firstComplete === -1 ? rows.length : firstComplete;
+    rows.splice(at, 0, row);
+    const complete = rows.filter((r) => r.complete);
+    if (complete.length > PAGE_SIZE) {
+      const dropped = complete[complete.length - 1];
+      rows.splice(rows.indexOf(dropped), 1);
+      list.older = complete[PAGE_SIZE - 1].cursor; // the next page now starts below the last row kept
+    }
+    list.rows = rows;
+    renderGossip();
   }
 
   function gossipItem(g) {
@@ -432,7 +483,7 @@
   }
 
   function renderGossip() {
-    const signature = JSON.stringify([list.q, list.anchors.length, list.older, list.rows]);
+    const signature = JSON.stringify([list.q, list.anchors.length, list.older, list.unseen, list.rows]);
     if (signature === list.signature) return; // unchanged: leave selections and hovers alone
     list.signature = signature;
     $("gossip").replaceChildren(...list.rows.map(gossipItem));
@@ -444,13 +495,25 @@
     $("older").disabled = list.older === null;
     $("pager").hidden = first && list.older === null;
     setText("page-info", first && list.older === null ? "" : `page ${list.anchors.length}`);
+    const unseen = $("unseen");
+    unseen.hidden = list.unseen === 0;
+    unseen.textContent = list.unseen === 1 ? "1 new gossip: show the newest" : `${list.unseen} new gossip: show the newest`;
+  }
+
+  function showPage(anchors) {
+    list.anchors = anchors;
+    loadPage().catch(listFailed);
   }
 
   function turnPage(older) {
-    if (older && list.older !== null) list.anchors.push(list.older);
-    else if (!older && list.anchors.length > 1) list.anchors.pop();
-    else return;
-    refreshNow();
+    if (older && list.older !== null) showPage([...list.anchors, list.older]);
+    else if (!older && list.anchors.length > 1) showPage(list.anchors.slice(0, -1));
+  }
+
+  /** A page that could not be fetched: the refresh loop's banner says why; a refused key logs out. */
+  function listFailed(err) {
+    if (err.kind === "auth") logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
+    else refreshNow();
   }
 
   let searchTimer = 0;
@@ -460,9 +523,122 @@
       const q = $("search").value.trim();
       if (q === list.q) return;
       list.q = q;
-      list.anchors = [null];
-      refreshNow();
+      showPage([null]);
     }, SEARCH_DEBOUNCE_MS);
+  }
+
+  // ------------------------------------------------------------------ the stream of new gossip
+  // GET /v1/gossip/stream (Server-Sent Events) read with fetch() and a ReadableStream, so that
+  // the request carries the signed X-Gossip-Auth header (EventSource cannot send headers, and
+  // the key never goes in a URL). Each event is one gossip, its id the cursor; after a drop it
+  // resumes after the last cursor seen, so nothing is lost or shown twice.
+  const STREAM_SILENCE_MS = 40000; // the node sends a keep-alive every 15 s: longer silence is a dead connection
+  const stream = { gen: 0, running: false, q: "", after: 0, abort: null };
+
+  function startStream(q, after) {
+    stopStream();
+    stream.gen += 1;
+    stream.running = true;
+    stream.q = q;
+    stream.after = after;
+    follow(stream.gen);
+  }
+
+  function stopStream() {
+    stream.gen += 1;
+    stream.running = false;
+    if (stream.abort) stream.abort.abort();
+    stream.abort = null;
+  }
+
+  async function follow(gen) {
+    let wait = 1000;
+    while (gen === stream.gen && session) {
+      try {
+        await readStream(gen);
+        wait = 1000; // it ended cleanly (the node stopped): try again soon
+      } catch (err) {
+        if (gen !== stream.gen) return;
+        if (err.kind === "auth") {
+          logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
+          return;
+        }
+        wait = Math.min(wait * 2, 15000); // the refresh loop's banner tells the user
+      }
+      if (gen !== stream.gen) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  async function readStream(gen) {
+    const params = new URLSearchParams({ after: String(stream.after) });
+    if (stream.q) params.set("q", stream.q);
+    const url = new URL(`/v1/gossip/stream?${params}`, window.location.origin);
+    const headers = await signed("GET", url, new Uint8Array(0), session, CALL_TIMEOUT_MS, "text/event-stream");
+    const abort = new AbortController();
+    stream.abort = abort;
+    let silence = setTimeout(() => abort.abort(), CALL_TIMEOUT_MS);
+    try {
+      const response = await fetch(url.pathname + url.search, {
+        headers, signal: abort.signal, cache: "no-store", credentials: "omit", redirect: "error",
+      });
+      if (!response.ok) {
+        let data = null;
+        try {
+          data = JSON.parse(await response.text());
+        } catch (err) {
+          data = null;
+        }
+        throw answerError(response.status, data);
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        clearTimeout(silence);
+        silence = setTimeout(() => abort.abort(), STREAM_SILENCE_MS);
+        const { value, done } = await reader.read();
+        if (done || gen !== stream.gen) return;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const row = sseGossip(block);
+          if (row !== null && gen === stream.gen) {
+            stream.after = row.cursor;
+            landed(row);
+          }
+        }
+      }
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError("unreachable", 0, "the stream of new gossip broke off");
+    } finally {
+      clearTimeout(silence);
+      if (stream.abort === abort) stream.abort = null;
+    }
+  }
+
+  /** The gossip row of one Server-Sent Event ("id:", "event: gossip", "data:" lines), or null
+   * for a comment (keep-alive), a "retry:" line or any other event. */
+  function sseGossip(block) {
+    let event = "message", data = "", id = null;
+    for (const line of block.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon === 0) continue; // a comment
+      const name = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (name === "event") event = value;
+      else if (name === "data") data += (data ? "\n" : "") + value;
+      else if (name === "id") id = value;
+    }
+    if (event !== "gossip" || !/^[0-9]{1,19}$/.test(id || "")) return null;
+    try {
+      const row = JSON.parse(data);
+      return row && typeof row === "object" && row.cursor === Number(id) ? row : null;
+    } catch (err) {
+      return null;
+    }
   }
 
   function showTab(name) {
@@ -472,7 +648,8 @@
 
   function clearData() {
     clearTimeout(searchTimer);
-    Object.assign(list, { q: "", anchors: [null], rows: [], older: null, signature: null });
+    stopStream();
+    Object.assign(list, { q: "", anchors: [null], rows: [], older: null, unseen: 0, pending: null, loaded: false, signature: null });
     $("search").value = "";
     for (const id of ["peers", "gossip", "netmap"]) $(id).replaceChildren();
     $("pending-count").hidden = true;
@@ -512,19 +689,17 @@
     loop.running = true;
     loop.again = false;
     try {
-      const want = pageKey();
-      const [node, peers, page] = await Promise.all([
-        call("GET", "/v1/node"), call("GET", "/v1/peers"), fetchPage(list.q, list.anchors[list.anchors.length - 1]),
-      ]);
+      // Small answers only: the list itself comes a page at a time, and new gossip by the stream.
+      const [node, peers] = await Promise.all([call("GET", "/v1/node"), call("GET", "/v1/peers")]);
       if (gen !== loop.gen) return;
       renderNode(node);
       renderPeers(peers);
-      if (want === pageKey()) {
-        list.rows = page.rows;
-        list.older = page.older;
-        renderGossip();
-      } else {
-        loop.again = true; // the search or the page changed meanwhile: fetch the one wanted now
+      // The stream carries gossip as it completes; ids heard of (pending) show on the first
+      // page, fetched again when their count moves.
+      const first = list.anchors.length === 1;
+      if (!list.loaded || !stream.running || (first && node.pending_count !== list.pending)) {
+        await loadPage();
+        list.pending = node.pending_count;
       }
       refreshAgo();
       showMessage("banner", "");
@@ -703,6 +878,7 @@
     $("search").addEventListener("input", onSearch);
     $("older").addEventListener("click", () => turnPage(true));
     $("newer").addEventListener("click", () => turnPage(false));
+    $("unseen").addEventListener("click", () => showPage([null]));
     $("tab-gossip").addEventListener("click", () => showTab("gossip"));
     $("tab-network").addEventListener("click", () => showTab("network"));
     setInterval(refreshAgo, AGO_MS);
