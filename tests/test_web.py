@@ -542,8 +542,12 @@ def test_the_list_is_paged_and_searched_on_the_node(
         page.get_by_role("button", name="Older").click()
         expect(items.first).to_have_text("stored gossip 79")
         expect(items).to_have_count(50)
+        page.route(LISTING, lambda route: route.abort())  # the next page cannot be fetched for now
         page.get_by_role("button", name="Older").click()
-        expect(items.first).to_have_text("stored gossip 29")
+        expect(page.locator("#banner")).to_contain_text(f"Cannot reach the node at {many.address}")
+        page.unroute(LISTING)
+        expect(items.first).to_have_text("stored gossip 29")  # fetched again once it can be
+        expect(page.locator("#banner")).to_be_hidden()
         expect(items).to_have_count(30)
         expect(items.last).to_have_text("stored gossip 0")
         expect(page.locator("#older")).to_be_disabled()

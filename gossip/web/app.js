@@ -8,6 +8,8 @@
 //   "Clients: authentication").
 // - Data from the node reaches the page through textContent / text nodes / setAttribute only,
 //   never innerHTML: a gossip "<img src=x onerror=alert(1)>" shows as those characters.
+// - The page holds one page of gossip, never the node's whole list: pages come from the
+//   node's change feed, new gossip from its stream; what is polled is small (counts, peers).
 "use strict";
 
 (() => {
@@ -510,10 +512,15 @@
     else if (!older && list.anchors.length > 1) showPage(list.anchors.slice(0, -1));
   }
 
-  /** A page that could not be fetched: the refresh loop's banner says why; a refused key logs out. */
+  /** A page that could not be fetched: the refresh loop fetches it again (its banner says
+   * why meanwhile); a refused key logs out. */
   function listFailed(err) {
-    if (err.kind === "auth") logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
-    else refreshNow();
+    if (err.kind === "auth") {
+      logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
+      return;
+    }
+    list.loaded = false;
+    refreshNow();
   }
 
   let searchTimer = 0;
@@ -649,7 +656,10 @@
   function clearData() {
     clearTimeout(searchTimer);
     stopStream();
-    Object.assign(list, { q: "", anchors: [null], rows: [], older: null, unseen: 0, pending: null, loaded: false, signature: null });
+    Object.assign(list, {
+      q: "", anchors: [null], rows: [], older: null, unseen: 0, pending: null, loaded: false, signature: null,
+      gen: list.gen + 1, // a fetch still under way is not drawn
+    });
     $("search").value = "";
     for (const id of ["peers", "gossip", "netmap"]) $(id).replaceChildren();
     $("pending-count").hidden = true;
