@@ -18,6 +18,7 @@ Rules for what the user sees:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import ipaddress
 import json
@@ -32,7 +33,7 @@ import urllib.parse
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key
@@ -40,7 +41,7 @@ from .configfile import load_config, save_config
 from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
-from .http.client import http_call
+from .client import Client, NodeError, NotANode
 from .http.server import hostport
 
 __all__ = [
@@ -125,17 +126,17 @@ class NodeClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.network = network
-        self.key = key
         self.start_hint = start_hint
-        self.ssl_context = ssl_context
         self.timeout = timeout
         self.max_answer = max_answer
-        #: The node's guid, which every request is signed for, and how far its clock is ahead
-        #: of this one's in ms, which every timestamp is corrected by (``GET /healthz``, once).
-        self.node_guid: str | None = None
-        self.clock_offset_ms = 0
+        #: The public client that does the talking (one persistent connection).
+        self.client = Client(
+            self.url, network=network, key=key, ssl_context=ssl_context, timeout=timeout or TIMEOUT,
+            max_answer=max_answer,
+        )
 
-    def call(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT) -> tuple[int, Any]:
+    def call(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT,
+             query: dict[str, Any] | None = None) -> tuple[int, Any]:
         """Send one request, signed with a fresh timestamp and nonce.
 
         Args:
@@ -144,6 +145,7 @@ class NodeClient:
             payload: the JSON body to send, or None for none.
             timeout: seconds the whole call may take (connect, send, the whole answer),
                 unless the client was given its own.
+            query: query parameters (signed with the rest).
 
         Returns:
             The HTTP status and the answer's JSON (None when it is not JSON).
@@ -151,60 +153,21 @@ class NodeClient:
         Raises:
             CliError: nothing (whole) answered in time, or the answer is over ``max_answer``.
         """
+        status, data, _ = self.request(method, path, payload, timeout=timeout, query=query)
+        return status, data
+
+    def request(self, method: str, path: str, payload: Any = None, *, timeout: float = TIMEOUT,
+                query: dict[str, Any] | None = None) -> tuple[int, Any, dict[str, str]]:
+        """:meth:`call`, with the answer's headers (lower-case names) too."""
         wait = self.timeout if self.timeout is not None else timeout
-        if self.node_guid is None:
-            self._meet_node(wait)
-        assert self.node_guid is not None
-        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        header = client_auth_header(
-            network=self.network,
-            node=self.node_guid,
-            key=self.key,
-            method=method,
-            path=path,
-            query={},
-            body=body or b"",
-            ts=int(time.time() * 1000) + self.clock_offset_ms,
-            nonce=secrets.token_hex(12),
-        )
-        return self._exchange(method, path, body, {CLIENT_AUTH_HEADER: header}, wait)
+        with self.reporting(path, wait):
+            return self.client.request(method, path, payload, query=query, timeout=wait)
 
-    def _meet_node(self, wait: float) -> None:
-        """Ask the node's (open) ``GET /healthz`` for its guid, which the requests are signed
-        for (a captured one is worth nothing at any other node), and its clock, which their
-        timestamps follow (the node refuses any from before it started: a skewed clock here
-        must not make every request after a restart look like a replay)."""
-        sent = time.time()
-        status, data = self._exchange("GET", "/healthz", None, {}, wait)
-        got = time.time()
-        guid = data.get("node_guid") if isinstance(data, dict) else None
-        if status != 200 or not isinstance(guid, str):
-            raise CliError(
-                f"unexpected answer from {self.url}/healthz: HTTP {status}; is --node the address of a gossip node?"
-            )
-        self.node_guid = guid
-        node_ms = data.get("time_ms")
-        if isinstance(node_ms, int) and not isinstance(node_ms, bool):
-            offset = node_ms - int((sent + got) / 2 * 1000)
-            # Only within the replay window: beyond it the clocks are wrong, and the node's
-            # clock_skew refusal says so (an unauthenticated answer cannot move us further).
-            if abs(offset) <= DEFAULT_WINDOW * 1000:
-                self.clock_offset_ms = offset
-
-    def _exchange(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str], wait: float
-    ) -> tuple[int, Any]:
-        headers = {**headers, "Accept": "application/json"}
+    @contextlib.contextmanager
+    def reporting(self, path: str, wait: float) -> Iterator[None]:
+        """Turn the client's failures to reach the node into one-line CLI errors."""
         try:
-            status, raw = http_call(
-                self.url + path,
-                method=method,
-                body=body,
-                headers=headers,
-                timeout=wait,
-                ssl_context=self.ssl_context,
-                max_answer=self.max_answer,
-            )
+            yield
         except AnswerTooLarge as exc:
             raise CliError(
                 f"the node at {self.url} answered {path} with more than {_mib(exc.limit)}; stopped reading."
@@ -222,12 +185,12 @@ class NodeClient:
                 else "is it running, and is --node right?"
             )
             raise CliError(f"cannot reach the node at {self.url}: {exc.reason}; {hint}") from None
+        except NotANode as exc:
+            raise CliError(
+                f"unexpected answer from {self.url}/healthz: HTTP {exc.status}; is --node the address of a gossip node?"
+            ) from None
         except LocalProtocolError as exc:
             raise CliError(f"--node: {exc}", EXIT_USAGE) from None
-        try:
-            return status, json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return status, None
 
     def fail(self, status: int, data: Any, path: str) -> CliError:
         """The error for an answer that is not the expected success, chosen by its ``code``.
@@ -349,7 +312,22 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="the gossip the node holds")
     status.add_argument("--json", action="store_true", help="print the node's JSON list")
+    status.add_argument("--limit", type=_positive(int), metavar="N",
+                        help="at most N gossips: the newest N, or with --since the first N after it")
+    status.add_argument("--since", type=_cursor, metavar="CURSOR", help="only gossip after this cursor")
+    status.add_argument("--grep", metavar="TEXT", help="only gossip whose message or author holds TEXT (any case)")
+
+    watch = sub.add_parser("watch", parents=[common], help="print each new gossip as the node learns it, until Ctrl-C")
+    watch.add_argument("--json", action="store_true", help="one JSON object a line (the keys of status --json, and cursor)")
+    watch.add_argument("--since", type=_cursor, metavar="CURSOR",
+                       help="first what the node learnt after this cursor (resume without loss)")
     return parser
+
+
+def _cursor(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"a cursor is a whole number (as status --json shows), not {text[:40]!r}")
+    return int(text)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -768,8 +746,66 @@ def _cmd_network(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    hint = "no gossip on network {network} yet; create one with: gossip create MSG"
-    return _show_list(args, "/v1/gossip", gossip_table, hint)
+    client = _connect(args)
+    rows = _gossip_pages(client, since=args.since, limit=args.limit, grep=args.grep)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        _out(gossip_table(rows))
+    elif args.since is None and args.grep is None:
+        _out(f"no gossip on network {client.network} yet; create one with: gossip create MSG")
+    else:
+        _out(f"no gossip on network {client.network} matches")
+    return 0
+
+
+#: Rows asked for per page when listing (the node's cap is 10,000).
+_PAGE = 5000
+
+
+def _gossip_pages(client: NodeClient, *, since: int | None, limit: int | None, grep: str | None) -> list[Any]:
+    """GOSSIP_STATUS a page at a time, so that no answer nears ``--max-answer``: after
+    ``since`` oldest first, else newest first (then put back in cursor order)."""
+    newest = since is None and limit is not None
+    rows: list[Any] = []
+    query: dict[str, Any] = {"after": since, "order": "newest" if newest else None, "q": grep}
+    while limit is None or len(rows) < limit:
+        query["limit"] = _PAGE if limit is None else min(_PAGE, limit - len(rows))
+        status, page, headers = client.request("GET", "/v1/gossip", query=query)
+        if status != 200:
+            raise client.fail(status, page, "/v1/gossip")
+        if not isinstance(page, list):
+            raise CliError(f"the node at {client.url} answered /v1/gossip with something that is not a JSON list;"
+                           " is --node the address of a gossip node?")
+        rows.extend(page)
+        nxt = headers.get("gossip-next", "")
+        if not nxt.isdigit():  # the last page (or a node older than paging: everything at once)
+            break
+        query["before" if newest else "after"] = int(nxt)
+    rows = rows if limit is None else rows[:limit]
+    return rows[::-1] if newest else rows
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    try:
+        with client.reporting("/v1/gossip/stream", client.timeout or TIMEOUT):
+            try:
+                for row in client.client.watch(since=args.since):
+                    if args.json:
+                        line = json.dumps(row, ensure_ascii=False)
+                    else:
+                        who, msg = _printable(row.get("who_name")), _one_line(str(row.get("msg")))
+                        line = f"{_short_time(row.get('date_time'))}  {who}  {msg}"
+                    _out(line)
+                    sys.stdout.flush()
+            except NotANode:
+                raise
+            except NodeError as exc:  # a refusal: by its code, as for every command
+                raise client.fail(exc.status, {"error": str(exc), "code": exc.code}, "/v1/gossip/stream") from None
+    except KeyboardInterrupt:  # Ctrl-C is how a watch ends: quietly, status 0
+        pass
+    return 0
 
 
 _COMMANDS = {
@@ -778,6 +814,7 @@ _COMMANDS = {
     "register": _cmd_register,
     "network": _cmd_network,
     "status": _cmd_status,
+    "watch": _cmd_watch,
 }
 
 

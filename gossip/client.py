@@ -26,10 +26,10 @@ from typing import Any, AsyncGenerator, AsyncIterator, Iterator
 from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key
 from .configfile import load_config
 from .errors import AnswerTooLarge, ErrorCode, GossipError, LocalProtocolError, TransportError
-from .http.client import LoopThread, getaddrinfo_within
+from .http.client import LoopThread, _why, getaddrinfo_within
 from .http.h1 import SERVER_NAME, HeadError, parse_head
 
-__all__ = ["Client", "AsyncClient", "NodeError", "Page", "DEFAULT_TIMEOUT", "MAX_ANSWER"]
+__all__ = ["Client", "AsyncClient", "NodeError", "NotANode", "Page", "DEFAULT_TIMEOUT", "MAX_ANSWER"]
 
 #: Seconds one call may take in all (connect, send, the whole answer).
 DEFAULT_TIMEOUT = 10.0
@@ -40,6 +40,8 @@ WATCH_SILENCE = 45.0
 #: Reconnection delays of :meth:`AsyncClient.watch`: doubling from the first to the last.
 BACKOFF = (0.2, 5.0)
 _MAX_HEAD = 64 * 1024
+#: Longest line of a stream read (a gossip's JSON: its text is at most 64 Ki characters).
+_MAX_EVENT = 4 << 20
 
 
 class NodeError(GossipError):
@@ -53,6 +55,10 @@ class NodeError(GossipError):
         super().__init__(message, status_hint=status, code=code or ErrorCode.for_status(status))
         self.status = status
         self.cause = cause
+
+
+class NotANode(NodeError):
+    """``GET /healthz`` did not answer as a gossip node does (wrong address?)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +217,11 @@ class AsyncClient:
     async def watch(self, since: int | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """Each gossip the node stores from now (or after cursor ``since``), as it lands.
 
-        Reconnects after a disconnect (backoff from 0.2 to 5 s) and resumes after the last
-        cursor it yielded: nothing is missed or repeated. Refusals (wrong password...) raise
-        :class:`NodeError`; stop by breaking out of the loop.
+        Once connected, it reconnects after a disconnect (backoff from 0.2 to 5 s, for as
+        long as it takes) and resumes after the last cursor it yielded: nothing is missed or
+        repeated. Refusals (wrong password...) raise :class:`NodeError`, and so does a node
+        that cannot be reached at the first try (:class:`~gossip.errors.TransportError`);
+        stop by breaking out of the loop.
         """
         last = since
         delay = BACKOFF[0]
@@ -226,8 +234,12 @@ class AsyncClient:
                         continue
                     last = row["cursor"]
                     yield row
-            except (TransportError, OSError, asyncio.IncompleteReadError, HeadError, TimeoutError):
-                pass
+            except (TransportError, OSError, asyncio.IncompleteReadError, HeadError, TimeoutError) as exc:
+                if last is None:  # never connected: say so rather than wait in silence
+                    if isinstance(exc, TransportError):
+                        raise
+                    why = _why(exc, self.timeout)
+                    raise TransportError(f"{self._netloc} is unreachable: {why}", reason=why) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF[1])
 
@@ -257,7 +269,7 @@ class AsyncClient:
             raise TransportError(f"{self._netloc} is unreachable: {why}", reason=why, timed_out=True) from None
         except (OSError, HeadError, http.client.HTTPException, asyncio.IncompleteReadError) as exc:
             await self.close()
-            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            why = _why(exc, wait)
             raise TransportError(f"{self._netloc} is unreachable: {why}", reason=why) from None
 
     def _head(self, method: str, path: str, query: str, signed: dict[str, list[str]], body: bytes | None,
@@ -283,7 +295,7 @@ class AsyncClient:
         data = answer.json()
         guid = data.get("node_guid") if isinstance(data, dict) else None
         if answer.status != 200 or not isinstance(guid, str):
-            raise NodeError(f"{self.url}/healthz answered HTTP {answer.status}: not a gossip node?",
+            raise NotANode(f"{self.url}/healthz answered HTTP {answer.status}: not a gossip node?",
                             status=answer.status if answer.status >= 400 else 502, code=None)
         self.node_guid = guid
         node_ms = data.get("time_ms")
@@ -292,7 +304,7 @@ class AsyncClient:
             if abs(offset) <= DEFAULT_WINDOW * 1000:  # beyond it the node's clock_skew refusal says so
                 self.clock_offset_ms = offset
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self, limit: int = _MAX_HEAD) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         infos = await asyncio.get_running_loop().run_in_executor(
             None, lambda: getaddrinfo_within(self._host, self._port, self.timeout))
         error: OSError = ConnectionRefusedError("no address to connect to")
@@ -300,7 +312,7 @@ class AsyncClient:
             try:
                 return await asyncio.open_connection(
                     sockaddr[0], sockaddr[1], family=family, proto=proto, ssl=self._ssl,
-                    server_hostname=self._host if self._ssl else None, limit=_MAX_HEAD)
+                    server_hostname=self._host if self._ssl else None, limit=limit)
             except OSError as exc:
                 error = exc
         raise error
@@ -341,8 +353,18 @@ class AsyncClient:
         declared = headers.get("content-length")
         if method == "HEAD" or status in (204, 304):
             return _Answer(status, b"", headers)
-        if declared is None or not (declared.isascii() and declared.isdigit()):
-            raise HeadError("the answer has no valid Content-Length")
+        if headers.get("transfer-encoding") is not None:
+            raise HeadError("chunked answers are not supported")
+        if declared is None:  # the body ends when the connection does: read up to the cap
+            body = bytearray()
+            while len(body) <= self.max_answer and (more := await reader.read(min(1 << 16, self.max_answer + 1 - len(body)))):
+                body += more
+            await self.close()
+            if len(body) > self.max_answer:
+                raise AnswerTooLarge(f"{self._netloc} answered more than {self.max_answer} bytes", limit=self.max_answer)
+            return _Answer(status, bytes(body), headers)
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 30:
+            raise HeadError("invalid Content-Length in the answer")
         length = int(declared)
         if length > self.max_answer:
             await self.close()
@@ -356,7 +378,7 @@ class AsyncClient:
         text, signed = _query_string({"after": after})
         head = self._head("GET", "/v1/gossip/stream", text, signed, None, {"Accept": "text/event-stream"})
         async with asyncio.timeout(self.timeout):
-            reader, writer = await self._open()
+            reader, writer = await self._open(_MAX_EVENT)
         try:
             writer.write(head)
             async with asyncio.timeout(self.timeout):
@@ -372,7 +394,10 @@ class AsyncClient:
             event: dict[str, str] = {}
             while True:
                 async with asyncio.timeout(WATCH_SILENCE):
-                    line = await reader.readline()
+                    try:
+                        line = await reader.readline()
+                    except ValueError:  # a line over _MAX_EVENT: not from a gossip node
+                        raise HeadError("a stream line is too long") from None
                 if not line.endswith(b"\n"):
                     return  # the node closed the stream (stopping): reconnect
                 text_line = line.decode("utf-8").rstrip("\r\n")
@@ -396,8 +421,8 @@ class AsyncClient:
             error = data.get("error") if isinstance(data, dict) else None
             code = ErrorCode.from_wire(data.get("code")) if isinstance(data, dict) else None
             cause = ErrorCode.from_wire(data.get("cause")) if isinstance(data, dict) else None
-            text = error if isinstance(error, str) and error else f"HTTP {answer.status}"
-            raise NodeError(f"{self.url}{path}: {text}", status=answer.status, code=code, cause=cause)
+            text = error if isinstance(error, str) and error else f"{self.url}{path} answered HTTP {answer.status}"
+            raise NodeError(text, status=answer.status, code=code, cause=cause)
         if not isinstance(data, shape):
             raise NodeError(f"{self.url}{path} answered something that is not a JSON {shape.__name__}; not a gossip node?",
                             status=502, code=None)

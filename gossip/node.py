@@ -162,10 +162,6 @@ class GossipStatus:
     #: Where this node numbered the gossip in what it learnt (None while pending).
     cursor: int | None = None
 
-    def matches(self, text: str) -> bool:
-        """True if ``text`` (already case-folded) is in the msg or who_name, ignoring case."""
-        return any(text in value.casefold() for value in (self.msg, self.who_name) if value)
-
 
 @dataclass(slots=True)
 class _PeerEntry:
@@ -546,15 +542,14 @@ class GossipNode:
             gossip = net.gossips.get(guid)
             if gossip is None or net.cursors.get(guid) != cursor:
                 continue
-            row = GossipStatus(
-                network=net.network.name, guid=guid, complete=True, date_time=gossip.date_time,
-                who_name=gossip.who_name, msg=gossip.msg, sha2=gossip.sha2, cursor=cursor,
-            )
-            if folded is not None and not row.matches(folded):
+            if folded is not None and folded not in gossip.msg.casefold() and folded not in gossip.who_name.casefold():
                 continue
             if len(rows) == limit:
                 return rows, True
-            rows.append(row)
+            rows.append(GossipStatus(
+                network=net.network.name, guid=guid, complete=True, date_time=gossip.date_time,
+                who_name=gossip.who_name, msg=gossip.msg, sha2=gossip.sha2, cursor=cursor,
+            ))
         return rows, False
 
     def pending_status(self, network: str | None = None) -> list[GossipStatus]:

@@ -24,6 +24,7 @@ import pytest
 from gossip import cli
 from gossip.configfile import save_config
 from gossip.errors import AnswerTooLarge, ErrorCode, TransportError
+from gossip import client as gossip_client
 from gossip.http import http_call
 from gossip.model import Network, NodeConfig
 
@@ -271,13 +272,13 @@ def test_the_deadline_is_ten_seconds_unless_told(config: Path, monkeypatch: pyte
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     waits: list[tuple[str, float, int]] = []
 
-    def recording(url: str, **kw: Any) -> tuple[int, bytes]:
-        if url.endswith("/healthz"):  # asked once per command, for the guid to sign for
-            return 200, json.dumps({"status": "ok", "node_guid": FAKE_GUID}).encode()
-        waits.append((url.rpartition("/")[2], kw["timeout"], kw["max_answer"]))
-        return 200, b'{"peer": {"name": "x", "guid": "g", "ip": "127.0.0.1", "port": 1}}' if "register" in url else b"[]"
+    def recording(self: cli.Client, method: str, path: str, payload: Any = None, *, query: Any = None,
+                  timeout: float | None = None) -> tuple[int, Any, dict[str, str]]:
+        waits.append((path.rpartition("/")[2], timeout or 0.0, self._async.max_answer))
+        peer = {"peer": {"name": "x", "guid": "g", "ip": "127.0.0.1", "port": 1}}
+        return 200, peer if "register" in path else [], {}
 
-    monkeypatch.setattr(cli, "http_call", recording)
+    monkeypatch.setattr(cli.Client, "request", recording)
     for argv in (["status"], ["status", "--timeout", "2.5"], ["register", "127.0.0.1:1"],
                  ["register", "127.0.0.1:1", "--timeout", "3"], ["network", "--max-answer", "2"]):
         assert cli.main([*argv, "--node", "http://127.0.0.1:9", "--config", str(config)]) == 0, capsys.readouterr()
@@ -412,13 +413,15 @@ def test_the_cli_signs_for_the_node_and_on_its_clock_within_the_window(
     (it refuses client timestamps from before it started) but only within the 15-minute window."""
     headers: list[str] = []
 
-    def recording(url: str, **kw: Any) -> tuple[int, bytes]:
-        if url.endswith("/healthz"):
-            return 200, json.dumps({"status": "ok", "node_guid": FAKE_GUID, "time_ms": int((time.time() + ahead_s) * 1000)}).encode()
-        headers.append(kw["headers"]["X-Gossip-Auth"])
-        return 200, b"[]"
+    async def recording(self: Any, request: bytes, method: str, *, retry: bool) -> Any:
+        head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
+        if head.startswith("GET /healthz "):
+            body = json.dumps({"status": "ok", "node_guid": FAKE_GUID, "time_ms": int((time.time() + ahead_s) * 1000)})
+            return gossip_client._Answer(200, body.encode(), {})
+        headers.extend(line.partition(": ")[2] for line in head.split("\r\n") if line.startswith("X-Gossip-Auth: "))
+        return gossip_client._Answer(200, b"[]", {})
 
-    monkeypatch.setattr(cli, "http_call", recording)
+    monkeypatch.setattr(gossip_client.AsyncClient, "_exchange", recording)
     assert cli.main(["status", "--node", "http://127.0.0.1:9", "--config", str(config)]) == 0, capsys.readouterr()
     [header] = headers
     fields = dict(part.split("=", 1) for part in header.split(", "))

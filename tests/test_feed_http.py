@@ -280,3 +280,25 @@ def test_wrong_password_raises_node_error_with_its_code(runners: Callable[..., N
         assert caught.value.code is ErrorCode.BAD_MAC and caught.value.status == 401
         with pytest.raises(NodeError):
             next(iter(client.watch()))
+
+
+def test_a_client_from_a_config_file_uses_its_address_and_key(runners: Callable[..., NodeRunner], tmp_path: Path) -> None:
+    from gossip.configfile import save_config
+
+    a = runners("alpha")
+    path = tmp_path / "server.json"
+    save_config(path, a.config)
+    with Client.from_config(path) as client:
+        assert client.url == f"http://127.0.0.1:{a.config.port}" and client.network_name == "default"
+        assert client.create("from the config")["msg"] == "from the config"
+    with pytest.raises(Exception, match="not on network"):
+        Client.from_config(path, network="elsewhere")
+
+
+def test_a_long_gossip_travels_whole_through_the_stream(runners: Callable[..., NodeRunner]) -> None:
+    a = runners("alpha")
+    text = "\u0001\u00e9" * 30_000  # escaped or multi-byte: a long line of the stream
+    with client_of(a) as client:
+        made = client.create(text)
+        row = next(iter(client.watch(since=0)))
+    assert row["guid"] == made["guid"] and row["msg"] == text

@@ -58,10 +58,12 @@ WEB_HEADERS = {
 Route = Callable[[Request, str], Awaitable[Response]]
 
 #: Rows in a page of ``GET /v1/gossip`` when the client names no ``limit``, and the most it may name.
-PAGE_LIMIT = 1000
+PAGE_LIMIT = 10_000
 MAX_PAGE_LIMIT = 10_000
 #: Rows a stream takes from the node at once while it catches up.
 _STREAM_BATCH = 500
+#: Seconds a stream waits for its client to read what was sent before it gives up.
+_STALLED = 60.0
 #: Longest ``q`` filter, in characters.
 _MAX_QUERY = 1000
 
@@ -260,15 +262,13 @@ class ClientApi:
         if "after" not in query:  # resuming (the Last-Event-ID header), else from now
             query = {**query, "after": [request.headers.get("last-event-id", "").strip() or str(feed.committed)]}
         page = parse_page(query)
-        client = request.client[0]
-        slot = feed.stream_slot(client)
-        slot.__enter__()  # raises 429 now, before the answer starts; released when the stream ends
+        release = feed.claim_stream(request.client[0])  # 429 now, before the answer starts
 
         async def stream(sink: Sink) -> None:
             try:
                 await self._follow(sink, network, page)
             finally:
-                slot.__exit__(None, None, None)
+                release()
 
         headers = {"Cache-Control": "no-store", "Gossip-Cursor": str(page.after)}
         return Response(200, b"", "text/event-stream; charset=utf-8", headers, stream=stream)
@@ -285,7 +285,10 @@ class ClientApi:
             if rows:
                 sink.write(b"".join(sse_event(row) for row in rows))
                 last = rows[-1].cursor or last
-                await sink.drain()
+                try:  # a client that stops reading gives its slot back after a while
+                    await asyncio.wait_for(sink.drain(), _STALLED)
+                except TimeoutError:
+                    return
             if more:
                 continue
             last = max(last, upto)  # all up to there was seen (what was not sent did not match)

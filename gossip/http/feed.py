@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable
 
 from ..errors import ErrorCode, GossipError
 
@@ -85,9 +84,9 @@ class Feed:
         finally:
             self._waiters.discard(waiter)
 
-    @contextmanager
-    def stream_slot(self, client: str) -> Iterator[None]:
-        """Hold one of the stream slots for ``client`` (an address) while the block runs.
+    def claim_stream(self, client: str) -> Callable[[], None]:
+        """Take one of the stream slots for ``client`` (an address); returns the function
+        that gives it back (calling it again does nothing).
 
         Raises:
             GossipError: 429 ``too_many_streams``: too many streams are open, from that
@@ -98,12 +97,18 @@ class Feed:
         if self.streams >= self.max_streams:
             raise _too_many(f"{self.max_streams} streams are open already")
         self._streams[client] += 1
-        try:
-            yield
-        finally:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
             self._streams[client] -= 1
             if self._streams[client] <= 0:
                 del self._streams[client]
+
+        return release
 
     def _wake(self) -> None:
         for waiter in self._waiters:

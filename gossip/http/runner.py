@@ -33,12 +33,12 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, AsyncGenerator, Callable, Coroutine, TypeVar
 
 from ..errors import GossipError, StorageError, TransportError
 from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
 from ..model import Gossip, NodeConfig, PeerStatus
-from ..node import GossipNode, Outgoing
+from ..node import GossipNode, GossipStatus, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
 from .client import HttpTransport
@@ -217,6 +217,49 @@ class NodeRunner:
         address = self.transport.serve((self.config.ip, self.config.port), self.handle_peer)
         self.start_gossiping()
         return address
+
+    async def start_async(self) -> tuple[str, int]:
+        """:meth:`start` from a coroutine on the runner's loop (an asyncio application's own,
+        given as ``loop``): serve and gossip on that loop. Stop with :meth:`aclose`."""
+        address = await self.transport.serve_async((self.config.ip, self.config.port), self.handle_peer)
+        self.start_gossiping()
+        return address
+
+    async def aclose(self) -> None:
+        """:meth:`stop` from a coroutine on the runner's loop: stop the rounds and serving, let
+        the writer thread finish what is queued, release the store. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.stop_async()
+        await self.loop.run_in_executor(None, self._committer.close)  # joins the writer thread
+        self.storage.close()
+
+    async def __aenter__(self) -> NodeRunner:
+        await self.start_async()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def watch(self, network: str | None = None, since: int | None = None) -> AsyncGenerator[GossipStatus, None]:
+        """Each gossip this node stores from now (or after cursor ``since``), once it is on
+        disk, in cursor order; ends when the runner stops. Iterate on the runner's loop.
+
+        Args:
+            network: which network's gossip (default: the node's first).
+            since: a cursor (``GossipStatus.cursor``) to resume after; None: from now.
+        """
+        last = self.feed.committed if since is None else since
+        while not self.feed.closed:
+            upto = self.feed.committed
+            rows, more = self.node.gossip_page(network, after=last, before=upto + 1, limit=500)
+            for row in rows:
+                last = row.cursor or last
+                yield row
+            if not more:
+                last = max(last, upto)
+                await self.feed.wait(last, 3600.0)
 
     def start_gossiping(self) -> None:
         """Start the rounds (serving is started separately)."""

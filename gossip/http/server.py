@@ -285,6 +285,8 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         """The client half-closed: answer what has fully arrived, then close."""
         self.eof = True
+        if self.stream_task is not None:
+            return None  # a stream's reader is gone: the transport closes, connection_lost ends the stream
         if self.state is _State.ANSWERING:
             return True  # keep the transport open to write the answer
         if self.state in (_State.HEAD, _State.BODY):
