@@ -126,6 +126,8 @@ class NodeClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.network = network
+        self.key = key
+        self.ssl_context = ssl_context
         self.start_hint = start_hint
         self.timeout = timeout
         self.max_answer = max_answer

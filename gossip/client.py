@@ -29,7 +29,7 @@ from .errors import AnswerTooLarge, ErrorCode, GossipError, LocalProtocolError, 
 from .http.client import LoopThread, _why, getaddrinfo_within
 from .http.h1 import SERVER_NAME, HeadError, parse_head
 
-__all__ = ["Client", "AsyncClient", "NodeError", "NotANode", "Page", "DEFAULT_TIMEOUT", "MAX_ANSWER"]
+__all__ = ["Client", "AsyncClient", "Answer", "NodeError", "NotANode", "Page", "DEFAULT_TIMEOUT", "MAX_ANSWER"]
 
 #: Seconds one call may take in all (connect, send, the whole answer).
 DEFAULT_TIMEOUT = 10.0
@@ -73,12 +73,15 @@ class Page:
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """One answer of :meth:`AsyncClient.request`: status, body, headers (lower-case names)."""
+
     status: int
     body: bytes
     headers: dict[str, str]
 
     def json(self) -> Any:
+        """The body as JSON; None when it is not JSON."""
         try:
             return json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -245,7 +248,7 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ HTTP
     async def request(self, method: str, path: str, payload: Any = None, *, query: dict[str, Any] | None = None,
-                      timeout: float | None = None) -> _Answer:
+                      timeout: float | None = None) -> Answer:
         """One signed request on the persistent connection; any status is returned.
 
         Raises:
@@ -317,7 +320,7 @@ class AsyncClient:
                 error = exc
         raise error
 
-    async def _exchange(self, request: bytes, method: str, *, retry: bool) -> _Answer:
+    async def _exchange(self, request: bytes, method: str, *, retry: bool) -> Answer:
         """Send on the kept connection (opening one if needed); a kept connection the node
         closed meanwhile is replaced once, for a request that may be repeated."""
         reused = self._conn is not None
@@ -348,11 +351,11 @@ class AsyncClient:
             if not 100 <= status < 200:
                 return status, dict(head.joined)
 
-    async def _read(self, reader: asyncio.StreamReader, method: str) -> _Answer:
+    async def _read(self, reader: asyncio.StreamReader, method: str) -> Answer:
         status, headers = await self._read_head(reader)
         declared = headers.get("content-length")
         if method == "HEAD" or status in (204, 304):
-            return _Answer(status, b"", headers)
+            return Answer(status, b"", headers)
         if headers.get("transfer-encoding") is not None:
             raise HeadError("chunked answers are not supported")
         if declared is None:  # the body ends when the connection does: read up to the cap
@@ -362,14 +365,14 @@ class AsyncClient:
             await self.close()
             if len(body) > self.max_answer:
                 raise AnswerTooLarge(f"{self._netloc} answered more than {self.max_answer} bytes", limit=self.max_answer)
-            return _Answer(status, bytes(body), headers)
+            return Answer(status, bytes(body), headers)
         if not (declared.isascii() and declared.isdigit()) or len(declared) > 30:
             raise HeadError("invalid Content-Length in the answer")
         length = int(declared)
         if length > self.max_answer:
             await self.close()
             raise AnswerTooLarge(f"{self._netloc} answered more than {self.max_answer} bytes", limit=self.max_answer)
-        return _Answer(status, await reader.readexactly(length), headers)
+        return Answer(status, await reader.readexactly(length), headers)
 
     async def _stream(self, after: int | None) -> AsyncIterator[dict[str, Any] | int]:
         """One stream connection: first its starting cursor (an int), then each gossip row."""
@@ -388,7 +391,7 @@ class AsyncClient:
                 length = int(declared) if declared.isdigit() else 0
                 async with asyncio.timeout(self.timeout):
                     body = await reader.readexactly(min(length, 1 << 20))
-                self._check(_Answer(status, body, headers), "/v1/gossip/stream", 200, object)
+                self._check(Answer(status, body, headers), "/v1/gossip/stream", 200, object)
             start = headers.get("gossip-cursor", "")
             yield int(start) if after is None and start.isdigit() else (after or 0)
             event: dict[str, str] = {}
@@ -415,7 +418,7 @@ class AsyncClient:
                       timeout: float | None = None) -> Any:
         return self._check(await self.request(method, path, payload, timeout=timeout), path, ok, shape)
 
-    def _check(self, answer: _Answer, path: str, ok: int, shape: type) -> Any:
+    def _check(self, answer: Answer, path: str, ok: int, shape: type) -> Any:
         data = answer.json()
         if answer.status != ok:
             error = data.get("error") if isinstance(data, dict) else None
@@ -457,10 +460,12 @@ class Client:
 
     @property
     def url(self) -> str:
+        """The node's base URL."""
         return self._async.url
 
     @property
     def network_name(self) -> str:
+        """The network this client acts on."""
         return self._async.network_name
 
     def __enter__(self) -> Client:

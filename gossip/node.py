@@ -552,6 +552,10 @@ class GossipNode:
             ))
         return rows, False
 
+    def cursor_of(self, guid: str, network: str | None = None) -> int | None:
+        """The cursor of a gossip this node holds (None: not held)."""
+        return self._net(network).cursors.get(guid)
+
     def pending_status(self, network: str | None = None) -> list[GossipStatus]:
         """The ids of one network heard of but not yet fetched (``complete=False``)."""
         return self._pending_rows(self._net(network))

@@ -417,9 +417,9 @@ def test_the_cli_signs_for_the_node_and_on_its_clock_within_the_window(
         head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
         if head.startswith("GET /healthz "):
             body = json.dumps({"status": "ok", "node_guid": FAKE_GUID, "time_ms": int((time.time() + ahead_s) * 1000)})
-            return gossip_client._Answer(200, body.encode(), {})
+            return gossip_client.Answer(200, body.encode(), {})
         headers.extend(line.partition(": ")[2] for line in head.split("\r\n") if line.startswith("X-Gossip-Auth: "))
-        return gossip_client._Answer(200, b"[]", {})
+        return gossip_client.Answer(200, b"[]", {})
 
     monkeypatch.setattr(gossip_client.AsyncClient, "_exchange", recording)
     assert cli.main(["status", "--node", "http://127.0.0.1:9", "--config", str(config)]) == 0, capsys.readouterr()

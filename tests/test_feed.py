@@ -117,3 +117,28 @@ def test_json_store_refuses_a_bad_cursor(tmp_path: Path, bad: str) -> None:
     (tmp_path / "gossip.jsonl").write_text(f'{{"network":"default","gossip":{g.to_json()},"cursor":{bad}}}\n')
     with pytest.raises(StorageError, match="line 1: cursor"):
         JsonFileStorage(tmp_path).load()
+
+
+def test_a_rewritten_log_keeps_every_cursor_and_the_highest_even_when_its_gossip_is_gone(tmp_path: Path) -> None:
+    node = make_node(1)
+    store = JsonFileStorage(tmp_path)
+    store.load()
+    old = Gossip.create(guid="8b8a2f5e-1f3c-4b61-9d2e-6d8f1c2b3a4d", date_time="2026-11-24T06:35:13+00:00", who_name="old", msg="old")
+    store.save_gossip("default", old)  # as a version without cursors wrote it: cursor 1 by file order
+    store.close()
+    store = JsonFileStorage(tmp_path)
+    restarted = restart(node, store.load())
+    persist(store, created(restarted, ["a", "b", "c"]))  # cursors 2, 3, 4
+    # What removing gossip does (retention, deletion): rewrite the log without some records,
+    # here the oldest and the newest.
+    snapshot = store.load()
+    keep = [("default", g) for g in snapshot.gossips["default"] if g.msg in ("a", "b")]
+    with store._lock:
+        store._rewrite_log(keep)
+    store.close()
+    again = JsonFileStorage(tmp_path).load()
+    assert [again.cursors["default"][g.guid] for g in again.gossips["default"]] == [2, 3]  # not renumbered
+    assert again.last_cursor == 4  # kept by the peer file
+    assert json.loads((tmp_path / "peers.json").read_text())["last_cursor"] == 4
+    later = GossipNode(node.config, rng=random.Random(100), now=T0, snapshot=again)
+    assert [e.cursor for e in created(later, ["d"])] == [5]  # 4 is never given again

@@ -302,3 +302,15 @@ def test_a_long_gossip_travels_whole_through_the_stream(runners: Callable[..., N
         made = client.create(text)
         row = next(iter(client.watch(since=0)))
     assert row["guid"] == made["guid"] and row["msg"] == text
+
+
+def test_client_register_and_network(runners: Callable[..., NodeRunner]) -> None:
+    a, b = runners("alpha"), runners("bravo")
+    with client_of(b) as client:
+        peer = client.register(f"127.0.0.1:{a.config.port}")
+        assert peer["name"] == "alpha" and peer["guid"] == a.node.guid
+        rows = client.network()
+        assert [r["name"] for r in rows] == ["bravo", "alpha"] and rows[0]["self"] is True
+        with pytest.raises(NodeError) as caught:
+            client.register("not an address")
+        assert caught.value.code is ErrorCode.BAD_REQUEST

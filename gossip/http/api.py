@@ -298,7 +298,8 @@ class ClientApi:
     async def _post_gossip(self, request: Request, network: str) -> Response:
         msg = _json_body(request).get("msg")
         gossip = await self.runner.create_async(msg, network)  # type: ignore[arg-type]  # the core checks it
-        return _json(201, dict(gossip.to_dict(), network=network, complete=True))
+        cursor = self.runner.node.cursor_of(gossip.guid, network)
+        return _json(201, dict(gossip.to_dict(), network=network, complete=True, cursor=cursor))
 
     async def _post_register(self, request: Request, network: str) -> Response:
         address = _json_body(request).get("address")

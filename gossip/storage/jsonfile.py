@@ -13,7 +13,9 @@ A store is one directory (mode 0700) holding, all with mode 0600:
     same with ten or a million stored. Nothing is ever rewritten in place.
 ``peers.json``
     ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
-    rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory.
+    rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory. It
+    also keeps ``last_cursor``, the highest cursor ever stored, once a rewrite of the log
+    removed the gossip that held it: a cursor is never given twice.
 ``quarantine.jsonl``
     Stored gossips that this version refuses, set aside by :meth:`JsonFileStorage.load`
     rather than lost, one ``{"v": 1, "file", "line", "reason", "record"}`` a line: a sha2
@@ -236,9 +238,8 @@ class _Scan:
 
     records: list[tuple[str, Gossip]] = field(default_factory=list)
     keys: set[tuple[str, str]] = field(default_factory=set)
-    #: Each record's cursor, by (network, guid); those the file holds; the highest one read.
+    #: Each record's cursor, by (network, guid); the highest one read.
     cursors: dict[tuple[str, str], int] = field(default_factory=dict)
-    written: dict[tuple[str, str], int] = field(default_factory=dict)
     last_cursor: int = 0
     duplicates: int = 0
     quarantined: int = 0
@@ -266,6 +267,9 @@ class JsonFileStorage:
         self._log_size = 0
         self._keys: set[tuple[str, str]] = set()
         self._cursors: dict[tuple[str, str], int] = {}
+        #: The highest cursor ever stored, and the one the peer file keeps (see _rewrite_log).
+        self._last_cursor = 0
+        self._peers_last_cursor = 0
         self._peers: dict[tuple[str, str], PeerView] = {}
         self._loaded = False
         self._closed = False
@@ -401,6 +405,7 @@ class JsonFileStorage:
             for key, gossip in new.items():
                 if gossip.guid in given:
                     self._cursors[key] = given[gossip.guid]
+                    self._last_cursor = max(self._last_cursor, given[gossip.guid])
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -467,12 +472,12 @@ class JsonFileStorage:
         with self._lock:
             self._check_open()
             scan = self._scan_log()
-            self._cursors = scan.written
-            self._rewrite_log(scan.records)
-            self._keys = scan.keys
             if not self._loaded:
                 self._peers = self._read_peers()
                 self._loaded = True
+            self._note_cursors(scan)
+            self._rewrite_log(scan.records)
+            self._keys = scan.keys
 
     # -- internals (called with the lock held) -----------------------------------------------
 
@@ -488,14 +493,20 @@ class JsonFileStorage:
         self._remove_stale_temps()
         peers = self._read_peers()  # first: a bad peer file must refuse before any repair
         scan = self._scan_log()
-        self._cursors = scan.written
+        self._peers = peers
+        self._note_cursors(scan)
         if scan.quarantined or scan.duplicates * 4 > len(scan.records):
             self._rewrite_log(scan.records)
         self._open_log()
         self._keys = scan.keys
-        self._peers = peers
         self._loaded = True
         return scan
+
+    def _note_cursors(self, scan: _Scan) -> None:
+        """Keep the cursors read, and the highest ever given (the log's, or the peer file's
+        when the gossip that held it was removed since); ``scan`` is told it too."""
+        self._cursors = scan.cursors
+        self._last_cursor = scan.last_cursor = max(self._last_cursor, scan.last_cursor, self._peers_last_cursor)
 
     def _remove_stale_temps(self) -> None:
         """Delete temp files left by a crash during an atomic rewrite."""
@@ -585,8 +596,6 @@ class JsonFileStorage:
                     cursor = scan.last_cursor + 1
                 elif type(cursor) is not int or cursor < 1:
                     raise StorageError(f"{self._where(lineno)}: cursor must be a positive integer; {_FIX_HINT}")
-                else:
-                    scan.written[key] = cursor
                 scan.last_cursor = max(scan.last_cursor, cursor)
                 scan.keys.add(key)
                 scan.cursors[key] = cursor
@@ -708,11 +717,15 @@ class JsonFileStorage:
             ) from exc
 
     def _rewrite_log(self, records: list[tuple[str, Gossip]]) -> None:
-        # Each record keeps the cursor it has (one without keeps its place in file order, so
-        # its number): a cursor is never given again, nor renumbered.
+        # Each record is written with its cursor, so that none is renumbered whatever goes;
+        # and if the highest cursor goes (a gossip removed), the peer file keeps it, so that
+        # it is never given again.
         data = b"".join(
             _line_for(network, gossip, self._cursors.get((network, gossip.guid))) for network, gossip in records
         )
+        kept = max((self._cursors.get((n, g.guid), 0) for n, g in records), default=0)
+        if kept < self._last_cursor and self._peers_last_cursor < self._last_cursor:
+            self._write_peers(self._peers)
         try:
             write_file_atomically(self.log_path, data)
         except OSError as exc:
@@ -756,6 +769,10 @@ class JsonFileStorage:
                 f"{path}: format version {data.get('v')!r} is not {_PEERS_VERSION};"
                 " it was written by another version of gossip"
             )
+        last_cursor = data.get("last_cursor", 0)
+        if type(last_cursor) is not int or last_cursor < 0:
+            raise StorageError(f"{path}: last_cursor must be a whole number; fix or delete it")
+        self._peers_last_cursor = last_cursor
         peers: dict[tuple[str, str], PeerView] = {}
         for index, item in enumerate(data["peers"], 1):
             try:
@@ -788,7 +805,9 @@ class JsonFileStorage:
         return item
 
     def _write_peers(self, peers: dict[tuple[str, str], PeerView]) -> None:
-        body = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}
+        body: dict[str, Any] = {"v": _PEERS_VERSION, "peers": [view.to_dict() for view in peers.values()]}
+        if self._last_cursor:  # older versions ignore it
+            body["last_cursor"] = self._last_cursor
         data = (json.dumps(body, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
         try:
             write_file_atomically(self.peers_path, data)
@@ -796,3 +815,4 @@ class JsonFileStorage:
             raise StorageError(
                 f"cannot write {self.peers_path}: {exc.strerror or exc}; the peers were not stored"
             ) from exc
+        self._peers_last_cursor = self._last_cursor
