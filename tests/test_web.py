@@ -291,6 +291,12 @@ def test_phone_width_has_no_horizontal_scroll(
         page.get_by_role("tab", name="Gossip").click()
         expect(page.locator("#gossip")).to_be_visible()
         expect(page.locator("#register-form")).to_be_hidden()
+        page.keyboard.press("ArrowRight")  # the tabs follow the arrow keys, as tabs do
+        expect(page.get_by_role("tab", name="Network")).to_be_focused()
+        expect(page.locator("#register-form")).to_be_visible()
+        page.keyboard.press("ArrowLeft")
+        expect(page.get_by_role("tab", name="Gossip")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#register-form")).to_be_hidden()
         seen.assert_clean()
 
 

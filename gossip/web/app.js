@@ -648,9 +648,24 @@
     }
   }
 
+  const TABS = ["gossip", "network"];
+
+  /** Narrow screens: show one column (the other tab's stays in the page, hidden). */
   function showTab(name) {
     $("app").dataset.tab = name;
-    for (const tab of ["gossip", "network"]) $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    for (const tab of TABS) {
+      $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+      $(`tab-${tab}`).tabIndex = tab === name ? 0 : -1; // one tab stop; the arrow keys move between tabs
+    }
+  }
+
+  function onTabKey(event) {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    const at = TABS.indexOf($("app").dataset.tab);
+    const next = TABS[(at + (event.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length];
+    showTab(next);
+    $(`tab-${next}`).focus();
+    event.preventDefault();
   }
 
   function clearData() {
@@ -891,6 +906,8 @@
     $("unseen").addEventListener("click", () => showPage([null]));
     $("tab-gossip").addEventListener("click", () => showTab("gossip"));
     $("tab-network").addEventListener("click", () => showTab("network"));
+    document.querySelector(".tabs").addEventListener("keydown", onTabKey);
+    showTab("gossip");
     setInterval(refreshAgo, AGO_MS);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && session) refreshNow();
