@@ -222,7 +222,8 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     status, made = call(a, "POST", "/v1/gossip", {"msg": "kept"})
     assert status == 201
     wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the retried gossip")
-    assert [r["msg"] for r in call(b, "GET", "/v1/gossip")[1]] == ["kept"]  # type: ignore[index,union-attr]
+    # Listed once on b's disk (the listing shows nothing a failed write could take back).
+    wait_for(lambda: [r["msg"] for r in call(b, "GET", "/v1/gossip")[1]] == ["kept"], 5, "b to list it")  # type: ignore[index,union-attr]
     assert [g.msg for g in JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]] == ["kept"]
 
 

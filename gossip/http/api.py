@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .runner import NodeRunner
 
 __all__ = [
-    "ClientApi", "parse_hostport", "gossip_row", "Page", "parse_page", "sse_event",
+    "ClientApi", "parse_hostport", "gossip_row", "PageQuery", "parse_page", "sse_event",
     "RESOLVE_WAIT", "WEB_FILES", "PAGE_LIMIT", "MAX_PAGE_LIMIT",
 ]
 
@@ -69,7 +69,7 @@ _MAX_QUERY = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Page:
+class PageQuery:
     """Which part of the change feed ``GET /v1/gossip`` lists (see docs/http-api.md)."""
 
     after: int = 0
@@ -79,7 +79,7 @@ class Page:
     text: str | None = None
 
 
-def parse_page(query: dict[str, list[str]]) -> Page:
+def parse_page(query: dict[str, list[str]]) -> PageQuery:
     """The paging parameters of a query: ``after``, ``before``, ``limit``, ``order``, ``q``.
 
     Raises:
@@ -102,7 +102,7 @@ def parse_page(query: dict[str, list[str]]) -> Page:
     text = query.get("q", [""])[-1]
     if len(text) > _MAX_QUERY:
         raise LocalProtocolError(f"q holds at most {_MAX_QUERY} characters")
-    return Page(
+    return PageQuery(
         after=number("after", 0) or 0,
         before=number("before", 1),
         limit=number("limit", 1, MAX_PAGE_LIMIT) or PAGE_LIMIT,
@@ -273,7 +273,7 @@ class ClientApi:
         headers = {"Cache-Control": "no-store", "Gossip-Cursor": str(page.after)}
         return Response(200, b"", "text/event-stream; charset=utf-8", headers, stream=stream)
 
-    async def _follow(self, sink: Sink, network: str, page: Page) -> None:
+    async def _follow(self, sink: Sink, network: str, page: PageQuery) -> None:
         """Send what landed after ``page.after``, then each new gossip as its write completes;
         a keep-alive comment whenever nothing was sent for ``feed.keepalive`` seconds."""
         feed, node = self.runner.feed, self.runner.node
