@@ -237,6 +237,14 @@ class AsyncClient:
                         continue
                     last = row["cursor"]
                     yield row
+            except NotANode:
+                raise
+            except NodeError as exc:
+                # A node that has just restarted refuses a request stamped before its start
+                # ("replayed"): meet it again (its clock) and retry; every other refusal stands.
+                if exc.code is not ErrorCode.REPLAYED or last is None:
+                    raise
+                self.node_guid = None
             except (TransportError, OSError, asyncio.IncompleteReadError, HeadError, TimeoutError) as exc:
                 if last is None:  # never connected: say so rather than wait in silence
                     if isinstance(exc, TransportError):

@@ -21,6 +21,13 @@ def gossip_cli(node: NodeProc, *args: str, timeout: float = 30) -> subprocess.Co
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def ready(node: NodeProc) -> NodeProc:
+    """Wait until ``node`` takes signed requests: one stamped within its first instant can read
+    as from before it started (the client estimates the node's clock to half a round trip)."""
+    wait_for(lambda: node.call("GET", "/v1/node")[0] == 200, 10, f"{node.name} to take signed requests")
+    return node
+
+
 class Watch:
     """``gossip watch --json`` in a process of its own; its lines arrive on a queue."""
 
@@ -57,8 +64,8 @@ class Watch:
 
 
 def test_watch_on_b_sees_a_gossip_of_a_within_a_second_and_misses_none_across_a_restart_of_b(cluster: Cluster) -> None:
-    a = cluster.start("a")
-    b = cluster.start("b", "--join", a.address)
+    a = ready(cluster.start("a"))
+    b = ready(cluster.start("b", "--join", a.address))
     wait_for(lambda: len(a.peers()) == 1 and len(b.peers()) == 1, 20, "a and b to know each other")
     watch = Watch(b, "--since", "0")  # b holds nothing yet: from its start, so no race with the stream opening
     try:
@@ -91,7 +98,7 @@ def test_watch_on_b_sees_a_gossip_of_a_within_a_second_and_misses_none_across_a_
 
 
 def test_watch_since_a_cursor_resumes_without_loss(cluster: Cluster) -> None:
-    a = cluster.start("a")
+    a = ready(cluster.start("a"))
     made = [a.create(f"m{i}") for i in range(5)]
     listed = json.loads(gossip_cli(a, "status", "--json").stdout)
     assert [r["guid"] for r in listed] == made
@@ -106,7 +113,7 @@ def test_watch_since_a_cursor_resumes_without_loss(cluster: Cluster) -> None:
 
 
 def test_status_limit_since_and_grep(cluster: Cluster) -> None:
-    a = cluster.start("a")
+    a = ready(cluster.start("a"))
     made = [a.create(f"{'Cat' if i % 3 == 0 else 'dog'} {i}") for i in range(12)]
     rows = json.loads(gossip_cli(a, "status", "--json").stdout)
     cursors = [r["cursor"] for r in rows]
