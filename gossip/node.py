@@ -626,6 +626,10 @@ class GossipNode:
     def gossip_count(self, network: str | None = None) -> int:
         return len(self._net(network).gossips)
 
+    def pending_count(self, network: str | None = None) -> int:
+        """Ids of one network heard of whose body has not arrived yet."""
+        return len(self._net(network).pending)
+
     def peer_count(self, network: str | None = None) -> int:
         return len(self._net(network).peers)
 

@@ -175,3 +175,43 @@ class Cluster:
             for stream in (node.proc.stdout, node.proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def write_stored_node(config: Path, name: str, messages: list[str], *, password: str = PASSWORD,
+                      network: str = "default", newest: float | None = None) -> None:
+    """A node's ``config`` and its data directory holding one gossip per message, written
+    directly with the node's own storage (valid sha2), so that ``Cluster.start`` of that
+    config starts on them; far faster than creating 100,000 gossips through the API.
+
+    The gossips are one second apart, the last (``messages[-1]``) at ``newest`` (default: now).
+    """
+    import datetime as dt
+    import random
+    import uuid
+
+    from gossip.configfile import save_config
+    from gossip.http import data_dir_for
+    from gossip.model import Gossip, Network, NodeConfig
+    from gossip.storage.jsonfile import JsonFileStorage
+
+    rng = random.Random(name)
+    save_config(config, NodeConfig(
+        node_guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)), node_name=name,
+        networks=(Network(name=network, key=derive_key(network, password)),),
+    ))
+    last = dt.datetime.fromtimestamp(time.time() if newest is None else newest, dt.timezone.utc)
+    first = last - dt.timedelta(seconds=len(messages) - 1)
+    storage = JsonFileStorage(data_dir_for(config))
+    storage.load()
+    try:
+        for start in range(0, len(messages), 5000):  # one write and one fsync per batch
+            storage.save_gossips(network, [
+                Gossip.create(
+                    guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    date_time=(first + dt.timedelta(seconds=i)).isoformat(timespec="microseconds"),
+                    who_name=name, msg=msg,
+                )
+                for i, msg in enumerate(messages[start:start + 5000], start)
+            ])
+    finally:
+        storage.close()

@@ -126,9 +126,11 @@ def test_pending_gossip_shows_incomplete_until_fetched() -> None:
         {"network": "default", "guid": g.guid, "date_time": None, "who_name": None, "msg": None, "sha2": None, "complete": False,
          "cursor": None}
     ]
+    assert (b.gossip_count(), b.pending_count()) == (0, 1) and a.pending_count("default") == 0
     mesh.round()
     assert b.has_gossip(g.guid)
     assert [r.complete for r in b.gossip_status()] == [True]
+    assert (b.gossip_count(), b.pending_count()) == (1, 0)
 
 
 def test_wrong_password_register_is_refused_and_changes_nothing() -> None:

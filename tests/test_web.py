@@ -7,8 +7,10 @@ copies to look at.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import shutil
 import urllib.parse
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ import pytest
 
 from gossip.auth import client_auth_header
 
-from .nodeproc import PASSWORD, Cluster, NodeProc, derive_key, free_port
+from .nodeproc import PASSWORD, Cluster, NodeProc, derive_key, free_port, write_stored_node
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -35,6 +37,8 @@ sync_api = pytest.importorskip(
 expect = sync_api.expect
 
 XSS = "<img src=x onerror=alert(1)>"
+LISTING = re.compile(r"/v1/gossip(\?.*)?$")  # GET /v1/gossip with any paging query
+STREAM = re.compile(r"/v1/gossip/stream(\?.*)?$")
 WAIT_MS = 20_000  # the longest any single expectation waits
 
 
@@ -102,7 +106,7 @@ def opened(browser: Any, node: NodeProc, width: int = 1000, height: int = 700) -
 
 
 def login(page: Any, password: str = PASSWORD, network: str = "default") -> None:
-    page.get_by_label("Network").fill(network)
+    page.get_by_role("textbox", name="Network").fill(network)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
 
@@ -144,7 +148,7 @@ def test_page_is_served_with_a_strict_content_security_policy(browser: Any, node
         assert "script-src 'self'" in csp and "style-src 'self'" in csp and "connect-src 'self'" in csp
         assert "unsafe-inline" not in csp
         expect(seen.page.get_by_role("heading", name="Log in to this node")).to_be_visible()
-        expect(seen.page.get_by_label("Network")).to_have_value("default")
+        expect(seen.page.get_by_role("textbox", name="Network")).to_have_value("default")
         seen.assert_clean()
 
 
@@ -170,6 +174,10 @@ def test_create_on_a_register_a_with_b_and_see_it_on_b(
         peer = page.locator("#peers li", has_text="beta")
         expect(peer.locator(".badge")).to_have_text("alive")
         expect(peer.locator(".peer-addr")).to_have_text(b.address)
+        # Within a few rounds both hold the same set, and the page says so, in words and picture.
+        expect(page.locator("#converged")).to_have_text("2 of 2 known nodes hold the same set")
+        expect(page.locator('#netmap circle[data-name="beta"]')).to_have_class("node alive same")
+        expect(page.locator('#netmap circle[data-name="alpha"]')).to_have_class("node alive same self")
         shot(page, tmp_path, "a-desktop.png")
         on_a.assert_clean()
     with opened(browser, b) as on_b:
@@ -265,10 +273,30 @@ def test_phone_width_has_no_horizontal_scroll(
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         logged_in(page, "alpha")
         create(page, "a-long-word-without-spaces-" * 12)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, tmp_path, "phone.png")
+        # The network and the register form are one tap away, not below the whole list.
+        expect(page.locator("#register-form")).to_be_hidden()
+        page.get_by_role("tab", name="Network").click()
+        expect(page.get_by_role("tab", name="Network")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#col-gossip")).to_be_hidden()
+        expect(page.locator("#netmap")).to_be_in_viewport()
+        assert page.evaluate("window.scrollY") == 0
+        form = page.locator("#register-form").bounding_box()
+        assert form is not None and form["y"] + form["height"] <= 844, form
         register(page, "still not an address")
         expect(page.locator("#register-error")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        shot(page, tmp_path, "phone.png", full_page=True)
+        shot(page, tmp_path, "phone-network.png")
+        page.get_by_role("tab", name="Gossip").click()
+        expect(page.locator("#gossip")).to_be_visible()
+        expect(page.locator("#register-form")).to_be_hidden()
+        page.keyboard.press("ArrowRight")  # the tabs follow the arrow keys, as tabs do
+        expect(page.get_by_role("tab", name="Network")).to_be_focused()
+        expect(page.locator("#register-form")).to_be_visible()
+        page.keyboard.press("ArrowLeft")
+        expect(page.get_by_role("tab", name="Gossip")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#register-form")).to_be_hidden()
         seen.assert_clean()
 
 
@@ -306,28 +334,48 @@ def test_the_page_derives_and_signs_like_gossip_auth(browser: Any, nodes: tuple[
         seen.assert_clean()
 
 
+def iso_ago(seconds: float) -> str:
+    """An ISO 8601 UTC time ``seconds`` before now, as nodes write date_time."""
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+
+
+def fulfil_node(counts: dict[str, int]) -> Any:
+    """A route handler answering GET /v1/node as the node does, with other gossip counts."""
+    def handler(route: Any) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), **counts})
+    return handler
+
+
 def test_pending_gossip_and_peer_statuses_are_marked(
     browser: Any, nodes: tuple[NodeProc, NodeProc], tmp_path: Path
 ) -> None:
     a, _ = nodes
-    gossip = [  # as GET /v1/gossip answers: oldest first, then pending
-        {"network": "default", "guid": "11111111-1111-4111-8111-111111111111", "date_time": "2026-01-01T10:00:00.000001+00:00",
-         "who_name": "n1", "msg": "older", "sha2": "a" * 64, "complete": True},
-        {"network": "default", "guid": "22222222-2222-4222-8222-222222222222", "date_time": "2026-01-02T10:00:00.123456+00:00",
-         "who_name": "n2", "msg": "newer", "sha2": "b" * 64, "complete": True},
+    older, newer = iso_ago(2 * 86400 + 60), iso_ago(3 * 60 + 5)
+    gossip = [  # as GET /v1/gossip?order=newest answers a first page: pending ids, then newest first
         {"network": "default", "guid": "33333333-3333-4333-8333-333333333333", "date_time": None,
-         "who_name": None, "msg": None, "sha2": None, "complete": False},
+         "who_name": None, "msg": None, "sha2": None, "complete": False, "cursor": None},
+        {"network": "default", "guid": "22222222-2222-4222-8222-222222222222", "date_time": newer,
+         "who_name": "n2", "msg": "newer", "sha2": "b" * 64, "complete": True, "cursor": 2},
+        {"network": "default", "guid": "11111111-1111-4111-8111-111111111111", "date_time": older,
+         "who_name": "n1", "msg": "older", "sha2": "a" * 64, "complete": True, "cursor": 1},
     ]
     peers = [
         {"guid": f"{i}" * 8 + "-0000-4000-8000-000000000000", "name": status, "ip": "127.0.0.1", "port": 9000 + i,
          "network_name": "default", "incarnation": 0, "status": status,
-         "last_seen": "2026-01-01T10:00:00+00:00" if i else None, "failures": i}
-        for i, status in enumerate(["alive", "suspect", "dead", "left"])
+         "last_seen": "2026-01-01T10:00:00+00:00" if i != 1 else None, "failures": i,
+         "in_sync": in_sync, "in_sync_at": None, "self": i == 0}
+        for i, (status, in_sync) in enumerate(
+            [("alive", True), ("alive", True), ("suspect", False), ("dead", None), ("left", True)])
     ]
+    peers[0]["name"] = "me"
     with opened(browser, a) as seen:
         page = seen.page
-        page.route("**/v1/gossip", lambda route: route.fulfill(json=gossip) if route.request.method == "GET" else route.continue_())
+        page.route(LISTING, lambda route: route.fulfill(json=gossip, headers={"Gossip-Cursor": "2"})
+                   if route.request.method == "GET" else route.continue_())
+        page.route(STREAM, lambda route: route.abort())  # this made-up list has no stream
         page.route("**/v1/peers", lambda route: route.fulfill(json=peers))
+        page.route("**/v1/node", fulfil_node({"gossip_count": 2, "pending_count": 1}))
         logged_in(page, "alpha")
         items = page.locator("#gossip li")
         expect(items).to_have_count(3)
@@ -335,12 +383,77 @@ def test_pending_gossip_and_peer_statuses_are_marked(
         expect(items.nth(0)).to_contain_text("33333333-3333-4333-8333-333333333333")
         expect(items.nth(1).locator(".msg")).to_have_text("newer")
         expect(items.nth(2).locator(".msg")).to_have_text("older")
-        expect(page.locator("#gossip-count")).to_have_text("(3, 1 pending)")
+        # Gossip times are relative, like the peers'; the exact time is on hover.
+        expect(items.nth(1).locator("time")).to_have_text("3 min ago")
+        expect(items.nth(1).locator("time")).to_have_attribute("title", re.compile(re.escape(f"({newer})") + "$"))
+        expect(items.nth(2).locator("time")).to_have_text("2 d ago")
+        expect(page.locator("#gossip-count")).to_have_text("(2)")
+        expect(page.locator("#pending-count")).to_have_text("1 pending")
         for status in ("alive", "suspect", "dead", "left"):
             expect(page.locator(f"#peers li .badge.{status}")).to_have_text(status)
         expect(page.locator("#peers li", has_text="alive")).to_contain_text("not seen yet")
+        expect(page.locator("#peers li")).to_have_count(4)  # this node is the picture's centre, not a peer row
+        # A node that left is no longer counted; one not compared yet does not count as the same.
+        expect(page.locator("#converged")).to_have_text("2 of 4 known nodes hold the same set")
+        expect(page.locator("#converged")).to_have_class("badge warn")
+        expect(page.locator("#converged")).to_have_attribute("title", "1 not compared yet")
+        circles = page.locator("#netmap circle")
+        expect(circles).to_have_count(5)
+        for name, classes in [("me", "node alive same self"), ("alive", "node alive same"),
+                              ("suspect", "node suspect differs"), ("dead", "node dead unsure"), ("left", "node left same")]:
+            expect(page.locator(f'#netmap circle[data-name="{name}"]')).to_have_class(classes)
+        expect(page.locator("#netmap line")).to_have_count(4)
+        expect(page.locator("#netmap text", has_text="suspect")).to_have_count(1)
+        assert page.locator('#netmap circle[data-name="dead"] title').text_content() == \
+            "dead (127.0.0.1:9003): dead, not compared yet"
+        expect(page.locator("#netmap")).to_have_attribute("aria-label", "me and 4 peer(s): 1 alive, 1 suspect, 1 dead, 1 left")
+        # Everything converged: the badge turns green.
+        for p in peers:
+            p["in_sync"] = True
+        expect(page.locator("#converged")).to_have_text("4 of 4 known nodes hold the same set")
+        expect(page.locator("#converged")).to_have_class("badge ok")
+        expect(page.locator("#pending-count")).to_be_visible()
         shot(page, tmp_path, "marks.png")
         seen.assert_clean()
+
+
+def test_names_in_the_network_picture_are_text(browser: Any, nodes: tuple[NodeProc, NodeProc]) -> None:
+    a, _ = nodes
+    peers = [
+        {"guid": "1" * 8 + "-0000-4000-8000-000000000000", "name": "me", "ip": "127.0.0.1", "port": 9000,
+         "network_name": "default", "incarnation": 0, "status": "alive", "last_seen": None, "failures": 0,
+         "in_sync": True, "in_sync_at": None, "self": True},
+        {"guid": "2" * 8 + "-0000-4000-8000-000000000000", "name": XSS, "ip": "127.0.0.1", "port": 9001,
+         "network_name": "default", "incarnation": 0, "status": "alive", "last_seen": None, "failures": 0,
+         "in_sync": None, "in_sync_at": None, "self": False},
+    ]
+    with opened(browser, a) as seen:
+        page = seen.page
+        page.route("**/v1/peers", lambda route: route.fulfill(json=peers))
+        logged_in(page, "alpha")
+        expect(page.locator("#netmap text", has_text="onerror")).to_have_text(XSS)
+        assert page.locator("img").count() == 0 and page.locator("#netmap image").count() == 0
+        expect(page.locator("#converged")).to_have_text("1 of 2 known nodes hold the same set")
+        page.wait_for_timeout(300)
+        seen.assert_clean()
+
+
+def test_the_offline_banner_lines_up_with_the_page_at_1280(
+    browser: Any, nodes: tuple[NodeProc, NodeProc], tmp_path: Path
+) -> None:
+    a, _ = nodes
+    for width in (1280, 1000, 390):
+        with opened(browser, a, width=width, height=800) as seen:
+            page = seen.page
+            logged_in(page, "alpha")
+            page.route("**/v1/**", lambda route: route.abort())
+            expect(page.locator("#banner")).to_contain_text("Cannot reach the node")
+            banner, app = page.locator("#banner").bounding_box(), page.locator("#app").bounding_box()
+            assert banner is not None and app is not None
+            assert abs(banner["x"] - app["x"]) <= 1 and abs(banner["width"] - app["width"]) <= 1, (width, banner, app)
+            if width == 1280:
+                shot(page, tmp_path, "offline-1280.png")
+            seen.assert_clean()
 
 
 def error_answer(status: int, code: str, text: str, **extra: str) -> dict[str, Any]:
@@ -441,3 +554,108 @@ def test_the_page_works_with_a_password_installed_by_gossip_keys(
     finally:  # the module's other tests use the first password alone
         status, body = a.call("POST", "/v1/keys", {"op": "remove", "id": key_id(new)})
         assert status == 200, body
+def test_the_list_is_paged_and_searched_on_the_node(
+    browser: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    """130 stored gossips: the page draws 50 at a time, newest first, and searches on the node."""
+    write_stored_node(cluster.directory / "many.json", "many", [f"stored gossip {i}" for i in range(130)])
+    many = cluster.start("many")
+    with opened(browser, many) as seen:
+        page = seen.page
+        logged_in(page, "many")
+        items = page.locator("#gossip li .msg")
+        expect(page.locator("#gossip-count")).to_have_text("(130)")
+        expect(items).to_have_count(50)
+        expect(items.first).to_have_text("stored gossip 129")
+        expect(items.last).to_have_text("stored gossip 80")
+        expect(page.locator("#newer")).to_be_disabled()
+        expect(page.locator("#page-info")).to_have_text("page 1")
+        page.get_by_role("button", name="Older").click()
+        expect(items.first).to_have_text("stored gossip 79")
+        expect(items).to_have_count(50)
+        page.route(LISTING, lambda route: route.abort())  # the next page cannot be fetched for now
+        page.get_by_role("button", name="Older").click()
+        expect(page.locator("#banner")).to_contain_text(f"Cannot reach the node at {many.address}")
+        page.unroute(LISTING)
+        expect(items.first).to_have_text("stored gossip 29")  # fetched again once it can be
+        expect(page.locator("#banner")).to_be_hidden()
+        expect(items).to_have_count(30)
+        expect(items.last).to_have_text("stored gossip 0")
+        expect(page.locator("#older")).to_be_disabled()
+        expect(page.locator("#page-info")).to_have_text("page 3")
+        page.get_by_role("button", name="Newer").click()
+        expect(items.first).to_have_text("stored gossip 79")
+        # On an older page, new gossip is counted, not pushed in; one click shows the newest.
+        many.create("made while page 2 was shown")
+        expect(page.locator("#unseen")).to_have_text("1 new gossip: show the newest")
+        expect(items.first).to_have_text("stored gossip 79")
+        page.locator("#unseen").click()
+        expect(items.first).to_have_text("made while page 2 was shown")
+        expect(items).to_have_count(50)
+        expect(page.locator("#unseen")).to_be_hidden()
+        expect(page.locator("#page-info")).to_have_text("page 1")
+        # A search is asked of the node once the typing pauses, not once per key; it starts
+        # again from the newest matches, and case does not matter.
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if LISTING.search(r.url) and r.method == "GET" else None)
+        page.get_by_label("Search gossip").press_sequentially("GOSSIP 12", delay=40)
+        expect(items).to_have_count(11)
+        expect(items.first).to_have_text("stored gossip 129")
+        expect(items.last).to_have_text("stored gossip 12")
+        expect(page.locator("#pager")).to_be_hidden()
+        searched = [urllib.parse.parse_qs(urllib.parse.urlsplit(u).query).get("q") for u in asked]
+        assert searched == [["GOSSIP 12"]], asked
+        # New gossip that matches the search shows on top as it lands; other gossip does not.
+        many.create("not the one")
+        many.create("live gossip 12 too")
+        expect(items.first).to_have_text("live gossip 12 too")
+        expect(items).to_have_count(12)
+        expect(page.locator("#gossip li .msg", has_text="not the one")).to_have_count(0)
+        page.get_by_label("Search gossip").fill("no such words")
+        expect(page.locator("#gossip-empty")).to_have_text("No gossip matches “no such words”.")
+        expect(items).to_have_count(0)
+        shot(page, tmp_path, "search-empty.png")
+        page.get_by_label("Search gossip").fill("")
+        expect(items).to_have_count(50)
+        expect(items.first).to_have_text("live gossip 12 too")
+        expect(items.nth(1)).to_have_text("not the one")
+        seen.assert_clean()
+
+
+def test_new_gossip_comes_by_the_stream_and_the_list_is_not_fetched_again(
+    browser: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    """The page follows GET /v1/gossip/stream: new gossip is drawn on top as it lands, the list
+    is fetched once, and after the stream breaks off (the node restarts) it resumes after the
+    last cursor it saw: nothing is lost or shown twice."""
+    node = cluster.start("delta", "--name", "delta")
+    with opened(browser, node) as seen:
+        page = seen.page
+        listed: list[str] = []
+        streams: list[dict[str, str]] = []
+        page.on("request", lambda r: listed.append(r.url) if LISTING.search(r.url) else None)
+        page.on("request", lambda r: streams.append(r.headers) if STREAM.search(r.url) else None)
+        logged_in(page, "delta")
+        expect(page.locator("#gossip-empty")).to_be_visible()
+        items = page.locator("#gossip li .msg")
+        for i in range(3):
+            node.create(f"streamed {i}")
+            expect(items.first).to_have_text(f"streamed {i}")
+        expect(items).to_have_count(3)
+        page.wait_for_timeout(3500)  # more than one refresh of the counts and peers
+        assert len(listed) == 1, listed
+        assert streams and all("x-gossip-auth" in h for h in streams)  # signed in a header, not the URL
+        assert all("mac=" not in u and "key" not in u for u in listed)
+        # The node restarts; gossip created while the page cannot reach it arrives afterwards.
+        page.route(STREAM, lambda route: route.abort())
+        node.stop()
+        node = cluster.start("delta", "--name", "delta", port=node.port)
+        node.create("made while the stream was down")
+        node.create("and one more")
+        page.unroute(STREAM)
+        expect(items.first).to_have_text("and one more")
+        expect(items).to_have_count(5)
+        assert [items.nth(i).text_content() for i in range(5)] == [
+            "and one more", "made while the stream was down", "streamed 2", "streamed 1", "streamed 0"]
+        shot(page, tmp_path, "streamed.png")
+        seen.assert_clean()

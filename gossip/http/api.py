@@ -220,6 +220,9 @@ class ClientApi:
             "gossip_timer": c.gossip_timer,
             "gossip_max_peer_count": c.gossip_max_peer_count,
             "version": __version__,
+            # Of the network the request was signed for: the page's counts, without the list.
+            "gossip_count": self.runner.node.gossip_count(network),
+            "pending_count": self.runner.node.pending_count(network),
         })
 
     async def _get_peers(self, request: Request, network: str) -> Response:

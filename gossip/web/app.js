@@ -8,6 +8,8 @@
 //   "Clients: authentication").
 // - Data from the node reaches the page through textContent / text nodes / setAttribute only,
 //   never innerHTML: a gossip "<img src=x onerror=alert(1)>" shows as those characters.
+// - The page holds one page of gossip, never the node's whole list: pages come from the
+//   node's change feed, new gossip from its stream; what is polled is small (counts, peers).
 "use strict";
 
 (() => {
@@ -22,6 +24,8 @@
   const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
   const HOSTPORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]/?#@]+):([0-9]{1,5})$/;
   const STATUSES = ["alive", "suspect", "dead", "left"];
+  const AGO_MS = 10000; // how often relative times ("3 min ago") are brought up to date
+  const SVG_NS = "http://www.w3.org/2000/svg";
 
   const enc = new TextEncoder();
   const $ = (id) => document.getElementById(id);
@@ -157,15 +161,24 @@
 
   let session = null; // {network, key: CryptoKey}
 
-  async function call(method, target, payload, { as = session, timeout = CALL_TIMEOUT_MS } = {}) {
-    const url = new URL(target, window.location.origin);
-    const body = payload === undefined ? new Uint8Array(0) : enc.encode(JSON.stringify(payload));
+  /** The headers of one signed request (a fresh timestamp and nonce each time). */
+  async function signed(method, url, body, as, timeout, accept) {
     const node = await thisNode(timeout);
     const header = await authHeader({
       network: as.network, node, key: as.key, method, path: url.pathname, query: url.search,
       body, ts: Date.now() + clockOffsetMs, nonce: newNonce(),
     });
-    const headers = { [AUTH_HEADER]: header, Accept: "application/json" };
+    return { [AUTH_HEADER]: header, Accept: accept };
+  }
+
+  /**
+   * One signed API request; its parsed JSON answer (with `full`: {data, headers}).
+   * Throws an ApiError for an error answer, a timeout or an unreachable node.
+   */
+  async function call(method, target, payload, { as = session, timeout = CALL_TIMEOUT_MS, full = false } = {}) {
+    const url = new URL(target, window.location.origin);
+    const body = payload === undefined ? new Uint8Array(0) : enc.encode(JSON.stringify(payload));
+    const headers = await signed(method, url, body, as, timeout, "application/json");
     if (payload !== undefined) headers["Content-Type"] = "application/json";
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeout);
@@ -191,7 +204,7 @@
       data = null;
     }
     if (!response.ok) throw answerError(response.status, data);
-    return data;
+    return full ? { data, headers: response.headers } : data;
   }
 
   function sentence(text) {
@@ -238,21 +251,32 @@
     return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
   }
 
+  /** "just now", "42 s ago", "3 min ago", "5 h ago", "12 d ago"; a time ahead of this clock is "just now". */
   function ago(ms) {
-    const s = Math.max(0, (Date.now() - ms) / 1000);
+    const s = Math.max(0, (Date.now() + clockOffsetMs - ms) / 1000);
     if (s < 2) return "just now";
     if (s < 90) return `${Math.round(s)} s ago`;
     if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
-    return localTime(ms);
+    if (s < 36 * 3600) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} d ago`;
   }
 
-  function timeEl(iso, relative) {
+  /** A <time> saying how long ago, with the exact time (local, then as the node wrote it) on hover. */
+  function timeEl(iso) {
     const ms = parseTime(iso);
     if (Number.isNaN(ms)) return el("span", "muted", iso ? String(iso) : "never");
-    const node = el("time", "", relative ? ago(ms) : localTime(ms));
+    const node = el("time", "ago", ago(ms));
     node.setAttribute("datetime", iso);
-    node.title = iso;
+    node.title = `${localTime(ms)} (${iso})`;
     return node;
+  }
+
+  /** Bring every relative time on the page up to date (they age while nothing else changes). */
+  function refreshAgo() {
+    for (const node of document.querySelectorAll("time.ago")) {
+      const text = ago(parseTime(node.getAttribute("datetime")));
+      if (node.textContent !== text) node.textContent = text;
+    }
   }
 
   function hostport(ip, port) {
@@ -269,9 +293,83 @@
     setText("node-address", hostport(n.ip, n.port));
     setText("node-timer", `${n.gossip_timer} s between rounds`);
     setText("node-max-peers", `pushes to ${n.gossip_max_peer_count}`);
+    if (Number.isInteger(n.gossip_count)) setText("gossip-count", `(${n.gossip_count.toLocaleString("en")})`);
+    const pending = Number.isInteger(n.pending_count) ? n.pending_count : 0;
+    setText("pending-count", pending ? `${pending.toLocaleString("en")} pending` : "");
+    $("pending-count").hidden = !pending;
+  }
+
+  /** "7 of 7 known nodes hold the same set": in_sync of this node (always) and of each peer
+   * that has not left, as GET /v1/peers last knew it. */
+  function renderConverged(rows) {
+    const known = rows.filter((p) => p.status !== "left");
+    const same = known.filter((p) => p.in_sync === true).length;
+    const badge = $("converged");
+    if (known.length <= 1) {
+      badge.textContent = "alone: no peers yet";
+      badge.className = "badge unknown";
+    } else {
+      badge.textContent = `${same} of ${known.length} known nodes hold the same set`;
+      badge.className = same === known.length ? "badge ok" : "badge warn";
+    }
+    const unknown = known.filter((p) => p.in_sync !== true && p.in_sync !== false).length;
+    badge.title = unknown ? `${unknown} not compared yet` : "as of each peer's latest round";
+  }
+
+  function svgEl(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    node.append(...children);
+    return node;
+  }
+
+  /** The network as a picture: this node in the middle, its peers on a circle around it, each
+   * filled by its status and ringed by whether it holds the same set (solid), another (dashed)
+   * or has not been compared yet (dotted). Plain SVG; names go in as text nodes. */
+  function renderNetwork(rows) {
+    const me = rows.find((p) => p.self === true);
+    const peers = rows.filter((p) => p.self !== true).sort((a, b) => byCodePoint(String(a.name), String(b.name)));
+    const cx = 160, cy = 120, radius = peers.length > 1 ? 88 : 70;
+    const labelled = peers.length <= 16; // beyond that, names only on hover
+    const links = [], circles = [], labels = [];
+    const describe = (p) => {
+      const sync = p.in_sync === true ? "same set" : p.in_sync === false ? "set differs" : "not compared yet";
+      return `${p.name} (${hostport(p.ip, p.port)}): ${p.status}, ${sync}`;
+    };
+    const nodeClass = (p) => {
+      const status = STATUSES.includes(p.status) ? p.status : "unknown";
+      const sync = p.in_sync === true ? "same" : p.in_sync === false ? "differs" : "unsure";
+      return `node ${status} ${sync}`;
+    };
+    peers.forEach((p, i) => {
+      const angle = -Math.PI / 2 + (2 * Math.PI * i) / peers.length;
+      const x = (cx + radius * Math.cos(angle)).toFixed(1);
+      const y = (cy + radius * Math.sin(angle)).toFixed(1);
+      links.push(svgEl("line", { class: "link", x1: cx, y1: cy, x2: x, y2: y }));
+      const circle = svgEl("circle", { class: nodeClass(p), cx: x, cy: y, r: 9 }, svgEl("title", {}, describe(p)));
+      circle.dataset.name = String(p.name);
+      circles.push(circle);
+      if (labelled) {
+        const below = Math.sin(angle) > -0.2;
+        labels.push(svgEl("text", { x, y: (Number(y) + (below ? 22 : -14)).toFixed(1) }, String(p.name)));
+      }
+    });
+    if (me) {
+      const circle = svgEl("circle", { class: `${nodeClass(me)} self`, cx, cy, r: 14 }, svgEl("title", {}, `${describe(me)} (this node)`));
+      circle.dataset.name = String(me.name);
+      circles.push(circle);
+      labels.push(svgEl("text", { class: "self", x: cx, y: cy + 30 }, String(me.name)));
+    }
+    const svg = $("netmap");
+    svg.replaceChildren(...links, ...circles, ...labels);
+    const counts = STATUSES.map((s) => [s, peers.filter((p) => p.status === s).length]).filter(([, n]) => n);
+    svg.setAttribute("aria-label", `${me ? me.name : "this node"} and ${peers.length} peer(s)` +
+      (counts.length ? `: ${counts.map(([s, n]) => `${n} ${s}`).join(", ")}` : ""));
   }
 
   function renderPeers(rows) {
+    renderConverged(rows);
+    renderNetwork(rows);
     // GET /v1/peers lists this node first (self: true); the panel lists its peers.
     const peers = rows.filter((p) => p.self !== true);
     const sorted = [...peers].sort((a, b) => byCodePoint(String(a.name), String(b.name)));
@@ -280,7 +378,7 @@
       const badge = el("span", `badge ${status}`, String(p.status));
       if (p.failures) badge.title = `${p.failures} failed contact(s)`;
       const seen = p.last_seen
-        ? el("span", "peer-seen", "seen ", timeEl(p.last_seen, true))
+        ? el("span", "peer-seen", "seen ", timeEl(p.last_seen))
         : el("span", "peer-seen", "not seen yet");
       const item = el(
         "li", "peer", badge,
@@ -296,43 +394,292 @@
     setText("peers-count", `(${items.length})`);
   }
 
-  let lastGossip = null;
+  // ------------------------------------------------------------------ the gossip list, a page at a time
+  // The page holds and draws one page of gossip (PAGE_SIZE rows), never the whole list: at
+  // 100,000 gossips that would be ~35 MB a fetch and 100,000 DOM nodes. The node lists its
+  // change feed newest first (highest cursor: most recently learnt), filtered by the search on
+  // the node; "Older" asks for the page before the last row's cursor (the Gossip-Next header),
+  // "Newer" goes back up a stack of those anchors. New gossip comes from the stream (below),
+  // never from fetching the list again.
+  const PAGE_SIZE = 50;
+  const SEARCH_DEBOUNCE_MS = 250;
+  const list = {
+    q: "", // the search, as sent to the node
+    anchors: [null], // "before" of each page walked through; the last one is shown
+    rows: [], // this page: pending ids (first page only), then complete gossip, newest first
+    older: null, // "before" of the next older page, or null on the last page
+    unseen: 0, // new gossip the stream brought while an older page is shown
+    pending: null, // the node's pending count when the first page was last fetched
+    loaded: false,
+    signature: null,
+    gen: 0, // bumped by every fetch of a page: a slower, older fetch is not drawn
+  };
 
-  function renderGossip(rows) {
-    const signature = JSON.stringify(rows);
-    if (signature === lastGossip) return; // unchanged: leave selections and hovers alone
-    lastGossip = signature;
-    const pending = rows.filter((r) => !r.complete);
-    const complete = rows.filter((r) => r.complete).sort((a, b) => {
-      const d = parseTime(b.date_time) - parseTime(a.date_time);
-      return d || byCodePoint(String(b.date_time), String(a.date_time)) || byCodePoint(String(a.guid), String(b.guid));
-    });
-    // Newest first: the ids just heard of (pending) lead, then complete gossip by date_time.
-    const items = [...pending, ...complete].map((g) => {
-      const meta = el("div", "meta");
-      const item = el("li", g.complete ? "item" : "item pending", meta);
-      item.dataset.guid = String(g.guid);
-      if (g.complete) {
-        const sha = el("code", "sha", `${String(g.sha2).slice(0, 12)}…`);
-        sha.title = `sha2 ${g.sha2}`;
-        meta.append(el("strong", "who", String(g.who_name)), timeEl(g.date_time, false), sha);
-        item.append(el("p", "msg", String(g.msg)));
-      } else {
-        meta.append(el("span", "badge pending", "pending"), el("code", "sha", String(g.guid)));
-        item.append(el("p", "msg muted", "Only the id has arrived; the text follows in a later round."));
+  function listUrl(q, before) {
+    const params = new URLSearchParams({ order: "newest", limit: String(PAGE_SIZE) });
+    if (before !== null) params.set("before", String(before));
+    if (q) params.set("q", q);
+    return `/v1/gossip?${params}`;
+  }
+
+  function cursorOf(headers, name) {
+    const text = headers.get(name);
+    return text !== null && /^[0-9]{1,19}$/.test(text) ? Number(text) : null;
+  }
+
+  /** Fetch and draw the page wanted now; on the first page, (re)start the stream after it. */
+  async function loadPage() {
+    const gen = ++list.gen;
+    const q = list.q;
+    const before = list.anchors[list.anchors.length - 1];
+    const { data, headers } = await call("GET", listUrl(q, before), undefined, { full: true });
+    if (gen !== list.gen) return;
+    list.rows = Array.isArray(data) ? data : [];
+    list.older = cursorOf(headers, "Gossip-Next");
+    list.loaded = true;
+    list.unseen = 0;
+    renderGossip();
+    if (before === null) {
+      // Everything up to Gossip-Cursor is in this answer: the stream goes on from there.
+      const upto = cursorOf(headers, "Gossip-Cursor");
+      const known = Math.max(0, ...list.rows.map((r) => (Number.isInteger(r.cursor) ? r.cursor : 0)));
+      if (!stream.running || stream.q !== q) startStream(q, upto === null ? known : upto);
+    }
+  }
+
+  /** A gossip from the stream: on top of the first page, or counted while an older page shows. */
+  function landed(row) {
+    if (list.anchors.length > 1) {
+      list.unseen += 1;
+      renderGossip();
+      return;
+    }
+    const rows = list.rows.filter((r) => r.guid !== row.guid); // a pending id that just arrived
+    const firstComplete = rows.findIndex((r) => r.complete);
+    const at = firstComplete === -1 ? rows.length : firstComplete;
+    rows.splice(at, 0, row);
+    const complete = rows.filter((r) => r.complete);
+    if (complete.length > PAGE_SIZE) {
+      const dropped = complete[complete.length - 1];
+      rows.splice(rows.indexOf(dropped), 1);
+      list.older = complete[PAGE_SIZE - 1].cursor; // the next page now starts below the last row kept
+    }
+    list.rows = rows;
+    renderGossip();
+  }
+
+  function gossipItem(g) {
+    const meta = el("div", "meta");
+    const item = el("li", g.complete ? "item" : "item pending", meta);
+    item.dataset.guid = String(g.guid);
+    if (g.complete) {
+      const sha = el("code", "sha", `${String(g.sha2).slice(0, 12)}…`);
+      sha.title = `sha2 ${g.sha2}`;
+      meta.append(el("strong", "who", String(g.who_name)), timeEl(g.date_time), sha);
+      item.append(el("p", "msg", String(g.msg)));
+    } else {
+      meta.append(el("span", "badge pending", "pending"), el("code", "sha", String(g.guid)));
+      item.append(el("p", "msg muted", "Only the id has arrived; the text follows in a later round."));
+    }
+    return item;
+  }
+
+  function renderGossip() {
+    const signature = JSON.stringify([list.q, list.anchors.length, list.older, list.unseen, list.rows]);
+    if (signature === list.signature) return; // unchanged: leave selections and hovers alone
+    list.signature = signature;
+    $("gossip").replaceChildren(...list.rows.map(gossipItem));
+    const empty = $("gossip-empty");
+    empty.hidden = list.rows.length > 0;
+    empty.textContent = list.q ? `No gossip matches “${list.q}”.` : "No gossip yet.";
+    const first = list.anchors.length === 1;
+    $("newer").disabled = first;
+    $("older").disabled = list.older === null;
+    $("pager").hidden = first && list.older === null;
+    setText("page-info", first && list.older === null ? "" : `page ${list.anchors.length}`);
+    const unseen = $("unseen");
+    unseen.hidden = list.unseen === 0;
+    unseen.textContent = list.unseen === 1 ? "1 new gossip: show the newest" : `${list.unseen} new gossip: show the newest`;
+  }
+
+  function showPage(anchors) {
+    list.anchors = anchors;
+    loadPage().catch(listFailed);
+  }
+
+  function turnPage(older) {
+    if (older && list.older !== null) showPage([...list.anchors, list.older]);
+    else if (!older && list.anchors.length > 1) showPage(list.anchors.slice(0, -1));
+  }
+
+  /** A page that could not be fetched: the refresh loop fetches it again (its banner says
+   * why meanwhile); a refused key logs out. */
+  function listFailed(err) {
+    if (err.kind === "auth") {
+      logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
+      return;
+    }
+    list.loaded = false;
+    refreshNow();
+  }
+
+  let searchTimer = 0;
+  function onSearch() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      const q = $("search").value.trim();
+      if (q === list.q) return;
+      list.q = q;
+      showPage([null]);
+    }, SEARCH_DEBOUNCE_MS);
+  }
+
+  // ------------------------------------------------------------------ the stream of new gossip
+  // GET /v1/gossip/stream (Server-Sent Events) read with fetch() and a ReadableStream, so that
+  // the request carries the signed X-Gossip-Auth header (EventSource cannot send headers, and
+  // the key never goes in a URL). Each event is one gossip, its id the cursor; after a drop it
+  // resumes after the last cursor seen, so nothing is lost or shown twice.
+  const STREAM_SILENCE_MS = 40000; // the node sends a keep-alive every 15 s: longer silence is a dead connection
+  const stream = { gen: 0, running: false, q: "", after: 0, abort: null };
+
+  function startStream(q, after) {
+    stopStream();
+    stream.gen += 1;
+    stream.running = true;
+    stream.q = q;
+    stream.after = after;
+    follow(stream.gen);
+  }
+
+  function stopStream() {
+    stream.gen += 1;
+    stream.running = false;
+    if (stream.abort) stream.abort.abort();
+    stream.abort = null;
+  }
+
+  async function follow(gen) {
+    let wait = 1000;
+    while (gen === stream.gen && session) {
+      try {
+        await readStream(gen);
+        wait = 1000; // it ended cleanly (the node stopped): try again soon
+      } catch (err) {
+        if (gen !== stream.gen) return;
+        if (err.kind === "auth") {
+          logout(`The node no longer accepts this key: ${sentence(err.message)} Log in again.`);
+          return;
+        }
+        wait = Math.min(wait * 2, 15000); // the refresh loop's banner tells the user
       }
-      return item;
-    });
-    $("gossip").replaceChildren(...items);
-    $("gossip-empty").hidden = items.length > 0;
-    setText("gossip-count", pending.length ? `(${rows.length}, ${pending.length} pending)` : `(${rows.length})`);
+      if (gen !== stream.gen) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  async function readStream(gen) {
+    const params = new URLSearchParams({ after: String(stream.after) });
+    if (stream.q) params.set("q", stream.q);
+    const url = new URL(`/v1/gossip/stream?${params}`, window.location.origin);
+    const headers = await signed("GET", url, new Uint8Array(0), session, CALL_TIMEOUT_MS, "text/event-stream");
+    const abort = new AbortController();
+    stream.abort = abort;
+    let silence = setTimeout(() => abort.abort(), CALL_TIMEOUT_MS);
+    try {
+      const response = await fetch(url.pathname + url.search, {
+        headers, signal: abort.signal, cache: "no-store", credentials: "omit", redirect: "error",
+      });
+      if (!response.ok) {
+        let data = null;
+        try {
+          data = JSON.parse(await response.text());
+        } catch (err) {
+          data = null;
+        }
+        throw answerError(response.status, data);
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        clearTimeout(silence);
+        silence = setTimeout(() => abort.abort(), STREAM_SILENCE_MS);
+        const { value, done } = await reader.read();
+        if (done || gen !== stream.gen) return;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const row = sseGossip(block);
+          if (row !== null && gen === stream.gen) {
+            stream.after = row.cursor;
+            landed(row);
+          }
+        }
+      }
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError("unreachable", 0, "the stream of new gossip broke off");
+    } finally {
+      clearTimeout(silence);
+      if (stream.abort === abort) stream.abort = null;
+    }
+  }
+
+  /** The gossip row of one Server-Sent Event ("id:", "event: gossip", "data:" lines), or null
+   * for a comment (keep-alive), a "retry:" line or any other event. */
+  function sseGossip(block) {
+    let event = "message", data = "", id = null;
+    for (const line of block.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon === 0) continue; // a comment
+      const name = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (name === "event") event = value;
+      else if (name === "data") data += (data ? "\n" : "") + value;
+      else if (name === "id") id = value;
+    }
+    if (event !== "gossip" || !/^[0-9]{1,19}$/.test(id || "")) return null;
+    try {
+      const row = JSON.parse(data);
+      return row && typeof row === "object" && row.cursor === Number(id) ? row : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  const TABS = ["gossip", "network"];
+
+  /** Narrow screens: show one column (the other tab's stays in the page, hidden). */
+  function showTab(name) {
+    $("app").dataset.tab = name;
+    for (const tab of TABS) {
+      $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+      $(`tab-${tab}`).tabIndex = tab === name ? 0 : -1; // one tab stop; the arrow keys move between tabs
+    }
+  }
+
+  function onTabKey(event) {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    const at = TABS.indexOf($("app").dataset.tab);
+    const next = TABS[(at + (event.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length];
+    showTab(next);
+    $(`tab-${next}`).focus();
+    event.preventDefault();
   }
 
   function clearData() {
-    lastGossip = null;
-    for (const id of ["peers", "gossip"]) $(id).replaceChildren();
+    clearTimeout(searchTimer);
+    stopStream();
+    Object.assign(list, {
+      q: "", anchors: [null], rows: [], older: null, unseen: 0, pending: null, loaded: false, signature: null,
+      gen: list.gen + 1, // a fetch still under way is not drawn
+    });
+    $("search").value = "";
+    for (const id of ["peers", "gossip", "netmap"]) $(id).replaceChildren();
+    $("pending-count").hidden = true;
     for (const id of ["title-node", "node-name", "node-guid", "node-networks", "node-address", "node-timer",
-      "node-max-peers", "peers-count", "gossip-count", "live", "create-status", "register-status"]) setText(id, "");
+      "node-max-peers", "peers-count", "gossip-count", "pending-count", "converged", "page-info", "live", "create-status", "register-status"]) setText(id, "");
     for (const id of ["create-error", "register-error"]) showMessage(id, "");
     document.title = "gossip node";
   }
@@ -367,13 +714,19 @@
     loop.running = true;
     loop.again = false;
     try {
-      const [node, peers, gossip] = await Promise.all([
-        call("GET", "/v1/node"), call("GET", "/v1/peers"), call("GET", "/v1/gossip"),
-      ]);
+      // Small answers only: the list itself comes a page at a time, and new gossip by the stream.
+      const [node, peers] = await Promise.all([call("GET", "/v1/node"), call("GET", "/v1/peers")]);
       if (gen !== loop.gen) return;
       renderNode(node);
       renderPeers(peers);
-      renderGossip(gossip);
+      // The stream carries gossip as it completes; ids heard of (pending) show on the first
+      // page, fetched again when their count moves.
+      const first = list.anchors.length === 1;
+      if (!list.loaded || !stream.running || (first && node.pending_count !== list.pending)) {
+        await loadPage();
+        list.pending = node.pending_count;
+      }
+      refreshAgo();
       showMessage("banner", "");
       setText("live", `updated ${localTime(Date.now()).slice(11)}`);
       $("live").className = "live ok";
@@ -547,6 +900,15 @@
     $("create-form").addEventListener("submit", onCreate);
     $("register-form").addEventListener("submit", onRegister);
     $("logout").addEventListener("click", () => logout(""));
+    $("search").addEventListener("input", onSearch);
+    $("older").addEventListener("click", () => turnPage(true));
+    $("newer").addEventListener("click", () => turnPage(false));
+    $("unseen").addEventListener("click", () => showPage([null]));
+    $("tab-gossip").addEventListener("click", () => showTab("gossip"));
+    $("tab-network").addEventListener("click", () => showTab("network"));
+    document.querySelector(".tabs").addEventListener("keydown", onTabKey);
+    showTab("gossip");
+    setInterval(refreshAgo, AGO_MS);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && session) refreshNow();
     });
