@@ -1240,7 +1240,9 @@ class GossipNode:
         return age is not None and ts < now - age
 
     def _refuse(self, net: _Net, key: int, now: float) -> bool:
-        """Remember a refused key for REFUSED_TTL. Returns whether it was new (to report once)."""
+        """Remember a refused key for REFUSED_TTL, and stop waiting for it. Returns whether it
+        was new (to report once)."""
+        self._unpend(net, key_hex(key))
         known = net.refused.get(key, 0.0) > now
         net.refused.pop(key, None)
         net.refused[key] = now + REFUSED_TTL

@@ -80,6 +80,7 @@ class ClientApi:
             ("GET", "/v1/gossip"): self._get_gossip,
             ("POST", "/v1/gossip"): self._post_gossip,
             ("POST", "/v1/register"): self._post_register,
+            ("POST", "/v1/gossip/delete"): self._post_delete,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -174,6 +175,13 @@ class ClientApi:
         msg = _json_body(request).get("msg")
         gossip = await self.runner.create_async(msg, network)  # type: ignore[arg-type]  # the core checks it
         return _json(201, dict(gossip.to_dict(), network=network, complete=True))
+
+    async def _post_delete(self, request: Request, network: str) -> Response:
+        guid = _json_body(request).get("guid")
+        if not isinstance(guid, str):
+            raise LocalProtocolError('delete needs {"guid": "<the gossip\'s guid>"}')
+        tombstone = await self.runner.delete_async(guid, network)
+        return _json(200, dict(tombstone.to_dict(), network=network, deleted=True))
 
     async def _post_register(self, request: Request, network: str) -> Response:
         address = _json_body(request).get("address")

@@ -6,6 +6,7 @@ Run it with ``-m``: run by path, ``import http.server`` would find this package 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import logging
 import os
 import secrets
@@ -23,7 +24,7 @@ from ..configfile import load_config, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..events import RegisterFailed, Registered
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, Quota, check_network_name
+from ..model import Network, NodeConfig, Quota, Retention, check_network_name, parse_age
 from ..storage.jsonfile import JsonFileStorage
 from .api import parse_hostport, refusal
 from .client import HttpTransport
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
+    p.add_argument(
+        "--retention",
+        metavar="AGE",
+        help="how long the network keeps a gossip, e.g. 30d, 12h, 90s, or forever (the default);"
+        " spreads to every node of the network",
+    )
     p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
@@ -135,10 +142,15 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         key = derive_key(network_name, password)
         if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
             others = tuple(n for n in config.networks if n.name != network_name)
-            kept = next((n.quota for n in config.networks if n.name == network_name), Quota())
-            updates["networks"] = (Network(name=network_name, key=key, quota=kept),) + others
+            old = next((n for n in config.networks if n.name == network_name), None)
+            kept, retention = (Quota(), Retention()) if old is None else (old.quota, old.retention)
+            updates["networks"] = (Network(name=network_name, key=key, quota=kept, retention=retention),) + others
     elif password is None and network_name not in config.network_names:
         raise ConfigError(f"to join network {network_name!r} this node needs its password: {_PASS_IT}")
+    if getattr(args, "retention", None) is not None:
+        networks = _with_retention(updates.get("networks", config.networks), network_name, args.retention)
+        if networks is not None:
+            updates["networks"] = networks
     if updates:
         if existed and {"node_name", "ip", "port"} & set(updates):
             updates["incarnation"] = config.incarnation + 1  # peers must prefer the new record
@@ -148,6 +160,28 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
             raise ConfigError(f"bad option: {exc}") from None
         changed = True
     return config, generated, changed
+
+
+def _with_retention(networks: tuple[Network, ...], name: str, text: str) -> tuple[Network, ...] | None:
+    """The networks with ``name``'s retention set to ``text`` (``--retention``), stamped now so
+    that it supersedes what the network held (see :meth:`Retention.supersedes`); None when it
+    already keeps that age.
+
+    Raises:
+        ConfigError: not an age.
+    """
+    try:
+        age = parse_age(text)
+    except LocalProtocolError as exc:
+        raise ConfigError(f"--retention: {exc}") from None
+    out = []
+    changed = False
+    for net in networks:
+        if net.name == name and net.retention.max_age != age:
+            net = replace(net, retention=Retention(max_age=age, set_at=int(time.time() * 1000)))
+            changed = True
+        out.append(net)
+    return tuple(out) if changed else None
 
 
 def tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
@@ -277,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changed:
             save_config(path, config)
         offset = args.clock_offset
-        runner = NodeRunner(config, storage, transport=transport, clock=lambda: time.time() + offset)
+        runner = NodeRunner(
+            config, storage, transport=transport, clock=lambda: time.time() + offset, config_path=path
+        )
     except (ConfigError, StorageError, LocalProtocolError) as exc:
         if transport is not None:
             transport.close()

@@ -33,11 +33,22 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
-from ..errors import GossipError, StorageError, TransportError
-from ..events import Event, GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from ..model import Gossip, NodeConfig, PeerStatus
+from ..configfile import save_config
+from ..errors import ConfigError, GossipError, StorageError, TransportError, excerpt
+from ..events import (
+    Event,
+    GossipConflict,
+    GossipReceived,
+    PeerJoined,
+    PeerStatusChanged,
+    RegisterFailed,
+    Registered,
+    RetentionChanged,
+)
+from ..model import Gossip, NodeConfig, PeerStatus, Tombstone
 from ..node import GossipNode, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
@@ -152,6 +163,8 @@ class NodeRunner:
         request_timeout: seconds each node-to-node request may take.
         loop: the asyncio loop to run on when ``transport`` is None (several runners may
             share one); None: the transport starts its own in a thread.
+        config_path: the ``server.json`` to rewrite when the node adopts a network's newer
+            retention from a peer (None: not written; it is relearnt from the network).
 
     Raises:
         StorageInUse: another runner or process has the store.
@@ -166,12 +179,14 @@ class NodeRunner:
         clock: Callable[[], float] = time.time,
         request_timeout: float = 5.0,
         loop: asyncio.AbstractEventLoop | None = None,
+        config_path: Path | None = None,
     ) -> None:
         from .api import ClientApi  # the API reads the runner; the runner only builds it
 
         storage.claim()
         self.storage = storage
         self.clock = clock
+        self._config_path = config_path
         self.api = ClientApi(self)
         if transport is None:
             transport = HttpTransport(app=self.api.handle, timeout=request_timeout, loop=loop)
@@ -344,6 +359,21 @@ class NodeRunner:
         elif isinstance(event, PeerStatusChanged):
             level = logging.INFO if event.peer.status is PeerStatus.ALIVE else logging.WARNING
             logger.log(level, "peer %s is now %s (was %s)", event.peer.peer.name, event.peer.status, event.old)
+        elif isinstance(event, GossipConflict):
+            # Once per losing version (the node reports each once): a member wrote its own text
+            # under an existing guid, or two nodes made the same guid.
+            logger.warning(
+                "gossip %s on %s has two versions; kept sha2 %s…, dropped sha2 %s… (text %s)",
+                event.kept.guid, event.network, event.kept.sha2[:12], event.lost.sha2[:12], excerpt(event.lost.msg, 60),
+            )
+        elif isinstance(event, RetentionChanged):
+            age = event.retention.max_age
+            logger.info("network %s now keeps gossip %s", event.network, "for ever" if age is None else f"{age:g} s")
+            if self._config_path is not None:
+                try:
+                    save_config(self._config_path, self.node.config)
+                except (ConfigError, OSError) as exc:  # relearnt from the network at restart
+                    logger.warning("cannot save the new retention to %s: %s", self._config_path, exc)
         elif isinstance(event, (Registered, RegisterFailed)):
             waiter = self._waiters.pop(event.request_id, None)
             if waiter is not None and not waiter.done():
@@ -361,6 +391,10 @@ class NodeRunner:
     async def create_async(self, msg: str, network: str | None = None) -> Gossip:
         """CREATE_GOSSIP: returns the new gossip once it is on disk (and being pushed)."""
         return await self._drive(lambda now: self.node.create_gossip(msg, now, network))
+
+    async def delete_async(self, guid: str, network: str | None = None) -> Tombstone:
+        """Delete a gossip: returns its tombstone once it is on disk (and spreading)."""
+        return await self._drive(lambda now: self.node.delete_gossip(guid, now, network))
 
     async def register_async(self, ip: str, port: int, network: str | None = None) -> Event:
         """REGISTER with ``ip:port``; the outcome (Registered or RegisterFailed) within ~15 s."""
