@@ -309,3 +309,45 @@ def test_a_torn_drop_line_is_cut_and_the_item_stays(tmp_path: Path) -> None:
     key = format(item_key(g), "064x")
     log.write_bytes(log.read_bytes() + json.dumps({"network": "default", "drop": key}).encode()[:-5])
     assert JsonFileStorage(tmp_path).load().gossips == {"default": [g]}
+
+
+def test_protocol_vectors() -> None:
+    """The version-3 test vectors of docs/protocol.md."""
+    from gossip.digest import KeySet, key_hex
+
+    g = Gossip.create(guid=GUID, date_time="2026-09-21T14:13:20.000000+00:00", who_name="node-0", msg="hello from A")
+    other = Gossip.create(guid=GUID, date_time=g.date_time, who_name="node-1", msg="hello from B")
+    tomb = Tombstone(guid=GUID, date_time=g.date_time)
+    assert key_hex(item_key(g)) == "c2a7af9eab794005add177d2c700d84c0cafef6addeebf68e91b7feb7eda6539"
+    assert key_hex(item_key(tomb)) == "c2a7af9eab794005add177d2c700d84ce617f627d98e5bb85196020c4fcf4ff9"
+    assert other.sha2 == "652357e74e3e54ec0eed2515d57ab9f28859322004d04161b063500f072aadd3"
+    assert key_hex(item_key(other)) == "c2a7af9eab794005add177d2c700d84c7accfed840906a0bfc0f2b0ceadd6374"
+    assert wins(other, g) and wins(tomb, other) and not wins(g, tomb)
+    assert KeySet([item_key(g)]).fingerprint == "9e859476978e8ba5e3ceedcb3256c0bf"
+    cells = KeySet([item_key(g)]).iblt(8).to_text()
+    import base64
+    raw = base64.b64decode(cells)
+    full = [i for i in range(24) if raw[44 * i : 44 * i + 44] != bytes(44)]
+    assert full == [5, 14, 17]
+    assert raw[44 * 5 : 44 * 6] == (1).to_bytes(4, "big") + item_key(g).to_bytes(32, "big") + bytes.fromhex("dd2af60491501c46")
+
+
+def test_the_retention_flag_is_stamped_into_server_json(tmp_path: Path) -> None:
+    from gossip.configfile import load_config, save_config
+    from gossip.errors import ConfigError
+    from gossip.http.command import _parser, build_config
+
+    path = tmp_path / "server.json"
+    args = _parser().parse_args(["--config", str(path), "--password", "pw", "--retention", "12h"])
+    config, _, changed = build_config(args, path)
+    retention = config.network("default").retention
+    assert changed and retention.max_age == 12 * HOUR and retention.set_at > 0
+    save_config(path, config)
+    assert load_config(path).network("default").retention == retention
+    again, _, changed = build_config(_parser().parse_args(["--config", str(path), "--retention", "12h"]), path)
+    assert not changed and again.network("default").retention == retention  # same age: not restamped
+    forever, _, _ = build_config(_parser().parse_args(["--config", str(path), "--retention", "forever"]), path)
+    assert forever.network("default").retention.max_age is None
+    assert forever.network("default").retention.supersedes(retention)
+    with pytest.raises(ConfigError, match="--retention: retention '3 weeks' is not an age"):
+        build_config(_parser().parse_args(["--config", str(path), "--retention", "3 weeks"]), path)

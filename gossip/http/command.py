@@ -56,12 +56,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
-    p.add_argument(
-        "--retention",
-        metavar="AGE",
-        help="how long the network keeps a gossip, e.g. 30d, 12h, 90s, or forever (the default);"
-        " spreads to every node of the network",
-    )
     p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
@@ -69,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", metavar="PATH", help="verify peers' certificates against this CA (PEM); turns on HTTPS to peers")
     p.add_argument("--max-body", type=int, default=MAX_MESSAGE_BYTES, metavar="BYTES", help="largest request body accepted (default 1 MiB)")
     p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--retention",
+        metavar="AGE",
+        help="how long the network keeps a gossip, e.g. 30d, 12h, 90s, or forever (the default);"
+        " spreads to every node of the network",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     return p
 
