@@ -511,6 +511,8 @@ class Network:
         check_network_name(self.name)
         if not isinstance(self.quota, Quota):
             raise _fail("a network's quota must be a Quota")
+        if not isinstance(self.retention, Retention):
+            raise _fail("a network's retention must be a Retention")
         if not isinstance(self.key, bytes) or len(self.key) < 16:
             raise _fail("a network key must be at least 16 bytes")
 
