@@ -17,6 +17,14 @@ The runner (``gossip.http``, ``gossip.sim`` or your program) owns the I/O and lo
     while (event := node.next_event()): ...     # persist, then acknowledge
     sleep until node.next_deadline()
 
+**What is reconciled.** A network's gossip set holds its gossips and tombstones (deleted
+gossips), at most one item per guid, each under a 256-bit key that covers its content
+(:func:`gossip.model.item_key`): two nodes' digests agree only when their contents do. When
+two items of one guid meet, one rule decides on every node (:func:`gossip.model.wins`); the
+loser leaves the set and the store. Items older than the network's retention are dropped at
+each tick and refused on receipt, and the retention itself travels in the rounds
+(:class:`gossip.model.Retention`). The wire's "ids" are these keys.
+
 A new gossip spreads by **eager push** (:mod:`gossip.plumtree`): the node that creates it,
 and every node that stores it for the first time, sends it at once in a PUSH to its eager
 peers except the one it came from, so it crosses the network in hops, not rounds. A PUSH
@@ -1030,13 +1038,13 @@ class GossipNode:
             return
         ask = []
         refused = 0
-        for guid in keys:  # the key's hex: pending ids are keys
-            key = parse_key(guid)
+        for k in keys:  # pending ids are keys, in hex
+            key = parse_key(k)
             if key in net.gossip_keys or net.refused.get(key, 0.0) > now:
                 continue
             if not is_tombstone_key(key) and _key_guid(key) in net.tombstones:
                 continue  # a version of a deleted gossip: the tombstone beats it
-            pending = net.pending.get(guid)
+            pending = net.pending.get(k)
             if pending is None or source not in pending.sources:
                 if net.pending_by[source] >= MAX_PENDING_PER_SOURCE or (
                     pending is None and len(net.pending) >= MAX_PENDING
@@ -1044,12 +1052,12 @@ class GossipNode:
                     refused += 1
                     continue
                 if pending is None:
-                    pending = net.pending[guid] = _Pending(sources=[], since=now)
+                    pending = net.pending[k] = _Pending(sources=[], since=now)
                 pending.sources.append(source)
                 net.pending_by[source] += 1
             if pending.asked is None and not self._push:
                 pending.asked = source
-                ask.append(guid)
+                ask.append(k)
         if refused:
             self.stats["rejected.pending_cap"] += refused
         for batch in _chunks(ask, TELL_ME_MORE_BATCH):
