@@ -32,6 +32,8 @@ from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Quot
 from .events import GossipConflict, GossipRemoved, RetentionChanged, TombstoneAdded, TombstoneRemoved
 from .model import Retention, Tombstone
 from .node import GossipNode, GossipStatus, Outgoing
+from .node import KeyInfo
+from .events import KeyringChanged
 from .storage import JsonFileStorage, MemoryStorage, Storage, persist
 from .transport import MemoryNetwork, MemoryTransport, Transport
 from .http.client import HttpTransport
@@ -55,6 +57,7 @@ __all__ = [
     "PeerForgotten",
     "Registered",
     "RegisterFailed",
+    "KeyringChanged",
     "Gossip",
     "Network",
     "NodeConfig",
@@ -66,6 +69,7 @@ __all__ = [
     "compute_sha2",
     "GossipNode",
     "GossipStatus",
+    "KeyInfo",
     "Outgoing",
     "Storage",
     "MemoryStorage",

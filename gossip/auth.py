@@ -12,7 +12,7 @@ import hashlib
 import heapq
 import hmac
 import re
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 from .errors import AuthenticationError, ErrorCode
 
 __all__ = [
@@ -25,6 +25,10 @@ __all__ = [
     "CLIENT_AUTH_HEADER",
     "client_auth_header",
     "check_client_auth",
+    "key_id",
+    "seal_key",
+    "unseal_key",
+    "KEY_ID_HEX",
 ]
 
 #: Seconds a message's timestamp may differ from the receiver's clock. Wide enough
@@ -185,12 +189,16 @@ def check_client_auth(
     path: str,
     query: Mapping[str, list[str]],
     body: bytes,
-    key_for: Callable[[str], bytes | None],
+    key_for: Callable[[str], bytes | Sequence[bytes] | None],
     guard_for: Callable[[str], ReplayGuard],
     now: float,
     node_guid: str,
 ) -> str:
     """Check a client request's :data:`CLIENT_AUTH_HEADER`.
+
+    Args:
+        key_for: the key of a network, or the keys it holds (any of them is accepted), or
+            None when the node is not on it.
 
     Returns:
         The network the client proved it holds the key of.
@@ -209,11 +217,13 @@ def check_client_auth(
             )
         raise AuthenticationError(f"malformed {CLIENT_AUTH_HEADER} header")
     network, ts, nonce = match["network"], int(match["ts"]), match["nonce"]
-    key = key_for(network)
-    if key is None:
+    found = key_for(network)
+    if found is None:
         raise AuthenticationError(f"this node is not on network {network!r}")
-    expected = _client_mac(key, match["node"], method, path, query, body, ts, nonce)
-    if not hmac.compare_digest(expected, match["mac"]):
+    # Any key the node holds for the network will do (several while its password is rotated).
+    keys = (found,) if isinstance(found, bytes) else found
+    macs = [_client_mac(key, match["node"], method, path, query, body, ts, nonce) for key in keys]
+    if not any(hmac.compare_digest(expected, match["mac"]) for expected in macs):
         raise AuthenticationError(f"wrong password for network {network!r}")
     if match["node"] != node_guid:
         raise AuthenticationError(
@@ -222,3 +232,91 @@ def check_client_auth(
         )
     guard_for(network).check(nonce, ts / 1000.0, now)
     return network
+
+
+# ---------------------------------------------------------------------- key rotation
+#: Hex digits of a key id: 64 bits of SHA-256, enough to tell a network's few keys apart.
+KEY_ID_HEX = 16
+_KEY_ID_RE = re.compile(r"[0-9a-f]{%d}" % KEY_ID_HEX)
+_SEAL_NONCE = 16
+_SEAL_TAG = 16
+
+
+def key_id(key: bytes) -> str:
+    """A key's public name: the first 64 bits of SHA-256 over a label and the key, in hex.
+
+    It names the key in ``gossip keys list`` and in what nodes advertise; it reveals no more
+    than any MAC made with the key does (a password guess can be checked against either,
+    at the cost of one PBKDF2 per guess).
+    """
+    return hashlib.sha256(b"gossip/v1/key-id\0" + key).hexdigest()[:KEY_ID_HEX]
+
+
+def _keystream(enc: bytes, nonce: bytes, kid: str, length: int) -> bytes:
+    out = b""
+    block = 0
+    while len(out) < length:
+        out += hmac.digest(enc, nonce + kid.encode("ascii") + block.to_bytes(4, "big"), "sha256")
+        block += 1
+    return out[:length]
+
+
+def _seal_keys(wrap: bytes, context: str) -> tuple[bytes, bytes]:
+    label = context.encode("utf-8")
+    enc = hmac.digest(wrap, b"gossip/v1/keywrap/enc\0" + label, "sha256")
+    mac = hmac.digest(wrap, b"gossip/v1/keywrap/mac\0" + label, "sha256")
+    return enc, mac
+
+
+def seal_key(wrap: bytes, key: bytes, *, nonce: bytes, context: str) -> str:
+    """Encrypt ``key`` under ``wrap`` (a key the receiver holds), encrypt-then-MAC.
+
+    The construction (docs/security.md, "Key rotation"): from ``wrap`` and ``context`` (the
+    network name) HMAC-SHA256 derives an encryption key ``enc`` and a MAC key ``mac``; the
+    keystream is HMAC-SHA256(enc, nonce || key id || block counter), XORed onto the key;
+    the tag is HMAC-SHA256(mac, nonce || key id || ciphertext), 128 bits. The key id is in
+    the keystream input, so two different keys never share a keystream even if a nonce
+    repeats.
+
+    Args:
+        wrap: the key that protects the new one.
+        key: the key to carry (16 to 64 bytes).
+        nonce: 16 fresh bytes.
+        context: binds the result to one network (its name).
+
+    Returns:
+        ``nonce || ciphertext || tag`` in hex.
+    """
+    if len(nonce) != _SEAL_NONCE or not 16 <= len(key) <= 64:
+        raise ValueError("seal_key takes a 16-byte nonce and a key of 16 to 64 bytes")
+    enc, mac = _seal_keys(wrap, context)
+    kid = key_id(key)
+    ciphertext = bytes(a ^ b for a, b in zip(key, _keystream(enc, nonce, kid, len(key))))
+    tag = hmac.digest(mac, nonce + kid.encode("ascii") + ciphertext, "sha256")[:_SEAL_TAG]
+    return (nonce + ciphertext + tag).hex()
+
+
+def unseal_key(wraps: Sequence[bytes], kid: str, sealed: str, *, context: str) -> bytes | None:
+    """The key :func:`seal_key` sealed, if one of ``wraps`` sealed it and it has id ``kid``.
+
+    Returns:
+        The key, or None when the text is malformed, no wrap key's tag matches, or the key
+        inside does not have the id announced.
+    """
+    if not isinstance(sealed, str) or not isinstance(kid, str) or not _KEY_ID_RE.fullmatch(kid):
+        return None
+    try:
+        raw = bytes.fromhex(sealed)
+    except ValueError:
+        return None
+    size = len(raw) - _SEAL_NONCE - _SEAL_TAG
+    if not 16 <= size <= 64:
+        return None
+    nonce, ciphertext, tag = raw[:_SEAL_NONCE], raw[_SEAL_NONCE:-_SEAL_TAG], raw[-_SEAL_TAG:]
+    for wrap in wraps:
+        enc, mac = _seal_keys(wrap, context)
+        expected = hmac.digest(mac, nonce + kid.encode("ascii") + ciphertext, "sha256")[:_SEAL_TAG]
+        if hmac.compare_digest(expected, tag):
+            key = bytes(a ^ b for a, b in zip(ciphertext, _keystream(enc, nonce, kid, size)))
+            return key if hmac.compare_digest(key_id(key), kid) else None
+    return None

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key
+from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key, key_id, seal_key
 from .configfile import load_config, save_config
 from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
@@ -275,6 +275,8 @@ class NodeClient:
                     f"the node at {url} could not write to its disk ({text}); nothing was kept, try again"
                     " once its disk is fixed"
                 )
+            case ErrorCode.UNKNOWN_KEY | ErrorCode.PRIMARY_KEY | ErrorCode.LAST_KEY | ErrorCode.KEY_IN_USE:
+                return CliError(f"the node refused: {text}")
             case ErrorCode.INTERNAL:
                 return CliError(f"the node at {url} failed (HTTP {status}: {text}); its log has the details")
         return CliError(f"the node at {url} answered HTTP {status}: {text}")
@@ -350,6 +352,31 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the gossip the node holds")
     status.add_argument("--json", action="store_true", help="print the node's JSON list")
 
+    keys = sub.add_parser(
+        "keys", parents=[common], help="rotate a network's password: list, install, use, remove keys",
+        description="Rotate a network's password without downtime: 'install' the new one (every node"
+        " then accepts both), wait until 'list' shows it on every node, 'use' it (nodes sign with it),"
+        " wait again, then 'remove' the old one. Each step acts on the node and spreads to the others.",
+    )
+    keys.add_argument("action", choices=("list", "install", "use", "remove"), help="what to do")
+    keys.add_argument("--json", action="store_true", help="list: print the node's JSON list")
+    group = keys.add_mutually_exclusive_group()
+    group.add_argument(
+        "--key-password", metavar="PW", help="the password of the key to act on (prefer GOSSIP_KEY_PASSWORD or --key-password-file)"
+    )
+    group.add_argument("--key-password-file", metavar="PATH", help="read the password of the key to act on from this file")
+    sub.add_parser(
+        "leave", parents=[common], help="announce a graceful leave and stop the node",
+        description="The node tells its peers that it leaves (they show it 'left', not dead), then"
+        " stops. Started again, it rejoins.",
+    )
+    force_leave = sub.add_parser(
+        "force-leave", parents=[common], help="mark a dead node as left on every node",
+        description="Mark a node that is dead (not answering) as left: the mark spreads to every"
+        " node, which stops retrying it and forgets it after --forget-after. Refused for a node"
+        " that is alive or suspect.",
+    )
+    force_leave.add_argument("peer", metavar="NAME|GUID", help="the dead node, as gossip network lists it")
     delete = sub.add_parser(
         "delete", parents=[common], help="delete a gossip on every node: a tombstone that spreads"
     )
@@ -797,12 +824,105 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _show_list(args, "/v1/gossip", gossip_table, hint)
 
 
+def _key_password(args: argparse.Namespace) -> str:
+    """The password of the key ``gossip keys`` acts on: --key-password, --key-password-file or
+    GOSSIP_KEY_PASSWORD."""
+    if args.key_password is not None:
+        if not args.key_password:
+            raise CliError("--key-password is empty", EXIT_USAGE)
+        return str(args.key_password)
+    if args.key_password_file is not None:
+        try:
+            text = Path(args.key_password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise CliError(f"cannot read --key-password-file {args.key_password_file}: {why}") from None
+        if not text:
+            raise CliError(f"--key-password-file {args.key_password_file} is empty; put the password in it")
+        return text
+    env = os.environ.get("GOSSIP_KEY_PASSWORD")
+    if env:
+        return env
+    raise CliError(
+        f"gossip keys {args.action} needs the password of the key: pass --key-password or"
+        " --key-password-file, or set GOSSIP_KEY_PASSWORD",
+        EXIT_USAGE,
+    )
+
+
+def keys_table(rows: Sequence[Any]) -> str:
+    """``gossip keys list``: one line per key, the primary marked, with how many nodes hold it."""
+    lines = ["KEY ID            PRIMARY  NODES"]
+    for row in rows:
+        mark = "yes" if _field(row, "primary") is True else ""
+        held = f"{_printable(_field(row, 'nodes'))}/{_printable(_field(row, 'known'))}"
+        unheard = _field(row, "unheard")
+        note = f"  ({unheard} not heard from yet)" if isinstance(unheard, int) and unheard else ""
+        lines.append(f"{_printable(_field(row, 'id')):<17} {mark:<8} {held}{note}")
+    return "\n".join(lines)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        client = _connect(args)
+        rows = client.expect("GET", "/v1/keys", None, 200, list)
+        if args.json:
+            _print_json(rows)
+        else:
+            _out(keys_table(rows))
+        return 0
+    password = _key_password(args)
+    client = _connect(args)
+    key = derive_key(client.network, password)
+    kid = key_id(key)
+    payload: dict[str, Any] = {"op": args.action, "id": kid}
+    if args.action == "install":
+        # Sealed under the key this request is signed with: the new key never crosses in clear.
+        payload["sealed"] = seal_key(client.key, key, nonce=secrets.token_bytes(16), context=client.network)
+    answer = client.expect("POST", "/v1/keys", payload, 200, dict)
+    changed = answer.get("changed") is not False
+    done = {
+        "install": ("installed key {id} on network {net}", "key {id} was installed already on network {net}"),
+        "use": ("key {id} is now the primary key of network {net}", "key {id} was the primary key of network {net} already"),
+        "remove": ("removed key {id} from network {net}", "removed key {id} from network {net}"),
+    }[args.action][0 if changed else 1]
+    _out(done.format(id=kid, net=client.network) + "; it spreads to the other nodes: `gossip keys list` shows how many hold it")
+    return 0
+
+
+def _cmd_leave(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    data = client.expect("POST", "/v1/leave", {}, 200, dict)
+    told, answered = data.get("told"), data.get("answered")
+    networks = ", ".join(_printable(n) for n in data.get("networks") or [client.network])
+    _out(
+        f"{_printable(data.get('node_name'))} left network {networks}: told {_printable(told)} peers,"
+        f" {_printable(answered)} took it; the node has stopped (start it again to rejoin)"
+    )
+    return 0
+
+
+def _cmd_force_leave(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    data = client.expect("POST", "/v1/force-leave", {"peer": args.peer}, 200, dict)
+    peer = data.get("peer") if isinstance(data.get("peer"), dict) else {}
+    who = f"{_printable(peer.get('name'))} ({_printable(peer.get('guid'))})"
+    if data.get("changed") is True:
+        _out(f"{who} is now marked left on network {client.network}; the other nodes learn it by gossip")
+    else:
+        _out(f"{who} had already left network {client.network}; nothing to do")
+    return 0
+
+
 _COMMANDS = {
     "init": _cmd_init,
     "create": _cmd_create,
     "register": _cmd_register,
     "network": _cmd_network,
     "status": _cmd_status,
+    "keys": _cmd_keys,
+    "leave": _cmd_leave,
+    "force-leave": _cmd_force_leave,
     "delete": _cmd_delete,
 }
 

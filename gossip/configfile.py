@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 CONFIG_VERSION = 1
 
 _REQUIRED = ("node_guid", "node_name", "networks")
-_OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation")
+_OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation", "forget_after")
 _KNOWN = frozenset(("v", *_REQUIRED, *_OPTIONAL))
 #: Keys that would mean a secret is kept in plain text; refused wherever they appear.
 _SECRET_KEYS = frozenset(("password", "passwd", "secret", "network_password"))
@@ -32,7 +32,9 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
     """The JSON form of a node's configuration.
 
     Each network is stored as its name and the hex of the key derived from its password
-    (:func:`gossip.auth.derive_key`); the password itself is never part of it.
+    (:func:`gossip.auth.derive_key`); the password itself is never part of it. While a
+    password is rotated, ``key`` is the primary and ``other_keys`` the others accepted, with
+    the ring's ``key_version``.
 
     Args:
         config: the configuration to convert.
@@ -49,12 +51,16 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
         "gossip_timer": config.gossip_timer,
         "gossip_max_peer_count": config.gossip_max_peer_count,
         "incarnation": config.incarnation,
+        "forget_after": config.forget_after,
         "networks": [_network_to_dict(net) for net in config.networks],
     }
 
 
 def _network_to_dict(net: Network) -> dict[str, Any]:
     out: dict[str, Any] = {"name": net.name, "key": net.key.hex()}
+    if net.extra_keys or net.key_version:  # a key rotation: the primary above, the others here
+        out["other_keys"] = [key.hex() for key in net.extra_keys]
+        out["key_version"] = net.key_version
     if net.quota != Quota():  # written only when not the defaults
         out["quota"] = {
             "max_gossip_bytes": net.quota.max_gossip_bytes,
@@ -101,12 +107,20 @@ def _network_from_dict(item: Any, index: int) -> Network:
     except ValueError:
         raise ConfigError(f"{where}.key is not hex digits") from None
     quota = _quota_from_dict(item.get("quota"), where)
+    others = item.get("other_keys", [])
+    if not isinstance(others, list) or not all(isinstance(k, str) for k in others):
+        raise ConfigError(f"{where}.other_keys must be a list of strings of hex digits")
+    try:
+        extra = tuple(bytes.fromhex(k) for k in others)
+    except ValueError:
+        raise ConfigError(f"{where}.other_keys holds a key that is not hex digits") from None
+    version = item.get("key_version", 0)
     try:
         retention = Retention() if item.get("retention") is None else Retention.from_dict(item["retention"])
     except LocalProtocolError as exc:
         raise ConfigError(f"{where}.retention: {exc}") from None
     try:
-        return Network(name=item["name"], key=key, quota=quota, retention=retention)
+        return Network(name=item["name"], key=key, quota=quota, extra_keys=extra, key_version=version, retention=retention)
     except LocalProtocolError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -82,6 +82,21 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     #: 507: the change could not be written to disk; nothing was kept.
     STORAGE_FAILED = "storage_failed"
+    #: 404: ``/v1/keys``: no key of that id (or password) is installed on the network.
+    UNKNOWN_KEY = "unknown_key"
+    #: 409: ``/v1/keys``: the primary key cannot be removed; ``use`` another one first.
+    PRIMARY_KEY = "primary_key"
+    #: 409: ``/v1/keys``: the network's last key cannot be removed.
+    LAST_KEY = "last_key"
+    #: 409: ``/v1/keys``: a known node holds no other key yet (removing it would cut that
+    #: node off), or the ring is full.
+    KEY_IN_USE = "key_in_use"
+    #: 404: no peer of that name or guid (``force-leave``).
+    UNKNOWN_PEER = "unknown_peer"
+    #: 409: that name belongs to several peers; the ``error`` lists their guids.
+    AMBIGUOUS_PEER = "ambiguous_peer"
+    #: 409: ``force-leave`` of a peer that is not dead (alive or suspect).
+    PEER_NOT_DEAD = "peer_not_dead"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:

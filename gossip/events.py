@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ErrorCode
-from .model import Gossip, PeerStatus, PeerView, Retention, Tombstone
+from .model import Gossip, Network, PeerStatus, PeerView, Retention, Tombstone
 
 __all__ = [
     "Event",
@@ -21,6 +21,7 @@ __all__ = [
     "PeerForgotten",
     "Registered",
     "RegisterFailed",
+    "KeyringChanged",
 ]
 
 
@@ -109,8 +110,9 @@ class PeerStatusChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerForgotten(Event):
-    """This node dropped a peer record it never heard from first-hand (``reason`` says why):
-    evicted to make room, or never answered within the unproven TTL."""
+    """This node dropped a peer record (``reason`` says why): one it never heard from
+    first-hand, evicted to make room or never answered within the unproven TTL; or a peer
+    left or dead for longer than ``NodeConfig.forget_after``."""
 
     peer: PeerView
     reason: str
@@ -138,3 +140,17 @@ class RegisterFailed(Event):
     reason: str
     status: int | None
     code: ErrorCode | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyringChanged(Event):
+    """A network's key ring changed (``gossip keys``, here or spread from a peer).
+
+    The runner writes the node's new configuration (``server.json``) before it acknowledges;
+    ``old`` is what :meth:`GossipNode.revert` restores when that write fails. ``source`` is
+    the peer the ring came from, None when changed at this node.
+    """
+
+    network: Network
+    old: Network
+    source: str | None = None

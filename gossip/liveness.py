@@ -6,8 +6,11 @@ Liveness is this node's own opinion and is never gossiped. The rules, as data:
 - a request that gets no answer makes it ``suspect``, and ``dead`` after
   ``dead_after`` failures in a row;
 - a peer that failed is not contacted again before ``retry_at``, an exponential
-  backoff from one gossip timer up to ``max_backoff``, so dead peers are retried
-  rarely and come back to ``alive`` as soon as they answer.
+  backoff from one gossip timer up to ``max_backoff``, shortened by a random jitter (the
+  node's RNG) so that the peers of a network do not retry in step; dead peers are thus
+  retried rarely and come back to ``alive`` as soon as they answer;
+- ``left`` comes from the peer's record, not from requests (the node sets it, see
+  ``GossipNode``): answers and failures leave it as it is, and a left peer is never contacted.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ ON_SUCCESS: dict[PeerStatus, PeerStatus] = {
     PeerStatus.ALIVE: PeerStatus.ALIVE,
     PeerStatus.SUSPECT: PeerStatus.ALIVE,
     PeerStatus.DEAD: PeerStatus.ALIVE,
+    PeerStatus.LEFT: PeerStatus.LEFT,
 }
 #: Status after a failure, by status before (SUSPECT turns DEAD by count, see Liveness.failed).
 ON_FAILURE: dict[PeerStatus, PeerStatus] = {
     PeerStatus.ALIVE: PeerStatus.SUSPECT,
     PeerStatus.SUSPECT: PeerStatus.SUSPECT,
     PeerStatus.DEAD: PeerStatus.DEAD,
+    PeerStatus.LEFT: PeerStatus.LEFT,
 }
 
 
@@ -64,8 +69,13 @@ class Liveness:
         self.retry_at = 0.0
         return old if old != self.status else None
 
-    def failed(self, now: float, policy: LivenessPolicy) -> PeerStatus | None:
-        """Record a request that got no answer. Returns the old status if it changed."""
+    def failed(self, now: float, policy: LivenessPolicy, jitter: float = 1.0) -> PeerStatus | None:
+        """Record a request that got no answer. Returns the old status if it changed.
+
+        Args:
+            jitter: the share of the backoff to wait, from 0.5 to 1 (drawn by the caller
+                from its RNG; 1: none).
+        """
         old = self.status
         self.failures += 1
         self.failed_at = now
@@ -74,9 +84,19 @@ class Liveness:
             new = PeerStatus.DEAD
         self.status = new
         backoff = policy.base_backoff * 2 ** min(self.failures - 1, 30)
-        self.retry_at = now + min(policy.max_backoff, backoff)
+        self.retry_at = now + min(policy.max_backoff, backoff) * min(1.0, max(0.5, jitter))
         return old if old != new else None
 
+    def set_left(self, left: bool) -> PeerStatus | None:
+        """Follow the peer's record: ``left`` or back to ``alive``. Returns the old status if
+        it changed."""
+        old = self.status
+        if left:
+            self.status = PeerStatus.LEFT
+        elif old is PeerStatus.LEFT:
+            self.status, self.failures, self.retry_at = PeerStatus.ALIVE, 0, 0.0
+        return old if old != self.status else None
+
     def eligible(self, now: float) -> bool:
-        """May this peer be contacted at ``now``?"""
-        return now >= self.retry_at
+        """May this peer be contacted at ``now``? Never once it left."""
+        return self.status is not PeerStatus.LEFT and now >= self.retry_at

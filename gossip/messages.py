@@ -14,10 +14,11 @@ rename them; a receiver ignores fields it does not know.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
 
 from . import auth
 from .errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError, clip, excerpt
@@ -41,6 +42,11 @@ __all__ = [
     "TellMeMoreReply",
     "Push",
     "PushReply",
+    "Ring",
+    "SealedKey",
+    "Keys",
+    "KeysReply",
+    "MAX_RING_KEYS",
     "Envelope",
     "encode",
     "decode",
@@ -55,6 +61,8 @@ MAX_IDS = 4096
 #: Most peer records in one message.
 MAX_PEERS = 1024
 _MAX_DEPTH = 8
+#: Most keys a network's ring holds at once (two during a rotation; a few to spare).
+MAX_RING_KEYS = 8
 
 
 class _Bad(Exception):
@@ -196,6 +204,50 @@ class ProbeAnswer:
         )
 
 
+_KEY_ID = re.compile(r"[0-9a-f]{%d}" % auth.KEY_ID_HEX)
+
+
+def _key_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
+        raise _Bad(f"{what} must be a key id ({auth.KEY_ID_HEX} lowercase hex digits)")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ring:
+    """What a node advertises of its key ring on a network: the ids (never the keys) of the
+    keys it holds, which one is primary, and the ring's version.
+
+    Rings are ordered by :meth:`rank`: the higher one wins, and the node holding it sends
+    it (:class:`Keys`) to a peer that advertises a lower one.
+    """
+
+    version: int
+    primary: str
+    ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.primary not in self.ids:
+            raise _Bad("ring: the primary key must be one of its ids")
+
+    def rank(self) -> tuple[int, str]:
+        """(version, digest): the version first; two rings of one version (two operators at
+        once) are ordered by a digest of their contents, the same on every node."""
+        text = self.primary + ":" + ",".join(sorted(self.ids))
+        return self.version, hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": self.version, "primary": self.primary, "ids": list(self.ids)}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Ring:
+        d = _obj(data, "ring")
+        ids = tuple(_key_id(k, "ring.ids") for k in _list(d.get("ids"), "ring.ids", MAX_RING_KEYS))
+        if len(set(ids)) != len(ids):
+            raise _Bad("ring.ids must not repeat")
+        return cls(version=_int(d.get("version"), "ring.version"), primary=_key_id(d.get("primary"), "ring.primary"), ids=ids)
+
+
 class Message:
     """Base of every verb's body."""
 
@@ -225,9 +277,9 @@ def _gossips_json(gossips: tuple[Gossip, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _peer(guid: Any, name: Any, ip: Any, port: Any, network_name: Any, incarnation: Any) -> Peer:
+def _peer(guid: Any, name: Any, ip: Any, port: Any, network_name: Any, incarnation: Any, left: Any = False) -> Peer:
     # The same records arrive from many peers: validate each distinct one once.
-    return Peer(guid=guid, name=name, ip=ip, port=port, network_name=network_name, incarnation=incarnation)
+    return Peer(guid=guid, name=name, ip=ip, port=port, network_name=network_name, incarnation=incarnation, left=left)
 
 
 def _peers(value: Any, what: str) -> tuple[Peer, ...]:
@@ -240,7 +292,10 @@ def _peers(value: Any, what: str) -> tuple[Peer, ...]:
             args = (*fields, item.get("incarnation", 0))
             if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in args):
                 raise _Bad(f"{what}: a peer needs guid, name, ip, port and network_name")
-            out.append(_peer(*args))
+            left = item.get("left", False)
+            if not isinstance(left, bool):  # checked here: lru_cache keys 1 and True alike
+                raise _Bad(f"{what}: a peer's left must be true or false")
+            out.append(_peer(*args, left))
         except GossipError as exc:
             raise _Bad(f"{what}: {exc}") from None
     return tuple(out)
@@ -379,6 +434,8 @@ class DidYouHear(Message):
     ids: tuple[str, ...] = ()
     hello: Probe | None = None
     retention: Retention | None = None
+    #: The sender's key ring (a round's request carries it; see :class:`Ring`).
+    ring: Ring | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -390,17 +447,21 @@ class DidYouHear(Message):
             out["hello"] = self.hello.to_wire()
         if self.retention is not None:
             out["retention"] = self.retention.to_dict()
+        if self.ring is not None:
+            out["ring"] = self.ring.to_wire()
         return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> DidYouHear:
         probe = data.get("probe")
         hello = data.get("hello")
+        ring = data.get("ring")
         return cls(
             probe=None if probe is None else Probe.from_wire(probe),
             ids=tuple(_key(k, "ids") for k in _list(data.get("ids", []), "ids", MAX_IDS)),
             hello=None if hello is None else Probe.from_wire(hello),
             retention=_retention(data.get("retention"), "retention"),
+            ring=None if ring is None else Ring.from_wire(ring),
         )
 
 
@@ -412,6 +473,8 @@ class DidYouHearReply(Message):
     answer: ProbeAnswer | None = None
     hello: ProbeAnswer | None = None
     retention: Retention | None = None
+    #: The answerer's key ring, when the request carried one.
+    ring: Ring | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -421,16 +484,20 @@ class DidYouHearReply(Message):
             out["hello"] = self.hello.to_wire()
         if self.retention is not None:
             out["retention"] = self.retention.to_dict()
+        if self.ring is not None:
+            out["ring"] = self.ring.to_wire()
         return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> DidYouHearReply:
         answer = data.get("answer")
         hello = data.get("hello")
+        ring = data.get("ring")
         return cls(
             answer=None if answer is None else ProbeAnswer.from_wire(answer),
             hello=None if hello is None else ProbeAnswer.from_wire(hello),
             retention=_retention(data.get("retention"), "retention"),
+            ring=None if ring is None else Ring.from_wire(ring),
         )
 
 
@@ -521,6 +588,62 @@ class PushReply(Message):
         return cls(prune=_bool(data.get("prune", False), "prune"))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedKey:
+    """One key of a ring in a :class:`Keys` request: its id and the key sealed
+    (:func:`gossip.auth.seal_key`) under the key that signs the request."""
+
+    id: str
+    sealed: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "sealed": self.sealed}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> SealedKey:
+        d = _obj(data, "keys[]")
+        return cls(id=_key_id(d.get("id"), "keys[].id"), sealed=_str(d.get("sealed"), "keys[].sealed", 512))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Keys(Message):
+    """KEYS: "here is my key ring, newer than yours": the ring (ids, primary, version) and
+    each key sealed under the key this request is signed with, which the receiver holds."""
+
+    TYPE: ClassVar[str] = "keys"
+    ring: Ring
+    keys: tuple[SealedKey, ...]
+
+    def __post_init__(self) -> None:
+        if tuple(k.id for k in self.keys) != self.ring.ids:
+            raise _Bad("keys: one sealed key per ring id, in the ring's order")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ring": self.ring.to_wire(), "keys": [k.to_wire() for k in self.keys]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Keys:
+        return cls(
+            ring=Ring.from_wire(data.get("ring")),
+            keys=tuple(SealedKey.from_wire(k) for k in _list(data.get("keys"), "keys", MAX_RING_KEYS)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysReply(Message):
+    """The answer to KEYS: the answerer's ring, after it took the one sent (or not)."""
+
+    TYPE: ClassVar[str] = "keys_reply"
+    ring: Ring
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ring": self.ring.to_wire()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> KeysReply:
+        return cls(ring=Ring.from_wire(data.get("ring")))
+
+
 #: Every message type by its wire tag. ONLY APPEND: the tags are part of the protocol.
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
@@ -535,6 +658,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TellMeMoreReply,
         Push,
         PushReply,
+        Keys,
+        KeysReply,
     )
 }
 #: The answer type each request type expects.
@@ -544,6 +669,7 @@ REPLY_TYPES: dict[type[Message], type[Message]] = {
     DidYouHear: DidYouHearReply,
     TellMeMore: TellMeMoreReply,
     Push: PushReply,
+    Keys: KeysReply,
 }
 
 
@@ -563,6 +689,8 @@ class Envelope:
     #: An answer's clock: the answerer's time in ms when it answered. The requester stamps
     #: its next requests to that node on that clock (see GossipNode: the restart floor).
     now: int | None = None
+    #: The key whose MAC matched (one of the network's keys): the answer is signed with it.
+    key: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def is_request(self) -> bool:
@@ -608,12 +736,13 @@ def _depth_ok(value: Any) -> bool:
     return not level
 
 
-def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
+def decode(data: bytes, key_for: Callable[[str], bytes | Sequence[bytes] | None]) -> Envelope:
     """Parse, authenticate and validate one message.
 
     Args:
         data: the raw body as received.
-        key_for: the key of a network name, or None if this node is not on it.
+        key_for: the key of a network name, or the keys it holds (any is accepted, the one that
+            matched is ``Envelope.key``), or None if this node is not on it.
 
     Raises:
         MessageTooLarge: over :data:`MAX_MESSAGE_BYTES`.
@@ -637,10 +766,12 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
     network = env.get("net")
     if not isinstance(network, str):
         raise RemoteProtocolError("message lacks its network name ('net')")
-    key = key_for(network)
-    if key is None:
+    found = key_for(network)
+    if found is None:
         raise AuthenticationError(f"this node is not on network {excerpt(network, 64)}")
-    if not auth.verify(key, data):
+    # Any of the network's keys (several while its password is rotated), the primary first.
+    key = next((k for k in ((found,) if isinstance(found, bytes) else found) if auth.verify(k, data)), None)
+    if key is None:
         raise AuthenticationError(f"bad MAC: the sender does not hold the key of network {network!r}")
     if not _depth_ok(env):
         raise RemoteProtocolError("message is nested too deeply")
@@ -654,7 +785,9 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         body = cls.from_wire(_obj(env.get("body"), "body"))
         if "re" in env:
             answers = _str(env["re"], "re")
-            return Envelope(network=network, sender=sender, body=body, re=answers, now=_int(env.get("now"), "now"))
+            return Envelope(
+                network=network, sender=sender, body=body, re=answers, now=_int(env.get("now"), "now"), key=key
+            )
         nonce = _str(env.get("nonce"), "nonce")
         ts = _int(env.get("ts"), "ts")
         if "to" not in env:
@@ -666,7 +799,7 @@ def decode(data: bytes, key_for: Callable[[str], bytes | None]) -> Envelope:
         raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
     except GossipError as exc:
         raise RemoteProtocolError(f"{cls.TYPE}: {exc}") from None
-    return Envelope(network=network, sender=sender, body=body, nonce=nonce, ts=ts, to=to)
+    return Envelope(network=network, sender=sender, body=body, nonce=nonce, ts=ts, to=to, key=key)
 
 
 def error_body(status: int, message: str, code: ErrorCode | None = None, *, cause: ErrorCode | None = None) -> bytes:

@@ -22,7 +22,7 @@ __all__ = [
     "Quota",
     "Retention",
     "Tombstone",
-    "parse_age",
+    "parse_retention",
     "is_tombstone_key",
     "Item",
     "item_key",
@@ -386,6 +386,9 @@ class PeerStatus(StrEnum):
     SUSPECT = "suspect"
     #: Several requests in a row failed; retried only after an exponential backoff.
     DEAD = "dead"
+    #: Left the network on purpose (its record says ``left``): never contacted, never turned
+    #: suspect or dead; back to alive only with a newer record of its own (docs/protocol.md).
+    LEFT = "left"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -394,6 +397,8 @@ class Peer:
 
     ``incarnation`` is raised by the node itself whenever its name or address
     changes, so that the newest record of a guid wins everywhere.
+    ``left``: the node announced that it leaves (or a member forced a dead node out); such a
+    record carries a higher incarnation than the one it ends.
     Liveness (status, last_seen) is kept beside it by the node, see ``PeerView``.
     """
 
@@ -403,6 +408,7 @@ class Peer:
     port: int
     network_name: str
     incarnation: int = 0
+    left: bool = False
 
     def __post_init__(self) -> None:
         check_guid(self.guid, "peer guid")
@@ -416,13 +422,15 @@ class Peer:
             or not 0 <= self.incarnation < 2**53
         ):
             raise _fail("incarnation must be a non-negative integer")
+        if not isinstance(self.left, bool):
+            raise _fail("peer left must be true or false")
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.ip, self.port)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "guid": self.guid,
             "name": self.name,
             "ip": self.ip,
@@ -430,6 +438,9 @@ class Peer:
             "network_name": self.network_name,
             "incarnation": self.incarnation,
         }
+        if self.left:  # only then: a record that did not leave keeps its version-2 form
+            out["left"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Peer:
@@ -443,6 +454,7 @@ class Peer:
                 port=data["port"],
                 network_name=data["network_name"],
                 incarnation=data.get("incarnation", 0),
+                left=data.get("left", False),
             )
         except KeyError as exc:
             raise _fail(f"peer is missing field {excerpt(exc.args[0])}") from None
@@ -506,6 +518,12 @@ class Network:
     quota: Quota = field(default_factory=lambda: Quota())
     #: How long the network keeps a gossip (:class:`Retention`); travels with the network.
     retention: Retention = field(default_factory=lambda: Retention())
+    #: Keys accepted besides ``key`` (the primary, which signs), while a password is being
+    #: rotated (``gossip keys``).
+    extra_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    #: The key ring's version: each install, use or remove raises it, and nodes adopt the
+    #: ring of the highest version (docs/security.md, "Key rotation").
+    key_version: int = 0
 
     def __post_init__(self) -> None:
         check_network_name(self.name)
@@ -513,8 +531,19 @@ class Network:
             raise _fail("a network's quota must be a Quota")
         if not isinstance(self.retention, Retention):
             raise _fail("a network's retention must be a Retention")
-        if not isinstance(self.key, bytes) or len(self.key) < 16:
-            raise _fail("a network key must be at least 16 bytes")
+        object.__setattr__(self, "extra_keys", tuple(self.extra_keys))
+        for key in (self.key, *self.extra_keys):
+            if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
+                raise _fail("a network key must be at least 16 bytes (and at most 64)")
+        if len(set(self.keys)) != len(self.keys):
+            raise _fail("a network's keys must differ from each other")
+        if isinstance(self.key_version, bool) or not isinstance(self.key_version, int) or not 0 <= self.key_version < 2**53:
+            raise _fail("a network's key_version must be a non-negative integer")
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Every key accepted, the primary first."""
+        return (self.key, *self.extra_keys)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -583,7 +612,7 @@ _AGE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_age(text: str) -> float | None:
+def parse_retention(text: str) -> float | None:
     """A retention age such as ``30d``, ``12h``, ``15m`` or ``90s``; ``forever`` (or ``0``)
     keeps everything (None).
 
@@ -599,6 +628,10 @@ def parse_age(text: str) -> float | None:
     seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
     Retention(max_age=seconds)  # the same bounds as the config's
     return seconds
+#: Default of NodeConfig.forget_after: a day.
+FORGET_AFTER = 24 * 3600.0
+#: Longest NodeConfig.forget_after: ten years.
+MAX_FORGET_AFTER = 10 * 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -613,6 +646,9 @@ class NodeConfig:
     gossip_timer: float = 1.0
     gossip_max_peer_count: int = 3
     incarnation: int = 0
+    #: Seconds after which a peer that left, or is dead, and was not heard from since is
+    #: forgotten (serf's reconnect_timeout); until then a dead peer is retried with backoff.
+    forget_after: float = FORGET_AFTER
 
     def __post_init__(self) -> None:
         check_guid(self.node_guid, "node_guid")
@@ -631,6 +667,9 @@ class NodeConfig:
         count = self.gossip_max_peer_count
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
             raise _fail("gossip_max_peer_count must be an integer from 1 to 1000")
+        forget = self.forget_after
+        if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 1 <= forget <= MAX_FORGET_AFTER:
+            raise _fail(f"forget_after must be a number of seconds from 1 to {MAX_FORGET_AFTER:g} (10 years)")
 
     @property
     def network_names(self) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ import functools
 import hashlib
 import heapq
 import json
+import math
 import random
 import uuid
 from collections import Counter, deque
@@ -72,7 +73,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 from . import messages as m
-from .auth import DEFAULT_WINDOW, ReplayGuard
+from .auth import DEFAULT_WINDOW, ReplayGuard, key_id, seal_key, unseal_key
 from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
 from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -83,6 +84,7 @@ from .events import (
     RetentionChanged,
     TombstoneAdded,
     TombstoneRemoved,
+    KeyringChanged,
     PeerForgotten,
     PeerJoined,
     PeerStatusChanged,
@@ -114,7 +116,7 @@ from .model import (
 )
 from .plumtree import EagerPeers
 
-__all__ = ["GossipNode", "Outgoing", "GossipStatus"]
+__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT"]
 
 Address = tuple[str, int]
 #: Most gossip ids asked for in one TELL_ME_MORE.
@@ -158,6 +160,11 @@ _LAST_KEY = (1 << 256) - 1
 REFUSED_TTL = 3600.0
 MAX_REFUSED = 16_384
 _GOSSIP, _PEERS = "gossip", "peers"
+#: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
+#: the others (see GossipNode._change_ring).
+KEYS_FANOUT = 32
+#: Key ids, cached: one is looked up for every request sent.
+_key_id = functools.lru_cache(maxsize=256)(key_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +194,23 @@ class GossipStatus:
     sha2: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInfo:
+    """One key of a network's ring, as ``gossip keys list`` shows it (never the key itself).
+
+    ``nodes``: how many nodes hold it, this one included, as last heard from their ring
+    adverts; ``known``: how many nodes are counted (this one and every peer not dead);
+    ``unheard``: how many of those have not advertised a ring yet.
+    """
+
+    network: str
+    id: str
+    primary: bool
+    nodes: int
+    known: int
+    unheard: int
+
+
 @dataclass(slots=True)
 class _PeerEntry:
     peer: Peer
@@ -206,6 +230,18 @@ class _PeerEntry:
     #: How far the peer's clock is ahead of this node's, in ms, from its last signed answer:
     #: requests to it are stamped on its clock (see GossipNode.handle_request).
     clock_offset_ms: int = 0
+    #: The peer's key ring, as it last advertised it (None: not heard yet).
+    ring: m.Ring | None = None
+    #: The rank of the ring last sent to it in a KEYS still under way (sent once, not at
+    #: every advert meanwhile).
+    ring_offered: tuple[int, str] | None = None
+    #: The key of the peer's last request to this node: until its ring is heard, requests to
+    #: it are signed with that key (a node that joined with another key of the ring).
+    last_key: bytes | None = field(default=None, repr=False)
+    #: A record saying the peer left, heard while it looked alive, and when: believed only
+    #: once a request sent since then fails (see GossipNode._claim_left).
+    left_claim: Peer | None = None
+    claim_at: float = 0.0
 
     @property
     def proven(self) -> bool:
@@ -293,8 +329,14 @@ class _Inflight:
 
 @functools.lru_cache(maxsize=65536)
 def record_key(peer: Peer) -> int:
-    """The 128-bit key of a peer record in the HELLO set (changes with any field)."""
-    text = json.dumps(peer.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The 128-bit key of a peer record in the HELLO set (changes with any field but ``left``).
+
+    ``left`` is left out so that a version-2 node, which does not know the field and drops
+    it, keys a left record as its sender does (a left record always has a new incarnation).
+    """
+    fields = peer.to_dict()
+    fields.pop("left", None)
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
@@ -353,6 +395,12 @@ class GossipNode:
         self._request_timeout = request_timeout or max(5.0, 2 * config.gossip_timer)
         self._max_peers = max_peers
         self._push = push
+        # Left and dead peers are forgotten after this (NodeConfig.forget_after); until then a
+        # dead peer is retried with backoff, so that a partition longer than any failure
+        # timeout still heals when the link returns.
+        self._forget_after = float(config.forget_after)
+        #: The node announced that it leaves (:meth:`leave`): no more rounds, requests refused.
+        self._left = False
         self._policy = liveness or LivenessPolicy(
             base_backoff=config.gossip_timer, max_backoff=max(60.0, 10 * config.gossip_timer)
         )
@@ -393,6 +441,8 @@ class GossipNode:
         """Run what is due at ``now``: expire unanswered requests, start a round."""
         for rid in [r for r, f in self._inflight.items() if f.deadline <= now]:
             self.delivery_failed(rid, now, reason="timed out")
+        if self._left:
+            return
         for net in self._nets.values():
             self._expire(net, now)
             for peer in net.eager.ready(now):
@@ -404,6 +454,8 @@ class GossipNode:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has work: the next round, a lingering push, or the oldest
         request's timeout."""
+        if self._left:  # no more rounds or pushes: only the announcement's timeouts
+            return min((f.deadline for f in self._inflight.values()), default=math.inf)
         deadline = self._next_round
         for net in self._nets.values():
             deadline = min(deadline, net.eager.due())
@@ -579,6 +631,97 @@ class GossipNode:
         """The guids of the peers a new gossip is pushed to at once (one network)."""
         return self._net(network).eager.peers()
 
+    @property
+    def has_left(self) -> bool:
+        """True once :meth:`leave` was called: no more rounds, peer requests get 503."""
+        return self._left
+
+    def leave(self, now: float) -> int:
+        """Announce to every peer not known to have left that this node leaves, and stop.
+
+        On each network the node's record gets ``incarnation + 1`` and ``left``; it is sent
+        first-hand in a HELLO to each peer, which then checks it (one request, answered 503
+        from now on) and passes it on. After this call no round starts and no push leaves;
+        the runner sends the outbox, waits a bounded time for the answers, and exits. To come
+        back, the node must start with ``incarnation + 2`` (or more), so that its new record
+        outranks the left one everywhere (the HTTP runner saves that before calling this).
+
+        Returns:
+            How many HELLOs were queued (peers told, over all networks).
+
+        Raises:
+            LocalProtocolError: the incarnation is already at its limit (2^53 - 2).
+        """
+        if self._left:
+            return 0
+        records = {  # all built first: one that cannot be raises before anything changed
+            name: replace(net.self_peer, incarnation=net.self_peer.incarnation + 1, left=True)
+            for name, net in self._nets.items()
+        }
+        self._left = True
+        told = 0
+        for name, net in self._nets.items():
+            self._drop_record(net, record_key(net.self_peer))
+            net.self_peer = records[name]
+            self._add_record(net, net.self_peer)
+            hello = m.Hello(peers=(net.self_peer,))
+            for entry in list(net.peers.values()):
+                if entry.liveness.status is not PeerStatus.LEFT:
+                    self._send(net, entry.peer.guid, entry.peer.address, hello, now)
+                    told += 1
+        return told
+
+    def force_leave(self, target: str, now: float, network: str | None = None) -> tuple[PeerView, bool]:
+        """Mark a dead peer as left, for every node: its record gets ``incarnation + 1`` and
+        ``left``, and spreads as hearsay (a node that still reaches it checks the claim and
+        keeps it alive). It is then forgotten like any peer that left.
+
+        Args:
+            target: the peer's guid or name.
+
+        Returns:
+            ``(peer, changed)``: the peer as now held; ``changed`` is False if it had left.
+
+        Raises:
+            GossipError: no such peer (404 ``unknown_peer``); the name is ambiguous (409
+                ``ambiguous_peer``, the candidates listed); the peer is not dead (409
+                ``peer_not_dead``).
+        """
+        net = self._net(network)
+        matches = [e for e in net.peers.values() if target in (e.peer.guid, e.peer.name)]
+        if len(matches) > 1:
+            exact = [e for e in matches if e.peer.guid == target]
+            if not exact:
+                ordered = sorted(matches, key=lambda e: e.peer.guid)
+                listed = ", ".join(f"{e.peer.guid} ({e.liveness.status})" for e in ordered)
+                raise GossipError(
+                    f"{len(matches)} peers are named {target!r} on network {net.network.name!r}:"
+                    f" {listed}; give the guid",
+                    status_hint=409,
+                    code=ErrorCode.AMBIGUOUS_PEER,
+                )
+            matches = exact
+        if not matches:
+            raise GossipError(
+                f"no peer {target[:100]!r} on network {net.network.name!r}"
+                " (give a name or guid that gossip network lists)",
+                status_hint=404,
+                code=ErrorCode.UNKNOWN_PEER,
+            )
+        entry = matches[0]
+        status = entry.liveness.status
+        if status is PeerStatus.LEFT:
+            return entry.view(), False
+        if status is not PeerStatus.DEAD:
+            raise GossipError(
+                f"peer {entry.peer.name!r} ({entry.peer.guid}) is {status}, not dead: only a dead node can be"
+                " forced out (a live node leaves with: gossip leave, on that node)",
+                status_hint=409,
+                code=ErrorCode.PEER_NOT_DEAD,
+            )
+        self._take_left(net, entry, replace(entry.peer, incarnation=entry.peer.incarnation + 1, left=True), now)
+        return entry.view(), True
+
     # ------------------------------------------------------------------ incoming
     def handle_request(self, data: bytes, now: float) -> bytes:
         """Answer one request from a peer.
@@ -613,15 +756,25 @@ class GossipNode:
                     " replayed from before a restart?",
                     code=ErrorCode.REPLAYED,
                 )
+            if self._left:
+                # A peer checking a left claim (see _claim_left) must see a failure.
+                raise GossipError("this node has left the network", status_hint=503, code=ErrorCode.UNAVAILABLE)
         except GossipError as exc:
             self.stats[f"rejected.{type(exc).__name__}"] += 1
             raise
         self.stats[f"received.{env.body.TYPE}"] += 1
-        reply = self._answer(net, env.sender, env.body, now)
+        reply: m.Message
+        if isinstance(env.body, m.Keys):
+            reply = self._take_ring(net, env.sender, env.body, env.key, now)
+        else:
+            reply = self._answer(net, env.sender, env.body, now)
         self._seen(net, env.sender, now)
-        return m.encode(
-            reply, network=net.network.name, sender=self.guid, key=net.network.key, re=env.nonce, now=int(now * 1000)
-        )
+        entry = net.peers.get(env.sender)
+        if entry is not None:
+            entry.last_key = env.key
+        # Signed with the key the request used: a sender that does not hold this node's
+        # primary key yet (a rotation under way) still understands the answer.
+        return m.encode(reply, network=net.network.name, sender=self.guid, key=env.key, re=env.nonce, now=int(now * 1000))
 
     def receive_response(self, request_id: int, data: bytes, now: float) -> None:
         """Take the answer to a request from :meth:`outbox`.
@@ -648,6 +801,12 @@ class GossipNode:
         self._on_reply(net, env.sender, request_id, flight, env.body, now)
         self._seen(net, env.sender, now)
         entry = net.peers.get(env.sender)
+        if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
+            # It answered a request sent since the claim: it did not leave (a member's lie,
+            # or a stale record). Hearsay of that record is refused for a while.
+            self._shun(net, record_key(entry.left_claim), now + self._forget_after)
+            entry.left_claim = None
+            self.stats["refuted.left_claim"] += 1
         if entry is not None and env.now is not None:
             # Its clock at about the middle of the exchange (signed, by a key holder), followed
             # only within the replay window: beyond it the clocks are wrong, and the window
@@ -691,8 +850,11 @@ class GossipNode:
         # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
         # A peer may have several requests out at once (a round's probe, a fetch, a push):
         # count one failure per wave, not per request.
+        if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
+            self._take_left(net, entry, entry.left_claim, now)  # checked: it did leave
+            return
         if entry is not None and flight.sent > entry.liveness.failed_at:
-            old = entry.liveness.failed(now, self._policy)
+            old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
 
@@ -717,14 +879,20 @@ class GossipNode:
 
         Each gossip a :class:`GossipReceived` stored (or tombstone a :class:`TombstoneAdded`
         did) leaves the node: its set, fingerprint, listing and push queues; each one a
-        :class:`GossipRemoved` or :class:`TombstoneRemoved` removed comes back. Each peer a :class:`PeerJoined` added is forgotten, with its
+        :class:`GossipRemoved` or :class:`TombstoneRemoved` removed comes back. Each
+        :class:`KeyringChanged` is undone (the ring before it comes back). Each peer a
+        :class:`PeerJoined` added is forgotten, with its
         record and eager link. The other events need no undo: a newer peer record or a
         liveness change stays true, and the next write that touches the peer stores it.
 
         Args:
             events: the batch as taken from :meth:`events` or :meth:`next_event`.
         """
-        for event in reversed(list(events)):  # a replacement is undone removal last
+        # The last change first: back to the ring before the batch, and a replacement is
+        # undone removal last.
+        for event in reversed(list(events)):
+            if isinstance(event, KeyringChanged):
+                self._set_network(self._nets[event.old.name], event.old)
             if isinstance(event, GossipReceived):
                 self._take(self._nets[event.network], event.gossip)
             elif isinstance(event, TombstoneAdded):
@@ -746,6 +914,10 @@ class GossipNode:
                 pending = net.pending.get(guid)
                 if pending is not None:
                     pending.asked = None
+        elif isinstance(flight.body, m.Keys) and flight.peer is not None:
+            entry = net.peers.get(flight.peer)
+            if entry is not None:
+                entry.ring_offered = None  # the next advert that shows it behind sends it again
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -761,9 +933,9 @@ class GossipNode:
             raise LocalProtocolError(f"this node is not on network {name!r}; it is on {list(self._nets)}")
         return net
 
-    def _key_for(self, network: str) -> bytes | None:
+    def _key_for(self, network: str) -> tuple[bytes, ...] | None:
         net = self._nets.get(network)
-        return None if net is None else net.network.key
+        return None if net is None else net.network.keys
 
     def _restore(self, snapshot: Snapshot, now: float) -> None:
         for name, held in self._nets.items():
@@ -798,8 +970,11 @@ class GossipNode:
                     entry.liveness = Liveness(
                         status=view.status, last_seen=view.last_seen, failures=view.failures
                     )
+                    entry.liveness.set_left(view.peer.left)  # the record decides ``left``
 
-    def _send(self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float) -> int:
+    def _send(
+        self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None
+    ) -> int:
         rid = self._next_id
         self._next_id += 1
         nonce = format(self._rng.getrandbits(96), "024x")
@@ -809,7 +984,7 @@ class GossipNode:
             body,
             network=net.network.name,
             sender=self.guid,
-            key=net.network.key,
+            key=key or self._key_to(net, entry),
             nonce=nonce,
             ts=int(now * 1000) + offset,
             to=peer,
@@ -847,6 +1022,7 @@ class GossipNode:
         k = self.config.gossip_max_peer_count
         for net in self._nets.values():
             self._forget_unproven(net, now)
+            self._forget_gone(net, now)
             fresh: list[str] = []
             others: list[str] = []
             doubtful: list[str] = []
@@ -883,8 +1059,20 @@ class GossipNode:
                 picked.pop()
                 short = 1
             targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
+            # Reconnect (serf's reconnect_interval): besides the sample, one dead peer whose
+            # backoff has passed, every round, settled or not. A settled node probes rarely,
+            # so without this two sides of a healed partition might each wait many rounds to
+            # pick a peer across; with it the first contact comes within about a round. One
+            # a round at most: a thousand dead peers cost one request a round, not more.
+            dead = [
+                guid for guid in others
+                if net.peers[guid].liveness.status is PeerStatus.DEAD and guid not in targets
+            ]
+            if dead:
+                targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), retention=self._told(net)
+                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net),
+                retention=self._told(net),
             )
             for guid in targets:
                 net.peers[guid].fresh = False
@@ -972,7 +1160,10 @@ class GossipNode:
             self._heard_of(net, sender, body.ids, now)
             if body.retention is not None:
                 self._adopt(net, body.retention)
-            return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
+            if body.ring is None:
+                return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
+            self._heard_ring(net, sender, body.ring, now)
+            return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net), retention=self._told(net))
         if isinstance(body, m.Push):
             fresh = [
                 g for g in body.gossips
@@ -1113,6 +1304,12 @@ class GossipNode:
                 self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
             if reply.retention is not None:
                 self._adopt(net, reply.retention)
+            if reply.ring is not None:
+                self._heard_ring(net, peer, reply.ring, now)
+        elif isinstance(reply, m.KeysReply):
+            entry = net.peers.get(peer)
+            if entry is not None:
+                entry.ring, entry.ring_offered = reply.ring, None  # the rounds repair the rest
         elif isinstance(reply, m.TellMeMoreReply):
             assert isinstance(flight.body, m.TellMeMore)
             asked = set(flight.body.ids)
@@ -1268,8 +1465,7 @@ class GossipNode:
         so every node ends with the same); the next tick expires what it no longer keeps."""
         if not retention.supersedes(net.network.retention):
             return
-        net.network = replace(net.network, retention=retention)
-        self.config = self.config.with_changes(networks=tuple(n.network for n in self._nets.values()))
+        self._set_network(net, replace(net.network, retention=retention))
         net.unsettled = True
         self._events.append(RetentionChanged(network=net.network.name, retention=retention))
 
@@ -1512,21 +1708,88 @@ class GossipNode:
                     return None
             elif peer.incarnation <= entry.peer.incarnation:
                 return None
-            elif entry.firsthand and entry.liveness.status is PeerStatus.ALIVE:
+            elif entry.firsthand and entry.liveness.status is PeerStatus.ALIVE and not peer.left:
                 self.stats["rejected.peer_hearsay"] += 1
                 return None
         is_new = entry is None
-        if not firsthand and net.shunned and record_key(peer) in net.shunned:
+        if not firsthand and net.shunned.get(record_key(peer), 0.0) > now:
             self.stats["rejected.peer_shunned"] += 1
             return None
+        if entry is not None and peer.left and entry.proven and entry.liveness.status is PeerStatus.ALIVE:
+            self._claim_left(net, entry, peer, now)
+            return None
         limit = self._max_peers if firsthand else self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+        old = None if entry is None else entry.peer
         entry = self._put_peer(net, peer, now, limit=limit)
         if entry is None:
             return None
         entry.firsthand = firsthand
+        entry.left_claim = None
+        if old is not None and old.left and not peer.left:
+            # Back (a restart, or the real node reclaiming its guid): hearsay of the left
+            # record it replaces must not undo that.
+            self._shun(net, record_key(old), now + self._forget_after)
+        status_was = entry.liveness.set_left(peer.left)
+        if peer.left:
+            net.eager.remove(peer.guid)
         self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
+        if status_was is not None and not is_new:
+            self._events.append(PeerStatusChanged(peer=entry.view(), old=status_was))
         net.unsettled = True
         return entry
+
+    # -- leaving ------------------------------------------------------------------------
+    def _claim_left(self, net: _Net, entry: _PeerEntry, claim: Peer, now: float) -> None:
+        """A record says that a peer which answers left: check before believing it.
+
+        Any member can send any record, so "left" about a live node is checked: the peer is
+        asked at once (a DID_YOU_HEAR). An answer to a request sent since then refutes the
+        claim; a failure (a node that left answers 503, or nothing answers) confirms it
+        (:meth:`delivery_failed`). One check at a time per peer; a newer claim replaces the
+        one being checked.
+        """
+        pending = entry.left_claim
+        if pending is not None and pending.incarnation >= claim.incarnation:
+            return
+        entry.left_claim = claim
+        if pending is None:
+            entry.claim_at = now
+            self.stats["checked.left_claim"] += 1
+            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
+            self._send_to(net, entry.peer.guid, probes, now)
+
+    def _take_left(self, net: _Net, entry: _PeerEntry, record: Peer, now: float) -> None:
+        """Hold ``record`` (which says ``left``) for the peer: it is not contacted again."""
+        entry.left_claim = None
+        self._put_peer(net, record, now, limit=self._max_peers)
+        net.eager.remove(record.guid)
+        net.unsettled = True  # the new record spreads at the next reconciliations
+        old = entry.liveness.set_left(True)
+        self._events.append(PeerUpdated(peer=entry.view()))
+        if old is not None:
+            self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
+
+    @staticmethod
+    def _shun(net: _Net, key: int, until: float) -> None:
+        """Refuse hearsay of the record with this key until ``until`` (newest last)."""
+        net.shunned.pop(key, None)
+        net.shunned[key] = until
+
+    def _forget_gone(self, net: _Net, now: float) -> None:
+        """Forget peers left or dead and not heard from for ``forget_after`` (events say so),
+        and refuse hearsay of their records as long again, so that peers which forget later
+        do not hand them back. A node that comes back speaks first-hand, which is taken."""
+        gone = (PeerStatus.LEFT, PeerStatus.DEAD)
+        for entry in [e for e in net.peers.values() if e.liveness.status in gone]:
+            since = entry.liveness.last_seen if entry.liveness.last_seen is not None else entry.learnt
+            if now - since <= self._forget_after:
+                continue
+            self._forget_peer(net, entry.peer.guid)
+            self._shun(net, entry.key, now + self._forget_after)
+            status = entry.liveness.status
+            self.stats[f"forgotten.{status}"] += 1
+            reason = f"{status} for over {self._forget_after:g} s"
+            self._events.append(PeerForgotten(peer=entry.view(), reason=reason))
 
     def _seen(self, net: _Net, guid: str, now: float) -> None:
         entry = net.peers.get(guid)
@@ -1535,3 +1798,222 @@ class GossipNode:
         old = entry.liveness.succeeded(now)
         if old is not None:
             self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
+
+    # ------------------------------------------------------------------ key rotation
+    # A network's key ring: the primary key (signs what this node sends) and the others it
+    # accepts. Every change (install, use, remove) raises the ring's version; nodes advertise
+    # their ring (ids, never keys) in each round's DID_YOU_HEAR and its answer, and a node
+    # that sees a peer advertise a lower ring sends it its own (KEYS), each key sealed under
+    # a key that peer holds. The highest ring wins everywhere, so a node that missed a change
+    # catches up at its next exchange with any node that has it. A request to a peer is
+    # signed with the primary when the peer holds it, else with a key it does hold, and every
+    # answer with the key its request used: no request between members is refused while
+    # the rotation is done in order (install everywhere, use, remove), and removing a key
+    # that a known node still needs is refused.
+    def keys(self, network: str | None = None) -> tuple[bytes, ...]:
+        """The keys this node accepts on a network, the primary first."""
+        return self._net(network).network.keys
+
+    def key_ring(self, network: str | None = None) -> list[KeyInfo]:
+        """``gossip keys list``: each key's id, whether it is primary, and how many nodes hold it."""
+        net = self._net(network)
+        # Nodes gone (dead, or left) neither hold nor need a key until they come back.
+        counted = [e for e in net.peers.values() if e.liveness.status not in (PeerStatus.DEAD, PeerStatus.LEFT)]
+        unheard = sum(1 for e in counted if e.ring is None)
+        rows = []
+        for key in net.network.keys:
+            kid = _key_id(key)
+            holders = 1 + sum(1 for e in counted if e.ring is not None and kid in e.ring.ids)
+            rows.append(
+                KeyInfo(
+                    network=net.network.name,
+                    id=kid,
+                    primary=key == net.network.key,
+                    nodes=holders,
+                    known=1 + len(counted),
+                    unheard=unheard,
+                )
+            )
+        return rows
+
+    def install_key(self, key: bytes, now: float, network: str | None = None) -> bool:
+        """``gossip keys install``: accept ``key`` too (the primary stays), and spread the ring.
+
+        Returns:
+            False when the key was already installed (nothing changed).
+
+        Raises:
+            LocalProtocolError: not 16 to 64 bytes.
+            GossipError: the ring already holds :data:`~gossip.messages.MAX_RING_KEYS` keys
+                (409, ``key_in_use``).
+        """
+        net = self._net(network)
+        if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
+            raise LocalProtocolError("a network key must be 16 to 64 bytes")
+        old = net.network
+        if key in old.keys:
+            return False
+        if len(old.keys) >= m.MAX_RING_KEYS:
+            raise GossipError(
+                f"network {old.name!r} already holds {len(old.keys)} keys; remove one first",
+                status_hint=409,
+                code=ErrorCode.KEY_IN_USE,
+            )
+        self._change_ring(net, replace(old, extra_keys=(*old.extra_keys, key), key_version=old.key_version + 1), None, now)
+        return True
+
+    def use_key(self, kid: str, now: float, network: str | None = None) -> bool:
+        """``gossip keys use``: make the installed key of id ``kid`` the primary, and spread it.
+
+        Returns:
+            False when it was the primary already.
+
+        Raises:
+            GossipError: no installed key has that id (404, ``unknown_key``).
+        """
+        net = self._net(network)
+        old = net.network
+        key = self._installed(old, kid)
+        if key == old.key:
+            return False
+        others = tuple(k for k in old.keys if k != key)
+        self._change_ring(net, replace(old, key=key, extra_keys=others, key_version=old.key_version + 1), None, now)
+        return True
+
+    def remove_key(self, kid: str, now: float, network: str | None = None) -> None:
+        """``gossip keys remove``: stop accepting the key of id ``kid``, here and everywhere.
+
+        Raises:
+            GossipError: no installed key has that id (404, ``unknown_key``); it is the last
+                key (409, ``last_key``) or the primary (409, ``primary_key``); or a known node
+                last advertised no other key of this ring (409, ``key_in_use``): removing
+                this one would cut it off.
+        """
+        net = self._net(network)
+        old = net.network
+        key = self._installed(old, kid)
+        if len(old.keys) == 1:
+            raise GossipError(
+                f"key {kid} is the last key of network {old.name!r}; install another one first",
+                status_hint=409,
+                code=ErrorCode.LAST_KEY,
+            )
+        if key == old.key:
+            raise GossipError(
+                f"key {kid} is the primary key of network {old.name!r}; `use` another key first",
+                status_hint=409,
+                code=ErrorCode.PRIMARY_KEY,
+            )
+        remaining = {_key_id(k) for k in old.keys if k != key}
+        for entry in net.peers.values():
+            gone = entry.liveness.status in (PeerStatus.DEAD, PeerStatus.LEFT)
+            if entry.ring is not None and not gone and remaining.isdisjoint(entry.ring.ids):
+                raise GossipError(
+                    f"node {entry.peer.name} ({entry.peer.guid}) last said it holds no other key of network"
+                    f" {old.name!r}: removing {kid} would cut it off; wait until `gossip keys list` shows"
+                    " the new key on every node",
+                    status_hint=409,
+                    code=ErrorCode.KEY_IN_USE,
+                )
+        others = tuple(k for k in old.extra_keys if k != key)
+        self._change_ring(net, replace(old, extra_keys=others, key_version=old.key_version + 1), None, now)
+
+    @staticmethod
+    def _installed(network: Network, kid: str) -> bytes:
+        for key in network.keys:
+            if _key_id(key) == kid:
+                return key
+        raise GossipError(
+            f"no key {kid!r} is installed on network {network.name!r}; `gossip keys list` shows the ids",
+            status_hint=404,
+            code=ErrorCode.UNKNOWN_KEY,
+        )
+
+    def _ring(self, net: _Net) -> m.Ring:
+        network = net.network
+        return m.Ring(version=network.key_version, primary=_key_id(network.key), ids=tuple(map(_key_id, network.keys)))
+
+    def _key_to(self, net: _Net, entry: _PeerEntry | None) -> bytes:
+        """The key to sign a request to this peer with: the primary, unless the peer's last
+        advert says it lacks it and holds another of this node's keys (or, before any advert,
+        the key of its last request)."""
+        primary = net.network.key
+        if entry is not None and entry.ring is None and entry.last_key in net.network.keys:
+            return entry.last_key  # its ring not heard yet: the key it signs with
+        if entry is None or entry.ring is None or _key_id(primary) in entry.ring.ids:
+            return primary
+        return next((k for k in net.network.extra_keys if _key_id(k) in entry.ring.ids), primary)
+
+    def _set_network(self, net: _Net, network: Network) -> None:
+        net.network = network
+        self.config = self.config.with_changes(
+            networks=tuple(network if n.name == network.name else n for n in self.config.networks)
+        )
+
+    def _change_ring(self, net: _Net, new: Network, source: str | None, now: float) -> None:
+        """Take a new ring, report it (the runner writes it before any answer), and send it to
+        up to :data:`KEYS_FANOUT` peers not known to hold it."""
+        self._events.append(KeyringChanged(network=new, old=net.network, source=source))
+        self._set_network(net, new)
+        net.unsettled = True
+        rank = self._ring(net).rank()
+        behind = [
+            guid for guid, e in net.peers.items()
+            if guid != source and e.liveness.eligible(now) and (e.ring is None or e.ring.rank() < rank)
+            and e.ring_offered != rank
+        ]
+        for guid in self._rng.sample(behind, min(KEYS_FANOUT, len(behind))):
+            self._send_ring(net, guid, now)
+
+    def _send_ring(self, net: _Net, guid: str, now: float) -> None:
+        """KEYS to one peer: this node's ring, each key sealed under a key the peer holds."""
+        entry = net.peers.get(guid)
+        if entry is None:
+            return
+        wrap = self._key_to(net, entry)
+        nonce = self._rng.getrandbits(128).to_bytes(16, "big")
+        ring = self._ring(net)
+        sealed = tuple(
+            m.SealedKey(id=_key_id(k), sealed=seal_key(wrap, k, nonce=nonce, context=net.network.name))
+            for k in net.network.keys
+        )
+        self._send(net, guid, entry.peer.address, m.Keys(ring=ring, keys=sealed), now, key=wrap)
+        entry.ring_offered = ring.rank()
+        self.stats["ring.sent"] += 1
+
+    def _heard_ring(self, net: _Net, sender: str, ring: m.Ring, now: float) -> None:
+        """A peer advertised its ring: note it, and send ours if it is newer."""
+        entry = net.peers.get(sender)
+        if entry is None:
+            return
+        entry.ring = ring
+        mine = self._ring(net).rank()
+        if ring.rank() < mine and entry.ring_offered != mine:
+            self._send_ring(net, sender, now)
+
+    def _take_ring(self, net: _Net, sender: str, body: m.Keys, wrap: bytes, now: float) -> m.KeysReply:
+        """KEYS from a peer: adopt its ring when it ranks above ours (else answer with ours,
+        and send ours back when it is the newer)."""
+        if body.ring.rank() > self._ring(net).rank():
+            name = net.network.name
+            keys = [unseal_key((wrap,), k.id, k.sealed, context=name) for k in body.keys]
+            if any(k is None for k in keys):
+                raise AuthenticationError(
+                    "keys: a sealed key does not open with the key that signed the request",
+                    code=ErrorCode.BAD_MAC,
+                )
+            opened = [k for k in keys if k is not None]
+            primary = opened[body.ring.ids.index(body.ring.primary)]
+            try:
+                new = replace(
+                    net.network,
+                    key=primary,
+                    extra_keys=tuple(k for k in opened if k != primary),
+                    key_version=body.ring.version,
+                )
+            except LocalProtocolError as exc:
+                raise RemoteProtocolError(f"keys: {exc}") from None
+            self._change_ring(net, new, sender, now)
+            self.stats["ring.adopted"] += 1
+        self._heard_ring(net, sender, body.ring, now)
+        return m.KeysReply(ring=self._ring(net))

@@ -79,7 +79,7 @@ def test_stopped_node_turns_suspect_then_dead_then_alive_again(cluster: Cluster)
         return str(peers[0]["status"]) if peers else "unknown"
 
     wait_for(lambda: status_of_b() == "alive", 10, "b alive on a")
-    b.stop()
+    b.stop(signal.SIGKILL)  # a crash: a clean stop announces a leave (tests/test_leave_http.py)
     seen = set()
 
     def dead() -> bool:

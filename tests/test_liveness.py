@@ -9,18 +9,18 @@ import pytest
 from gossip.liveness import ON_FAILURE, ON_SUCCESS, Liveness, LivenessPolicy
 from gossip.model import PeerStatus
 
-ALIVE, SUSPECT, DEAD = PeerStatus.ALIVE, PeerStatus.SUSPECT, PeerStatus.DEAD
+ALIVE, SUSPECT, DEAD, LEFT = PeerStatus.ALIVE, PeerStatus.SUSPECT, PeerStatus.DEAD, PeerStatus.LEFT
 POLICY = LivenessPolicy(dead_after=3, base_backoff=1.0, max_backoff=60.0)
 
 
 def test_transition_tables_cover_every_status() -> None:
     assert set(ON_SUCCESS) == set(ON_FAILURE) == set(PeerStatus)
-    assert ON_SUCCESS == {ALIVE: ALIVE, SUSPECT: ALIVE, DEAD: ALIVE}
-    assert ON_FAILURE == {ALIVE: SUSPECT, SUSPECT: SUSPECT, DEAD: DEAD}
+    assert ON_SUCCESS == {ALIVE: ALIVE, SUSPECT: ALIVE, DEAD: ALIVE, LEFT: LEFT}
+    assert ON_FAILURE == {ALIVE: SUSPECT, SUSPECT: SUSPECT, DEAD: DEAD, LEFT: LEFT}
 
 
 def test_status_values_are_the_contracts_words() -> None:
-    assert [str(s) for s in PeerStatus] == ["alive", "suspect", "dead"]
+    assert [str(s) for s in PeerStatus] == ["alive", "suspect", "dead", "left"]
     assert PeerStatus("suspect") is SUSPECT
 
 
@@ -94,7 +94,7 @@ def test_eligible_only_once_the_backoff_has_passed() -> None:
     assert not live.eligible(102.9) and live.eligible(103.0)
 
 
-@pytest.mark.parametrize("status", list(PeerStatus))
+@pytest.mark.parametrize("status", [ALIVE, SUSPECT, DEAD])  # LEFT: see test_left_follows_the_record...
 def test_succeeded_from_any_state_returns_to_alive_and_resets(status: PeerStatus) -> None:
     live = Liveness(status=status, last_seen=1.0, failures=7, retry_at=999.0)
     old = live.succeeded(50.0)
@@ -123,3 +123,26 @@ def test_failed_and_succeeded_walk_the_tables() -> None:
         live = Liveness(status=start)
         live.succeeded(0.0)
         assert live.status is ON_SUCCESS[start]
+
+
+def test_left_follows_the_record_not_requests_and_is_never_contacted() -> None:
+    live = Liveness()
+    live.failed(0.0, POLICY)
+    assert live.set_left(True) is SUSPECT and live.status is LEFT
+    assert not live.eligible(10**9)  # whatever the backoff: a left peer is not contacted
+    assert live.succeeded(5.0) is None and live.status is LEFT  # an old request's answer
+    assert live.failed(6.0, POLICY) is None and live.status is LEFT  # nor suspect, nor dead
+    assert live.set_left(True) is None
+    assert live.set_left(False) is LEFT
+    assert (live.status, live.failures, live.eligible(6.0)) == (ALIVE, 0, True)
+    assert Liveness().set_left(False) is None
+
+
+def test_jitter_shortens_the_backoff_within_bounds() -> None:
+    delays = []
+    for jitter in (0.0, 0.5, 0.75, 1.0, 2.0):
+        live = Liveness()
+        for _ in range(3):
+            live.failed(0.0, POLICY, jitter)
+        delays.append(live.retry_at)
+    assert delays == [2.0, 2.0, 3.0, 4.0, 4.0]  # 4 s backoff, times the jitter kept in [0.5, 1]

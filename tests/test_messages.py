@@ -132,11 +132,18 @@ REQUESTS: list[m.Message] = [
     m.TellMeMore(ids=()),
     m.Push(gossips=GOSSIPS),
     m.Push(gossips=()),
+    m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), ring=m.Ring(version=3, primary="ab" * 8, ids=("ab" * 8, "cd" * 8))),
+    m.Keys(
+        ring=m.Ring(version=2, primary="cd" * 8, ids=("ab" * 8, "cd" * 8)),
+        keys=(m.SealedKey(id="ab" * 8, sealed="00" * 64), m.SealedKey(id="cd" * 8, sealed="11" * 64)),
+    ),
 ]
 
 _keys = KeySet(range(1, 40))
 ANSWERS: list[m.Message] = [
     m.RegisterOk(node=peer(9)),
+    m.KeysReply(ring=m.Ring(version=0, primary="ab" * 8, ids=("ab" * 8,))),
+    m.DidYouHearReply(hello=m.ProbeAnswer(in_sync=True), ring=m.Ring(version=1, primary="cd" * 8, ids=("cd" * 8,))),
     m.HelloReply(answer=m.ProbeAnswer(in_sync=True)),
     m.HelloReply(answer=m.ProbeAnswer(keys=(K1, K2), upto=K2), peers=(peer(4),)),
     m.HelloReply(peers=(peer(5), peer(6))),
@@ -189,6 +196,7 @@ def test_every_message_type_is_covered_and_replies_pair_up() -> None:
         "did_you_hear": "did_you_hear_reply",
         "tell_me_more": "tell_me_more_reply",
         "push": "push_reply",
+        "keys": "keys_reply",
     }
     assert m.Register(node=peer(1)).response(peer(2)) == m.RegisterOk(node=peer(2))
 

@@ -527,7 +527,7 @@ def test_a_round_sends_each_peer_one_request_carrying_both_probes(push: bool, fa
     out = node.outbox()
     assert [o.verb for o in out] == ["did_you_hear"] * fanout and len({o.peer for o in out}) == fanout
     body = json.loads(out[0].data)["body"]
-    assert set(body) == {"probe", "hello"}
+    assert set(body) == {"probe", "hello", "ring"}  # and its key ring (docs/protocol.md)
     assert body["hello"]["n"] == 8 and body["probe"]["n"] == 0  # 8 records (its own too), no gossip
 
 

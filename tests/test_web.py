@@ -322,7 +322,7 @@ def test_pending_gossip_and_peer_statuses_are_marked(
         {"guid": f"{i}" * 8 + "-0000-4000-8000-000000000000", "name": status, "ip": "127.0.0.1", "port": 9000 + i,
          "network_name": "default", "incarnation": 0, "status": status,
          "last_seen": "2026-01-01T10:00:00+00:00" if i else None, "failures": i}
-        for i, status in enumerate(["alive", "suspect", "dead"])
+        for i, status in enumerate(["alive", "suspect", "dead", "left"])
     ]
     with opened(browser, a) as seen:
         page = seen.page
@@ -336,7 +336,7 @@ def test_pending_gossip_and_peer_statuses_are_marked(
         expect(items.nth(1).locator(".msg")).to_have_text("newer")
         expect(items.nth(2).locator(".msg")).to_have_text("older")
         expect(page.locator("#gossip-count")).to_have_text("(3, 1 pending)")
-        for status in ("alive", "suspect", "dead"):
+        for status in ("alive", "suspect", "dead", "left"):
             expect(page.locator(f"#peers li .badge.{status}")).to_have_text(status)
         expect(page.locator("#peers li", has_text="alive")).to_contain_text("not seen yet")
         shot(page, tmp_path, "marks.png")
@@ -414,3 +414,30 @@ def test_plain_http_on_another_address_explains_that_it_needs_a_secure_context(
         shot(page, tmp_path, "insecure.png")
     finally:
         b.close()
+
+
+def test_the_page_works_with_a_password_installed_by_gossip_keys(
+    browser: Any, nodes: tuple[NodeProc, NodeProc], tmp_path: Path
+) -> None:
+    import secrets
+
+    from gossip.auth import key_id, seal_key
+
+    a, _ = nodes
+    new_password = "the rotated password 🔑"
+    new = derive_key("default", new_password)
+    sealed = seal_key(derive_key("default", PASSWORD), new, nonce=secrets.token_bytes(16), context="default")
+    status, body = a.call("POST", "/v1/keys", {"op": "install", "id": key_id(new), "sealed": sealed})
+    assert status == 200, body
+    try:
+        with opened(browser, a) as seen:
+            page = seen.page
+            login(page, new_password)  # the page derives the key in the browser, as ever
+            expect(page.locator("#app")).to_be_visible()
+            expect(page.locator("#node-name")).to_have_text("alpha")
+            create(page, "made with the rotated password")
+            shot(page, tmp_path, "rotated-password.png")
+            seen.assert_clean()
+    finally:  # the module's other tests use the first password alone
+        status, body = a.call("POST", "/v1/keys", {"op": "remove", "id": key_id(new)})
+        assert status == 200, body

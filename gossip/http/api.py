@@ -16,22 +16,25 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import __version__
-from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth
+from ..auth import CLIENT_AUTH_HEADER, ReplayGuard, check_client_auth, unseal_key
 from ..errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError
 from ..messages import error_body
 from ..events import RegisterFailed, Registered
 from ..model import PeerView, iso_for_output
-from ..node import GossipStatus
+from ..node import GossipStatus, KeyInfo
 from .client import getaddrinfo_within
 from .server import Request, Response
 
 if TYPE_CHECKING:
     from .runner import NodeRunner
 
-__all__ = ["ClientApi", "parse_hostport", "gossip_row", "RESOLVE_WAIT", "WEB_FILES"]
+__all__ = ["ClientApi", "parse_hostport", "split_hostport", "gossip_row", "key_row", "RESOLVE_WAIT", "WEB_FILES", "LEAVE_ANSWER_GRACE"]
 
 #: Seconds a register route waits for a host name to resolve (an unresolvable one gets a quick 400).
 RESOLVE_WAIT = 3.0
+#: Seconds between answering ``POST /v1/leave`` and asking the process to stop (the server
+#: aborts its connections when it closes: the answer must have left by then).
+LEAVE_ANSWER_GRACE = 0.3
 
 #: The web client: path -> (file in gossip/web, content type). Nothing else is served from disk.
 WEB_FILES = {
@@ -80,6 +83,10 @@ class ClientApi:
             ("GET", "/v1/gossip"): self._get_gossip,
             ("POST", "/v1/gossip"): self._post_gossip,
             ("POST", "/v1/register"): self._post_register,
+            ("GET", "/v1/keys"): self._get_keys,
+            ("POST", "/v1/keys"): self._post_keys,
+            ("POST", "/v1/leave"): self._post_leave,
+            ("POST", "/v1/force-leave"): self._post_force_leave,
             ("POST", "/v1/gossip/delete"): self._post_delete,
         }
 
@@ -123,11 +130,12 @@ class ClientApi:
         response = await handler(request, network)
         return Response(response.status, response.body, response.content_type, response.headers, authenticated=True)
 
-    def _key_for(self, network: str) -> bytes:
-        """The network's key; a network this node is not on is refused here, with its own code."""
+    def _key_for(self, network: str) -> tuple[bytes, ...]:
+        """The network's keys (any is accepted: a rotation may be under way); a network this
+        node is not on is refused here, with its own code."""
         for net in self.runner.config.networks:
             if net.name == network:
-                return net.key
+                return net.keys
         raise AuthenticationError(f"this node is not on network {network!r}", code=ErrorCode.WRONG_NETWORK)
 
     def _guard_for(self, network: str) -> ReplayGuard:
@@ -200,6 +208,76 @@ class ClientApi:
         return Response(502, error_body(502, text, ErrorCode.PEER_UNREACHABLE))
 
 
+    async def _post_leave(self, request: Request, network: str) -> Response:
+        """Announce a graceful leave on every network of the node, then have it stop."""
+        departure = await self.runner.leave_async()
+        self.runner.loop.call_later(LEAVE_ANSWER_GRACE, self.runner.done.set)
+        c = self.runner.config
+        return _json(200, {
+            "node_guid": c.node_guid,
+            "node_name": c.node_name,
+            "networks": list(c.network_names),
+            "told": departure.told,
+            "answered": departure.answered,
+            "incarnation": departure.incarnation,
+        })
+
+    async def _post_force_leave(self, request: Request, network: str) -> Response:
+        """Mark a dead peer of ``network`` as left; the record spreads to the other nodes."""
+        target = _json_body(request).get("peer")
+        if not isinstance(target, str) or not target.strip() or len(target) > 256:
+            raise LocalProtocolError('force-leave needs {"peer": "NAME or GUID"}')
+        view, changed = await self.runner.force_leave_async(target.strip(), network)
+        return _json(200, {"peer": view.to_dict(), "changed": changed})
+    async def _get_keys(self, request: Request, network: str) -> Response:
+        """``gossip keys list``: each key's id (never the key), whether primary, and how many
+        of the known nodes hold it."""
+        return _json(200, [key_row(row) for row in self.runner.node.key_ring(network)])
+
+    async def _post_keys(self, request: Request, network: str) -> Response:
+        """``gossip keys install|use|remove``: ``{"op", "id", "sealed"}`` (``sealed``: install
+        only, the new key sealed under the key that signed this request; see docs/security.md)."""
+        body = _json_body(request)
+        op, kid = body.get("op"), body.get("id")
+        if op not in ("install", "use", "remove"):
+            raise LocalProtocolError('keys needs {"op": "install" | "use" | "remove", "id": KEY_ID}')
+        if not isinstance(kid, str) or not kid:
+            raise LocalProtocolError("keys needs the key's id (\"id\")")
+        runner = self.runner
+        changed = True
+        if op == "install":
+            sealed = body.get("sealed")
+            if not isinstance(sealed, str):
+                raise LocalProtocolError('install needs the new key sealed ("sealed"; see docs/security.md)')
+            key = unseal_key(runner.node.keys(network), kid, sealed, context=network)
+            if key is None:
+                raise GossipError(
+                    "the sealed key does not open with a key of this node, or is not the key of that id;"
+                    " seal it under a key the node holds (`gossip keys install` does)",
+                    status_hint=404,
+                    code=ErrorCode.UNKNOWN_KEY,
+                )
+            changed = await runner.install_key_async(key, network)
+        elif op == "use":
+            changed = await runner.use_key_async(kid, network)
+        else:
+            await runner.remove_key_async(kid, network)
+        rows = [key_row(row) for row in runner.node.key_ring(network)]
+        return _json(200, {"op": op, "id": kid, "changed": changed, "keys": rows})
+
+
+def key_row(row: KeyInfo) -> dict[str, Any]:
+    """One key of ``GET /v1/keys``."""
+    return {
+        "network": row.network,
+        "id": row.id,
+        "primary": row.primary,
+        "nodes": row.nodes,
+        "known": row.known,
+        "unheard": row.unheard,
+    }
+
+
 def refusal(event: RegisterFailed, network: str, article: str) -> str:
     """Why a node refused our REGISTER with 401/403, by the refusal's code: the clocks, a
     replay, or else the network or password (``article``: "its" or "the" password)."""
@@ -208,6 +286,21 @@ def refusal(event: RegisterFailed, network: str, article: str) -> str:
     if event.code is ErrorCode.REPLAYED:
         return f"it took our request for a replay ({event.reason})"
     return f"it is not on network {network!r} or {article} password differs"
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) to a (host, port) pair, without resolving the host.
+
+    Raises:
+        LocalProtocolError: not of that form.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
+            or not 1 <= int(port_text) <= 65535:
+        raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    return host, int(port_text)
 
 
 def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int]:
@@ -219,18 +312,13 @@ def parse_hostport(text: str, *, timeout: float | None = None) -> tuple[str, int
     Raises:
         LocalProtocolError: not of that form, or the name does not resolve (in time).
     """
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.strip("[]")
-    # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
-    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
-            or not 1 <= int(port_text) <= 65535:
-        raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    host, port = split_hostport(text)
     try:
-        infos = getaddrinfo_within(host, int(port_text), timeout)
+        infos = getaddrinfo_within(host, port, timeout)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise LocalProtocolError(f"cannot resolve host {host[:100]!r}: {why}") from None
-    return str(infos[0][4][0]), int(port_text)
+    return str(infos[0][4][0]), port
 
 
 def _web_file(path: str) -> Response:

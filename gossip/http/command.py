@@ -6,9 +6,12 @@ Run it with ``-m``: run by path, ``import http.server`` would find this package 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ipaddress
 from dataclasses import replace
 import logging
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -22,18 +25,33 @@ from typing import Any, Sequence
 from ..auth import derive_key
 from ..configfile import load_config, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
-from ..events import RegisterFailed, Registered
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, Quota, Retention, check_network_name, parse_age
+from ..model import Network, NodeConfig, Quota, Retention, check_network_name, parse_retention
 from ..storage.jsonfile import JsonFileStorage
-from .api import parse_hostport, refusal
+from .api import parse_hostport
+from .join import JoinTarget, join_network, parse_join_target
 from .client import HttpTransport
 from .runner import NodeRunner
-from .server import Request, Response
+from .server import Request, Response, hostport
 
-__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "DEFAULT_PORT"]
+__all__ = ["main", "build_config", "tls_contexts", "data_dir_for", "listen_address", "parse_age", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8470
+#: Seconds per unit of an AGE flag (``90s``, ``30m``, ``12h``, ``30d``).
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_age(text: str) -> float:
+    """An age such as ``90s``, ``30m``, ``12h``, ``30d`` (a bare number is seconds), in seconds.
+
+    Raises:
+        argparse.ArgumentTypeError: not of that form, or not positive.
+    """
+    match = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhd]?)", text.strip().lower())
+    seconds = float(match[1]) * _AGE_UNITS[match[2] or "s"] if match else 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an age such as 90s, 30m, 12h or 30d")
+    return seconds
 
 
 def data_dir_for(config_path: Path) -> Path:
@@ -52,12 +70,27 @@ def _parser() -> argparse.ArgumentParser:
     pw = p.add_mutually_exclusive_group()
     pw.add_argument("--password", help="the network password (prefer GOSSIP_PASSWORD or --password-file)")
     pw.add_argument("--password-file", help="read the network password from this file")
-    p.add_argument("--ip", help="address to listen on and advertise (default 127.0.0.1)")
+    p.add_argument("--ip", help="address peers are told to use; also the one listened on without --listen (default 127.0.0.1)")
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
-    p.add_argument("--join", metavar="HOST:PORT", help="register with a running node of the network")
-    p.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of --ip:--port (which peers are still told)")
+    p.add_argument(
+        "--forget-after", type=parse_age, metavar="AGE",
+        help="forget peers that left or are dead after this long without news, e.g. 12h (default 24h)",
+    )
+    p.add_argument(
+        "--join", metavar="HOST:PORT", action="append",
+        help="register with a running node of the network; repeat it to name several (the first that answers"
+        " is used), and a HOST with several addresses is tried address by address",
+    )
+    p.add_argument(
+        "--retry-join", action="store_true",
+        help="keep trying the --join targets, with backoff, until one answers (nodes may start in any order)",
+    )
+    p.add_argument(
+        "--listen", metavar="IP|HOST:PORT",
+        help="address (and port) to listen on instead of --ip:--port, which peers are still told",
+    )
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate (PEM); needs --tls-key")
     p.add_argument("--tls-key", metavar="PATH", help="the certificate's private key (PEM)")
     p.add_argument("--tls-ca", metavar="PATH", help="verify peers' certificates against this CA (PEM); turns on HTTPS to peers")
@@ -116,7 +149,7 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         network_name = network_name or "default"
         if password is None and args.join:  # a made-up password could never join
             raise ConfigError(
-                f"to --join {args.join} this node needs the password of network {network_name!r}: {_PASS_IT}"
+                f"to --join {', '.join(args.join)} this node needs the password of network {network_name!r}: {_PASS_IT}"
             )
         if password is None:
             password = generated = secrets.token_urlsafe(18)
@@ -134,13 +167,27 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         ("port", "port"),
         ("timer", "gossip_timer"),
         ("max_peers", "gossip_max_peer_count"),
+        ("forget_after", "forget_after"),
     ):
         value = getattr(args, flag)
+        if flag == "port" and value == 0:
+            continue  # "pick a free one": main() binds port 0 and records the port it got
         if value is not None and value != getattr(config, attr):
             updates[attr] = value
     if password is not None and generated is None and existed:
         key = derive_key(network_name, password)
-        if (network_name, key) not in {(n.name, n.key) for n in config.networks}:
+        # Any key of the network's ring will do: after a rotation (`gossip keys`) the node is
+        # still started with the password it was first given, and keeps the ring it has.
+        ring = next((n for n in config.networks if n.name == network_name), None)
+        if ring is not None and ring.key_version and key not in ring.keys:
+            # Its keys were rotated (`gossip keys`): an old password left in the environment or
+            # a unit file must not quietly put back a key the network has dropped.
+            raise ConfigError(
+                f"the password given is not one of network {network_name!r}'s keys, which were"
+                f" rotated with `gossip keys` (ring version {ring.key_version}); give the new password,"
+                " or none (server.json holds the keys)"
+            )
+        if (network_name, key) not in {(n.name, k) for n in config.networks for k in n.keys}:
             others = tuple(n for n in config.networks if n.name != network_name)
             old = next((n for n in config.networks if n.name == network_name), None)
             kept, retention = (Quota(), Retention()) if old is None else (old.quota, old.retention)
@@ -171,7 +218,7 @@ def _with_retention(networks: tuple[Network, ...], name: str, text: str) -> tupl
         ConfigError: not an age.
     """
     try:
-        age = parse_age(text)
+        age = parse_retention(text)
     except LocalProtocolError as exc:
         raise ConfigError(f"--retention: {exc}") from None
     out = []
@@ -225,8 +272,11 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
         "",
         "To join a second node to this network, run:",
     ]
-    port = address[1] + 1
-    join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {host}:{address[1]}"
+    if address != (config.ip, config.port):
+        lines.insert(2, f"peers are told {hostport(config.ip, config.port)} (--ip, --port)")
+    # The join command names the address peers are told, which --listen may differ from.
+    port = config.port + 1
+    join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {hostport(config.ip, config.port)}"
     if scheme == "https":
         join += " --tls-cert CERT --tls-key KEY --tls-ca CA"
     if password is not None:
@@ -235,7 +285,7 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
         lines.append(f"    GOSSIP_PASSWORD='{password}' {join}")
     else:
         # Only the key is stored, so a lost password cannot be shown: say how to replace it.
-        lines.insert(3, _LOST_PASSWORD)
+        lines.insert(lines.index(""), _LOST_PASSWORD)
         lines.append(f"    GOSSIP_PASSWORD='<the password of {network}>' {join}")
     return "\n".join(lines)
 
@@ -266,6 +316,47 @@ def _claim(storage: JsonFileStorage, path: Path) -> None:
         ) from None
 
 
+def listen_address(text: str, port: int) -> tuple[str, int]:
+    """``--listen``: an IP address (then the port is ``port``, the one from ``--port``) or
+    ``HOST:PORT``.
+
+    Raises:
+        ConfigError: neither.
+    """
+    bare = text.strip()
+    try:
+        return str(ipaddress.ip_address(bare.strip("[]"))), port
+    except ValueError:
+        pass
+    try:
+        return parse_hostport(bare)
+    except LocalProtocolError as exc:
+        raise ConfigError(f"--listen {text[:100]!r}: give an IP address or HOST:PORT ({exc})") from None
+
+
+async def _join(
+    runner: NodeRunner, targets: list[JoinTarget], network: str, *, retry: bool, stop: threading.Event, failed: threading.Event
+) -> None:
+    """Run the join on the runner's loop and report it: one line on stdout when it worked;
+    without retry, when every target failed, one error line, then stop the node (exit 1)."""
+    outcome = await join_network(targets, lambda ip, port: runner.register_async(ip, port, network), network=network, retry=retry)
+    if outcome.registered is not None:
+        print(f"joined network {network}: {outcome.describe()}", flush=True)
+        return
+    print(f"error: could not join {outcome.describe()}", file=sys.stderr, flush=True)
+    failed.set()
+    stop.set()
+def _leave(runner: NodeRunner) -> None:
+    """A clean stop announces that the node leaves (bounded: LEAVE_WAIT), then stops anyway."""
+    try:
+        departure = runner.leave()
+    except (GossipError, TimeoutError) as exc:
+        print(f"error: {exc}; stopping without telling the peers (they will see this node dead)", file=sys.stderr)
+        return
+    if departure.told:
+        print(f"left the network: told {departure.told} peers, {departure.answered} took it", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a node until SIGINT or SIGTERM. Returns the exit status."""
     args = _parser().parse_args(argv)
@@ -291,8 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server_tls, client_tls = tls_contexts(args)
         config, generated, changed = build_config(args, path)
-        join = parse_hostport(args.join) if args.join else None
-        listen = parse_hostport(args.listen) if args.listen else (config.ip, config.port)
+        targets = [parse_join_target(text) for text in args.join or ()]
+        if args.retry_join and not targets:
+            raise ConfigError("--retry-join needs at least one --join HOST:PORT")
+        port = 0 if args.port == 0 else config.port
+        listen = listen_address(args.listen, port) if args.listen else (config.ip, port)
+        if args.port == 0 and listen[1] != 0:
+            raise ConfigError("--port 0 picks a free port to listen on and advertise: give --listen an IP, without a port")
         storage = JsonFileStorage(data_dir_for(path))
         _claim(storage, path)
         _raise_fd_limit()
@@ -303,9 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             address = transport.serve(listen, handler)
         except TransportError as exc:
             raise ConfigError(f"{exc}; pick another --port") from None
-        if args.listen:
-            address = (config.ip, config.port)
-        elif address[1] != config.port:  # --port 0: advertise the port we got
+        if listen[1] == 0:  # --port 0: advertise the port we got
             config = config.with_changes(port=address[1], incarnation=config.incarnation + 1)
             changed = True
         if changed:
@@ -321,24 +415,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             storage.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop = runner.done  # set by a signal, or by a leave through the client API (gossip leave)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a signal right after it stops cleanly
         signal.signal(sig, lambda *_: stop.set())
+    print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     runner.start_gossiping()
-    status = 0
-    if join is not None:
+    failed = threading.Event()
+    joining = None
+    if targets:
         network = args.network or config.networks[0].name
-        event = runner.register(*join, network)
-        if isinstance(event, Registered):
-            print(f"joined network {network}: registered with {event.peer.peer.name} at {args.join}", flush=True)
-        else:
-            assert isinstance(event, RegisterFailed)
-            why = refusal(event, network, "the") if event.status in (401, 403) else event.reason
-            print(f"error: could not join {args.join}: {why}", file=sys.stderr)
-            stop.set()
-            status = 1
+        coro = _join(runner, targets, network, retry=args.retry_join, stop=stop, failed=failed)
+        joining = asyncio.run_coroutine_threadsafe(coro, runner.loop)
     stop.wait()  # a signal's handler sets it (lock waits are interruptible on POSIX)
+    if joining is not None:
+        joining.cancel()  # a stop while retrying: the next round never starts
+    _leave(runner)
     runner.stop()
+    status = 1 if failed.is_set() else 0
     print("stopped; everything acknowledged is on disk", flush=True)
     return status

@@ -36,26 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
+from ..auth import key_id
 from ..configfile import save_config
 from ..errors import ConfigError, GossipError, StorageError, TransportError, excerpt
 from ..events import (
-    Event,
-    GossipConflict,
-    GossipReceived,
-    PeerJoined,
-    PeerStatusChanged,
-    RegisterFailed,
-    Registered,
-    RetentionChanged,
+    Event, GossipConflict, GossipReceived, KeyringChanged, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed,
+    Registered, RetentionChanged,
 )
-from ..model import Gossip, NodeConfig, PeerStatus, Tombstone
+from ..model import Gossip, NodeConfig, PeerStatus, PeerView, Tombstone
 from ..node import GossipNode, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
 from .client import HttpTransport
 from .server import RateLimitedLog
 
-__all__ = ["NodeRunner", "REGISTER_WAIT"]
+__all__ = ["NodeRunner", "REGISTER_WAIT", "LEAVE_WAIT", "Departure"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,12 +59,25 @@ T = TypeVar("T")
 REGISTER_WAIT = 10.0
 #: The round timer never sleeps longer than this (a clock that jumps is caught up soon).
 _MAX_SLEEP = 1.0
+#: Most seconds a leaving node waits for its peers to take the announcement; it stops anyway.
+LEAVE_WAIT = 2.0
+
+
+@dataclass(frozen=True)
+class Departure:
+    """What a leave did: peers told, how many took it in time, the incarnation to come back with."""
+
+    told: int
+    answered: int
+    incarnation: int
 
 
 @dataclass
 class _Write:
     events: list[Event]
     done: asyncio.Future[None]
+    #: The node's configuration to write to ``server.json``, when the batch changed a key ring.
+    config: NodeConfig | None = None
 
 
 @dataclass
@@ -78,6 +86,8 @@ class _Committer:
 
     storage: JsonFileStorage
     loop: asyncio.AbstractEventLoop
+    #: Where the node's configuration lives (``server.json``); None: key rings stay in memory.
+    config_path: Path | None = None
     _queue: deque[_Write] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
     _closing: bool = False
@@ -88,13 +98,13 @@ class _Committer:
         self._thread = threading.Thread(target=self._run, name="gossip-writer", daemon=True)
         self._thread.start()
 
-    async def commit(self, events: list[Event]) -> None:
+    async def commit(self, events: list[Event], config: NodeConfig | None = None) -> None:
         """Return once ``events`` and every batch submitted before them are on disk.
 
         Raises:
             StorageError: this batch, or one it waited for, could not be written.
         """
-        if not events:
+        if not events and config is None:
             tail = self._tail
             if tail is not None and not tail.done():
                 await asyncio.shield(tail)
@@ -103,7 +113,7 @@ class _Committer:
         with self._ready:
             if self._closing:
                 raise StorageError("the node is stopping; nothing more is written")
-            self._queue.append(_Write(events, done))
+            self._queue.append(_Write(events, done, config))
             self._ready.notify()
         self._tail = done
         await asyncio.shield(done)
@@ -119,7 +129,15 @@ class _Committer:
                 self._queue.clear()
             failure: StorageError | None = None
             try:
+                # The key ring first: rings change rarely, and one kept on disk by a write whose
+                # gossips then failed is only the ring the network spreads anyway.
+                configs = [w.config for w in run if w.config is not None]
+                if configs and self.config_path is not None:
+                    save_config(self.config_path, configs[-1])  # the latest ring (batches are in order)
                 persist(self.storage, [e for w in run for e in w.events])
+            except ConfigError as exc:
+                failure = StorageError(str(exc))
+                logger.error("%s", exc)
             except StorageError as exc:
                 failure = exc
                 logger.error("%s", exc)
@@ -163,8 +181,10 @@ class NodeRunner:
         request_timeout: seconds each node-to-node request may take.
         loop: the asyncio loop to run on when ``transport`` is None (several runners may
             share one); None: the transport starts its own in a thread.
-        config_path: the ``server.json`` to rewrite when the node adopts a network's newer
-            retention from a peer (None: not written; it is relearnt from the network).
+        config_path: the node's ``server.json``: a key ring change (``gossip keys``), and the
+            incarnation a leaving node comes back with, are written there, atomically, before
+            they are acknowledged; so is a newer retention the node adopts from a peer. None:
+            kept in memory only (an embedded node keeps its config itself).
 
     Raises:
         StorageInUse: another runner or process has the store.
@@ -186,14 +206,13 @@ class NodeRunner:
         storage.claim()
         self.storage = storage
         self.clock = clock
-        self._config_path = config_path
         self.api = ClientApi(self)
         if transport is None:
             transport = HttpTransport(app=self.api.handle, timeout=request_timeout, loop=loop)
         self.transport = transport
         self.loop = transport.loop
         self._request_timeout = request_timeout
-        self._committer = _Committer(storage, self.loop)
+        self._committer = _Committer(storage, self.loop, config_path)
         self._waiters: dict[int, asyncio.Future[Event]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -202,6 +221,10 @@ class NodeRunner:
         self._stopping = False
         self._stopped = False
         self._warn = RateLimitedLog(logger)
+        self._departure: Departure | None = None
+        #: Set once the node left through the client API (``POST /v1/leave``): whoever runs
+        #: the runner should then :meth:`stop` it (``python -m gossip.http`` waits on this).
+        self.done = threading.Event()
         #: Node-to-node body bytes, by direction ("sent", "received").
         self.bytes: Counter[str] = Counter()
         self.node = GossipNode(
@@ -264,8 +287,10 @@ class NodeRunner:
         result = fn(self.clock())
         events = self.node.events()
         outbox = self.node.outbox()
+        # A new key ring or retention is part of the config: written with the batch.
+        reconfigured = any(isinstance(e, (KeyringChanged, RetentionChanged)) for e in events)
         try:
-            await self._committer.commit(events)
+            await self._committer.commit(events, self.node.config if reconfigured else None)
         except StorageError:
             self.node.revert(events)
             for out in outbox:
@@ -353,12 +378,23 @@ class NodeRunner:
         return names.get(source, source)
 
     def _note_other(self, event: Event) -> None:
-        if isinstance(event, PeerJoined):
+        if isinstance(event, KeyringChanged):
+            net = event.network
+            logger.warning(
+                "key ring of %s is now version %d: %d key(s), primary %s (from %s)",
+                net.name, net.key_version, len(net.keys), key_id(net.key),
+                "this node" if event.source is None else self._source_name(net.name, event.source),
+            )
+        elif isinstance(event, PeerJoined):
             peer = event.peer.peer
             logger.info("peer %s (%s:%s) joined %s", peer.name, peer.ip, peer.port, peer.network_name)
         elif isinstance(event, PeerStatusChanged):
-            level = logging.INFO if event.peer.status is PeerStatus.ALIVE else logging.WARNING
+            # Leaving is normal; failing is worth a warning.
+            level = logging.INFO if event.peer.status in (PeerStatus.ALIVE, PeerStatus.LEFT) else logging.WARNING
             logger.log(level, "peer %s is now %s (was %s)", event.peer.peer.name, event.peer.status, event.old)
+        elif isinstance(event, PeerForgotten):
+            peer = event.peer.peer
+            logger.info("forgot peer %s (%s) on %s: %s", peer.name, peer.guid, peer.network_name, event.reason)
         elif isinstance(event, GossipConflict):
             # Once per losing version (the node reports each once): a member wrote its own text
             # under an existing guid, or two nodes made the same guid.
@@ -369,11 +405,6 @@ class NodeRunner:
         elif isinstance(event, RetentionChanged):
             age = event.retention.max_age
             logger.info("network %s now keeps gossip %s", event.network, "for ever" if age is None else f"{age:g} s")
-            if self._config_path is not None:
-                try:
-                    save_config(self._config_path, self.node.config)
-                except (ConfigError, OSError) as exc:  # relearnt from the network at restart
-                    logger.warning("cannot save the new retention to %s: %s", self._config_path, exc)
         elif isinstance(event, (Registered, RegisterFailed)):
             waiter = self._waiters.pop(event.request_id, None)
             if waiter is not None and not waiter.done():
@@ -408,9 +439,55 @@ class NodeRunner:
         finally:
             self._waiters.pop(rid, None)
 
+    async def install_key_async(self, key: bytes, network: str | None = None) -> bool:
+        """``gossip keys install``: once the new ring is in ``server.json``; False: held already."""
+        return await self._drive(lambda now: self.node.install_key(key, now, network))
+
+    async def use_key_async(self, kid: str, network: str | None = None) -> bool:
+        """``gossip keys use``: once the new ring is in ``server.json``; False: primary already."""
+        return await self._drive(lambda now: self.node.use_key(kid, now, network))
+
+    async def remove_key_async(self, kid: str, network: str | None = None) -> None:
+        """``gossip keys remove``: once the new ring is in ``server.json``."""
+        await self._drive(lambda now: self.node.remove_key(kid, now, network))
+
     def register(self, ip: str, port: int, network: str | None = None) -> Event:
         """:meth:`register_async` from another thread."""
         return self.call(self.register_async(ip, port, network))
+
+    async def leave_async(self, wait: float = LEAVE_WAIT) -> Departure:
+        """Announce to the peers that this node leaves, and wait at most ``wait`` seconds for
+        their answers. The node then starts no round and refuses peer requests (503); stop
+        the runner next. A second call returns the first one's result.
+
+        The incarnation the node must come back with (its own + 2, above the left record's
+        + 1) is saved first: if that fails nothing is announced (the peers will see the node
+        dead instead) and the :class:`~gossip.errors.StorageError` is raised.
+        """
+        if self._departure is not None:
+            return self._departure
+        comeback = self.config.incarnation + 2
+        try:  # through the writer, so that it is ordered with key ring writes to server.json
+            await self._committer.commit([], self.config.with_changes(incarnation=comeback))
+        except StorageError as exc:
+            raise StorageError(f"not leaving: cannot save the config to come back with ({exc})") from None
+        failed = self.node.stats["failed.hello"]
+        told = await self._drive(self.node.leave)
+        announcements = set(self._tasks)  # the HELLOs just spawned, and requests under way
+        if announcements:
+            await asyncio.wait(announcements, timeout=wait)
+        unanswered = self.node.stats["failed.hello"] - failed + sum(not t.done() for t in announcements)
+        self._departure = Departure(told=told, answered=max(0, told - unanswered), incarnation=comeback)
+        logger.info("left: told %d peers, %d took it", told, self._departure.answered)
+        return self._departure
+
+    def leave(self, wait: float = LEAVE_WAIT) -> Departure:
+        """:meth:`leave_async` from another thread."""
+        return self.call(self.leave_async(wait), timeout=wait + 30.0)
+
+    async def force_leave_async(self, target: str, network: str | None = None) -> tuple[PeerView, bool]:
+        """Mark the dead peer ``target`` (name or guid) as left; see :meth:`GossipNode.force_leave`."""
+        return await self._drive(lambda now: self.node.force_leave(target, now, network))
 
     # ------------------------------------------------------------------ metrics
     def metrics_text(self) -> str:

@@ -21,7 +21,7 @@
   const STORE = "gossip.session"; // sessionStorage: {"network", "key": hex}; never the password
   const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
   const HOSTPORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]/?#@]+):([0-9]{1,5})$/;
-  const STATUSES = ["alive", "suspect", "dead"];
+  const STATUSES = ["alive", "suspect", "dead", "left"];
 
   const enc = new TextEncoder();
   const $ = (id) => document.getElementById(id);
