@@ -22,7 +22,6 @@ __all__ = [
     "Quota",
     "Retention",
     "Tombstone",
-    "parse_retention",
     "is_tombstone_key",
     "Item",
     "item_key",
@@ -608,26 +607,6 @@ class Retention:
         return cls(max_age=data.get("max_age"), set_at=data.get("set_at", 0))
 
 
-_AGE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
-_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_retention(text: str) -> float | None:
-    """A retention age such as ``30d``, ``12h``, ``15m`` or ``90s``; ``forever`` (or ``0``)
-    keeps everything (None).
-
-    Raises:
-        LocalProtocolError: not such an age.
-    """
-    value = text.strip().lower()
-    if value in ("forever", "0", "none"):
-        return None
-    match = _AGE.fullmatch(value)
-    if match is None:
-        raise _fail(f"retention {excerpt(text)} is not an age such as 30d, 12h, 15m, 90s or forever")
-    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
-    Retention(max_age=seconds)  # the same bounds as the config's
-    return seconds
 #: Default of NodeConfig.forget_after: a day.
 FORGET_AFTER = 24 * 3600.0
 #: Longest NodeConfig.forget_after: ten years.

@@ -349,5 +349,5 @@ def test_the_retention_flag_is_stamped_into_server_json(tmp_path: Path) -> None:
     forever, _, _ = build_config(_parser().parse_args(["--config", str(path), "--retention", "forever"]), path)
     assert forever.network("default").retention.max_age is None
     assert forever.network("default").retention.supersedes(retention)
-    with pytest.raises(ConfigError, match="--retention: retention '3 weeks' is not an age"):
+    with pytest.raises(ConfigError, match="--retention: '3 weeks' is not an age"):
         build_config(_parser().parse_args(["--config", str(path), "--retention", "3 weeks"]), path)

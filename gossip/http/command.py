@@ -26,7 +26,7 @@ from ..auth import derive_key
 from ..configfile import load_config, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, Quota, Retention, check_network_name, parse_retention
+from ..model import Network, NodeConfig, Quota, Retention, check_network_name
 from ..storage.jsonfile import JsonFileStorage
 from .api import parse_hostport
 from .join import JoinTarget, join_network, parse_join_target
@@ -218,9 +218,10 @@ def _with_retention(networks: tuple[Network, ...], name: str, text: str) -> tupl
         ConfigError: not an age.
     """
     try:
-        age = parse_retention(text)
-    except LocalProtocolError as exc:
-        raise ConfigError(f"--retention: {exc}") from None
+        age = None if text.strip().lower() in ("forever", "0") else parse_age(text)
+        Retention(max_age=age)  # the config's bounds
+    except (argparse.ArgumentTypeError, LocalProtocolError) as exc:
+        raise ConfigError(f"--retention: {exc}; or forever") from None
     out = []
     changed = False
     for net in networks:
