@@ -29,6 +29,8 @@ from .events import (
     Registered,
 )
 from .model import Gossip, Network, NodeConfig, Peer, PeerStatus, PeerView, Quota, Snapshot, compute_sha2
+from .events import GossipConflict, GossipRemoved, RetentionChanged, TombstoneAdded, TombstoneRemoved
+from .model import Retention, Tombstone
 from .node import GossipNode, GossipStatus, Outgoing
 from .node import KeyInfo
 from .events import KeyringChanged
@@ -81,4 +83,14 @@ __all__ = [
     "Client",
     "AsyncClient",
     "NodeError",
+]
+# Retention, delete and conflicts (issue 13 item 1, issue 10 item 9).
+__all__ += [
+    "GossipRemoved",
+    "GossipConflict",
+    "TombstoneAdded",
+    "TombstoneRemoved",
+    "RetentionChanged",
+    "Retention",
+    "Tombstone",
 ]

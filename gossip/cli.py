@@ -351,6 +351,10 @@ def _parser() -> argparse.ArgumentParser:
         " that is alive or suspect.",
     )
     force_leave.add_argument("peer", metavar="NAME|GUID", help="the dead node, as gossip network lists it")
+    delete = sub.add_parser(
+        "delete", parents=[common], help="delete a gossip on every node: a tombstone that spreads"
+    )
+    delete.add_argument("guid", metavar="GUID", help="the gossip's guid (see gossip status)")
     return parser
 
 
@@ -723,6 +727,26 @@ def _cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_delete(args: argparse.Namespace) -> int:
+    guid = args.guid.strip().lower()
+    try:
+        guid = str(uuid.UUID(guid)) if len(guid) == 36 else ""
+    except ValueError:
+        guid = ""
+    if not guid:
+        raise CliError(
+            f"{_printable(args.guid)!r} is not a gossip guid (8-4-4-4-12 hex digits, as gossip status shows)", EXIT_USAGE
+        )
+    client = _connect(args)
+    status, data = client.call("POST", "/v1/gossip/delete", {"guid": guid})
+    if status == 404:
+        raise CliError(f"the node holds no gossip {guid} on network {client.network}; check the guid with: gossip status")
+    if status != 200 or not isinstance(data, dict):
+        raise client.fail(status, data, "/v1/gossip/delete")
+    _out(f"deleted {guid}; the tombstone spreads to every node of network {client.network}")
+    return 0
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
     address = _check_hostport(args.address)
     client = _connect(args)
@@ -938,6 +962,7 @@ _COMMANDS = {
     "leave": _cmd_leave,
     "force-leave": _cmd_force_leave,
     "watch": _cmd_watch,
+    "delete": _cmd_delete,
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, LocalProtocolError
-from .model import Network, NodeConfig, Quota
+from .model import Network, NodeConfig, Quota, Retention
 from .storage.jsonfile import long_number_error, write_file_atomically
 
 __all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
@@ -67,6 +67,8 @@ def _network_to_dict(net: Network) -> dict[str, Any]:
             "creates_per_minute": net.quota.creates_per_minute,
             "max_network_bytes": net.quota.max_network_bytes,
         }
+    if net.retention != Retention():  # written only once set (by --retention or a peer)
+        out["retention"] = net.retention.to_dict()
     return out
 
 
@@ -114,7 +116,11 @@ def _network_from_dict(item: Any, index: int) -> Network:
         raise ConfigError(f"{where}.other_keys holds a key that is not hex digits") from None
     version = item.get("key_version", 0)
     try:
-        return Network(name=item["name"], key=key, quota=quota, extra_keys=extra, key_version=version)
+        retention = Retention() if item.get("retention") is None else Retention.from_dict(item["retention"])
+    except LocalProtocolError as exc:
+        raise ConfigError(f"{where}.retention: {exc}") from None
+    try:
+        return Network(name=item["name"], key=key, quota=quota, extra_keys=extra, key_version=version, retention=retention)
     except LocalProtocolError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -1,7 +1,7 @@
 """Set reconciliation: a fingerprint to tell "in sync" in O(1) bytes, IBLTs for the difference.
 
-Each set (a network's gossip ids, a network's peer records) is a :class:`KeySet` of
-128-bit keys. Two nodes first compare ``(count, fingerprint)``; equal means in sync and
+Each set (a network's gossips and tombstones, a network's peer records) is a
+:class:`KeySet` of 256-bit keys. Two nodes first compare ``(count, fingerprint)``; equal means in sync and
 the round costs a few hundred bytes whatever the set size. Otherwise they exchange an
 invertible Bloom lookup table (Eppstein et al., "What's the Difference?", 2011) sized for
 the difference, subtract, and peel out exactly the keys one side has and the other lacks:
@@ -40,19 +40,22 @@ MIN_IBLT_SIZE = 8
 MAX_IBLT_SIZE = 4096
 #: Largest table kept incrementally per set; larger ones are built on demand in O(n).
 _MAX_BASE_SIZE = 1024
-_CELL = struct.Struct(">i16s8s")
+_CELL = struct.Struct(">i32s8s")
 _MASK64 = (1 << 64) - 1
-_KEY_LIMIT = 1 << 128
+#: Keys are 256-bit: a gossip's is its guid (high half) and a hash of its content (low half),
+#: see :func:`gossip.model.item_key`; a peer record's is a 128-bit hash.
+KEY_BITS = 256
+_KEY_LIMIT = 1 << KEY_BITS
 
 
 def key_hex(key: int) -> str:
-    return format(key, "032x")
+    return format(key, "064x")
 
 
 def parse_key(text: object) -> int:
-    """A key from its 32-hex-digit text; raises ValueError."""
-    if not isinstance(text, str) or len(text) != 32:
-        raise ValueError("a key must be 32 hex digits")
+    """A key from its 64-hex-digit text; raises ValueError."""
+    if not isinstance(text, str) or len(text) != 64:
+        raise ValueError("a key must be 64 hex digits")
     return int(text, 16)
 
 
@@ -61,7 +64,7 @@ _HASH_FIELDS = struct.Struct(">IIIQQQ")
 
 def _hashes(key: int) -> tuple[int, int, int, int, int]:
     """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``."""
-    d = hashlib.blake2b(key.to_bytes(16, "big"), digest_size=36, person=b"gossip-iblt-v1").digest()
+    d = hashlib.blake2b(key.to_bytes(32, "big"), digest_size=36, person=b"gossip-iblt-v3").digest()
     i1, i2, i3, check, high, low = _HASH_FIELDS.unpack(d)
     return i1, i2, i3, check, (high << 64) | low
 
@@ -178,7 +181,7 @@ class Iblt:
     def to_text(self) -> str:
         buf = bytearray()
         for c, k, h in zip(self.counts, self.keys, self.checks):
-            buf += _CELL.pack(c, k.to_bytes(16, "big"), h.to_bytes(8, "big"))
+            buf += _CELL.pack(c, k.to_bytes(32, "big"), h.to_bytes(8, "big"))
         return base64.b64encode(bytes(buf)).decode("ascii")
 
     @classmethod
@@ -200,7 +203,7 @@ class Iblt:
 
 
 class KeySet:
-    """A set of 128-bit keys with an O(1) fingerprint and IBLTs of any power-of-two size."""
+    """A set of 256-bit keys with an O(1) fingerprint and IBLTs of any power-of-two size."""
 
     def __init__(self, keys: Iterable[int] = ()) -> None:
         self._keys: set[int] = set()
@@ -221,7 +224,7 @@ class KeySet:
     @property
     def fingerprint(self) -> str:
         """128-bit xor of the keys' hashes, as hex; with the count it identifies the set."""
-        return key_hex(self._fp)
+        return format(self._fp, "032x")
 
     def add(self, key: int) -> bool:
         return self.update((key,)) == 1
@@ -230,7 +233,7 @@ class KeySet:
         """Add several keys; returns how many were new."""
         new = [key for key in dict.fromkeys(keys) if key not in self._keys]
         if not all(0 <= key < _KEY_LIMIT for key in new):
-            raise ValueError("keys are 128-bit non-negative integers")  # and none was added
+            raise ValueError("keys are 256-bit non-negative integers")  # and none was added
         if not new:
             return 0
         self._keys.update(new)
@@ -282,7 +285,7 @@ class KeySet:
 
         Returns:
             ``(keys, upto)``: every key of this set in ``[start, upto]`` is in ``keys``;
-            ``upto`` is ``2**128 - 1`` once the set is exhausted.
+            ``upto`` is ``2**256 - 1`` once the set is exhausted.
         """
         if self._sorted is None:
             self._sorted = sorted(self._keys)

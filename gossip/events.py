@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ErrorCode
-from .model import Gossip, Network, PeerStatus, PeerView
+from .model import Gossip, Network, PeerStatus, PeerView, Retention, Tombstone
 
 __all__ = [
     "Event",
     "GossipReceived",
+    "GossipRemoved",
+    "GossipConflict",
+    "TombstoneAdded",
+    "TombstoneRemoved",
+    "RetentionChanged",
     "PeerJoined",
     "PeerUpdated",
     "PeerStatusChanged",
@@ -38,6 +43,52 @@ class GossipReceived(Event):
     gossip: Gossip
     source: str | None
     cursor: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipRemoved(Event):
+    """A gossip left this node: ``reason`` is ``expired`` (older than the retention),
+    ``deleted`` (a tombstone took its place) or ``replaced`` (another version of its guid won
+    the conflict rule, :func:`gossip.model.wins`)."""
+
+    network: str
+    gossip: Gossip
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipConflict(Event):
+    """Two versions of one guid met here; ``kept`` won, ``lost`` is gone or refused. Reported
+    once per losing version (for the log), whichever side this node held."""
+
+    network: str
+    kept: Gossip
+    lost: Gossip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TombstoneAdded(Event):
+    """A tombstone new to this node: created here (``gossip delete``) or learnt."""
+
+    network: str
+    tombstone: Tombstone
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TombstoneRemoved(Event):
+    """A tombstone left this node: expired, or replaced by a later-dated one."""
+
+    network: str
+    tombstone: Tombstone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionChanged(Event):
+    """This node adopted a network's newer retention (from a peer, or at REGISTER)."""
+
+    network: str
+    retention: Retention
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

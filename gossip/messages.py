@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from . import auth
 from .errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError, clip, excerpt
-from .model import Gossip, Peer, check_guid, check_network_name
+from .model import Gossip, Peer, Retention, Tombstone, check_guid, check_network_name
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -53,10 +53,10 @@ __all__ = [
     "error_body",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Largest message accepted, in bytes.
 MAX_MESSAGE_BYTES = 1 << 20
-#: Most ids (gossip guids or peer keys) in one message.
+#: Most ids (gossip or peer keys) in one message.
 MAX_IDS = 4096
 #: Most peer records in one message.
 MAX_PEERS = 1024
@@ -99,13 +99,20 @@ def _list(value: Any, what: str, max_len: int) -> list[Any]:
     return value
 
 
-_HEX_KEY = re.compile(r"[0-9a-fA-F]{32}")
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_HEX_FP = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _fp(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _HEX_FP.fullmatch(value):
+        raise _Bad(f"{what} must be 32 hex digits")
+    return value.lower()
 
 
 def _key(value: Any, what: str) -> str:
     # parse_key() is int(text, 16), which also takes "0x", signs, spaces and underscores.
     if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
-        raise _Bad(f"{what} must hold 32-hex-digit keys")
+        raise _Bad(f"{what} must hold 64-hex-digit keys")
     return value.lower()
 
 
@@ -149,7 +156,7 @@ class Probe:
         start = d.get("start")
         return cls(
             count=_int(d.get("n"), "probe.n"),
-            fingerprint=_key(d.get("fp"), "probe.fp"),
+            fingerprint=_fp(d.get("fp"), "probe.fp"),
             size=_int(d.get("size", 0), "probe.size", 0, 1 << 20),
             start=None if start is None else _key(start, "probe.start"),
         )
@@ -294,6 +301,25 @@ def _peers(value: Any, what: str) -> tuple[Peer, ...]:
     return tuple(out)
 
 
+def _tombstones(value: Any, what: str) -> tuple[Tombstone, ...]:
+    out = []
+    for item in _list(value, what, MAX_IDS):
+        try:
+            out.append(Tombstone.from_dict(item))
+        except GossipError as exc:
+            raise _Bad(f"{what}: {exc}") from None
+    return tuple(out)
+
+
+def _retention(value: Any, what: str) -> Retention | None:
+    if value is None:
+        return None
+    try:
+        return Retention.from_dict(_obj(value, what))
+    except GossipError as exc:
+        raise _Bad(f"{what}: {exc}") from None
+
+
 def _gossips(value: Any, what: str) -> tuple[Gossip, ...]:
     out = []
     for item in _list(value, what, MAX_IDS):
@@ -318,8 +344,8 @@ class Register(Message):
     def from_wire(cls, data: dict[str, Any]) -> Register:
         return cls(node=_peers([data.get("node")], "node")[0])
 
-    def response(self, node: Peer) -> RegisterOk:
-        return RegisterOk(node=node)
+    def response(self, node: Peer, retention: Retention | None = None) -> RegisterOk:
+        return RegisterOk(node=node, retention=retention)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,13 +354,18 @@ class RegisterOk(Message):
 
     TYPE: ClassVar[str] = "register_ok"
     node: Peer
+    #: The network's retention as the answerer holds it: a joining node adopts it at once.
+    retention: Retention | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"node": self.node.to_dict()}
+        out: dict[str, Any] = {"node": self.node.to_dict()}
+        if self.retention is not None:
+            out["retention"] = self.retention.to_dict()
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> RegisterOk:
-        return cls(node=_peers([data.get("node")], "node")[0])
+        return cls(node=_peers([data.get("node")], "node")[0], retention=_retention(data.get("retention"), "retention"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -391,16 +422,18 @@ class HelloReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DidYouHear(Message):
-    """DID_YOU_HEAR: a probe of my gossip ids, or the ids I hold that you lack.
+    """DID_YOU_HEAR: a probe of my gossip set, or the keys I hold that you lack.
 
     A round's request also carries ``hello``, a probe of my peer records, so that one
     request per peer checks both sets; what follows a peer-record difference is plain HELLO.
+    It carries the network's ``retention`` as the sender holds it, when one was ever set.
     """
 
     TYPE: ClassVar[str] = "did_you_hear"
     probe: Probe | None = None
     ids: tuple[str, ...] = ()
     hello: Probe | None = None
+    retention: Retention | None = None
     #: The sender's key ring (a round's request carries it; see :class:`Ring`).
     ring: Ring | None = None
 
@@ -412,6 +445,8 @@ class DidYouHear(Message):
             out["ids"] = list(self.ids)
         if self.hello is not None:
             out["hello"] = self.hello.to_wire()
+        if self.retention is not None:
+            out["retention"] = self.retention.to_dict()
         if self.ring is not None:
             out["ring"] = self.ring.to_wire()
         return out
@@ -423,8 +458,9 @@ class DidYouHear(Message):
         ring = data.get("ring")
         return cls(
             probe=None if probe is None else Probe.from_wire(probe),
-            ids=tuple(_guid(g, "ids") for g in _list(data.get("ids", []), "ids", MAX_IDS)),
+            ids=tuple(_key(k, "ids") for k in _list(data.get("ids", []), "ids", MAX_IDS)),
             hello=None if hello is None else Probe.from_wire(hello),
+            retention=_retention(data.get("retention"), "retention"),
             ring=None if ring is None else Ring.from_wire(ring),
         )
 
@@ -436,6 +472,7 @@ class DidYouHearReply(Message):
     TYPE: ClassVar[str] = "did_you_hear_reply"
     answer: ProbeAnswer | None = None
     hello: ProbeAnswer | None = None
+    retention: Retention | None = None
     #: The answerer's key ring, when the request carried one.
     ring: Ring | None = None
 
@@ -445,6 +482,8 @@ class DidYouHearReply(Message):
             out["answer"] = self.answer.to_wire()
         if self.hello is not None:
             out["hello"] = self.hello.to_wire()
+        if self.retention is not None:
+            out["retention"] = self.retention.to_dict()
         if self.ring is not None:
             out["ring"] = self.ring.to_wire()
         return out
@@ -457,13 +496,14 @@ class DidYouHearReply(Message):
         return cls(
             answer=None if answer is None else ProbeAnswer.from_wire(answer),
             hello=None if hello is None else ProbeAnswer.from_wire(hello),
+            retention=_retention(data.get("retention"), "retention"),
             ring=None if ring is None else Ring.from_wire(ring),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TellMeMore(Message):
-    """TELL_ME_MORE: send me the bodies of these gossip ids.
+    """TELL_ME_MORE: send me the gossips and tombstones of these keys.
 
     ``graft``: the eager-push tree missed these gossips; the answerer adds the asker to its
     eager peers (Plumtree's GRAFT), so the next gossips reach it by PUSH.
@@ -482,27 +522,37 @@ class TellMeMore(Message):
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> TellMeMore:
         return cls(
-            ids=tuple(_guid(g, "ids") for g in _list(data.get("ids"), "ids", MAX_IDS)),
+            ids=tuple(_key(k, "ids") for k in _list(data.get("ids"), "ids", MAX_IDS)),
             graft=_bool(data.get("graft", False), "graft"),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TellMeMoreReply(Message):
-    """The gossips asked for that the answerer holds (as many as fit in one message)."""
+    """The gossips and tombstones asked for that the answerer holds (as many as fit in one
+    message)."""
 
     TYPE: ClassVar[str] = "tell_me_more_reply"
     gossips: tuple[Gossip, ...] = ()
+    tombstones: tuple[Tombstone, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return {"gossips": [g.to_dict() for g in self.gossips]}
+        out: dict[str, Any] = {"gossips": [g.to_dict() for g in self.gossips]}
+        if self.tombstones:
+            out["tombstones"] = [t.to_dict() for t in self.tombstones]
+        return out
 
     def to_json(self) -> str:
+        if self.tombstones:
+            return _dumps(self.to_wire())
         return _gossips_json(self.gossips)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> TellMeMoreReply:
-        return cls(gossips=_gossips(data.get("gossips", []), "gossips"))
+        return cls(
+            gossips=_gossips(data.get("gossips", []), "gossips"),
+            tombstones=_tombstones(data.get("tombstones", []), "tombstones"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

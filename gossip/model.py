@@ -20,6 +20,12 @@ __all__ = [
     "PeerStatus",
     "Network",
     "Quota",
+    "Retention",
+    "Tombstone",
+    "is_tombstone_key",
+    "Item",
+    "item_key",
+    "wins",
     "NodeConfig",
     "PeerView",
     "Snapshot",
@@ -299,6 +305,77 @@ class Gossip:
             raise _fail(f"gossip is missing field {excerpt(exc.args[0])}") from None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tombstone:
+    """The mark a deleted gossip leaves: a member of the reconciled set like a gossip, under
+    the same guid, that beats every version of it (see :func:`wins`).
+
+    ``date_time`` is the deleted gossip's: the tombstone lives as long as the gossip could
+    have (until ``date_time`` + the network's retention; for ever when it keeps everything).
+    """
+
+    guid: str
+    date_time: str
+
+    def __post_init__(self) -> None:
+        check_guid(self.guid)
+        _check_date_time(self.date_time)
+
+    def timestamp(self) -> float:
+        """``date_time`` as a POSIX timestamp."""
+        return datetime.fromisoformat(self.date_time).timestamp()
+
+    def to_dict(self) -> dict[str, str]:
+        return {"guid": self.guid, "date_time": self.date_time}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Tombstone:
+        if not isinstance(data, dict):
+            raise _fail("a tombstone must be a JSON object")
+        try:
+            return cls(guid=data["guid"], date_time=data["date_time"])
+        except KeyError as exc:
+            raise _fail(f"tombstone is missing field {excerpt(exc.args[0])}") from None
+
+
+#: What a network's reconciled set holds: gossips and tombstones.
+Item = Gossip | Tombstone
+#: The low half of a tombstone's key has its top bit set, a gossip's has it clear, so that a
+#: key says what it names (a node holding a tombstone need not fetch a version it would refuse).
+_TOMBSTONE_BIT = 1 << 127
+
+
+def item_key(item: Item) -> int:
+    """The 256-bit reconciliation key of a gossip or tombstone: its guid (high 128 bits) and
+    128 bits of BLAKE2b over its content (person ``gossip-key-v3``): for a gossip its sha2,
+    for a tombstone its date_time, with the top bit set. So two nodes agree on a key only
+    if they agree on the content, and a key names its guid."""
+    if isinstance(item, Gossip):
+        data, flag = b"gossip\0" + item.sha2.encode("ascii"), 0
+    else:
+        data, flag = b"tombstone\0" + item.date_time.encode("ascii"), _TOMBSTONE_BIT
+    low = int.from_bytes(hashlib.blake2b(data, digest_size=16, person=b"gossip-key-v3").digest(), "big")
+    return (int(item.guid.replace("-", ""), 16) << 128) | (low & (_TOMBSTONE_BIT - 1)) | flag
+
+
+def is_tombstone_key(key: int) -> bool:
+    """Whether a key (:func:`item_key`) names a tombstone."""
+    return bool(key & _TOMBSTONE_BIT)
+
+
+def wins(new: Item, old: Item) -> bool:
+    """The conflict rule, the same on every node: of two items with the same guid, which one
+    the network keeps. A tombstone beats any gossip; of two tombstones the later-dated one
+    (it lives longer), then the lower key; of two gossips the one with the lower sha2."""
+    if isinstance(new, Tombstone) != isinstance(old, Tombstone):
+        return isinstance(new, Tombstone)
+    if isinstance(new, Tombstone):
+        a, b = new.timestamp(), old.timestamp()
+        return a > b or (a == b and item_key(new) < item_key(old))
+    assert isinstance(old, Gossip)
+    return new.sha2 < old.sha2
+
+
 class PeerStatus(StrEnum):
     """What this node believes about a peer's liveness. Local opinion, never gossiped."""
 
@@ -425,6 +502,8 @@ class Snapshot:
     cursors: dict[str, dict[str, int]] = field(default_factory=dict)
     #: The highest cursor ever given, even to a gossip since removed (0: as the cursors say).
     last_cursor: int = 0
+    #: Tombstones of deleted gossips, by network name.
+    tombstones: dict[str, list[Tombstone]] = field(default_factory=dict)
     #: The store already checked every gossip's sha2 (the node then need not check again).
     #: Not part of what the snapshot holds, so not compared.
     verified: bool = field(default=False, compare=False)
@@ -441,6 +520,8 @@ class Network:
     key: bytes = field(repr=False)
     #: This network's limits (:class:`Quota`); the defaults are safe for most uses.
     quota: Quota = field(default_factory=lambda: Quota())
+    #: How long the network keeps a gossip (:class:`Retention`); travels with the network.
+    retention: Retention = field(default_factory=lambda: Retention())
     #: Keys accepted besides ``key`` (the primary, which signs), while a password is being
     #: rotated (``gossip keys``).
     extra_keys: tuple[bytes, ...] = field(default=(), repr=False)
@@ -452,6 +533,8 @@ class Network:
         check_network_name(self.name)
         if not isinstance(self.quota, Quota):
             raise _fail("a network's quota must be a Quota")
+        if not isinstance(self.retention, Retention):
+            raise _fail("a network's retention must be a Retention")
         object.__setattr__(self, "extra_keys", tuple(self.extra_keys))
         for key in (self.key, *self.extra_keys):
             if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
@@ -489,6 +572,44 @@ class Quota:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**53:
                 raise _fail(f"quota {name} must be a positive integer, not {excerpt(value)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=False)
+class Retention:
+    """How long a network keeps a gossip, and when that was decided.
+
+    It travels with the network: each node passes its own in its rounds and adopts one that
+    :meth:`supersedes` it, so every node ends with the same. ``max_age`` None keeps everything.
+    """
+
+    #: Seconds a gossip is kept after its date_time; None: for ever.
+    max_age: float | None = None
+    #: When the policy was set (ms since the epoch, on the clock of the node where it was
+    #: set); 0 for the default, which any set policy supersedes.
+    set_at: int = 0
+
+    def __post_init__(self) -> None:
+        age = self.max_age
+        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not 1 <= age <= 1e11):
+            raise _fail(f"retention max_age must be a number of seconds from 1 to 1e11, not {excerpt(age)}")
+        if isinstance(self.set_at, bool) or not isinstance(self.set_at, int) or not 0 <= self.set_at < 2**53:
+            raise _fail("retention set_at must be a non-negative integer of ms")
+
+    def supersedes(self, other: Retention) -> bool:
+        """The later decision wins; at the same instant, the longer age (keeping is safer)."""
+        inf = float("inf")
+        mine = (self.set_at, inf if self.max_age is None else self.max_age)
+        theirs = (other.set_at, inf if other.max_age is None else other.max_age)
+        return mine > theirs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_age": self.max_age, "set_at": self.set_at}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Retention:
+        if not isinstance(data, dict):
+            raise _fail("a retention must be a JSON object")
+        return cls(max_age=data.get("max_age"), set_at=data.get("set_at", 0))
 
 
 #: Default of NodeConfig.forget_after: a day.

@@ -17,6 +17,14 @@ The runner (``gossip.http``, ``gossip.sim`` or your program) owns the I/O and lo
     while (event := node.next_event()): ...     # persist, then acknowledge
     sleep until node.next_deadline()
 
+**What is reconciled.** A network's gossip set holds its gossips and tombstones (deleted
+gossips), at most one item per guid, each under a 256-bit key that covers its content
+(:func:`gossip.model.item_key`): two nodes' digests agree only when their contents do. When
+two items of one guid meet, one rule decides on every node (:func:`gossip.model.wins`); the
+loser leaves the set and the store. Items older than the network's retention are dropped at
+each tick and refused on receipt, and the retention itself travels in the rounds
+(:class:`gossip.model.Retention`). The wire's "ids" are these keys.
+
 A new gossip spreads by **eager push** (:mod:`gossip.plumtree`): the node that creates it,
 and every node that stores it for the first time, sends it at once in a PUSH to its eager
 peers except the one it came from, so it crosses the network in hops, not rounds. A PUSH
@@ -56,6 +64,7 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import heapq
 import json
 import math
 import random
@@ -70,7 +79,12 @@ from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, k
 from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Event,
+    GossipConflict,
     GossipReceived,
+    GossipRemoved,
+    RetentionChanged,
+    TombstoneAdded,
+    TombstoneRemoved,
     KeyringChanged,
     PeerForgotten,
     PeerJoined,
@@ -82,6 +96,12 @@ from .events import (
 from .liveness import Liveness, LivenessPolicy
 from .model import (
     Gossip,
+    Item,
+    Retention,
+    Tombstone,
+    is_tombstone_key,
+    item_key,
+    wins,
     Network,
     NodeConfig,
     Peer,
@@ -89,6 +109,7 @@ from .model import (
     PeerView,
     MAX_FUTURE_SKEW,
     Snapshot,
+    check_guid,
     check_ip,
     check_msg,
     check_port,
@@ -130,9 +151,15 @@ PENDING_TTL_ROUNDS = 32
 MAX_FETCH_DELAY = 16
 #: Most rounds between two probes while a network stays settled (see _round).
 SETTLED_BACKOFF_MAX = 8
+#: Bytes a tombstone counts for in an answer's budget (its JSON, about).
+TOMBSTONE_WIRE_SIZE = 96
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
-_LAST_KEY = (1 << 128) - 1
+_LAST_KEY = (1 << 256) - 1
+#: A key refused (a losing version, an expired item) is not fetched again for REFUSED_TTL
+#: seconds; at most MAX_REFUSED such keys are remembered per network, oldest forgotten first.
+REFUSED_TTL = 3600.0
+MAX_REFUSED = 16_384
 _GOSSIP, _PEERS = "gossip", "peers"
 #: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
 #: the others (see GossipNode._change_ring).
@@ -250,12 +277,22 @@ class _Net:
     network: Network
     self_peer: Peer
     eager: EagerPeers
+    #: The reconciled set is the gossips and the tombstones, at most one item per guid (the
+    #: conflict rule, :func:`gossip.model.wins`, decides which); ``gossip_keys`` holds their
+    #: keys (:func:`gossip.model.item_key`).
     gossips: dict[str, Gossip] = field(default_factory=dict)
+    tombstones: dict[str, Tombstone] = field(default_factory=dict)
     gossip_keys: KeySet = field(default_factory=KeySet)
     #: The cursor of each gossip held, and the feed: (cursor, guid) in cursor order. The feed
     #: may still name a gossip since removed (revert, deletion); readers skip those.
     cursors: dict[str, int] = field(default_factory=dict)
     feed: list[tuple[int, str]] = field(default_factory=list)
+    #: Every item held, by (date timestamp, key), oldest first, for expiry; entries of items
+    #: gone since are skipped when they come up.
+    expiry: list[tuple[float, int]] = field(default_factory=list)
+    #: Keys refused (losing versions, expired items) and until when they are not fetched again.
+    refused: dict[int, float] = field(default_factory=dict)
+    #: Pending keys (hex), waiting for their item's body.
     pending: dict[str, _Pending] = field(default_factory=dict)
     #: Record keys forgotten as never answering, and until when hearsay of them is refused
     #: (else peers that have not tried them yet hand them straight back). Oldest first.
@@ -314,14 +351,10 @@ def record_key(peer: Peer) -> int:
 _DIFFERS = (-1, "")
 
 
-def _guid_key(guid: str) -> int:
-    """``uuid.UUID(guid).int`` for a guid already checked canonical, four times faster."""
-    return int(guid.replace("-", ""), 16)
-
-
 def _key_guid(key: int) -> str:
-    """``str(uuid.UUID(int=key))``, four times faster (every difference an IBLT finds)."""
-    h = f"{key:032x}"
+    """The guid an item key names (its high 128 bits), as ``str(uuid.UUID(int=...))`` writes
+    it, four times faster (every difference an IBLT finds)."""
+    h = f"{key >> 128:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -424,6 +457,7 @@ class GossipNode:
         if self._left:
             return
         for net in self._nets.values():
+            self._expire(net, now)
             for peer in net.eager.ready(now):
                 self._push_next(net, peer, now)
         if now >= self._next_round:
@@ -507,6 +541,41 @@ class GossipNode:
                 code=ErrorCode.QUOTA,
             )
         net.create_tokens -= 1.0
+
+    def delete_gossip(self, guid: str, now: float, network: str | None = None) -> Tombstone:
+        """Delete a gossip: its tombstone takes its place here and spreads like a gossip, and
+        every node that learns it drops the gossip and never takes it again.
+
+        Returns:
+            The tombstone (the one already held, if the gossip was deleted before).
+
+        Raises:
+            LocalProtocolError: ``guid`` is not a guid, or the network is unknown.
+            GossipError: this node holds no gossip with that guid (404 ``not_found``).
+        """
+        net = self._net(network)
+        check_guid(guid)
+        self._expire(net, now)
+        tombstone = net.tombstones.get(guid)
+        if tombstone is not None:
+            return tombstone
+        gossip = net.gossips.get(guid)
+        if gossip is None:
+            raise GossipError(
+                f"this node holds no gossip {guid} on network {net.network.name!r}",
+                status_hint=404,
+                code=ErrorCode.NOT_FOUND,
+            )
+        tombstone = Tombstone(guid=guid, date_time=gossip.date_time)
+        self._store(net, [tombstone], None, now)
+        return tombstone
+
+    def retention(self, network: str | None = None) -> Retention:
+        """The network's retention as this node holds it."""
+        return self._net(network).network.retention
+
+    def tombstone_count(self, network: str | None = None) -> int:
+        return len(self._net(network).tombstones)
 
     def register(self, ip: str, port: int, now: float, network: str | None = None) -> int:
         """REGISTER this node with the node at ``ip:port`` on ``network``.
@@ -614,7 +683,8 @@ class GossipNode:
 
     @staticmethod
     def _pending_rows(net: _Net) -> list[GossipStatus]:
-        return [GossipStatus(network=net.network.name, guid=guid, complete=False) for guid in sorted(net.pending)]
+        guids = sorted(_key_guid(parse_key(k)) for k in net.pending)
+        return [GossipStatus(network=net.network.name, guid=guid, complete=False) for guid in guids]
 
     def gossips(self, network: str | None = None) -> list[Gossip]:
         """The complete gossips of one network (default: this node's first)."""
@@ -883,27 +953,30 @@ class GossipNode:
     def revert(self, events: Iterable[Event]) -> None:
         """Undo what these events reported: the runner could not persist them.
 
-        Each gossip a :class:`GossipReceived` stored leaves the node: its set, fingerprint,
-        listing and push queues. Each :class:`KeyringChanged` is undone (the ring before it
-        comes back). Each peer a :class:`PeerJoined` added is forgotten, with its
+        Each gossip a :class:`GossipReceived` stored (or tombstone a :class:`TombstoneAdded`
+        did) leaves the node: its set, fingerprint, listing and push queues; each one a
+        :class:`GossipRemoved` or :class:`TombstoneRemoved` removed comes back. Each
+        :class:`KeyringChanged` is undone (the ring before it comes back). Each peer a
+        :class:`PeerJoined` added is forgotten, with its
         record and eager link. The other events need no undo: a newer peer record or a
         liveness change stays true, and the next write that touches the peer stores it.
 
         Args:
             events: the batch as taken from :meth:`events` or :meth:`next_event`.
         """
-        events = list(events)
-        for event in reversed(events):  # the last change first, back to the ring before the batch
+        # The last change first: back to the ring before the batch, and a replacement is
+        # undone removal last.
+        for event in reversed(list(events)):
             if isinstance(event, KeyringChanged):
                 self._set_network(self._nets[event.old.name], event.old)
-        for event in events:
             if isinstance(event, GossipReceived):
-                net = self._nets[event.network]
-                if net.gossips.pop(event.gossip.guid, None) is not None:
-                    net.cursors.pop(event.gossip.guid, None)  # its feed entry is skipped; the cursor is not given again
-                    net.held_bytes -= event.gossip.wire_size()
-                    net.gossip_keys.discard(_guid_key(event.gossip.guid))
-                    net.eager.forget(event.gossip.guid)
+                self._take(self._nets[event.network], event.gossip)
+            elif isinstance(event, TombstoneAdded):
+                self._take(self._nets[event.network], event.tombstone)
+            elif isinstance(event, GossipRemoved):
+                self._put(self._nets[event.network], event.gossip)
+            elif isinstance(event, TombstoneRemoved):
+                self._put(self._nets[event.network], event.tombstone)
             elif isinstance(event, PeerJoined):
                 peer = event.peer.peer
                 self._forget_peer(self._nets[peer.network_name], peer.guid)
@@ -943,28 +1016,36 @@ class GossipNode:
     def _restore(self, snapshot: Snapshot, now: float) -> None:
         known = [c for cursors in snapshot.cursors.values() for c in cursors.values()]
         self.last_cursor = max([snapshot.last_cursor, *known])
-        for name, gossips in snapshot.gossips.items():
-            net = self._nets.get(name)
-            if net is None:
-                continue
-            cursors = snapshot.cursors.get(name, {})
-            numbered: list[tuple[int, Gossip]] = []
-            for gossip in gossips:
+        for name, held in self._nets.items():
+            items: list[Item] = [*snapshot.tombstones.get(name, ())]
+            for gossip in snapshot.gossips.get(name, ()):
                 if snapshot.verified or gossip.verify():
-                    cursor = cursors.get(gossip.guid)
-                    if cursor is None:  # stored by a version without cursors: after the rest
-                        self.last_cursor += 1
-                        cursor = self.last_cursor
-                    numbered.append((cursor, gossip))
+                    items.append(gossip)
                 else:
                     self.stats["rejected.bad_sha2"] += 1
-            for cursor, gossip in sorted(numbered, key=lambda pair: pair[0]):
-                if gossip.guid not in net.gossips:
-                    net.gossips[gossip.guid] = gossip
-                    net.cursors[gossip.guid] = cursor
-                    net.feed.append((cursor, gossip.guid))
-            net.gossip_keys.update(_guid_key(guid) for guid in net.gossips)
-            net.held_bytes = sum(g.wire_size() for g in net.gossips.values())
+            for item in items:
+                # A store may hold two items of one guid (a crash between the two lines of a
+                # replacement): the conflict rule picks, and the loser leaves the store too.
+                old = self._held(held, item.guid)
+                if old is not None and item_key(old) == item_key(item):
+                    continue
+                if old is not None and not wins(item, old):
+                    self._removed(held, item, "replaced")
+                    continue
+                if old is not None:
+                    self._take(held, old)
+                    self._removed(held, old, "replaced")
+                self._put(held, item)
+            # The feed in cursor order; a gossip stored by a version without cursors is
+            # numbered after the rest, in store order.
+            cursors = snapshot.cursors.get(name, {})
+            for guid in held.gossips:
+                cursor = cursors.get(guid)
+                if cursor is None:
+                    self.last_cursor += 1
+                    cursor = self.last_cursor
+                held.cursors[guid] = cursor
+            held.feed = sorted((c, g) for g, c in held.cursors.items())
         for name, views in snapshot.peers.items():
             net = self._nets.get(name)
             if net is None:
@@ -1078,7 +1159,8 @@ class GossipNode:
             if dead:
                 targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net)
+                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net),
+                retention=self._told(net),
             )
             for guid in targets:
                 net.peers[guid].fresh = False
@@ -1149,7 +1231,7 @@ class GossipNode:
                 raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
             entry.fresh = True  # contacted in the very next round: the seed's bootstrap
             net.eager.add(node.guid)
-            return body.response(net.self_peer)
+            return body.response(net.self_peer, self._told(net))
         if isinstance(body, m.Hello):
             answer = None if body.probe is None else self._probe_answer(net, net.peer_keys, body.probe)
             for peer in body.peers:
@@ -1164,14 +1246,16 @@ class GossipNode:
                 entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
                 entry.summary_at = now
             self._heard_of(net, sender, body.ids, now)
+            if body.retention is not None:
+                self._adopt(net, body.retention)
             if body.ring is None:
-                return m.DidYouHearReply(answer=answer, hello=hello)
+                return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
             self._heard_ring(net, sender, body.ring, now)
-            return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net))
+            return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net), retention=self._told(net))
         if isinstance(body, m.Push):
             fresh = [
                 g for g in body.gossips
-                if g.guid not in net.gossips and self._verified(g) and self._in_time(g, now)
+                if item_key(g) not in net.gossip_keys and self._verified(g) and self._in_time(net, g, now)
             ]
             self.stats["duplicate.push"] += len(body.gossips) - len(fresh)
             fresh = self._within_quota(net, fresh)
@@ -1183,16 +1267,21 @@ class GossipNode:
             if body.graft and sender in net.peers:
                 net.eager.add(sender)
             out: list[Gossip] = []
+            marks: list[Tombstone] = []
             budget = ANSWER_BUDGET
-            for guid in body.ids:
-                gossip = net.gossips.get(guid)
-                if gossip is None:
+            for k in body.ids:
+                key = parse_key(k)
+                item = self._held(net, _key_guid(key))
+                if item is None or item_key(item) != key:
                     continue
-                budget -= gossip.wire_size()
-                if budget < 0 and out:
+                budget -= item.wire_size() if isinstance(item, Gossip) else TOMBSTONE_WIRE_SIZE
+                if budget < 0 and (out or marks):
                     break
-                out.append(gossip)
-            return m.TellMeMoreReply(gossips=tuple(out))
+                if isinstance(item, Gossip):
+                    out.append(item)
+                else:
+                    marks.append(item)
+            return m.TellMeMoreReply(gossips=tuple(out), tombstones=tuple(marks))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
     def _probe_answer(self, net: _Net, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
@@ -1214,8 +1303,10 @@ class GossipNode:
             return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
         return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
 
-    def _heard_of(self, net: _Net, source: str, guids: tuple[str, ...], now: float) -> None:
-        """Ids a peer holds that I lack: mark them pending, with the peer as a source.
+    def _heard_of(self, net: _Net, source: str, keys: tuple[str, ...], now: float) -> None:
+        """Keys a peer holds that I lack: mark them pending, with the peer as a source (a
+        key this node refused lately, or a version of a gossip it holds a tombstone for, is
+        not asked for).
 
         Without eager push they are asked for at once. With it they wait for the next round
         (:meth:`_fetch_pending`), which plays Plumtree's IHAVE timer: an id heard of is most
@@ -1226,10 +1317,13 @@ class GossipNode:
             return
         ask = []
         refused = 0
-        for guid in guids:
-            if guid in net.gossips:
+        for k in keys:  # pending ids are keys, in hex
+            key = parse_key(k)
+            if key in net.gossip_keys or net.refused.get(key, 0.0) > now:
                 continue
-            pending = net.pending.get(guid)
+            if not is_tombstone_key(key) and _key_guid(key) in net.tombstones:
+                continue  # a version of a deleted gossip: the tombstone beats it
+            pending = net.pending.get(k)
             if pending is None or source not in pending.sources:
                 if net.pending_by[source] >= MAX_PENDING_PER_SOURCE or (
                     pending is None and len(net.pending) >= MAX_PENDING
@@ -1237,12 +1331,12 @@ class GossipNode:
                     refused += 1
                     continue
                 if pending is None:
-                    pending = net.pending[guid] = _Pending(sources=[], since=now)
+                    pending = net.pending[k] = _Pending(sources=[], since=now)
                 pending.sources.append(source)
                 net.pending_by[source] += 1
             if pending.asked is None and not self._push:
                 pending.asked = source
-                ask.append(guid)
+                ask.append(k)
         if refused:
             self.stats["rejected.pending_cap"] += refused
         for batch in _chunks(ask, TELL_ME_MORE_BATCH):
@@ -1281,6 +1375,8 @@ class GossipNode:
                 return
             entry.fresh = True
             net.eager.add(node.guid)
+            if reply.retention is not None:
+                self._adopt(net, reply.retention)
             self._events.append(Registered(request_id=request_id, peer=entry.view()))
         elif isinstance(reply, m.HelloReply):
             assert isinstance(flight.body, m.Hello)
@@ -1294,6 +1390,8 @@ class GossipNode:
                 self._reconcile(net, peer, _GOSSIP, flight.body.probe, reply.answer, now)
             if reply.hello is not None:
                 self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
+            if reply.retention is not None:
+                self._adopt(net, reply.retention)
             if reply.ring is not None:
                 self._heard_ring(net, peer, reply.ring, now)
         elif isinstance(reply, m.KeysReply):
@@ -1303,23 +1401,32 @@ class GossipNode:
         elif isinstance(reply, m.TellMeMoreReply):
             assert isinstance(flight.body, m.TellMeMore)
             asked = set(flight.body.ids)
-            fresh = []
+            fresh: list[Gossip] = []
+            marks: list[Tombstone] = []
+            returned: set[str] = set()
             late = 0
-            for gossip in reply.gossips:
-                if gossip.guid not in asked:
+            got: list[Item] = [*reply.gossips, *reply.tombstones]
+            for item in got:
+                key = item_key(item)
+                k = key_hex(key)
+                if k not in asked:
                     self.stats["rejected.unsolicited"] += 1
-                elif gossip.guid in net.gossips:
+                    continue
+                returned.add(k)
+                if key in net.gossip_keys:
                     late += 1  # a push brought it while the fetch was under way
-                elif self._verified(gossip) and self._in_time(gossip, now):
-                    fresh.append(gossip)
+                elif isinstance(item, Tombstone):
+                    if self._in_time(net, item, now):
+                        marks.append(item)
+                elif self._verified(item) and self._in_time(net, item, now):
+                    fresh.append(item)
             self.stats["duplicate.fetched"] += late
             if self._push:
-                self._fetched(net, useful=len(fresh), late=late)
-            self._store(net, self._within_quota(net, fresh), peer, now)
+                self._fetched(net, useful=len(fresh) + len(marks), late=late)
+            self._store(net, [*marks, *self._within_quota(net, fresh)], peer, now)
             # The answerer walks the ids in order and skips those it lacks, stopping only at
             # its budget, after at least one: an id before the last one it sent, or any id of
             # an empty answer, is one it does not hold. It stops being a source of that id.
-            returned = {g.guid for g in reply.gossips}
             last = max((i for i, guid in enumerate(flight.body.ids) if guid in returned), default=len(flight.body.ids))
             for i, guid in enumerate(flight.body.ids):
                 pending = net.pending.get(guid)
@@ -1393,10 +1500,10 @@ class GossipNode:
                 hello = m.Hello(peers=tuple(push[i : i + step]), want=tuple(want[i : i + step]))
                 self._send_to(net, peer, hello, now)
             return
-        tell = [_key_guid(k) for k in sorted(only_mine) if _key_guid(k) in net.gossips]
+        tell = [key_hex(k) for k in sorted(only_mine) if k in net.gossip_keys]
         for batch in _chunks(tell, m.MAX_IDS):
             self._send_to(net, peer, m.DidYouHear(ids=tuple(batch)), now)
-        self._heard_of(net, peer, tuple(_key_guid(k) for k in sorted(only_theirs)), now)
+        self._heard_of(net, peer, tuple(key_hex(k) for k in sorted(only_theirs)), now)
 
     # -- state changes ----------------------------------------------------------------
     def _verified(self, gossip: Gossip) -> bool:
@@ -1405,13 +1512,104 @@ class GossipNode:
         self.stats["rejected.bad_sha2"] += 1
         return False
 
-    def _in_time(self, gossip: Gossip, now: float) -> bool:
-        """A received gossip may be old, never dated more than MAX_FUTURE_SKEW ahead of this
-        node's clock; one that is is counted and not stored (the rest of its batch is)."""
-        if gossip.timestamp() <= now + MAX_FUTURE_SKEW:
-            return True
-        self.stats["rejected.future_date"] += 1
-        return False
+    def _in_time(self, net: _Net, item: Item, now: float) -> bool:
+        """A received item may be old, never dated more than MAX_FUTURE_SKEW ahead of this
+        node's clock, nor older than the network's retention; one that is is counted and not
+        stored (the rest of its batch is). An expired key is not fetched again: a node never
+        takes back what it (or, a little earlier by its clock, another node) dropped."""
+        ts = item.timestamp()
+        if ts > now + MAX_FUTURE_SKEW:
+            self.stats["rejected.future_date"] += 1
+            return False
+        if self._is_expired(net, ts, now):
+            self.stats["rejected.expired"] += 1
+            self._refuse(net, item_key(item), now)
+            return False
+        return True
+
+    @staticmethod
+    def _is_expired(net: _Net, ts: float, now: float) -> bool:
+        age = net.network.retention.max_age
+        return age is not None and ts < now - age
+
+    def _refuse(self, net: _Net, key: int, now: float) -> bool:
+        """Remember a refused key for REFUSED_TTL, and stop waiting for it. Returns whether it
+        was new (to report once)."""
+        self._unpend(net, key_hex(key))
+        known = net.refused.get(key, 0.0) > now
+        net.refused.pop(key, None)
+        net.refused[key] = now + REFUSED_TTL
+        while len(net.refused) > MAX_REFUSED:
+            del net.refused[next(iter(net.refused))]
+        return not known
+
+    def _told(self, net: _Net) -> Retention | None:
+        """The retention to pass on in a round: none while it is the default."""
+        retention = net.network.retention
+        return retention if retention.set_at else None
+
+    def _adopt(self, net: _Net, retention: Retention) -> None:
+        """Take a peer's retention if it supersedes this node's (the same rule everywhere,
+        so every node ends with the same); the next tick expires what it no longer keeps."""
+        if not retention.supersedes(net.network.retention):
+            return
+        self._set_network(net, replace(net.network, retention=retention))
+        net.unsettled = True
+        self._events.append(RetentionChanged(network=net.network.name, retention=retention))
+
+    def _expire(self, net: _Net, now: float) -> None:
+        """Drop the items dated before now - retention, oldest first (O(1) when none is due)."""
+        age = net.network.retention.max_age
+        if age is None:
+            return
+        cutoff = now - age
+        while net.expiry and net.expiry[0][0] < cutoff:
+            _, key = heapq.heappop(net.expiry)
+            item = self._held(net, _key_guid(key))
+            if item is None or item_key(item) != key:
+                continue  # replaced or removed since
+            self._take(net, item)
+            self._refuse(net, key, now)
+            self.stats["expired.tombstone" if isinstance(item, Tombstone) else "expired.gossip"] += 1
+            self._removed(net, item, "expired")
+
+    def _held(self, net: _Net, guid: str) -> Item | None:
+        """The item (gossip or tombstone) this node holds under ``guid``, if any."""
+        return net.gossips.get(guid) or net.tombstones.get(guid)
+
+    def _put(self, net: _Net, item: Item) -> None:
+        """Hold an item (its guid's slot must be free), without events."""
+        key = item_key(item)
+        if isinstance(item, Gossip):
+            net.gossips[item.guid] = item
+            net.held_bytes += item.wire_size()
+        else:
+            net.tombstones[item.guid] = item
+        net.gossip_keys.add(key)
+        heapq.heappush(net.expiry, (item.timestamp(), key))
+        self._unpend(net, key_hex(key))
+
+    def _take(self, net: _Net, item: Item) -> None:
+        """Stop holding exactly this item (nothing if another one holds its guid), without events."""
+        key = item_key(item)
+        if key not in net.gossip_keys:
+            return
+        net.gossip_keys.discard(key)
+        if isinstance(item, Gossip):
+            del net.gossips[item.guid]
+            net.cursors.pop(item.guid, None)  # its feed entry is skipped; the cursor is not given again
+            net.held_bytes -= item.wire_size()
+            net.eager.forget(item.guid)
+        else:
+            del net.tombstones[item.guid]
+
+    def _removed(self, net: _Net, item: Item, reason: str) -> None:
+        """Report an item removed (for the store)."""
+        name = net.network.name
+        if isinstance(item, Gossip):
+            self._events.append(GossipRemoved(network=name, gossip=item, reason=reason))
+        else:
+            self._events.append(TombstoneRemoved(network=name, tombstone=item))
 
     def _within_quota(self, net: _Net, gossips: list[Gossip]) -> list[Gossip]:
         """The received gossips this node keeps under the network's quota: none over the size
@@ -1432,33 +1630,54 @@ class GossipNode:
             kept.append(gossip)
         return kept
 
-    def _store(self, net: _Net, gossips: Iterable[Gossip], source: str | None, now: float) -> list[Gossip]:
-        """Keep the gossips (verified by the caller) new to this node, report them, push them on.
+    def _store(self, net: _Net, items: Iterable[Item], source: str | None, now: float) -> list[Gossip]:
+        """Keep the items (gossips verified by the caller, tombstones) new to this node under
+        the conflict rule, report them, push the gossips on. Expired items are refused.
 
         Returns:
             The gossips that were new.
         """
-        new = []
+        new: list[Gossip] = []
+        changed = False
         sizes: dict[str, int] = {}  # guid -> wire size: the quota's count and the push budget's
-        for gossip in gossips:
-            if gossip.guid in net.gossips:
+        name = net.network.name
+        for item in items:
+            key = item_key(item)
+            if key in net.gossip_keys:
                 continue
-            net.gossips[gossip.guid] = gossip
+            if self._is_expired(net, item.timestamp(), now):
+                self.stats["rejected.expired"] += 1
+                self._refuse(net, key, now)
+                continue
+            old = self._held(net, item.guid)
+            if old is not None and not wins(item, old):
+                # The same rule on every node: the loser is refused here, and replaced where
+                # it is held when the winner gets there.
+                self.stats["rejected.conflict"] += 1
+                if self._refuse(net, key, now) and isinstance(item, Gossip) and isinstance(old, Gossip):
+                    self._events.append(GossipConflict(network=name, kept=old, lost=item))
+                continue
+            if old is not None:
+                self._take(net, old)
+                if self._refuse(net, item_key(old), now) and isinstance(item, Gossip) and isinstance(old, Gossip):
+                    self._events.append(GossipConflict(network=name, kept=item, lost=old))
+                self.stats["replaced"] += 1
+                self._removed(net, old, "deleted" if isinstance(item, Tombstone) else "replaced")
+            self._put(net, item)
+            changed = True
+            if isinstance(item, Tombstone):
+                self._events.append(TombstoneAdded(network=name, tombstone=item, source=source))
+                continue
+            sizes[item.guid] = item.wire_size()
             self.last_cursor += 1
-            net.cursors[gossip.guid] = self.last_cursor
-            net.feed.append((self.last_cursor, gossip.guid))
-            sizes[gossip.guid] = size = gossip.wire_size()
-            net.held_bytes += size
-            self._unpend(net, gossip.guid)
-            self._events.append(
-                GossipReceived(network=net.network.name, gossip=gossip, source=source, cursor=self.last_cursor)
-            )
-            new.append(gossip)
-        if not new:
+            net.cursors[item.guid] = self.last_cursor
+            net.feed.append((self.last_cursor, item.guid))
+            self._events.append(GossipReceived(network=name, gossip=item, source=source, cursor=self.last_cursor))
+            new.append(item)
+        if not changed:
             return new
-        net.gossip_keys.update(_guid_key(g.guid) for g in new)
         net.unsettled = True
-        if self._push:
+        if self._push and sizes:
             self._push_new(net, sizes, source, now)
         return new
 

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
-from .model import Network, NodeConfig, PeerView, Quota
+from .model import Network, NodeConfig, PeerView, Quota, Retention
 from .node import GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
@@ -109,6 +109,7 @@ class Simulator:
             spreading bounds assume); ``"register"`` starts each knowing none, and
             :meth:`bootstrap` joins them by REGISTER and HELLO.
         push: eager push on every node; False measures the rounds' anti-entropy alone.
+        retention: seconds the network keeps a gossip (None: for ever), as ``--retention``.
     """
 
     nodes: int
@@ -118,6 +119,7 @@ class Simulator:
     timer: float = 1.0
     bootstrap_mode: str = "full"
     push: bool = True
+    retention: float | None = None
     rng: random.Random = field(init=False)
     network: MemoryNetwork = field(init=False)
     members: list[_SimNode] = field(init=False)
@@ -140,6 +142,7 @@ class Simulator:
         if self.bootstrap_mode not in ("full", "register"):
             raise ValueError("bootstrap_mode must be 'full' or 'register'")
         key = derive_key(NETWORK, f"simulation-{self.seed}")
+        retention = Retention() if self.retention is None else Retention(max_age=self.retention, set_at=1)
         self.members = []
         configs = []
         for i in range(self.nodes):
@@ -149,7 +152,7 @@ class Simulator:
             config = NodeConfig(
                 node_guid=guid,
                 node_name=f"node-{i}",
-                networks=(Network(name=NETWORK, key=key, quota=SIM_QUOTA),),
+                networks=(Network(name=NETWORK, key=key, quota=SIM_QUOTA, retention=retention),),
                 ip=ip,
                 port=8470,
                 gossip_timer=self.timer,

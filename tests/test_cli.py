@@ -449,3 +449,19 @@ def test_a_date_that_overflows_utc_is_shown_as_given_not_a_crash() -> None:
     row = {"guid": "1b4e28ba-2fa1-41d2-883f-0016d3cca427", "date_time": "0001-01-01T00:00:00+01:00",
            "who_name": "old", "msg": "m", "sha2": "0" * 64, "complete": True}
     assert "0001-01-01T00:00:00+01:00" in gossip_table([row])
+
+
+def test_delete_removes_the_gossip_and_errors_are_one_line(
+    nodes: Callable[..., Node], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = nodes("a")
+    status, out, err = run(capsys, "create", "regrettable", "--config", a.config)
+    guid = out.strip()
+    status, out, err = run(capsys, "delete", guid.upper(), "--config", a.config)
+    assert (status, err) == (0, "") and out.startswith(f"deleted {guid};")
+    assert run(capsys, "delete", guid, "--config", a.config)[0] == 0  # twice is harmless
+    assert gossip_rows(capsys, a.config) == []
+    status, out, err = run(capsys, "delete", "00000000-0000-4000-8000-000000000001", "--config", a.config)
+    assert status == 1 and "holds no gossip 00000000-0000-4000-8000-000000000001" in one_error_line(err)
+    status, out, err = run(capsys, "delete", "not-a-guid", "--config", a.config)
+    assert status == 2 and "is not a gossip guid" in one_error_line(err)

@@ -142,3 +142,27 @@ def test_a_rewritten_log_keeps_every_cursor_and_the_highest_even_when_its_gossip
     assert json.loads((tmp_path / "peers.json").read_text())["last_cursor"] == 4
     later = GossipNode(node.config, rng=random.Random(100), now=T0, snapshot=again)
     assert [e.cursor for e in created(later, ["d"])] == [5]  # 4 is never given again
+
+
+@pytest.mark.parametrize("kind", ["json", "memory"])
+def test_a_deleted_newest_gossip_leaves_its_cursor_used_across_compaction_and_restart(tmp_path: Path, kind: str) -> None:
+    """Deletion (a tombstone) removes the gossip that holds the highest cursor; the store drops
+    it, compacts, and a restarted node still never gives that cursor again, nor renumbers."""
+    node = make_node(1)
+    store: JsonFileStorage | MemoryStorage = JsonFileStorage(tmp_path) if kind == "json" else MemoryStorage()
+    node = restart(node, store.load())
+    made = created(node, ["a", "b", "c"])
+    persist(store, made)
+    assert [e.cursor for e in made] == [1, 2, 3]
+    node.delete_gossip(made[-1].gossip.guid, T0 + 10)
+    persist(store, node.events())
+    if isinstance(store, JsonFileStorage):
+        store.compact()
+        store.close()
+        store = JsonFileStorage(tmp_path)
+    snapshot = store.load()
+    assert sorted(g.msg for g in snapshot.gossips["default"]) == ["a", "b"]
+    assert [snapshot.cursors["default"][e.gossip.guid] for e in made[:2]] == [1, 2]
+    later = GossipNode(node.config, rng=random.Random(100), now=T0, snapshot=snapshot)  # new guids
+    assert not later.has_gossip(made[-1].gossip.guid)
+    assert [e.cursor for e in created(later, ["d"])] == [4]

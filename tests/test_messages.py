@@ -26,8 +26,11 @@ SENDER = str(uuid.UUID(int=0xA11CE, version=4))
 RECEIVER = str(uuid.UUID(int=0xB0B, version=4))
 NONCE = "0123456789abcdef01234567"
 TS = int(T0 * 1000)
-FP = key_hex(0x0123456789ABCDEF0123456789ABCDEF)
-FP2 = key_hex(0xFEDCBA9876543210FEDCBA9876543210)
+FP = format(0x0123456789ABCDEF0123456789ABCDEF, "032x")
+FP2 = format(0xFEDCBA9876543210FEDCBA9876543210, "032x")
+#: Set keys (256-bit, see gossip.digest): what pages, wants and ids carry.
+K1 = key_hex(0x0123456789ABCDEF0123456789ABCDEF << 128)
+K2 = key_hex(0xFEDCBA9876543210FEDCBA9876543210 << 128)
 
 
 #: The probe's paging field (inclusive start of a page of keys).
@@ -44,6 +47,11 @@ def key_for(network: str) -> bytes | None:
 
 def guid(i: int) -> str:
     return str(uuid.UUID(int=i, version=4))
+
+
+def key(i: int) -> str:
+    """An item key (gossip.model.item_key): a guid, then 128 bits of content hash."""
+    return key_hex((uuid.UUID(guid(i)).int << 128) | i)
 
 
 def peer(i: int = 1, **changes: Any) -> Peer:
@@ -113,14 +121,14 @@ def test_a_request_names_its_addressee_and_only_register_may_not() -> None:
 REQUESTS: list[m.Message] = [
     m.Register(node=peer(1)),
     m.Hello(probe=m.Probe(count=3, fingerprint=FP)),
-    m.Hello(probe=m.Probe(count=0, fingerprint=FP, size=64, **page(FP2))),
-    m.Hello(peers=(peer(1), peer(2, ip="::1"), peer(3, ip="192.168.1.20", port=65535)), want=(FP, FP2)),
+    m.Hello(probe=m.Probe(count=0, fingerprint=FP, size=64, **page(K2))),
+    m.Hello(peers=(peer(1), peer(2, ip="::1"), peer(3, ip="192.168.1.20", port=65535)), want=(K1, K2)),
     m.Hello(),
     m.DidYouHear(probe=m.Probe(count=2**53, fingerprint=FP2, size=8)),
-    m.DidYouHear(ids=tuple(guid(i) for i in range(50))),
+    m.DidYouHear(ids=tuple(key(i) for i in range(50))),
     m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), hello=m.Probe(count=3, fingerprint=FP2)),
-    m.TellMeMore(ids=(guid(1), guid(2))),
-    m.TellMeMore(ids=(guid(3),), graft=True),
+    m.TellMeMore(ids=(key(1), key(2))),
+    m.TellMeMore(ids=(key(3),), graft=True),
     m.TellMeMore(ids=()),
     m.Push(gossips=GOSSIPS),
     m.Push(gossips=()),
@@ -137,14 +145,14 @@ ANSWERS: list[m.Message] = [
     m.KeysReply(ring=m.Ring(version=0, primary="ab" * 8, ids=("ab" * 8,))),
     m.DidYouHearReply(hello=m.ProbeAnswer(in_sync=True), ring=m.Ring(version=1, primary="cd" * 8, ids=("cd" * 8,))),
     m.HelloReply(answer=m.ProbeAnswer(in_sync=True)),
-    m.HelloReply(answer=m.ProbeAnswer(keys=(FP, FP2), upto=FP2), peers=(peer(4),)),
+    m.HelloReply(answer=m.ProbeAnswer(keys=(K1, K2), upto=K2), peers=(peer(4),)),
     m.HelloReply(peers=(peer(5), peer(6))),
     m.HelloReply(),
     m.DidYouHearReply(answer=m.ProbeAnswer(in_sync=True)),
     m.DidYouHearReply(answer=m.ProbeAnswer(size=8, cells=_keys.iblt(8).to_text())),
-    m.DidYouHearReply(answer=m.ProbeAnswer(keys=(), upto="f" * 32)),
+    m.DidYouHearReply(answer=m.ProbeAnswer(keys=(), upto="f" * 64)),
     m.DidYouHearReply(),
-    m.DidYouHearReply(answer=m.ProbeAnswer(in_sync=True), hello=m.ProbeAnswer(keys=(FP,), upto="f" * 32)),
+    m.DidYouHearReply(answer=m.ProbeAnswer(in_sync=True), hello=m.ProbeAnswer(keys=(K1,), upto="f" * 64)),
     m.TellMeMoreReply(gossips=GOSSIPS),
     m.TellMeMoreReply(),
     m.PushReply(prune=True),
@@ -203,15 +211,15 @@ def test_unicode_gossips_travel_as_utf8_and_still_verify() -> None:
 
 
 def test_keys_are_normalised_to_lower_case() -> None:
-    body = m.Hello(probe=m.Probe(count=1, fingerprint=FP.upper(), **page(FP2.upper())), want=(FP2.upper(),))
+    body = m.Hello(probe=m.Probe(count=1, fingerprint=FP.upper(), **page(K2.upper())), want=(K2.upper(),))
     env = m.decode(request(body), key_for)
-    assert env.body == m.Hello(probe=m.Probe(count=1, fingerprint=FP, **page(FP2)), want=(FP2,))
+    assert env.body == m.Hello(probe=m.Probe(count=1, fingerprint=FP, **page(K2)), want=(K2,))
 
 
 def test_new_fields_are_left_out_when_unset() -> None:
     """graft, prune and hello are additive: a message without them is what it always was."""
-    assert m.TellMeMore(ids=(guid(1),)).to_wire() == {"ids": [guid(1)]}
-    assert m.TellMeMore(ids=(guid(1),), graft=True).to_wire() == {"ids": [guid(1)], "graft": True}
+    assert m.TellMeMore(ids=(key(1),)).to_wire() == {"ids": [key(1)]}
+    assert m.TellMeMore(ids=(key(1),), graft=True).to_wire() == {"ids": [key(1)], "graft": True}
     assert m.PushReply().to_wire() == {} and m.PushReply(prune=True).to_wire() == {"prune": True}
     probe = m.Probe(count=1, fingerprint=FP)
     assert m.DidYouHear(probe=probe).to_wire() == {"probe": {"n": 1, "fp": FP}}
@@ -221,9 +229,9 @@ def test_new_fields_are_left_out_when_unset() -> None:
 
 def test_probe_and_answer_wire_forms_are_minimal() -> None:
     assert m.Probe(count=5, fingerprint=FP).to_wire() == {"n": 5, "fp": FP}
-    assert m.Probe(count=5, fingerprint=FP, size=16, **page(FP2)).to_wire() == {"n": 5, "fp": FP, "size": 16, PAGE: FP2}
+    assert m.Probe(count=5, fingerprint=FP, size=16, **page(K2)).to_wire() == {"n": 5, "fp": FP, "size": 16, PAGE: K2}
     assert m.ProbeAnswer(in_sync=True).to_wire() == {"sync": True}
-    assert m.ProbeAnswer(keys=(FP,), upto=FP2).to_wire() == {"keys": [FP], "upto": FP2}
+    assert m.ProbeAnswer(keys=(K1,), upto=K2).to_wire() == {"keys": [K1], "upto": K2}
     assert m.ProbeAnswer(size=8, cells="AAAA").to_wire() == {"size": 8, "cells": "AAAA"}
     assert m.Hello().to_wire() == {} and m.DidYouHearReply().to_wire() == {}
 
@@ -231,14 +239,14 @@ def test_probe_and_answer_wire_forms_are_minimal() -> None:
 # ---------------------------------------------------------------------------- the envelope
 
 def test_request_envelope_shape() -> None:
-    data = request(m.DidYouHear(ids=(guid(1),)))
+    data = request(m.DidYouHear(ids=(key(1),)))
     env = json.loads(data)
     assert list(env) == ["v", "type", "net", "from", "body", "to", "ts", "nonce", "mac"]
-    assert env["v"] == m.PROTOCOL_VERSION == 2
+    assert env["v"] == m.PROTOCOL_VERSION == 3
     assert (env["type"], env["net"], env["from"], env["to"], env["ts"], env["nonce"]) == (
         "did_you_hear", "default", SENDER, RECEIVER, TS, NONCE
     )
-    assert env["body"] == {"ids": [guid(1)]}
+    assert env["body"] == {"ids": [key(1)]}
     assert re.fullmatch(r"[0-9a-f]{32}", env["mac"])
     assert data.endswith(b'"}') and data.index(b'"mac"') > data.index(b'"nonce"')
     assert b" " not in data  # compact separators
@@ -285,7 +293,7 @@ def test_unknown_network_is_an_authentication_error() -> None:
 
 
 def test_every_single_flipped_bit_is_refused_with_a_gossip_error() -> None:
-    data = request(m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), ids=(guid(1), guid(2))))
+    data = request(m.DidYouHear(probe=m.Probe(count=7, fingerprint=FP), ids=(key(1), key(2))))
     checked = 0
     for i, bit in itertools.product(range(len(data)), range(8)):
         bad = bytearray(data)
@@ -366,7 +374,7 @@ def test_a_number_too_long_to_read_is_a_protocol_error(number: str) -> None:
         m.decode(data, key_for)
 
 
-@pytest.mark.parametrize("version", [1, 3, 0, "2", None, [2]])
+@pytest.mark.parametrize("version", [1, 2, 4, 0, "3", None, [3]])
 def test_wrong_protocol_version(version: Any) -> None:
     with pytest.raises(RemoteProtocolError, match="protocol version") as info:
         m.decode(signed(envelope("hello", {}, v=version)), key_for)
@@ -397,7 +405,7 @@ def test_garbage_is_a_protocol_error(data: bytes) -> None:
 
 
 MANY_KEYS = [FP] * (m.MAX_IDS + 1)
-MANY_IDS = [guid(i) for i in range(m.MAX_IDS + 1)]
+MANY_IDS = [key(i) for i in range(m.MAX_IDS + 1)]
 SURROGATE = "x\ud800"
 
 #: (type, body, other envelope changes, text the error must contain)
@@ -424,7 +432,7 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("hello", {"probe": {"n": 1, "fp": FP, "size": 2**21}}, {}, "probe.size"),
     ("hello", {"probe": {"n": 1, "fp": FP, PAGE: 5}}, {}, f"probe.{PAGE}"),
     ("hello", {"want": "abc"}, {}, "want must be a JSON list"),
-    ("hello", {"want": ["abc"]}, {}, "want must hold 32-hex-digit keys"),
+    ("hello", {"want": ["abc"]}, {}, "want must hold 64-hex-digit keys"),
     ("hello", {"want": MANY_KEYS}, {}, f"want holds {m.MAX_IDS + 1} items, more than the {m.MAX_IDS}"),
     ("hello", {"peers": {}}, {}, "peers must be a JSON list"),
     ("hello", {"peers": [5]}, {}, "peers: a peer must be a JSON object"),
@@ -449,20 +457,23 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("register_ok", {"node": peer_dict(port=-1)}, {"re": NONCE}, "port -1"),
     ("did_you_hear", {"ids": "x"}, {}, "ids must be a JSON list"),
     ("did_you_hear", {"ids": ["not-a-uuid"]}, {}, "ids"),
-    ("did_you_hear", {"ids": [1]}, {}, "ids must be a UUID string"),
-    ("did_you_hear", {"ids": [guid(0xABCDEF).upper()]}, {}, "ids"),
-    ("did_you_hear", {"ids": [guid(1).replace("-", "")]}, {}, "ids must be a UUID string"),
-    ("did_you_hear", {"ids": ["z" * 36]}, {}, "ids 'zzz"),
+    ("did_you_hear", {"ids": [1]}, {}, "ids must hold 64-hex-digit keys"),
+    ("did_you_hear", {"ids": [guid(0xABCDEF).upper()]}, {}, "ids must hold 64-hex-digit keys"),
+    ("did_you_hear", {"ids": [key(1)[:-1] + "g"]}, {}, "ids must hold 64-hex-digit keys"),
+    ("did_you_hear", {"ids": [guid(1).replace("-", "")]}, {}, "ids must hold 64-hex-digit keys"),
+    ("did_you_hear", {"ids": ["z" * 64]}, {}, "ids must hold 64-hex-digit keys"),
     ("did_you_hear", {"ids": MANY_IDS}, {}, f"more than the {m.MAX_IDS}"),
     ("did_you_hear", {"probe": {"n": "many", "fp": FP}}, {}, "probe.n"),
     ("tell_me_more", {}, {}, "ids must be a JSON list"),
-    ("tell_me_more", {"ids": [None]}, {}, "ids must be a UUID string"),
+    ("tell_me_more", {"ids": [None]}, {}, "ids must hold 64-hex-digit keys"),
+    ("tell_me_more_reply", {"tombstones": [{"guid": guid(1)}]}, {"re": NONCE}, "tombstones: tombstone is missing field"),
+    ("did_you_hear", {"retention": {"max_age": -5, "set_at": 1}}, {}, "retention: retention max_age"),
     ("tell_me_more", {"ids": MANY_IDS}, {}, "ids holds"),
     ("tell_me_more", {"ids": [], "graft": 1}, {}, "graft must be true or false"),
     ("tell_me_more", {"ids": [], "graft": None}, {}, "graft must be true or false"),
     ("did_you_hear", {"hello": []}, {}, "probe must be a JSON object"),
     ("did_you_hear", {"hello": {"n": 1}}, {}, "probe.fp"),
-    ("did_you_hear_reply", {"hello": {"keys": ["zz"], "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("did_you_hear_reply", {"hello": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("push", {}, {}, "gossips must be a JSON list"),
     ("push", {"gossips": None}, {}, "gossips must be a JSON list"),
     ("push", {"gossips": [GOSSIPS[0].to_dict()] * (m.MAX_IDS + 1)}, {}, "gossips holds"),
@@ -480,13 +491,13 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=SURROGATE)]}, {"re": NONCE}, "msg"),
     ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=7)]}, {"re": NONCE}, "msg must be a string"),
     ("hello_reply", {"answer": 1}, {"re": NONCE}, "answer must be a JSON object"),
-    ("hello_reply", {"answer": {"keys": ["zz"], "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("hello_reply", {"answer": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("hello_reply", {"answer": {"keys": [], "upto": None}}, {"re": NONCE}, "answer.upto"),
-    ("hello_reply", {"answer": {"keys": {}, "upto": FP}}, {"re": NONCE}, "answer.keys"),
+    ("hello_reply", {"answer": {"keys": {}, "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("hello_reply", {"answer": {"size": "8"}}, {"re": NONCE}, "answer.size"),
     ("hello_reply", {"peers": [peer_dict(ip="1.2.3")]}, {"re": NONCE}, "ip '1.2.3'"),
     ("did_you_hear_reply", {"answer": {"size": 8, "cells": 5}}, {"re": NONCE}, "answer.cells"),
-    ("did_you_hear_reply", {"answer": {"keys": MANY_KEYS, "upto": FP}}, {"re": NONCE}, "answer.keys holds"),
+    ("did_you_hear_reply", {"answer": {"keys": MANY_KEYS, "upto": K1}}, {"re": NONCE}, "answer.keys holds"),
     ("hello", {}, {"from": "me"}, "from"),
     ("hello", {}, {"from": None}, "from"),
     ("hello", {}, {"nonce": None}, "nonce"),
@@ -558,7 +569,7 @@ def test_every_status_has_a_default_code(status: int) -> None:
 
 def test_peer_refusals_carry_their_code_not_only_their_text() -> None:
     """The codes come from the refusing exception, so nobody has to read its message."""
-    wrong = request(m.Hello(peers=(peer(1),), want=(FP,)), key=KEYS["other"])
+    wrong = request(m.Hello(peers=(peer(1),), want=(K1,)), key=KEYS["other"])
     with pytest.raises(AuthenticationError) as caught:
         m.decode(wrong, key_for)
     assert caught.value.code is ErrorCode.BAD_MAC and caught.value.status_hint == 401
@@ -580,7 +591,7 @@ def test_peer_refusals_carry_their_code_not_only_their_text() -> None:
 
 # ---------------------------------------------------------------------------- property-based
 
-_valid_bytes = request(m.Hello(peers=(peer(1),), want=(FP,)))
+_valid_bytes = request(m.Hello(peers=(peer(1),), want=(K1,)))
 
 
 @st.composite

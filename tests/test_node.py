@@ -14,7 +14,8 @@ from gossip import messages as m
 from gossip.auth import derive_key
 from gossip.errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from gossip.events import GossipReceived, PeerJoined, PeerStatusChanged, RegisterFailed, Registered
-from gossip.model import Gossip, Network, Peer, PeerStatus, Quota, Snapshot
+from gossip.digest import key_hex
+from gossip.model import Gossip, Network, Peer, PeerStatus, Quota, Snapshot, item_key
 from gossip.node import (
     MAX_PENDING,
     MAX_PENDING_PER_SOURCE,
@@ -269,7 +270,7 @@ def test_tampered_gossip_is_dropped_and_counted() -> None:
     good = a.create_gossip("the truth", mesh.now)
     b.events()
     # B asks A for it; A's answer is altered (by a member) to carry a different text.
-    b._heard_of(b._nets["default"], a.guid, (good.guid,), mesh.now)  # noqa: SLF001
+    b._heard_of(b._nets["default"], a.guid, (key_hex(item_key(good)),), mesh.now)  # noqa: SLF001
     [out] = b.outbox()
     env = json.loads(out.data)
     lie = Gossip(guid=good.guid, date_time=good.date_time, who_name=good.who_name, msg="a lie", sha2=good.sha2)
@@ -676,7 +677,8 @@ def test_a_settled_network_probes_less_and_less_and_a_change_brings_back_the_rou
 
 
 def _made_up_ids(rng: random.Random, count: int) -> tuple[str, ...]:
-    return tuple(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count))
+    """Made-up gossip keys: a made-up guid and content hash (the tombstone bit clear)."""
+    return tuple(key_hex((uuid.UUID(int=rng.getrandbits(128), version=4).int << 128) | rng.getrandbits(127)) for _ in range(count))
 
 
 def test_ids_announced_by_members_are_capped_per_source_and_in_total() -> None:

@@ -254,3 +254,38 @@ def test_received_gossip_is_one_info_line_per_batch(
 
 async def _gossip_count(r: NodeRunner) -> int:
     return r.node.gossip_count()  # on the runner's loop, which owns the node
+
+
+def test_delete_route_and_a_retention_learnt_from_the_network_is_saved(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    from gossip.configfile import load_config, save_config
+    from gossip.model import Retention
+
+    retention = Retention(max_age=86400.0, set_at=int(time.time() * 1000))
+
+    def config(name: str, keep: Retention) -> NodeConfig:
+        return NodeConfig(node_guid=str(uuid.uuid4()), node_name=name, ip="127.0.0.1", port=free_port(), gossip_timer=0.1,
+                          networks=(Network(name="default", key=KEYS["default"], retention=keep),))
+
+    path = tmp_path / "b.json"
+    b_config = config("b", Retention())
+    save_config(path, b_config)
+    a = NodeRunner(config("a", retention), JsonFileStorage(tmp_path / "a-data"))
+    b = NodeRunner(b_config, JsonFileStorage(tmp_path / "b-data"), config_path=path)
+    runners += [a, b]
+    a.start()
+    b.start()
+    assert isinstance(b.register("127.0.0.1", a.config.port), Registered)
+    wait_for(lambda: load_config(path).network("default").retention == retention, 10, "b to save the retention")
+    status, body = call(a, "POST", "/v1/gossip", {"msg": "oops"})
+    guid = body["guid"]  # type: ignore[index]
+    status, body = call(a, "POST", "/v1/gossip/delete", {"guid": guid})
+    assert status == 200 and body == {"guid": guid, "date_time": body["date_time"], "network": "default", "deleted": True}  # type: ignore[index]
+    assert call(a, "POST", "/v1/gossip/delete", {"guid": "nope"})[0] == 400
+    status, body = call(a, "POST", "/v1/gossip/delete", {"guid": str(uuid.uuid4())})
+    assert status == 404 and body["code"] == "not_found"  # type: ignore[index]
+    wait_for(lambda: b.call(_tombstones(b)) == 1, 10, "the tombstone to reach b")
+    assert call(b, "GET", "/v1/gossip")[1] == []
+
+
+async def _tombstones(r: NodeRunner) -> int:
+    return r.node.tombstone_count()

@@ -153,6 +153,7 @@ class ClientApi:
             ("POST", "/v1/keys"): self._post_keys,
             ("POST", "/v1/leave"): self._post_leave,
             ("POST", "/v1/force-leave"): self._post_force_leave,
+            ("POST", "/v1/gossip/delete"): self._post_delete,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -308,6 +309,13 @@ class ClientApi:
         gossip = await self.runner.create_async(msg, network)  # type: ignore[arg-type]  # the core checks it
         cursor = self.runner.node.cursor_of(gossip.guid, network)
         return _json(201, dict(gossip.to_dict(), network=network, complete=True, cursor=cursor))
+
+    async def _post_delete(self, request: Request, network: str) -> Response:
+        guid = _json_body(request).get("guid")
+        if not isinstance(guid, str):
+            raise LocalProtocolError('delete needs {"guid": "<the gossip\'s guid>"}')
+        tombstone = await self.runner.delete_async(guid, network)
+        return _json(200, dict(tombstone.to_dict(), network=network, deleted=True))
 
     async def _post_register(self, request: Request, network: str) -> Response:
         address = _json_body(request).get("address")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+from dataclasses import replace
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from ..auth import derive_key
 from ..configfile import load_config, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, Quota, check_network_name
+from ..model import Network, NodeConfig, Quota, Retention, check_network_name
 from ..storage.jsonfile import JsonFileStorage
 from .api import parse_hostport
 from .join import JoinTarget, join_network, parse_join_target
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", metavar="PATH", help="verify peers' certificates against this CA (PEM); turns on HTTPS to peers")
     p.add_argument("--max-body", type=int, default=MAX_MESSAGE_BYTES, metavar="BYTES", help="largest request body accepted (default 1 MiB)")
     p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--retention",
+        metavar="AGE",
+        help="how long the network keeps a gossip, e.g. 30d, 12h, 90s, or forever (the default);"
+        " spreads to every node of the network",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     return p
 
@@ -182,10 +189,15 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
             )
         if (network_name, key) not in {(n.name, k) for n in config.networks for k in n.keys}:
             others = tuple(n for n in config.networks if n.name != network_name)
-            kept = next((n.quota for n in config.networks if n.name == network_name), Quota())
-            updates["networks"] = (Network(name=network_name, key=key, quota=kept),) + others
+            old = next((n for n in config.networks if n.name == network_name), None)
+            kept, retention = (Quota(), Retention()) if old is None else (old.quota, old.retention)
+            updates["networks"] = (Network(name=network_name, key=key, quota=kept, retention=retention),) + others
     elif password is None and network_name not in config.network_names:
         raise ConfigError(f"to join network {network_name!r} this node needs its password: {_PASS_IT}")
+    if getattr(args, "retention", None) is not None:
+        networks = _with_retention(updates.get("networks", config.networks), network_name, args.retention)
+        if networks is not None:
+            updates["networks"] = networks
     if updates:
         if existed and {"node_name", "ip", "port"} & set(updates):
             updates["incarnation"] = config.incarnation + 1  # peers must prefer the new record
@@ -195,6 +207,29 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
             raise ConfigError(f"bad option: {exc}") from None
         changed = True
     return config, generated, changed
+
+
+def _with_retention(networks: tuple[Network, ...], name: str, text: str) -> tuple[Network, ...] | None:
+    """The networks with ``name``'s retention set to ``text`` (``--retention``), stamped now so
+    that it supersedes what the network held (see :meth:`Retention.supersedes`); None when it
+    already keeps that age.
+
+    Raises:
+        ConfigError: not an age.
+    """
+    try:
+        age = None if text.strip().lower() in ("forever", "0") else parse_age(text)
+        Retention(max_age=age)  # the config's bounds
+    except (argparse.ArgumentTypeError, LocalProtocolError) as exc:
+        raise ConfigError(f"--retention: {exc}; or forever") from None
+    out = []
+    changed = False
+    for net in networks:
+        if net.name == name and net.retention.max_age != age:
+            net = replace(net, retention=Retention(max_age=age, set_at=int(time.time() * 1000)))
+            changed = True
+        out.append(net)
+    return tuple(out) if changed else None
 
 
 def tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

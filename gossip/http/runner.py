@@ -38,11 +38,12 @@ from typing import Any, AsyncGenerator, Callable, Coroutine, TypeVar
 
 from ..auth import key_id
 from ..configfile import save_config
-from ..errors import ConfigError, GossipError, StorageError, TransportError
+from ..errors import ConfigError, GossipError, StorageError, TransportError, excerpt
 from ..events import (
-    Event, GossipReceived, KeyringChanged, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed, Registered,
+    Event, GossipConflict, GossipReceived, KeyringChanged, PeerForgotten, PeerJoined, PeerStatusChanged, RegisterFailed,
+    Registered, RetentionChanged,
 )
-from ..model import Gossip, NodeConfig, PeerStatus, PeerView
+from ..model import Gossip, NodeConfig, PeerStatus, PeerView, Tombstone
 from ..node import GossipNode, GossipStatus, Outgoing
 from ..storage import persist
 from ..storage.jsonfile import JsonFileStorage
@@ -183,8 +184,8 @@ class NodeRunner:
             share one); None: the transport starts its own in a thread.
         config_path: the node's ``server.json``: a key ring change (``gossip keys``), and the
             incarnation a leaving node comes back with, are written there, atomically, before
-            they are acknowledged. None: kept in memory only (an embedded node keeps its
-            config itself).
+            they are acknowledged; so is a newer retention the node adopts from a peer. None:
+            kept in memory only (an embedded node keeps its config itself).
 
     Raises:
         StorageInUse: another runner or process has the store.
@@ -337,9 +338,10 @@ class NodeRunner:
         result = fn(self.clock())
         events = self.node.events()
         outbox = self.node.outbox()
-        rings = any(isinstance(e, KeyringChanged) for e in events)
+        # A new key ring or retention is part of the config: written with the batch.
+        reconfigured = any(isinstance(e, (KeyringChanged, RetentionChanged)) for e in events)
         try:
-            await self._committer.commit(events, self.node.config if rings else None)
+            await self._committer.commit(events, self.node.config if reconfigured else None)
         except StorageError:
             self.node.revert(events)
             for out in outbox:
@@ -445,6 +447,16 @@ class NodeRunner:
         elif isinstance(event, PeerForgotten):
             peer = event.peer.peer
             logger.info("forgot peer %s (%s) on %s: %s", peer.name, peer.guid, peer.network_name, event.reason)
+        elif isinstance(event, GossipConflict):
+            # Once per losing version (the node reports each once): a member wrote its own text
+            # under an existing guid, or two nodes made the same guid.
+            logger.warning(
+                "gossip %s on %s has two versions; kept sha2 %s…, dropped sha2 %s… (text %s)",
+                event.kept.guid, event.network, event.kept.sha2[:12], event.lost.sha2[:12], excerpt(event.lost.msg, 60),
+            )
+        elif isinstance(event, RetentionChanged):
+            age = event.retention.max_age
+            logger.info("network %s now keeps gossip %s", event.network, "for ever" if age is None else f"{age:g} s")
         elif isinstance(event, (Registered, RegisterFailed)):
             waiter = self._waiters.pop(event.request_id, None)
             if waiter is not None and not waiter.done():
@@ -462,6 +474,10 @@ class NodeRunner:
     async def create_async(self, msg: str, network: str | None = None) -> Gossip:
         """CREATE_GOSSIP: returns the new gossip once it is on disk (and being pushed)."""
         return await self._drive(lambda now: self.node.create_gossip(msg, now, network))
+
+    async def delete_async(self, guid: str, network: str | None = None) -> Tombstone:
+        """Delete a gossip: returns its tombstone once it is on disk (and spreading)."""
+        return await self._drive(lambda now: self.node.delete_gossip(guid, now, network))
 
     async def register_async(self, ip: str, port: int, network: str | None = None) -> Event:
         """REGISTER with ``ip:port``; the outcome (Registered or RegisterFailed) within ~15 s."""

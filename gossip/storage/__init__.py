@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Protocol
 
-from ..events import Event, GossipReceived, PeerForgotten, PeerJoined, PeerUpdated, Registered
-from ..model import Gossip, PeerView, Snapshot
+from ..events import (
+    Event,
+    GossipReceived,
+    GossipRemoved,
+    PeerForgotten,
+    PeerJoined,
+    PeerUpdated,
+    Registered,
+    TombstoneAdded,
+    TombstoneRemoved,
+)
+from ..model import Gossip, Item, PeerView, Snapshot, Tombstone, item_key
 from .jsonfile import JsonFileStorage
 from .memory import MemoryStorage
 
@@ -29,6 +39,13 @@ class Storage(Protocol):
         """Store several gossips durably before returning, in one write where possible, each
         with its cursor (by guid) when given; :meth:`load` gives the cursors back."""
 
+    def save_tombstones(self, network: str, tombstones: Iterable[Tombstone]) -> None:
+        """Store tombstones durably before returning (idempotent), in one write where possible."""
+
+    def remove_items(self, network: str, items: Iterable[Item]) -> None:
+        """Remove stored gossips (by guid and sha2) or tombstones durably before returning, in
+        one write where possible; those not stored are ignored."""
+
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid)."""
 
@@ -44,31 +61,53 @@ class Storage(Protocol):
 
 
 def persist(storage: Storage, events: Iterable[Event]) -> None:
-    """Write what the given events changed: the gossips of each network, then the peers, each in one batch.
+    """Write what the given events changed: per network the new gossips and tombstones, then
+    the items removed, then the peers, each in one batch.
+
+    Additions go before removals: a crash between them leaves both versions of a guid (or a
+    tombstone and its gossip) on disk, and the node keeps the right one when it restarts (the
+    conflict rule), while the other order could lose an acknowledged change.
 
     Liveness changes alone (:class:`PeerStatusChanged`) are not written: they are this node's
     passing opinion, relearnt within rounds after a restart, and rewriting the peer file at
     every flip between alive and suspect would cost a write per flip.
     """
-    gossips: dict[str, list[Gossip]] = {}
+    added: dict[str, dict[int, Item]] = {}
+    removed: dict[str, dict[int, Item]] = {}
     cursors: dict[str, dict[str, int]] = {}
     peers: dict[tuple[str, str], PeerView] = {}
     forgotten: set[tuple[str, str]] = set()
     for event in events:
-        if isinstance(event, GossipReceived):
-            gossips.setdefault(event.network, []).append(event.gossip)
-            if event.cursor:
+        if isinstance(event, (GossipReceived, TombstoneAdded)):
+            item: Item = event.gossip if isinstance(event, GossipReceived) else event.tombstone
+            key = item_key(item)
+            added.setdefault(event.network, {})[key] = item
+            removed.get(event.network, {}).pop(key, None)
+            if isinstance(event, GossipReceived) and event.cursor:
                 cursors.setdefault(event.network, {})[event.gossip.guid] = event.cursor
+        elif isinstance(event, (GossipRemoved, TombstoneRemoved)):
+            item = event.gossip if isinstance(event, GossipRemoved) else event.tombstone
+            key = item_key(item)
+            removed.setdefault(event.network, {})[key] = item
+            added.get(event.network, {}).pop(key, None)
         elif isinstance(event, (PeerJoined, PeerUpdated, Registered)):
-            key = (event.peer.peer.network_name, event.peer.peer.guid)
-            peers[key] = event.peer
-            forgotten.discard(key)
+            at = (event.peer.peer.network_name, event.peer.peer.guid)
+            peers[at] = event.peer
+            forgotten.discard(at)
         elif isinstance(event, PeerForgotten):
-            key = (event.peer.peer.network_name, event.peer.peer.guid)
-            peers.pop(key, None)
-            forgotten.add(key)
-    for network, batch in gossips.items():
-        storage.save_gossips(network, batch, cursors.get(network))
+            at = (event.peer.peer.network_name, event.peer.peer.guid)
+            peers.pop(at, None)
+            forgotten.add(at)
+    for network, items in added.items():
+        gossips = [i for i in items.values() if isinstance(i, Gossip)]
+        tombstones = [i for i in items.values() if isinstance(i, Tombstone)]
+        if tombstones:
+            storage.save_tombstones(network, tombstones)
+        if gossips:
+            storage.save_gossips(network, gossips, cursors.get(network))
+    for network, items in removed.items():
+        if items:
+            storage.remove_items(network, items.values())
     if peers:
         storage.save_peers(peers.values())
     if forgotten:

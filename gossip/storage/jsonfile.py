@@ -6,11 +6,17 @@ Theory of operation
 A store is one directory (mode 0700) holding, all with mode 0600:
 
 ``gossip.jsonl``
-    One line per gossip, ``{"network": NAME, "gossip": {...}, "cursor": N}``, in the order
-    they were saved; ``cursor`` is the node's number for it (the change feed; lines written
-    before cursors existed have none and are numbered in file order at load, after the
-    highest cursor before them). A new gossip is one appended line followed by ``os.fsync``, so saving costs the
-    same with ten or a million stored. Nothing is ever rewritten in place.
+    One line per gossip, ``{"network": NAME, "gossip": {...}, "cursor": N}`` (``cursor``: the
+    node's number for it, the change feed's; lines written before cursors existed have none
+    and are numbered in file order at load, after the highest cursor before them), or per tombstone,
+    ``{"network": NAME, "tombstone": {"guid", "date_time"}}``, in the order they were saved,
+    and one ``{"network": NAME, "drop": KEY}`` per item removed (expired, deleted or
+    replaced; ``KEY`` its :func:`~gossip.model.item_key` in hex). A change is appended lines
+    followed by ``os.fsync``, so saving costs the same with ten or a million stored. Nothing
+    is ever rewritten in place: once the dead lines (drops, what they dropped, duplicates)
+    outnumber the live ones (and number at least :data:`COMPACT_MIN`), the log is compacted:
+    the live lines written to a temp file, fsynced, renamed over the log, the directory
+    fsynced. So the log stays within about twice what the node holds.
 ``peers.json``
     ``{"v": 1, "peers": [...]}``. Peers are few and change often, so the whole file is
     rewritten on each change: temp file, fsync, ``os.replace``, fsync of the directory. It
@@ -55,7 +61,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import LocalProtocolError, StorageError, StorageInUse
-from ..model import Gossip, PeerView, Snapshot, check_network_name, timestamp_from_iso
+from ..digest import key_hex
+from ..model import Gossip, Item, PeerView, Snapshot, Tombstone, check_network_name, item_key, timestamp_from_iso
 
 __all__ = [
     "JsonFileStorage",
@@ -195,7 +202,14 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_directory(target.parent)
 
 
-def _line_for(network: str, gossip: Gossip, cursor: int | None = None) -> bytes:
+#: Fewest dead lines that trigger a compaction (see the module docstring).
+COMPACT_MIN = 1024
+
+
+def _line_for(network: str, gossip: Item, cursor: int | None = None) -> bytes:
+    if isinstance(gossip, Tombstone):
+        text = json.dumps({"network": network, "tombstone": gossip.to_dict()}, separators=(",", ":"))
+        return text.encode("utf-8") + b"\n"
     # json.dumps({"network": network, "gossip": gossip.to_dict(), "cursor": cursor},
     # separators=(",", ":"), ensure_ascii=False), three times faster: every gossip a node
     # learns is written here.
@@ -236,13 +250,16 @@ def _refused_for_date_only(data: Any) -> bool:
 class _Scan:
     """What one pass over the log found."""
 
-    records: list[tuple[str, Gossip]] = field(default_factory=list)
+    records: list[tuple[str, Item]] = field(default_factory=list)
+    #: (network, item key in hex) of each record.
     keys: set[tuple[str, str]] = field(default_factory=set)
-    #: Each record's cursor, by (network, guid); the highest one read.
-    cursors: dict[tuple[str, str], int] = field(default_factory=dict)
-    last_cursor: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: Drop lines and the lines they dropped.
+    dropped: int = 0
+    #: Each gossip record's cursor, by (network, guid); the highest one read.
+    cursors: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_cursor: int = 0
 
 
 class JsonFileStorage:
@@ -266,6 +283,8 @@ class JsonFileStorage:
         self._fd: int | None = None
         self._log_size = 0
         self._keys: set[tuple[str, str]] = set()
+        #: Lines of the log that hold nothing live (drops, dropped items, duplicates).
+        self._dead = 0
         self._cursors: dict[tuple[str, str], int] = {}
         #: The highest cursor ever stored, and the one the peer file keeps (see _rewrite_log).
         self._last_cursor = 0
@@ -347,12 +366,19 @@ class JsonFileStorage:
             for (network, _), view in self._peers.items():
                 peers.setdefault(network, []).append(view)
         gossips: dict[str, list[Gossip]] = {}
+        tombstones: dict[str, list[Tombstone]] = {}
         cursors: dict[str, dict[str, int]] = {}
-        for network, gossip in scan.records:
-            gossips.setdefault(network, []).append(gossip)
-            cursors.setdefault(network, {})[gossip.guid] = scan.cursors[(network, gossip.guid)]
+        for network, item in scan.records:
+            if isinstance(item, Gossip):
+                gossips.setdefault(network, []).append(item)
+                cursors.setdefault(network, {})[item.guid] = scan.cursors[(network, item.guid)]
+            else:
+                tombstones.setdefault(network, []).append(item)
         # _scan_log checked every sha2
-        return Snapshot(gossips=gossips, peers=peers, cursors=cursors, last_cursor=scan.last_cursor, verified=True)
+        return Snapshot(
+            gossips=gossips, peers=peers, tombstones=tombstones, cursors=cursors, last_cursor=scan.last_cursor,
+            verified=True,
+        )
 
     def save_gossip(self, network: str, gossip: Gossip) -> None:
         """Append one gossip to the log and fsync it; a gossip already stored is skipped.
@@ -392,20 +418,67 @@ class JsonFileStorage:
         with self._lock:
             self._check_open()
             self._ensure_loaded()
-            new: dict[tuple[str, str], Gossip] = {}
-            for gossip in batch:
-                key = (network, gossip.guid)
-                if key not in self._keys:
-                    new.setdefault(key, gossip)
-            if not new:
+            self._save_items_locked(network, batch, cursors)
+
+    def save_tombstones(self, network: str, tombstones: Iterable[Tombstone]) -> None:
+        """Append tombstones with one write and one fsync; those already stored are skipped.
+
+        Raises:
+            LocalProtocolError: the network name is invalid.
+            StorageError: as for :meth:`save_gossip`.
+        """
+        check_network_name(network)
+        batch = list(tombstones)
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            self._save_items_locked(network, batch)
+
+    def remove_items(self, network: str, items: Iterable[Item]) -> None:
+        """Remove stored gossips or tombstones (each exactly: a gossip by guid and sha2) with
+        one appended line each and one fsync; those not stored are ignored. Compacts the log
+        when the dead lines outnumber the live ones.
+
+        Raises:
+            LocalProtocolError: the network name is invalid.
+            StorageError: as for :meth:`save_gossip`; a failed compaction leaves the old log,
+                which holds the same, intact.
+        """
+        check_network_name(network)
+        keys = {key_hex(item_key(item)) for item in items}
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            gone = [k for k in sorted(keys) if (network, k) in self._keys]
+            if not gone:
                 return
-            given = cursors or {}
-            self._append(b"".join(_line_for(network, g, given.get(g.guid)) for g in new.values()))
-            self._keys.update(new)
-            for key, gossip in new.items():
-                if gossip.guid in given:
-                    self._cursors[key] = given[gossip.guid]
-                    self._last_cursor = max(self._last_cursor, given[gossip.guid])
+            name = json.encoder.encode_basestring(network)
+            self._append(b"".join(f'{{"network":{name},"drop":"{k}"}}\n'.encode("utf-8") for k in gone))
+            self._keys.difference_update((network, k) for k in gone)
+            self._dead += 2 * len(gone)
+            if self._dead >= COMPACT_MIN and self._dead > len(self._keys):
+                scan = self._scan_log()
+                self._note_cursors(scan)
+                self._rewrite_log(scan.records)
+                self._keys = scan.keys
+                self._dead = 0
+
+    def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
+        new: dict[tuple[str, str], Item] = {}
+        for item in batch:
+            key = (network, key_hex(item_key(item)))
+            if key not in self._keys:
+                new.setdefault(key, item)
+        if not new:
+            return
+        given = cursors or {}
+        self._append(b"".join(_line_for(network, g, given.get(g.guid)) for g in new.values()))
+        self._keys.update(new)
+        for item in new.values():
+            cursor = given.get(item.guid) if isinstance(item, Gossip) else None
+            if cursor is not None:
+                self._cursors[(network, item.guid)] = cursor
+                self._last_cursor = max(self._last_cursor, cursor)
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -478,6 +551,7 @@ class JsonFileStorage:
             self._note_cursors(scan)
             self._rewrite_log(scan.records)
             self._keys = scan.keys
+            self._dead = 0
 
     # -- internals (called with the lock held) -----------------------------------------------
 
@@ -495,8 +569,10 @@ class JsonFileStorage:
         scan = self._scan_log()
         self._peers = peers
         self._note_cursors(scan)
-        if scan.quarantined or scan.duplicates * 4 > len(scan.records):
+        self._dead = scan.duplicates + scan.dropped
+        if scan.quarantined or self._dead * 4 > len(scan.records):
             self._rewrite_log(scan.records)
+            self._dead = 0
         self._open_log()
         self._keys = scan.keys
         self._loaded = True
@@ -572,6 +648,7 @@ class JsonFileStorage:
             return scan
         except OSError as exc:
             raise StorageError(f"cannot read {self.log_path}: {exc.strerror or exc}") from exc
+        live: dict[tuple[str, str], tuple[str, Item]] = {}
         with f:
             offset = 0
             for lineno, raw in enumerate(f, 1):
@@ -581,25 +658,30 @@ class JsonFileStorage:
                 if not raw.strip():
                     continue
                 obj, network, gossip = self._parse_line(raw, lineno)
+                if isinstance(gossip, str):  # a drop line: the key it drops
+                    scan.dropped += 1 + (live.pop((network, gossip), None) is not None)
+                    continue
                 if gossip is None:
                     set_aside.append((lineno, obj, "date_time"))
                     continue
-                if not gossip.verify():
+                if isinstance(gossip, Gossip) and not gossip.verify():
                     set_aside.append((lineno, obj, "sha2"))
                     continue
-                key = (network, gossip.guid)
-                if key in scan.keys:
+                key = (network, key_hex(item_key(gossip)))
+                if key in live:
                     scan.duplicates += 1
                     continue
-                cursor = obj.get("cursor")
-                if cursor is None:  # written before cursors: the next number, the same at each load
-                    cursor = scan.last_cursor + 1
-                elif type(cursor) is not int or cursor < 1:
-                    raise StorageError(f"{self._where(lineno)}: cursor must be a positive integer; {_FIX_HINT}")
-                scan.last_cursor = max(scan.last_cursor, cursor)
-                scan.keys.add(key)
-                scan.cursors[key] = cursor
-                scan.records.append((network, gossip))
+                if isinstance(gossip, Gossip):
+                    cursor = obj.get("cursor")
+                    if cursor is None:  # written before cursors: the next number, the same at each load
+                        cursor = scan.last_cursor + 1
+                    elif type(cursor) is not int or cursor < 1:
+                        raise StorageError(f"{self._where(lineno)}: cursor must be a positive integer; {_FIX_HINT}")
+                    scan.last_cursor = max(scan.last_cursor, cursor)
+                    scan.cursors[(network, gossip.guid)] = cursor
+                live[key] = (network, gossip)
+        scan.keys = set(live)
+        scan.records = list(live.values())
         if set_aside:
             self._quarantine(set_aside)
             scan.quarantined = len(set_aside)
@@ -608,9 +690,10 @@ class JsonFileStorage:
     def _where(self, lineno: int) -> str:
         return f"{self.log_path}, line {lineno}"
 
-    def _parse_line(self, raw: bytes, lineno: int) -> tuple[Any, str, Gossip | None]:
-        """The line's object, network and gossip; the gossip is None if it is to be set aside
-        for its date (see :func:`_refused_for_date_only`).
+    def _parse_line(self, raw: bytes, lineno: int) -> tuple[Any, str, Item | str | None]:
+        """The line's object, network and item (gossip or tombstone), or for a drop line the
+        key it drops; the gossip is None if it is to be set aside for its date (see
+        :func:`_refused_for_date_only`).
 
         Raises:
             StorageError: the line is not such a record.
@@ -642,6 +725,16 @@ class JsonFileStorage:
             network = check_network_name(obj.get("network"))
         except LocalProtocolError as exc:
             raise StorageError(f"{where}: bad or missing network: {exc}; {_FIX_HINT}") from None
+        if "drop" in obj:
+            drop = obj["drop"]
+            if not isinstance(drop, str) or len(drop) != 64 or drop.strip("0123456789abcdef"):
+                raise StorageError(f"{where}: a drop must name a 64-hex-digit key; {_FIX_HINT}")
+            return obj, network, drop
+        if "tombstone" in obj:
+            try:
+                return obj, network, Tombstone.from_dict(obj["tombstone"])
+            except (ValueError, TypeError) as exc:
+                raise StorageError(f"{where}: bad tombstone: {exc}; {_FIX_HINT}") from None
         try:
             gossip = Gossip.from_dict(obj.get("gossip"))
         except (ValueError, TypeError) as exc:
@@ -716,14 +809,15 @@ class JsonFileStorage:
                 f"cannot write {self.quarantine_path}: {exc.strerror or exc}; check free disk space"
             ) from exc
 
-    def _rewrite_log(self, records: list[tuple[str, Gossip]]) -> None:
-        # Each record is written with its cursor, so that none is renumbered whatever goes;
+    def _rewrite_log(self, records: list[tuple[str, Item]]) -> None:
+        # Each gossip is written with its cursor, so that none is renumbered whatever goes;
         # and if the highest cursor goes (a gossip removed), the peer file keeps it, so that
         # it is never given again.
         data = b"".join(
-            _line_for(network, gossip, self._cursors.get((network, gossip.guid))) for network, gossip in records
+            _line_for(network, item, self._cursors.get((network, item.guid)) if isinstance(item, Gossip) else None)
+            for network, item in records
         )
-        kept = max((self._cursors.get((n, g.guid), 0) for n, g in records), default=0)
+        kept = max((self._cursors.get((n, i.guid), 0) for n, i in records if isinstance(i, Gossip)), default=0)
         if kept < self._last_cursor and self._peers_last_cursor < self._last_cursor:
             self._write_peers(self._peers)
         try:
