@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key, key_id, seal_key
-from .configfile import load_config, save_config
+from .configfile import load_config, read_secret_file, save_config
 from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
@@ -429,14 +429,7 @@ def _password(args: argparse.Namespace) -> str | None:
             raise CliError("--password is empty", EXIT_USAGE)
         return str(args.password)
     if args.password_file is not None:
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise CliError(f"cannot read --password-file {args.password_file}: {why}") from None
-        if not text:
-            raise CliError(f"--password-file {args.password_file} is empty; put the password in it")
-        return text
+        return read_secret_file(args.password_file, "--password-file")
     return None
 
 
@@ -808,14 +801,7 @@ def _key_password(args: argparse.Namespace) -> str:
             raise CliError("--key-password is empty", EXIT_USAGE)
         return str(args.key_password)
     if args.key_password_file is not None:
-        try:
-            text = Path(args.key_password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise CliError(f"cannot read --key-password-file {args.key_password_file}: {why}") from None
-        if not text:
-            raise CliError(f"--key-password-file {args.key_password_file} is empty; put the password in it")
-        return text
+        return read_secret_file(args.key_password_file, "--key-password-file")
     env = os.environ.get("GOSSIP_KEY_PASSWORD")
     if env:
         return env

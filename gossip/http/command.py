@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..auth import derive_key
-from ..configfile import load_config, save_config
+from ..configfile import load_config, read_secret_file, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..messages import MAX_MESSAGE_BYTES
 from ..model import Network, NodeConfig, Quota, check_network_name
@@ -103,13 +103,7 @@ def _password(args: argparse.Namespace) -> str | None:
     if args.password is not None:
         return str(args.password)
     if args.password_file is not None:
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --password-file {args.password_file}: {exc.strerror}") from None
-        if not text:
-            raise ConfigError(f"--password-file {args.password_file} is empty")
-        return text
+        return read_secret_file(args.password_file, "--password-file")
     return os.environ.get("GOSSIP_PASSWORD") or None
 
 
