@@ -40,6 +40,7 @@ from .configfile import load_config, read_secret_file, save_config
 from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
+from .http.api import split_hostport
 from .http.client import http_call
 from .http.server import hostport
 
@@ -466,20 +467,13 @@ def _node_url(text: str) -> str:
 
 
 def _check_hostport(text: str) -> str:
-    """Check the form of ``HOST:PORT`` (the node resolves the name, not this client)."""
-    value = text.strip()
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if (
-        not sep
-        or not host
-        or not port.isdigit()
-        or not 1 <= int(port) <= 65535
-        or any(c.isspace() or c in "/@?#[]" for c in host)
-    ):
-        raise CliError(f"{text!r} is not HOST:PORT of a node (for example 127.0.0.1:{DEFAULT_PORT})", EXIT_USAGE)
-    return value
+    """Check the form of ``HOST:PORT`` (the node resolves the name, not this client), by the
+    node's own rule (:func:`~gossip.http.api.split_hostport`)."""
+    try:
+        split_hostport(text)
+    except LocalProtocolError:
+        raise CliError(f"{text!r} is not HOST:PORT of a node (for example 127.0.0.1:{DEFAULT_PORT})", EXIT_USAGE) from None
+    return text.strip()
 
 
 def _connect(args: argparse.Namespace) -> NodeClient:
