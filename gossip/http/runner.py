@@ -450,10 +450,16 @@ class NodeRunner:
         """
         if self._departure is not None:
             return self._departure
-        comeback = self.config.incarnation + 2
+        before = self.config.incarnation
+        comeback = before + 2
+        # The node's config carries the comeback incarnation from here on, so that a key ring
+        # written after this one (a peer's, or `gossip keys` during the leave) is written with
+        # it too: with the old one the node would come back below its own left record.
+        self.node.config = self.node.config.with_changes(incarnation=comeback)
         try:  # through the writer, so that it is ordered with key ring writes to server.json
-            await self._committer.commit([], self.config.with_changes(incarnation=comeback))
+            await self._committer.commit([], self.node.config)
         except StorageError as exc:
+            self.node.config = self.node.config.with_changes(incarnation=before)  # not leaving after all
             raise StorageError(f"not leaving: cannot save the config to come back with ({exc})") from None
         failed = self.node.stats["failed.hello"]
         told = await self._drive(self.node.leave)
