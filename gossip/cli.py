@@ -276,8 +276,9 @@ class NodeClient:
                     f"the node at {url} could not write to its disk ({text}); nothing was kept, try again"
                     " once its disk is fixed"
                 )
-            case ErrorCode.UNKNOWN_KEY | ErrorCode.PRIMARY_KEY | ErrorCode.LAST_KEY | ErrorCode.KEY_IN_USE:
-                return CliError(f"the node refused: {text}")
+            case ErrorCode.UNKNOWN_KEY | ErrorCode.PRIMARY_KEY | ErrorCode.LAST_KEY | ErrorCode.KEY_IN_USE \
+                    | ErrorCode.UNKNOWN_PEER | ErrorCode.AMBIGUOUS_PEER | ErrorCode.PEER_NOT_DEAD:
+                return CliError(f"the node refused: {text}")  # its reason says what to do
             case ErrorCode.INTERNAL:
                 return CliError(f"the node at {url} failed (HTTP {status}: {text}); its log has the details")
         return CliError(f"the node at {url} answered HTTP {status}: {text}")
