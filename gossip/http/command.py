@@ -222,6 +222,13 @@ _LOST_PASSWORD = (
 )
 
 
+def _second_port(advertised: int, bound: int) -> int:
+    """The port the banner suggests for a second node on this machine: the next one up, but
+    neither of this node's ports (``--listen`` may bind the next one) nor above 65535."""
+    candidates: list[int] = [*range(advertised + 1, min(advertised + 3, 65536)), advertised - 1, advertised - 2]
+    return next(port for port in candidates if port != bound)
+
+
 def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None, scheme: str = "http") -> str:
     host = f"[{address[0]}]" if ":" in address[0] else address[0]
     network = config.networks[0].name
@@ -235,7 +242,7 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
     if address != (config.ip, config.port):
         lines.insert(2, f"peers are told {hostport(config.ip, config.port)} (--ip, --port)")
     # The join command names the address peers are told, which --listen may differ from.
-    port = config.port + 1
+    port = _second_port(config.port, address[1])
     join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {hostport(config.ip, config.port)}"
     if scheme == "https":
         join += " --tls-cert CERT --tls-key KEY --tls-ca CA"
