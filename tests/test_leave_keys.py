@@ -3,6 +3,7 @@ in, it keeps both the new ring and the incarnation the node must come back with.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Callable
@@ -45,3 +46,21 @@ def test_a_leave_while_a_key_change_is_queued_keeps_both(
     incarnation = a.call(both(), timeout=10)
     saved = load_config(path)
     assert new_key in saved.networks[0].keys and saved.incarnation == incarnation
+
+
+def test_two_leaves_at_once_are_one_leave(
+    runners: Callable[..., NodeRunner], tmp_path: Path,  # noqa: F811
+) -> None:
+    """SIGTERM while ``gossip leave`` runs: one announcement, one comeback incarnation, and
+    both callers get the same answer."""
+    a = runners("a")
+    path = tmp_path / "a-server.json"
+    a._committer.config_path = path  # noqa: SLF001
+    start = a.config.incarnation
+
+    async def both() -> list[object]:
+        return list(await asyncio.gather(a.leave_async(wait=0.1), a.leave_async(wait=0.1)))
+
+    first, second = a.call(both(), timeout=10)
+    assert first == second
+    assert first.incarnation == start + 2 == load_config(path).incarnation  # type: ignore[attr-defined]

@@ -221,6 +221,7 @@ class NodeRunner:
         self._stopped = False
         self._warn = RateLimitedLog(logger)
         self._departure: Departure | None = None
+        self._leaving: asyncio.Future[Departure] | None = None  # the leave under way
         #: Set once the node left through the client API (``POST /v1/leave``): whoever runs
         #: the runner should then :meth:`stop` it (``python -m gossip.http`` waits on this).
         self.done = threading.Event()
@@ -450,6 +451,18 @@ class NodeRunner:
         """
         if self._departure is not None:
             return self._departure
+        # A leave under way (SIGTERM while `gossip leave` runs): wait for it, not a second one.
+        if self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._leave(wait))
+        leaving = self._leaving
+        try:
+            return await asyncio.shield(leaving)
+        finally:
+            failed = leaving.done() and (leaving.cancelled() or leaving.exception() is not None)
+            if failed and self._leaving is leaving:
+                self._leaving = None  # it failed (nothing was announced): a later call tries again
+
+    async def _leave(self, wait: float) -> Departure:
         before = self.config.incarnation
         comeback = before + 2
         # The node's config carries the comeback incarnation from here on, so that a key ring
