@@ -73,3 +73,12 @@ def test_the_client_refuses_a_bad_password_file_in_one_line(
     assert status == 1 and out == ""
     assert err.startswith(f"gossip: error: cannot read {flag}" if kind != "blank" else f"gossip: error: {flag}")
     assert err.count("\n") == 1 and why in err and "Traceback" not in err
+
+
+def test_the_node_refuses_an_empty_password_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "server.json"
+    status = node_main(["--config", str(config), "--password", "", "--port", "0"])
+    out, err = capsys.readouterr()
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith("error: --password is empty; ") and err.count("\n") == 1, err
+    assert not config.exists()

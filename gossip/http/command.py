@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _password(args: argparse.Namespace) -> str | None:
     if args.password is not None:
+        if not args.password:
+            raise ConfigError(f"--password is empty; {_PASS_IT}")
         return str(args.password)
     if args.password_file is not None:
         return read_secret_file(args.password_file, "--password-file")
