@@ -37,11 +37,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .auth import CLIENT_AUTH_HEADER, DEFAULT_WINDOW, client_auth_header, derive_key, key_id, seal_key
-from .configfile import load_config, save_config
+from .configfile import load_config, read_secret_file, save_config
 from .errors import AnswerTooLarge, ConfigError, ErrorCode, GossipError, LocalProtocolError, TransportError
 from .http import DEFAULT_PORT, REGISTER_WAIT
 from .model import Network, NodeConfig, check_network_name
 from .client import Client, NodeError, NotANode
+from .http.api import split_hostport
 from .http.server import hostport
 
 __all__ = [
@@ -235,13 +236,18 @@ class NodeClient:
                 return CliError(f"the node at {url} gave up waiting for our request ({text}); try again")
             case ErrorCode.UNAVAILABLE:
                 return CliError(f"the node at {url} is starting or busy ({text}); try again shortly")
+            case ErrorCode.TOO_MANY_STREAMS:
+                return CliError(
+                    f"the node at {url} has too many watchers open ({text}); stop another `gossip watch` or try later"
+                )
             case ErrorCode.STORAGE_FAILED:
                 return CliError(
                     f"the node at {url} could not write to its disk ({text}); nothing was kept, try again"
                     " once its disk is fixed"
                 )
-            case ErrorCode.UNKNOWN_KEY | ErrorCode.PRIMARY_KEY | ErrorCode.LAST_KEY | ErrorCode.KEY_IN_USE:
-                return CliError(f"the node refused: {text}")
+            case ErrorCode.UNKNOWN_KEY | ErrorCode.PRIMARY_KEY | ErrorCode.LAST_KEY | ErrorCode.KEY_IN_USE \
+                    | ErrorCode.UNKNOWN_PEER | ErrorCode.AMBIGUOUS_PEER | ErrorCode.PEER_NOT_DEAD:
+                return CliError(f"the node refused: {text}")  # its reason says what to do
             case ErrorCode.INTERNAL:
                 return CliError(f"the node at {url} failed (HTTP {status}: {text}); its log has the details")
         return CliError(f"the node at {url} answered HTTP {status}: {text}")
@@ -413,14 +419,7 @@ def _password(args: argparse.Namespace) -> str | None:
             raise CliError("--password is empty", EXIT_USAGE)
         return str(args.password)
     if args.password_file is not None:
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise CliError(f"cannot read --password-file {args.password_file}: {why}") from None
-        if not text:
-            raise CliError(f"--password-file {args.password_file} is empty; put the password in it")
-        return text
+        return read_secret_file(args.password_file, "--password-file")
     return None
 
 
@@ -457,20 +456,13 @@ def _node_url(text: str) -> str:
 
 
 def _check_hostport(text: str) -> str:
-    """Check the form of ``HOST:PORT`` (the node resolves the name, not this client)."""
-    value = text.strip()
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if (
-        not sep
-        or not host
-        or not port.isdigit()
-        or not 1 <= int(port) <= 65535
-        or any(c.isspace() or c in "/@?#[]" for c in host)
-    ):
-        raise CliError(f"{text!r} is not HOST:PORT of a node (for example 127.0.0.1:{DEFAULT_PORT})", EXIT_USAGE)
-    return value
+    """Check the form of ``HOST:PORT`` (the node resolves the name, not this client), by the
+    node's own rule (:func:`~gossip.http.api.split_hostport`)."""
+    try:
+        split_hostport(text)
+    except LocalProtocolError:
+        raise CliError(f"{text!r} is not HOST:PORT of a node (for example 127.0.0.1:{DEFAULT_PORT})", EXIT_USAGE) from None
+    return text.strip()
 
 
 def _connect(args: argparse.Namespace) -> NodeClient:
@@ -870,14 +862,7 @@ def _key_password(args: argparse.Namespace) -> str:
             raise CliError("--key-password is empty", EXIT_USAGE)
         return str(args.key_password)
     if args.key_password_file is not None:
-        try:
-            text = Path(args.key_password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise CliError(f"cannot read --key-password-file {args.key_password_file}: {why}") from None
-        if not text:
-            raise CliError(f"--key-password-file {args.key_password_file} is empty; put the password in it")
-        return text
+        return read_secret_file(args.key_password_file, "--key-password-file")
     env = os.environ.get("GOSSIP_KEY_PASSWORD")
     if env:
         return env

@@ -12,7 +12,7 @@ from .errors import ConfigError, LocalProtocolError
 from .model import Network, NodeConfig, Quota, Retention
 from .storage.jsonfile import long_number_error, write_file_atomically
 
-__all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "CONFIG_VERSION"]
+__all__ = ["load_config", "save_config", "config_to_dict", "config_from_dict", "read_secret_file", "CONFIG_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,3 +266,25 @@ def save_config(path: str | os.PathLike[str], config: NodeConfig) -> None:
             f"cannot write config file {where}: {exc.strerror or exc}; check the directory exists"
             " and is writable"
         ) from None
+
+
+def read_secret_file(path: str | os.PathLike[str], flag: str) -> str:
+    """A password kept in a file (``--password-file``, ``--key-password-file``): its UTF-8 text
+    without the surrounding white space (an editor's final newline is no part of it).
+
+    Args:
+        path: the file.
+        flag: the flag that named it, for the error message.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 text, or holds only white space.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {flag} {os.fspath(path)}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {flag} {os.fspath(path)}: not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{flag} {os.fspath(path)} is empty; put the password in it")
+    return text

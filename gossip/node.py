@@ -164,6 +164,9 @@ _GOSSIP, _PEERS = "gossip", "peers"
 #: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
 #: the others (see GossipNode._change_ring).
 KEYS_FANOUT = 32
+#: Most versions a ring taken from a peer may be ahead of this node's (each change at a node
+#: adds one; a node that missed a million changes is re-added by hand).
+MAX_RING_STEP = 1_000_000
 #: Key ids, cached: one is looked up for every request sent.
 _key_id = functools.lru_cache(maxsize=256)(key_id)
 
@@ -2094,6 +2097,16 @@ class GossipNode:
                     "keys: a sealed key does not open with the key that signed the request",
                     code=ErrorCode.BAD_MAC,
                 )
+            # A member may change the ring, but not cut this node off nor end rotation for
+            # good: the new ring must keep the key its request is signed with (an honest
+            # sender signs with a key of its own ring, so it always does; without that key
+            # this node could no longer talk to the nodes that hold it), and may be at most
+            # MAX_RING_STEP versions ahead (one request at version 2^53 - 1 would leave no
+            # version for any later change).
+            if _key_id(wrap) not in body.ring.ids:
+                raise RemoteProtocolError("keys: the ring must hold the key its request is signed with")
+            if body.ring.version > net.network.key_version + MAX_RING_STEP:
+                raise RemoteProtocolError(f"keys: the ring is more than {MAX_RING_STEP} versions ahead of this node's")
             opened = [k for k in keys if k is not None]
             primary = opened[body.ring.ids.index(body.ring.primary)]
             try:

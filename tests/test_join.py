@@ -12,15 +12,13 @@ import random
 import re
 import socket
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gossip.errors import ConfigError, LocalProtocolError
 from gossip.events import Event, RegisterFailed
-from gossip.http import NodeRunner, data_dir_for
+from gossip.http import NodeRunner
 from gossip.http.command import listen_address
 from gossip.http.join import (
     JoinTarget,
@@ -29,11 +27,9 @@ from gossip.http.join import (
     resolve_all,
     retry_delay,
 )
-from gossip.model import Network, NodeConfig
-from gossip.storage.jsonfile import JsonFileStorage
 
-from .helpers import KEYS
 from .nodeproc import Cluster, free_port, wait_for
+from .test_runner import make_runner, runners  # noqa: F401 -- runners is a fixture
 
 
 # ---------------------------------------------------------------------- pure parts
@@ -70,28 +66,10 @@ def test_listen_takes_an_ip_or_a_host_and_port() -> None:
 
 
 # ---------------------------------------------------------------------- in-process, real HTTP on loopback
-def _runner(tmp_path: Path, name: str, ip: str = "127.0.0.1") -> NodeRunner:
-    config = NodeConfig(
-        node_guid=str(uuid.uuid4()), node_name=name, networks=(Network(name="default", key=KEYS["default"]),),
-        ip=ip, port=free_port(), gossip_timer=0.1,
-    )
-    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")))
-
-
-@pytest.fixture
-def runners(tmp_path: Path) -> Iterator[list[NodeRunner]]:
-    started: list[NodeRunner] = []
-    try:
-        yield started
-    finally:
-        for r in started:
-            r.stop()
-
-
 def test_a_host_with_several_addresses_is_tried_address_by_address(
     tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = _runner(tmp_path, "a"), _runner(tmp_path, "b")
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
     runners += [a, b]
     a.start()
     b.start()
@@ -120,7 +98,7 @@ def test_a_host_with_several_addresses_is_tried_address_by_address(
 
 
 def test_without_retry_one_round_reports_every_failure(tmp_path: Path, runners: list[NodeRunner]) -> None:
-    b = _runner(tmp_path, "b")
+    b = make_runner(tmp_path, "b")
     runners.append(b)
     b.start()
     dead = free_port()
@@ -135,7 +113,7 @@ def test_without_retry_one_round_reports_every_failure(tmp_path: Path, runners: 
 def test_retry_logs_each_failed_round_then_joins(
     tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = _runner(tmp_path, "a"), _runner(tmp_path, "b")
+    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
     runners += [a, b]
     a.start()
     b.start()
@@ -164,7 +142,7 @@ def test_retry_logs_each_failed_round_then_joins(
 
 
 def test_a_stop_while_retrying_is_prompt(tmp_path: Path, runners: list[NodeRunner]) -> None:
-    b = _runner(tmp_path, "b")
+    b = make_runner(tmp_path, "b")
     runners.append(b)
     b.start()
     dead = free_port()

@@ -423,8 +423,9 @@ def split_hostport(text: str) -> tuple[str, int]:
     host, sep, port_text = text.strip().rpartition(":")
     host = host.strip("[]")
     # ASCII digits only, and few: "²" and "٣" pass isdigit(), and int() of 4301+ digits raises.
+    # No host name holds white space or URL punctuation: "a b:80" and "user@h:80" are typos.
     if not sep or not host or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 \
-            or not 1 <= int(port_text) <= 65535:
+            or not 1 <= int(port_text) <= 65535 or any(c.isspace() or c in "/@?#[]" for c in host):
         raise LocalProtocolError(f"{text[:100]!r} is not HOST:PORT (for example 127.0.0.1:8470)")
     return host, int(port_text)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..auth import derive_key
-from ..configfile import load_config, save_config
+from ..configfile import load_config, read_secret_file, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..messages import MAX_MESSAGE_BYTES
 from ..model import Network, NodeConfig, Quota, Retention, check_network_name
@@ -108,15 +108,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _password(args: argparse.Namespace) -> str | None:
     if args.password is not None:
+        if not args.password:
+            raise ConfigError(f"--password is empty; {_PASS_IT}")
         return str(args.password)
     if args.password_file is not None:
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --password-file {args.password_file}: {exc.strerror}") from None
-        if not text:
-            raise ConfigError(f"--password-file {args.password_file} is empty")
-        return text
+        return read_secret_file(args.password_file, "--password-file")
     return os.environ.get("GOSSIP_PASSWORD") or None
 
 
@@ -263,6 +259,13 @@ _LOST_PASSWORD = (
 )
 
 
+def _second_port(advertised: int, bound: int) -> int:
+    """The port the banner suggests for a second node on this machine: the next one up, but
+    neither of this node's ports (``--listen`` may bind the next one) nor above 65535."""
+    candidates: list[int] = [*range(advertised + 1, min(advertised + 3, 65536)), advertised - 1, advertised - 2]
+    return next(port for port in candidates if port != bound)
+
+
 def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: str | None, scheme: str = "http") -> str:
     host = f"[{address[0]}]" if ":" in address[0] else address[0]
     network = config.networks[0].name
@@ -276,7 +279,7 @@ def _banner(config: NodeConfig, address: tuple[str, int], path: Path, password: 
     if address != (config.ip, config.port):
         lines.insert(2, f"peers are told {hostport(config.ip, config.port)} (--ip, --port)")
     # The join command names the address peers are told, which --listen may differ from.
-    port = config.port + 1
+    port = _second_port(config.port, address[1])
     join = f"python -m gossip.http --config node-{port}.json --port {port} --network {network} --join {hostport(config.ip, config.port)}"
     if scheme == "https":
         join += " --tls-cert CERT --tls-key KEY --tls-ca CA"

@@ -223,6 +223,7 @@ class NodeRunner:
         self._stopped = False
         self._warn = RateLimitedLog(logger)
         self._departure: Departure | None = None
+        self._leaving: asyncio.Future[Departure] | None = None  # the leave under way
         #: Set once the node left through the client API (``POST /v1/leave``): whoever runs
         #: the runner should then :meth:`stop` it (``python -m gossip.http`` waits on this).
         self.done = threading.Event()
@@ -518,10 +519,28 @@ class NodeRunner:
         """
         if self._departure is not None:
             return self._departure
-        comeback = self.config.incarnation + 2
+        # A leave under way (SIGTERM while `gossip leave` runs): wait for it, not a second one.
+        if self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._leave(wait))
+        leaving = self._leaving
+        try:
+            return await asyncio.shield(leaving)
+        finally:
+            failed = leaving.done() and (leaving.cancelled() or leaving.exception() is not None)
+            if failed and self._leaving is leaving:
+                self._leaving = None  # it failed (nothing was announced): a later call tries again
+
+    async def _leave(self, wait: float) -> Departure:
+        before = self.config.incarnation
+        comeback = before + 2
+        # The node's config carries the comeback incarnation from here on, so that a key ring
+        # written after this one (a peer's, or `gossip keys` during the leave) is written with
+        # it too: with the old one the node would come back below its own left record.
+        self.node.config = self.node.config.with_changes(incarnation=comeback)
         try:  # through the writer, so that it is ordered with key ring writes to server.json
-            await self._committer.commit([], self.config.with_changes(incarnation=comeback))
+            await self._committer.commit([], self.node.config)
         except StorageError as exc:
+            self.node.config = self.node.config.with_changes(incarnation=before)  # not leaving after all
             raise StorageError(f"not leaving: cannot save the config to come back with ({exc})") from None
         failed = self.node.stats["failed.hello"]
         told = await self._drive(self.node.leave)
