@@ -236,6 +236,8 @@ class NodeClient:
                 return CliError(f"the node at {url} gave up waiting for our request ({text}); try again")
             case ErrorCode.UNAVAILABLE:
                 return CliError(f"the node at {url} is starting or busy ({text}); try again shortly")
+            case ErrorCode.LOCAL_ONLY:
+                return CliError(f"the node at {url} refused: {text}")
             case ErrorCode.TOO_MANY_STREAMS:
                 return CliError(
                     f"the node at {url} has too many watchers open ({text}); stop another `gossip watch` or try later"

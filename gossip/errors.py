@@ -99,6 +99,8 @@ class ErrorCode(StrEnum):
     PEER_NOT_DEAD = "peer_not_dead"
     #: 429: ``GET /v1/gossip/stream``: too many streams open (from this address, or in all).
     TOO_MANY_STREAMS = "too_many_streams"
+    #: 403: ``POST /v1/leave`` from another machine: stopping a node is for its own host.
+    LOCAL_ONLY = "local_only"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:

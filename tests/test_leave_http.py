@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from gossip.configfile import load_config
 from gossip.http import NodeRunner, http_call
 
@@ -145,3 +147,26 @@ def test_a_leave_that_cannot_save_its_comeback_incarnation_announces_nothing(
     assert status == 200 and json.loads(answer)["incarnation"] == 2
     assert load_config(config_path).incarnation == 2 and a.node.has_left
     wait_for(a.done.is_set, 5, "the runner to ask for the stop")
+
+
+def test_leave_is_taken_only_from_the_nodes_own_host(runners: Callable[..., NodeRunner]) -> None:
+    """Every API client holds the network key: one from another host must not be able to stop
+    the nodes it reaches. The same signed request from loopback is taken."""
+    from gossip.errors import ErrorCode, GossipError
+    from gossip.http.server import Request
+
+    a = runners("a")
+    body = b"{}"
+    headers = {k.lower(): v for k, v in signed("POST", "/v1/leave", body, node=a.node.guid).items()}
+    remote = Request(method="POST", path="/v1/leave", query={}, headers=headers, body=body, client=("192.0.2.7", 40000))
+    with pytest.raises(GossipError) as refused:  # the server turns it into the 403 answer
+        a.call(a.api.handle(remote))
+    assert (refused.value.status_hint, refused.value.code) == (403, ErrorCode.LOCAL_ONLY)
+    assert not a.node.has_left and not a.done.is_set()
+    from gossip.http.api import _is_loopback
+    assert [_is_loopback(ip) for ip in ("127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "192.0.2.7", "bogus")] \
+        == [True, True, True, True, False, False]
+    url = f"http://127.0.0.1:{a.config.port}/v1/leave"  # over real loopback HTTP
+    status, _ = http_call(url, method="POST", body=body, headers=signed("POST", "/v1/leave", body, node=a.node.guid),
+                          timeout=10)
+    assert status == 200 and a.node.has_left

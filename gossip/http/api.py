@@ -10,6 +10,7 @@ unauthenticated clients do). Handlers run on the runner's event loop.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import socket
 from importlib import resources
@@ -335,7 +336,19 @@ class ClientApi:
 
 
     async def _post_leave(self, request: Request, network: str) -> Response:
-        """Announce a graceful leave on every network of the node, then have it stop."""
+        """Announce a graceful leave on every network of the node, then have it stop.
+
+        Only from the node's own host (a loopback address): every client of the API holds the
+        network's key, and one member must not be able to stop the nodes it can reach (a
+        node that left exits 0, which a supervisor does not restart). Elsewhere: SIGTERM.
+        """
+        if not _is_loopback(request.client[0]):
+            raise GossipError(
+                "gossip leave stops this node, so it is taken only from the node's own host (a loopback"
+                " address); run it there, or stop the node with SIGTERM",
+                status_hint=403,
+                code=ErrorCode.LOCAL_ONLY,
+            )
         departure = await self.runner.leave_async()
         self.runner.loop.call_later(LEAVE_ANSWER_GRACE, self.runner.done.set)
         c = self.runner.config
@@ -402,6 +415,15 @@ def key_row(row: KeyInfo) -> dict[str, Any]:
         "known": row.known,
         "unheard": row.unheard,
     }
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 def refusal(event: RegisterFailed, network: str, article: str) -> str:
