@@ -1150,14 +1150,15 @@ class GossipNode:
                 picked.pop()
                 short = 1
             targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
-            # Reconnect (serf's reconnect_interval): besides the sample, one dead peer whose
-            # backoff has passed, every round, settled or not. A settled node probes rarely,
-            # so without this two sides of a healed partition might each wait many rounds to
-            # pick a peer across; with it the first contact comes within about a round. One
-            # a round at most: a thousand dead peers cost one request a round, not more.
+            # Reconnect (serf's reconnect_interval, every round): besides the sample, one
+            # random dead peer, settled or not, whatever its own backoff (which only keeps it
+            # out of the sample). A settled node probes rarely, and a dead peer's backoff
+            # grows to a minute: without this the two sides of a healed partition wait that
+            # long for a sample to cross; with it the first contact comes within a round.
+            # One a round at most: a thousand dead peers cost one request a round, not more.
             dead = [
-                guid for guid in others
-                if net.peers[guid].liveness.status is PeerStatus.DEAD and guid not in targets
+                guid for guid, entry in net.peers.items()
+                if entry.liveness.status is PeerStatus.DEAD and not entry.doubtful and guid not in targets
             ]
             if dead:
                 targets.append(self._rng.choice(dead))

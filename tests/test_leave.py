@@ -290,12 +290,13 @@ def test_a_partition_longer_than_the_dead_timeout_heals() -> None:
         sim.step()
     node0 = sim.members[0].node
     assert {status_of(node0, sim.members[i].node.guid) for i in right} == {DEAD}
-    # backed off: far fewer failed requests than one per peer per round
+    # One reconnect a round and the backed-off sample: about one failed request a round, far
+    # fewer than one per dead peer per round (5 here).
     failed = sum(n for k, n in node0.stats.items() if k.startswith("failed."))
-    assert failed < 5 * 600 / 10
+    assert failed < 1.2 * 600
     sim.heal()
     rounds = sim.run(max_rounds=120)
-    assert sim.converged() and rounds <= 10, rounds
+    assert sim.converged() and rounds <= 3, rounds  # issue 13's target: within 3 rounds
 
     def not_alive() -> list[tuple[int, int]]:
         return [
