@@ -988,7 +988,9 @@ class GossipNode:
             if dead:
                 targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net)
+                probe=self._probe(net.gossip_keys),
+                hello=self._probe(net.peer_keys) if self._takes_hearsay(net) else None,
+                ring=self._ring(net),
             )
             for guid in targets:
                 net.peers[guid].fresh = False
@@ -1517,6 +1519,20 @@ class GossipNode:
         return entry
 
     # -- leaving ------------------------------------------------------------------------
+    def _takes_hearsay(self, net: _Net) -> bool:
+        """Whether this round reconciles peer records (the HELLO probe).
+
+        Rule: a node reconciles its peer set only while hearsay could still add a record,
+        that is below ``max_peers`` minus the first-hand reserve. Reconciling all records
+        with every peer is what makes membership cost N^2 on a network larger than the cap:
+        past it the node keeps the sample it holds (a bounded partial view), still answers
+        others' HELLOs, and takes records first-hand (REGISTER). Records it forgets (dead,
+        left, never answering) bring it back under the cap, and the HELLOs of the next
+        rounds refill the view from its peers: that is the repair. Below the cap nothing
+        changes: a network smaller than ``max_peers`` still shows every node everywhere.
+        """
+        return len(net.peers) < self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+
     def _claim_left(self, net: _Net, entry: _PeerEntry, claim: Peer, now: float) -> None:
         """A record says that a peer which answers left: check before believing it.
 
