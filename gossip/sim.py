@@ -77,6 +77,8 @@ class SimResult:
     pushes: int
     coverage: tuple[float, ...]
     max_peers: int = 0
+    crashed: int = 0
+    lost: int = 0
 
     @property
     def bytes_per_node_round(self) -> float:
@@ -100,6 +102,8 @@ class SimResult:
             "pushes": self.pushes,
             "coverage": list(self.coverage),
             "max_peers": self.max_peers,
+            "crashed": self.crashed,
+            "lost": self.lost,
             "bytes_per_node_round": round(self.bytes_per_node_round, 1),
         }
 
@@ -139,6 +143,8 @@ class Simulator:
     round: int = field(init=False, default=0)
     created: dict[str, int] = field(init=False, default_factory=dict)
     pushes: int = field(init=False, default=0)
+    #: Gossips that no live node held when :meth:`crash_fraction` crashed their holders.
+    lost: set[str] = field(init=False, default_factory=set)
     #: Within step(): the nodes' deadlines, earliest first (entries may be stale).
     _due: list[tuple[float, int]] | None = field(init=False, default=None)
 
@@ -296,16 +302,33 @@ class Simulator:
         return guids
 
     def converged(self) -> bool:
-        total = len(self.created)
-        return all(m.node.gossip_count() == total for m in self.members if m.up)
+        total = len(self.created) - len(self.lost)
+        return all(m.node.gossip_count() >= total for m in self.members if m.up)
 
     def coverage(self) -> float:
-        """The fraction of (live node, gossip created) pairs held; 1.0 when there are none."""
+        """The fraction of (live node, gossip created and not lost) pairs held; 1.0 when there are none."""
         live = [m for m in self.members if m.up]
-        pairs = len(live) * len(self.created)
+        pairs = len(live) * (len(self.created) - len(self.lost))
         if pairs == 0:
             return 1.0
-        return sum(m.node.gossip_count() for m in live) / pairs
+        return min(1.0, sum(m.node.gossip_count() for m in live) / pairs)
+
+    def crash_fraction(self, fraction: float) -> int:
+        """Crash a uniform random ``fraction`` of the live nodes at once (churn).
+
+        A gossip that no live node holds then is lost: it no longer counts towards
+        convergence (:attr:`lost`).
+
+        Returns:
+            How many nodes crashed.
+        """
+        live = [m.index for m in self.members if m.up]
+        victims = self.rng.sample(live, round(fraction * len(live)))
+        for index in victims:
+            self.crash(index)
+        survivors = [m for m in self.members if m.up]
+        self.lost |= {g for g in self.created if not any(m.node.has_gossip(g) for m in survivors)}
+        return len(victims)
 
     def run(self, max_rounds: int = 1000, on_round: Callable[[int], None] | None = None) -> int:
         """Step until every live node holds every gossip.
@@ -360,11 +383,15 @@ def simulate(
     bootstrap: str = "full",
     push: bool = True,
     max_peers: int | None = None,
+    crash: float = 0.0,
+    crash_at: int = 2,
     progress: Callable[[int, float], None] | None = None,
 ) -> SimResult:
     """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence.
 
     Args:
+        crash: the fraction of the nodes that crash at once after round ``crash_at`` of the
+            gossip rounds (churn); gossips no live node holds then are lost and not waited for.
         progress: called after each gossip round with the round and the coverage after it;
             it only watches: the run and its result are the same with it or without.
     """
@@ -375,7 +402,12 @@ def simulate(
     sim.create(messages)
     coverage: list[float] = []
 
+    crashed = 0
+
     def on_round(taken: int) -> None:
+        nonlocal crashed
+        if crash and taken == crash_at:
+            crashed = sim.crash_fraction(crash)
         coverage.append(sim.coverage())
         if progress is not None:
             progress(taken, coverage[-1])
@@ -398,6 +430,8 @@ def simulate(
         pushes=sim.pushes,
         coverage=tuple(coverage),
         max_peers=sim.max_peers or 0,
+        crashed=crashed,
+        lost=len(sim.lost),
     )
 
 
@@ -574,6 +608,15 @@ def _parser() -> argparse.ArgumentParser:
         " Default: room for every node (max(1024, 2N))",
     )
     p.add_argument(
+        "--crash",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="churn: this fraction of the nodes crashes at once after gossip round --crash-at;"
+        " the run then waits for the live nodes only (default 0)",
+    )
+    p.add_argument("--crash-at", type=int, default=2, metavar="ROUND", help="the round after which --crash strikes (default 2)")
+    p.add_argument(
         "--stats",
         action="store_true",
         help="also print to stderr the CPU seconds, wall seconds and peak RSS of the run"
@@ -597,6 +640,8 @@ def _parser() -> argparse.ArgumentParser:
 def _summary(result: SimResult) -> str:
     state = "converged" if result.converged else "did NOT converge"
     membership = f" (membership took {_plural(result.bootstrap_rounds, 'round')})" if result.bootstrap_rounds else ""
+    if result.crashed:
+        membership += f" after {_plural(result.crashed, 'node')} crashed ({_plural(result.lost, 'gossip')} lost with them)"
     return (
         f"{_plural(result.nodes, 'node')}, {_plural(result.messages, 'gossip')}: {state}"
         f" in {_plural(result.rounds, 'round')}{membership}; {_plural(result.requests, 'request')}"
@@ -619,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.messages < 0 or args.fanout < 1 or args.max_rounds < 1:
         parser.error("--nodes and --fanout must be >= 1, --messages >= 0, --max-rounds >= 1")
+    if not 0.0 <= args.crash < 1.0 or args.crash_at < 1:
+        parser.error("--crash must be a fraction from 0 up to (not including) 1, --crash-at >= 1")
     if args.max_peers is not None and args.max_peers < 2:
         parser.error("--max-peers must be >= 2")
     if not 0.0 <= args.loss < 1.0:
@@ -643,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap=args.bootstrap,
             push=args.push,
             max_peers=args.max_peers,
+            crash=args.crash,
+            crash_at=args.crash_at,
             progress=progress,
         )
         if plot is not None:

@@ -129,3 +129,33 @@ def test_cli_refuses_a_cap_below_two(capsys: pytest.CaptureFixture[str]) -> None
         main(["--max-peers", "1"])
     assert exc.value.code == 2
     assert "--max-peers must be >= 2" in capsys.readouterr().err
+
+
+def test_churn_every_live_node_converges_after_a_tenth_crash_mid_run() -> None:
+    calm = simulate(nodes=500, messages=30, seed=4, bootstrap="sample", max_peers=16)
+    churn = simulate(nodes=500, messages=30, seed=4, bootstrap="sample", max_peers=16, crash=0.1, crash_at=1)
+    assert calm.converged and churn.converged
+    assert churn.crashed == 50 and churn.to_dict()["crashed"] == 50
+    assert 0 <= churn.lost < 30
+    assert churn.coverage[-1] == 1.0
+
+
+def test_a_gossip_only_crashed_nodes_held_is_lost_not_waited_for() -> None:
+    sim = Simulator(nodes=50, seed=2, bootstrap_mode="sample", max_peers=8, push=False)
+    sim.create(1)
+    (guid,) = sim.created
+    holders = [m.index for m in sim.members if m.node.has_gossip(guid)]
+    assert holders == [sim.created[guid]]
+    sim.rng = random.Random(0)
+    # Crash every node: the holder is among them, so the gossip is lost.
+    assert sim.crash_fraction(0.999) == 50
+    assert sim.lost == {guid}
+    assert sim.converged() and sim.coverage() == 1.0
+
+
+def test_cli_refuses_a_bad_crash_fraction(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--crash", "1"], ["--crash", "-0.1"], ["--crash-at", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "--crash must be a fraction" in capsys.readouterr().err
