@@ -783,6 +783,13 @@ class GossipNode:
         if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
             self._take_left(net, entry, entry.left_claim, now)  # checked: it did leave
             return
+        if entry is not None and isinstance(flight.body, m.DidYouHear) and entry.liveness.status is not PeerStatus.DEAD:
+            # A round whose probe reached no one checked nothing: the next round probes again
+            # instead of waiting out the settled backoff (in a view half dead after a crash a
+            # node would otherwise wait up to SETTLED_BACKOFF_MAX rounds after each miss).
+            # Reconnect probes go to dead peers and are left out: a settled node with a dead
+            # peer stays settled.
+            net.rest = 0
         if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
             if old is not None:

@@ -16,7 +16,7 @@ from gossip.model import PeerView
 from gossip.node import PEER_RESERVE_DIVISOR, GossipNode
 from gossip.sim import Simulator, main, simulate
 from gossip.storage import MemoryStorage
-from tests.helpers import KEYS, T0, make_config
+from tests.helpers import KEYS, T0, full_mesh, make_config
 
 
 def _hearsay_limit(cap: int) -> int:
@@ -159,3 +159,21 @@ def test_cli_refuses_a_bad_crash_fraction(capsys: pytest.CaptureFixture[str]) ->
             main(argv)
         assert exc.value.code == 2
         assert "--crash must be a fraction" in capsys.readouterr().err
+
+
+def test_a_settled_node_whose_probe_found_no_one_probes_again_next_round() -> None:
+    mesh = full_mesh(3)
+    a, _, c = mesh.nodes
+    for _ in range(40):  # settled: probes every SETTLED_BACKOFF_MAX rounds
+        mesh.round()
+    mesh.down.add(c.config.port)
+    for _ in range(200):
+        failed = a.stats["failed.did_you_hear"]
+        mesh.round()
+        if a.stats["failed.did_you_hear"] > failed:
+            break
+    else:
+        raise AssertionError("a never probed the crashed peer")
+    sent = a.stats["sent.did_you_hear"]
+    mesh.round()
+    assert a.stats["sent.did_you_hear"] == sent + 1  # not after the settled backoff
