@@ -1525,7 +1525,6 @@ class GossipNode:
         net.unsettled = True
         return entry
 
-    # -- leaving ------------------------------------------------------------------------
     def _takes_hearsay(self, net: _Net) -> bool:
         """Whether this round reconciles peer records (the HELLO probe).
 
@@ -1536,9 +1535,12 @@ class GossipNode:
         others' HELLOs, and takes records first-hand (REGISTER). Records it forgets (dead,
         left, never answering) bring it back under the cap, and the HELLOs of the next
         rounds refill the view from its peers: that is the repair. Below the cap nothing
-        changes: a network smaller than ``max_peers`` still shows every node everywhere.
+        changes: on a network that fits under the limit (896 nodes with the default
+        ``max_peers`` of 1,024) every node still shows every node.
         """
         return len(net.peers) < self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+
+    # -- leaving ------------------------------------------------------------------------
 
     def _claim_left(self, net: _Net, entry: _PeerEntry, claim: Peer, now: float) -> None:
         """A record says that a peer which answers left: check before believing it.
