@@ -932,6 +932,13 @@ class GossipNode:
         if entry is not None and entry.left_claim is not None and flight.sent >= entry.claim_at:
             self._take_left(net, entry, entry.left_claim, now)  # checked: it did leave
             return
+        if entry is not None and isinstance(flight.body, m.DidYouHear) and entry.liveness.status is not PeerStatus.DEAD:
+            # A round whose probe reached no one checked nothing: the next round probes again
+            # instead of waiting out the settled backoff (in a view half dead after a crash a
+            # node would otherwise wait up to SETTLED_BACKOFF_MAX rounds after each miss).
+            # Reconnect probes go to dead peers and are left out: a settled node with a dead
+            # peer stays settled.
+            net.rest = 0
         if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
             if old is not None:
@@ -1163,7 +1170,9 @@ class GossipNode:
             if dead:
                 targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys), ring=self._ring(net),
+                probe=self._probe(net.gossip_keys),
+                hello=self._probe(net.peer_keys) if self._takes_hearsay(net) else None,
+                ring=self._ring(net),
                 retention=self._told(net),
             )
             for guid in targets:
@@ -1834,7 +1843,23 @@ class GossipNode:
         net.unsettled = True
         return entry
 
+    def _takes_hearsay(self, net: _Net) -> bool:
+        """Whether this round reconciles peer records (the HELLO probe).
+
+        Rule: a node reconciles its peer set only while hearsay could still add a record,
+        that is below ``max_peers`` minus the first-hand reserve. Reconciling all records
+        with every peer is what makes membership cost N^2 on a network larger than the cap:
+        past it the node keeps the sample it holds (a bounded partial view), still answers
+        others' HELLOs, and takes records first-hand (REGISTER). Records it forgets (dead,
+        left, never answering) bring it back under the cap, and the HELLOs of the next
+        rounds refill the view from its peers: that is the repair. Below the cap nothing
+        changes: on a network that fits under the limit (896 nodes with the default
+        ``max_peers`` of 1,024) every node still shows every node.
+        """
+        return len(net.peers) < self._max_peers - max(1, self._max_peers // PEER_RESERVE_DIVISOR)
+
     # -- leaving ------------------------------------------------------------------------
+
     def _claim_left(self, net: _Net, entry: _PeerEntry, claim: Peer, now: float) -> None:
         """A record says that a peer which answers left: check before believing it.
 
