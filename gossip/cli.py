@@ -414,15 +414,20 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _given_secret(value: str | None, path: str | None, flag: str) -> str | None:
+    """A secret given by ``FLAG PW`` (``value``) or ``FLAG-file PATH`` (``path``), if either."""
+    if value is not None:
+        if not value:
+            raise CliError(f"{flag} is empty", EXIT_USAGE)
+        return str(value)
+    if path is not None:
+        return read_secret_file(path, f"{flag}-file")
+    return None
+
+
 def _password(args: argparse.Namespace) -> str | None:
     """The password given by --password or --password-file (not the environment)."""
-    if args.password is not None:
-        if not args.password:
-            raise CliError("--password is empty", EXIT_USAGE)
-        return str(args.password)
-    if args.password_file is not None:
-        return read_secret_file(args.password_file, "--password-file")
-    return None
+    return _given_secret(args.password, args.password_file, "--password")
 
 
 def _env_password() -> str | None:
@@ -859,12 +864,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _key_password(args: argparse.Namespace) -> str:
     """The password of the key ``gossip keys`` acts on: --key-password, --key-password-file or
     GOSSIP_KEY_PASSWORD."""
-    if args.key_password is not None:
-        if not args.key_password:
-            raise CliError("--key-password is empty", EXIT_USAGE)
-        return str(args.key_password)
-    if args.key_password_file is not None:
-        return read_secret_file(args.key_password_file, "--key-password-file")
+    given = _given_secret(args.key_password, args.key_password_file, "--key-password")
+    if given is not None:
+        return given
     env = os.environ.get("GOSSIP_KEY_PASSWORD")
     if env:
         return env
