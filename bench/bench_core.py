@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gossip.auth import derive_key  # noqa: E402
 from gossip.errors import GossipError  # noqa: E402
-from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Quota, Snapshot  # noqa: E402
+from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Quota, Snapshot, iso_from_timestamp  # noqa: E402
 from gossip.node import GossipNode  # noqa: E402
 from gossip.sim import Simulator  # noqa: E402
 
@@ -129,7 +129,7 @@ def wire_table(sizes: list[int], ds: list[int]) -> None:
     pool = [
         Gossip.create(
             guid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            date_time="2026-11-24T00:00:00.000000+00:00",
+            date_time=iso_from_timestamp(T0 - 3600),  # an hour before the nodes' clock: not refused as future
             who_name="bench",
             msg=f"message {i} " + "x" * 40,
         )
