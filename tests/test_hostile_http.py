@@ -280,6 +280,9 @@ CODE_STATUSES = {
     "bad_request": {400, 411}, "bad_mac": {401}, "wrong_network": {401, 403}, "clock_skew": {401}, "replayed": {401},
     "peer_refused": {403}, "not_found": {404}, "method_not_allowed": {405}, "timeout": {408}, "too_large": {413, 431},
     "quota": {429}, "internal": {500}, "peer_unreachable": {502}, "unavailable": {503}, "storage_failed": {507},
+    # Version 3's routes (tests/test_hostile_http_new.py): keys, force-leave, leave, stream.
+    "unknown_key": {404}, "primary_key": {409}, "last_key": {409}, "key_in_use": {409}, "unknown_peer": {404},
+    "ambiguous_peer": {409}, "peer_not_dead": {409}, "local_only": {403}, "too_many_streams": {429},
 }
 
 
