@@ -227,7 +227,17 @@ class KeySet:
         return format(self._fp, "032x")
 
     def add(self, key: int) -> bool:
-        return self.update((key,)) == 1
+        """Add one key (every gossip stored passes here); returns whether it was new."""
+        if key in self._keys:
+            return False
+        if not 0 <= key < _KEY_LIMIT:
+            raise ValueError("keys are 256-bit non-negative integers")
+        self._keys.add(key)
+        self._sorted = None
+        hashes = _hashes(key)
+        self._fp ^= hashes[4]
+        self._base.toggle(key, 1, hashes)
+        return True
 
     def update(self, keys: Iterable[int]) -> int:
         """Add several keys; returns how many were new."""

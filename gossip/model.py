@@ -173,7 +173,14 @@ def iso_for_output(ts: float) -> str:
 
 
 def _check_date_time(value: Any, what: str = "date_time") -> str:
-    """Return ``value`` if it is ISO 8601 text with a UTC offset, from 1970 to 9999 once in UTC.
+    """Return ``value`` if it is ISO 8601 text with a UTC offset, from 1970 to 9999 once in UTC."""
+    _parse_date_time(value, what)
+    text: str = value  # a str: _parse_date_time checked it
+    return text
+
+
+def _parse_date_time(value: Any, what: str = "date_time") -> datetime:
+    """``value`` parsed, if it is ISO 8601 text with a UTC offset, from 1970 to 9999 once in UTC.
 
     On the path of every gossip received, so the range check is nearly free: an offset is
     less than a day, so a time in a year from 1971 to 9998 is in range whatever its offset,
@@ -192,7 +199,7 @@ def _check_date_time(value: Any, what: str = "date_time") -> str:
             f"{what} {excerpt(value)} is out of range: once in UTC it must lie from"
             " 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
         )
-    return value
+    return parsed
 
 
 def timestamp_from_iso(value: Any, what: str = "date_time") -> float:
@@ -201,7 +208,7 @@ def timestamp_from_iso(value: Any, what: str = "date_time") -> float:
     Raises:
         LocalProtocolError: ``value`` is not such a time; the message names ``what``.
     """
-    return datetime.fromisoformat(_check_date_time(value, what)).timestamp()
+    return _parse_date_time(value, what).timestamp()
 
 
 def canonical_bytes(*, guid: str, date_time: str, who_name: str, msg: str) -> bytes:
@@ -235,10 +242,16 @@ class Gossip:
     who_name: str
     msg: str
     sha2: str
+    # Derived once, on the path of every gossip received: its timestamp (from the parse that
+    # checks date_time), and on first use its reconciliation key and its wire size. Not
+    # fields of the gossip: not compared, not printed, not on the wire.
+    _ts: float = field(default=0.0, init=False, repr=False, compare=False)
+    _key: int = field(default=-1, init=False, repr=False, compare=False)
+    _size: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_guid(self.guid)
-        _check_date_time(self.date_time)
+        object.__setattr__(self, "_ts", _parse_date_time(self.date_time).timestamp())
         check_name(self.who_name, "who_name")
         check_msg(self.msg)
         if not isinstance(self.sha2, str) or not _SHA2.fullmatch(self.sha2):
@@ -253,7 +266,7 @@ class Gossip:
 
     def timestamp(self) -> float:
         """``date_time`` as a POSIX timestamp, to compare with a node's clock (``now``)."""
-        return datetime.fromisoformat(self.date_time).timestamp()
+        return self._ts
 
     def verify(self) -> bool:
         """True when ``sha2`` matches the canonical form."""
@@ -265,10 +278,13 @@ class Gossip:
     def wire_size(self) -> int:
         """Bytes of :meth:`to_json` in UTF-8, counted without building it (pushes and answers
         budget by it, for every gossip sent)."""
-        size = _WIRE_OVERHEAD
-        for value in (self.date_time, self.who_name, self.msg):
-            text = _json_string(value)
-            size += len(text) if text.isascii() else len(text.encode("utf-8"))
+        size = self._size
+        if size < 0:
+            size = _WIRE_OVERHEAD
+            for value in (self.date_time, self.who_name, self.msg):
+                text = _json_string(value)
+                size += len(text) if text.isascii() else len(text.encode("utf-8"))
+            object.__setattr__(self, "_size", size)
         return size
 
     def to_json(self) -> str:
@@ -351,11 +367,17 @@ def item_key(item: Item) -> int:
     for a tombstone its date_time, with the top bit set. So two nodes agree on a key only
     if they agree on the content, and a key names its guid."""
     if isinstance(item, Gossip):
+        key = item._key
+        if key >= 0:
+            return key
         data, flag = b"gossip\0" + item.sha2.encode("ascii"), 0
     else:
         data, flag = b"tombstone\0" + item.date_time.encode("ascii"), _TOMBSTONE_BIT
     low = int.from_bytes(hashlib.blake2b(data, digest_size=16, person=b"gossip-key-v3").digest(), "big")
-    return (int(item.guid.replace("-", ""), 16) << 128) | (low & (_TOMBSTONE_BIT - 1)) | flag
+    key = (int(item.guid.replace("-", ""), 16) << 128) | (low & (_TOMBSTONE_BIT - 1)) | flag
+    if not flag:
+        object.__setattr__(item, "_key", key)  # asked for several times on a gossip's way in
+    return key
 
 
 def is_tombstone_key(key: int) -> bool:

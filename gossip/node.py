@@ -1600,7 +1600,8 @@ class GossipNode:
             net.tombstones[item.guid] = item
         net.gossip_keys.add(key)
         heapq.heappush(net.expiry, (item.timestamp(), key))
-        self._unpend(net, key_hex(key))
+        if net.pending:
+            self._unpend(net, key_hex(key))
 
     def _take(self, net: _Net, item: Item) -> None:
         """Stop holding exactly this item (nothing if another one holds its guid), without events."""
