@@ -83,6 +83,8 @@ def check_name(value: Any, what: str) -> str:
         raise _fail(f"{what} is longer than {MAX_NAME_CHARS} characters")
     if _CONTROL.search(value):
         raise _fail(f"{what} must not contain control characters")
+    if value.isascii():
+        return value  # ASCII text holds no lone surrogate
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -125,6 +127,8 @@ def check_msg(value: Any) -> str:
         raise _fail("msg must be a string")
     if len(value) > MAX_MSG_CHARS:
         raise _fail(f"msg is longer than {MAX_MSG_CHARS} characters")
+    if value.isascii():
+        return value  # ASCII text holds no lone surrogate
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -248,6 +252,7 @@ class Gossip:
     _ts: float = field(default=0.0, init=False, repr=False, compare=False)
     _key: int = field(default=-1, init=False, repr=False, compare=False)
     _size: int = field(default=-1, init=False, repr=False, compare=False)
+    _sound: bool = field(default=False, init=False, repr=False, compare=False)  # verify() passed
 
     def __post_init__(self) -> None:
         check_guid(self.guid)
@@ -269,11 +274,17 @@ class Gossip:
         return self._ts
 
     def verify(self) -> bool:
-        """True when ``sha2`` matches the canonical form."""
+        """True when ``sha2`` matches the canonical form (computed once: the fields are frozen,
+        and the node and its store both check every gossip received)."""
+        if self._sound:
+            return True
         expected = compute_sha2(
             guid=self.guid, date_time=self.date_time, who_name=self.who_name, msg=self.msg
         )
-        return expected == self.sha2
+        if expected != self.sha2:
+            return False
+        object.__setattr__(self, "_sound", True)
+        return True
 
     def wire_size(self) -> int:
         """Bytes of :meth:`to_json` in UTF-8, counted without building it (pushes and answers

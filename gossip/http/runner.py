@@ -410,11 +410,13 @@ class NodeRunner:
     def _note(self, events: list[Event]) -> None:
         """Log one call's events (gossip: one INFO line per network and source) and wake waiters."""
         learnt: Counter[tuple[str, str | None]] = Counter()
+        each = logger.isEnabledFor(logging.DEBUG)  # asked once a batch, not once a gossip
         for event in events:
             if isinstance(event, GossipReceived):
                 self.feed.advance(event.cursor)  # on disk now: streams may show it
                 learnt[event.network, event.source] += 1
-                logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
+                if each:
+                    logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
             else:
                 self._note_other(event)
         for (network, source), count in learnt.items():
