@@ -1334,7 +1334,7 @@ class GossipNode:
             key = parse_key(k)
             if key in net.gossip_keys or net.refused.get(key, 0.0) > now:
                 continue
-            if not is_tombstone_key(key) and _key_guid(key) in net.tombstones:
+            if net.tombstones and not is_tombstone_key(key) and _key_guid(key) in net.tombstones:
                 continue  # a version of a deleted gossip: the tombstone beats it
             pending = net.pending.get(k)
             if pending is None or source not in pending.sources:
