@@ -38,13 +38,15 @@ WAIT = 5.0
 
 
 def make_runner(tmp_path: Path, name: str, *, key: bytes = KEYS["default"], clock_offset: float = 0.0,
-                limits: Limits | None = None) -> NodeRunner:
+                limits: Limits | None = None, port: int | None = None, guid: str | None = None) -> NodeRunner:
+    """A runner on 127.0.0.1 with a JSON store under ``tmp_path`` (not started); ``port`` and
+    ``guid`` given to start a node again as itself."""
     config = NodeConfig(
-        node_guid=str(uuid.uuid4()),
+        node_guid=guid or str(uuid.uuid4()),
         node_name=name,
         networks=(Network(name="default", key=key),),
         ip="127.0.0.1",
-        port=free_port(),
+        port=port or free_port(),
         gossip_timer=0.2,
     )
     transport = HttpTransport(limits=limits)

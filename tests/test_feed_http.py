@@ -7,8 +7,7 @@ import asyncio
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +15,13 @@ import pytest
 
 from gossip import AsyncClient, Client, NodeError
 from gossip.errors import ErrorCode
-from gossip.http import HttpTransport, NodeRunner, data_dir_for
-from gossip.model import MAX_MSG_CHARS, Network, NodeConfig
-from gossip.storage.jsonfile import JsonFileStorage
+from gossip.http import NodeRunner
+from gossip.model import MAX_MSG_CHARS
 
 from .helpers import KEYS
-from .nodeproc import free_port
+from .test_error_codes import make_runner, runners  # noqa: F401  (runners: a fixture)
 
 PASSWORD_KEY = KEYS["default"]
-
-
-def make_runner(tmp_path: Path, name: str, port: int | None = None, guid: str | None = None) -> NodeRunner:
-    config = NodeConfig(
-        node_guid=guid or str(uuid.uuid4()),
-        node_name=name,
-        networks=(Network(name="default", key=PASSWORD_KEY),),
-        ip="127.0.0.1",
-        port=port or free_port(),
-        gossip_timer=0.2,
-    )
-    transport = HttpTransport()
-    runner = NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")), transport=transport)
-    transport.app = runner.api.handle
-    return runner
-
-
-@pytest.fixture
-def runners(tmp_path: Path) -> Iterator[Callable[..., NodeRunner]]:
-    started: list[NodeRunner] = []
-
-    def start(name: str, **kw: Any) -> NodeRunner:
-        runner = make_runner(tmp_path, name, **kw)
-        started.append(runner)
-        runner.start()
-        return runner
-
-    try:
-        yield start
-    finally:
-        for runner in started:
-            runner.stop()
 
 
 def client_of(runner: NodeRunner, **kw: Any) -> Client:

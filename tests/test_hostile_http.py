@@ -192,8 +192,13 @@ class Answer:
 
 
 def send(node: Node, method: str, target: str, body: bytes | None = None,
-         headers: dict[str, Any] | None = None, *, label: str | None = None, timeout: float = TIMEOUT) -> Answer:
-    """One request with http.client (header values may be bytes); the server closes after it."""
+         headers: dict[str, Any] | None = None, *, label: str | None = None, timeout: float = TIMEOUT,
+         read_at_most: int | None = None) -> Answer:
+    """One request with http.client (header values may be bytes); the server closes after it.
+
+    ``read_at_most``: read only that many bytes of a 200 answer's body (a stream never ends
+    by itself), then close.
+    """
     label = label or f"{method} {target.partition('?')[0]}"
     SENT[label] += 1
     conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=timeout)
@@ -201,7 +206,7 @@ def send(node: Node, method: str, target: str, body: bytes | None = None,
     try:
         conn.request(method, target, body=body, headers=headers or {})
         response = conn.getresponse()
-        data = response.read()
+        data = response.read(read_at_most) if read_at_most is not None and response.status == 200 else response.read()
         STATUSES[label, response.status] += 1
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, data,
                       time.monotonic() - start)

@@ -22,7 +22,6 @@ each test the node serves, holds every gossip (same sha2) and its key ring is un
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import secrets
@@ -257,23 +256,8 @@ def stream_expect(query: str, last_event_id: str | None) -> dict[str, Any] | Non
 
 def open_stream(node: Node, target: str, headers: dict[str, str]) -> Answer:
     """Read a stream's head and first bytes only (it never ends by itself), then close it."""
-    SENT["GET /v1/gossip/stream"] += 1
-    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=TIMEOUT)
-    start = time.monotonic()
-    try:
-        conn.request("GET", target, headers=headers)
-        response = conn.getresponse()
-        if response.status == 200:
-            body = response.read(len(b"retry: 1000\n\n"))
-        else:
-            body = response.read()
-        STATUSES["GET /v1/gossip/stream", response.status] += 1
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body,
-                      time.monotonic() - start)
-    except (OSError, http.client.HTTPException) as exc:
-        raise AssertionError(f"GET {target[:80]}: no answer ({exc!r})") from None
-    finally:
-        conn.close()
+    return send(node, "GET", target, headers=headers, label="GET /v1/gossip/stream",
+                read_at_most=len(b"retry: 1000\n\n"))
 
 
 def test_stream_hostile(node: Node) -> None:

@@ -66,13 +66,19 @@ def test_listen_takes_an_ip_or_a_host_and_port() -> None:
 
 
 # ---------------------------------------------------------------------- in-process, real HTTP on loopback
-def test_a_host_with_several_addresses_is_tried_address_by_address(
-    tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
-) -> None:
+def started_pair(tmp_path: Path, runners: list[NodeRunner]) -> tuple[NodeRunner, NodeRunner]:
+    """Two running nodes, a and b, that know nothing of each other yet (stopped by the fixture)."""
     a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
     runners += [a, b]
     a.start()
     b.start()
+    return a, b
+
+
+def test_a_host_with_several_addresses_is_tried_address_by_address(
+    tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = started_pair(tmp_path, runners)
     port = a.config.port
     asked: list[tuple[str, int]] = []
 
@@ -113,10 +119,7 @@ def test_without_retry_one_round_reports_every_failure(tmp_path: Path, runners: 
 def test_retry_logs_each_failed_round_then_joins(
     tmp_path: Path, runners: list[NodeRunner], caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = make_runner(tmp_path, "a"), make_runner(tmp_path, "b")
-    runners += [a, b]
-    a.start()
-    b.start()
+    a, b = started_pair(tmp_path, runners)
     calls: list[float] = []
 
     async def register(ip: str, port: int) -> Event:
