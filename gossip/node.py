@@ -63,9 +63,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import heapq
-import json
 import math
 import random
 import uuid
@@ -75,7 +73,7 @@ from typing import Any, Iterable, Iterator
 
 from . import messages as m
 from .auth import DEFAULT_WINDOW, ReplayGuard, key_id, seal_key, unseal_key
-from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
+from .digest import KeySet, key_hex, parse_key
 from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Event,
@@ -116,8 +114,9 @@ from .model import (
     iso_from_timestamp,
 )
 from .plumtree import EagerPeers
+from .sets import GossipSet, PeerSet, ReconciledSet, record_key
 
-__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT"]
+__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT", "record_key"]
 
 Address = tuple[str, int]
 #: Most gossip ids asked for in one TELL_ME_MORE.
@@ -153,14 +152,10 @@ MAX_FETCH_DELAY = 16
 SETTLED_BACKOFF_MAX = 8
 #: Bytes a tombstone counts for in an answer's budget (its JSON, about).
 TOMBSTONE_WIRE_SIZE = 96
-#: Keys per page when two sets differ too much for an IBLT.
-PAGE_SIZE = 2048
-_LAST_KEY = (1 << 256) - 1
 #: A key refused (a losing version, an expired item) is not fetched again for REFUSED_TTL
 #: seconds; at most MAX_REFUSED such keys are remembered per network, oldest forgotten first.
 REFUSED_TTL = 3600.0
 MAX_REFUSED = 16_384
-_GOSSIP, _PEERS = "gossip", "peers"
 #: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
 #: the others (see GossipNode._change_ring).
 KEYS_FANOUT = 32
@@ -281,11 +276,11 @@ class _Net:
     self_peer: Peer
     eager: EagerPeers
     #: The reconciled set is the gossips and the tombstones, at most one item per guid (the
-    #: conflict rule, :func:`gossip.model.wins`, decides which); ``gossip_keys`` holds their
+    #: conflict rule, :func:`gossip.model.wins`, decides which); ``gossip_set`` holds their
     #: keys (:func:`gossip.model.item_key`).
     gossips: dict[str, Gossip] = field(default_factory=dict)
     tombstones: dict[str, Tombstone] = field(default_factory=dict)
-    gossip_keys: KeySet = field(default_factory=KeySet)
+    gossip_set: GossipSet = field(default_factory=GossipSet)
     #: The cursor of each gossip held, and the feed: (cursor, guid) in cursor order. The feed
     #: may still name a gossip since removed (revert, deletion); readers skip those.
     cursors: dict[str, int] = field(default_factory=dict)
@@ -303,8 +298,8 @@ class _Net:
     #: How many pending ids name each peer as a source (for MAX_PENDING_PER_SOURCE).
     pending_by: Counter[str] = field(default_factory=Counter)
     peers: dict[str, _PeerEntry] = field(default_factory=dict)
-    peer_keys: KeySet = field(default_factory=KeySet)
-    records: dict[int, Peer] = field(default_factory=dict)
+    #: The peer records, this node's own among them (the second reconciled set).
+    peer_set: PeerSet = field(default_factory=PeerSet)
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     #: Something changed, or a probe found a difference, since the last round started: the
     #: next round contacts ``gossip_max_peer_count`` peers rather than one.
@@ -322,8 +317,13 @@ class _Net:
     #: :meth:`GossipNode._fetched`.
     fetch_delay: float = 0.0
 
-    def keyset(self, kind: str) -> KeySet:
-        return self.gossip_keys if kind == _GOSSIP else self.peer_keys
+    @property
+    def gossip_keys(self) -> KeySet:
+        return self.gossip_set.keys
+
+    @property
+    def peer_keys(self) -> KeySet:
+        return self.peer_set.keys
 
 
 @dataclass(slots=True)
@@ -335,19 +335,6 @@ class _Inflight:
     nonce: str
     sent: float
     deadline: float
-
-
-@functools.lru_cache(maxsize=65536)
-def record_key(peer: Peer) -> int:
-    """The 128-bit key of a peer record in the HELLO set (changes with any field but ``left``).
-
-    ``left`` is left out so that a version-2 node, which does not know the field and drops
-    it, keys a left record as its sender does (a left record always has a new incarnation).
-    """
-    fields = peer.to_dict()
-    fields.pop("left", None)
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
 #: A peer's set summary when the last exchange found it differs from this node's.
@@ -426,7 +413,7 @@ class GossipNode:
                 eager=EagerPeers(config.gossip_max_peer_count, PUSH_LINGER * config.gossip_timer),
             )
             net.replay = ReplayGuard(window)
-            self._add_record(net, net.self_peer)
+            net.peer_set.add(net.self_peer)
             self._nets[network.name] = net
         self._inflight: dict[int, _Inflight] = {}
         self._outbox: list[Outgoing] = []
@@ -740,9 +727,9 @@ class GossipNode:
         self._left = True
         told = 0
         for name, net in self._nets.items():
-            self._drop_record(net, record_key(net.self_peer))
+            net.peer_set.drop(record_key(net.self_peer))
             net.self_peer = records[name]
-            self._add_record(net, net.self_peer)
+            net.peer_set.add(net.self_peer)
             hello = m.Hello(peers=(net.self_peer,))
             for entry in list(net.peers.values()):
                 if entry.liveness.status is not PeerStatus.LEFT:
@@ -1170,8 +1157,8 @@ class GossipNode:
             if dead:
                 targets.append(self._rng.choice(dead))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys),
-                hello=self._probe(net.peer_keys) if self._takes_hearsay(net) else None,
+                probe=net.gossip_set.probe(),
+                hello=net.peer_set.probe() if self._takes_hearsay(net) else None,
                 ring=self._ring(net),
                 retention=self._told(net),
             )
@@ -1179,15 +1166,6 @@ class GossipNode:
                 net.peers[guid].fresh = False
                 self._send_to(net, guid, probes, now)
             self._fetch_pending(net, now)
-
-    @staticmethod
-    def _probe(keys: KeySet, size: int = 0, start: int | None = None) -> m.Probe:
-        return m.Probe(
-            count=len(keys),
-            fingerprint=keys.fingerprint,
-            size=size,
-            start=None if start is None else key_hex(start),
-        )
 
     def _fetched(self, net: _Net, *, useful: int, late: int) -> None:
         """Adapt the fetch delay to one TELL_ME_MORE answer.
@@ -1246,14 +1224,14 @@ class GossipNode:
             net.eager.add(node.guid)
             return body.response(net.self_peer, self._told(net))
         if isinstance(body, m.Hello):
-            answer = None if body.probe is None else self._probe_answer(net, net.peer_keys, body.probe)
+            answer = None if body.probe is None else self._probe_answer(net, net.peer_set, body.probe)
             for peer in body.peers:
                 self._learn_peer(net, peer, now, firsthand=peer.guid == sender)
-            wanted = [net.records[parse_key(k)] for k in body.want if parse_key(k) in net.records]
+            wanted = net.peer_set.wanted(body.want)
             return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
         if isinstance(body, m.DidYouHear):
-            answer = None if body.probe is None else self._probe_answer(net, net.gossip_keys, body.probe)
-            hello = None if body.hello is None else self._probe_answer(net, net.peer_keys, body.hello)
+            answer = None if body.probe is None else self._probe_answer(net, net.gossip_set, body.probe)
+            hello = None if body.hello is None else self._probe_answer(net, net.peer_set, body.hello)
             entry = net.peers.get(sender)
             if entry is not None and body.probe is not None and not body.probe.size and body.probe.start is None:
                 entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
@@ -1297,24 +1275,13 @@ class GossipNode:
             return m.TellMeMoreReply(gossips=tuple(out), tombstones=tuple(marks))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
-    def _probe_answer(self, net: _Net, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
-        """In sync; else a page of keys when asked or when cheaper, else an IBLT."""
-        count = len(keys)
-        if probe.count == count and probe.fingerprint == keys.fingerprint:
-            return m.ProbeAnswer(in_sync=True)
-        net.unsettled = True
-        if probe.size and (probe.size < MIN_IBLT_SIZE or probe.size > MAX_IBLT_SIZE or probe.size & (probe.size - 1)):
-            raise RemoteProtocolError(
-                f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}"
-            )
-        size = probe.size or min(MAX_IBLT_SIZE, iblt_size_for(abs(probe.count - count)))
-        # A key costs ~35 bytes in a page, a cell ~37 in an IBLT (3 per size unit): when the
-        # difference is a good part of the set, sending the keys themselves is cheaper.
-        if probe.start is not None or (not probe.size and count <= 3 * size):
-            start = 0 if probe.start is None else parse_key(probe.start)
-            page, upto = keys.page(start, PAGE_SIZE)
-            return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
-        return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
+    @staticmethod
+    def _probe_answer(net: _Net, kset: ReconciledSet, probe: m.Probe) -> m.ProbeAnswer:
+        """Answer a peer's probe of one set; a difference unsettles the network."""
+        answer = kset.answer(probe)
+        if not answer.in_sync:
+            net.unsettled = True
+        return answer
 
     def _heard_of(self, net: _Net, source: str, keys: tuple[str, ...], now: float) -> None:
         """Keys a peer holds that I lack: mark them pending, with the peer as a source (a
@@ -1396,13 +1363,18 @@ class GossipNode:
             for record in reply.peers:
                 self._learn_peer(net, record, now, firsthand=record.guid == peer)
             if reply.answer is not None:
-                self._reconcile(net, peer, _PEERS, flight.body.probe, reply.answer, now)
+                self._reconcile(net, peer, net.peer_set, flight.body.probe, reply.answer, now)
         elif isinstance(reply, m.DidYouHearReply):
             assert isinstance(flight.body, m.DidYouHear)
             if reply.answer is not None:
-                self._reconcile(net, peer, _GOSSIP, flight.body.probe, reply.answer, now)
+                entry = net.peers.get(peer)
+                if entry is not None:  # what the answer says of the peer's gossip set
+                    keys = net.gossip_keys
+                    entry.summary = (len(keys), keys.fingerprint) if reply.answer.in_sync else _DIFFERS
+                    entry.summary_at = now
+                self._reconcile(net, peer, net.gossip_set, flight.body.probe, reply.answer, now)
             if reply.hello is not None:
-                self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
+                self._reconcile(net, peer, net.peer_set, flight.body.hello, reply.hello, now)
             if reply.retention is not None:
                 self._adopt(net, reply.retention)
             if reply.ring is not None:
@@ -1457,66 +1429,24 @@ class GossipNode:
                 self._push_next(net, peer, now)
 
     def _reconcile(
-        self, net: _Net, peer: str, kind: str, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
+        self, net: _Net, peer: str, kset: ReconciledSet, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
     ) -> None:
-        """Act on a peer's answer to my probe of one set (``kind``)."""
-        entry = net.peers.get(peer) if kind == _GOSSIP else None
-        if entry is not None:
-            keys = net.gossip_keys
-            entry.summary = (len(keys), keys.fingerprint) if answer.in_sync else _DIFFERS
-            entry.summary_at = now
+        """Act on a peer's answer to my probe of one set: send what the difference calls
+        for, then the next probe if the difference is not all known yet."""
         if answer.in_sync:
             return
         net.unsettled = True
-        keys = net.keyset(kind)
-        if answer.keys is not None and answer.upto is not None:
-            start = 0 if probe is None or probe.start is None else parse_key(probe.start)
-            upto = parse_key(answer.upto)
-            theirs = {parse_key(k) for k in answer.keys}
-            if upto < start or any(not start <= k <= upto for k in theirs):
-                self.stats["rejected.bad_page"] += 1
-                return
-            mine = set(keys.between(start, upto))
-            self._exchange(net, peer, kind, mine - theirs, theirs - mine, now)
-            if upto < _LAST_KEY:
-                self._send_probe(net, peer, kind, self._probe(keys, start=upto + 1), now)
-            return
-        if answer.cells is None:
-            return
-        try:
-            table = Iblt.from_text(answer.cells, answer.size)
-        except ValueError:
-            self.stats["rejected.bad_iblt"] += 1
-            return
-        diff = keys.iblt(answer.size).subtract(table).decode()
-        if diff is None:
-            self.stats[f"iblt_retry.{kind}"] += 1
-            if answer.size * 2 <= MAX_IBLT_SIZE:
-                self._send_probe(net, peer, kind, self._probe(keys, size=answer.size * 2), now)
-            else:
-                self._send_probe(net, peer, kind, self._probe(keys, start=0), now)
-            return
-        only_mine, only_theirs = diff
-        self._exchange(net, peer, kind, only_mine, only_theirs, now)
-
-    def _send_probe(self, net: _Net, peer: str, kind: str, probe: m.Probe, now: float) -> None:
-        body: m.Message = m.Hello(probe=probe) if kind == _PEERS else m.DidYouHear(probe=probe)
-        self._send_to(net, peer, body, now)
-
-    def _exchange(self, net: _Net, peer: str, kind: str, only_mine: set[int], only_theirs: set[int], now: float) -> None:
-        """Both halves of a push-pull once the difference is known."""
-        if kind == _PEERS:
-            push = [net.records[k] for k in sorted(only_mine) if k in net.records]
-            want = [key_hex(k) for k in sorted(only_theirs)]
-            step = m.MAX_PEERS
-            for i in range(0, max(len(push), len(want)), step):
-                hello = m.Hello(peers=tuple(push[i : i + step]), want=tuple(want[i : i + step]))
-                self._send_to(net, peer, hello, now)
-            return
-        tell = [key_hex(k) for k in sorted(only_mine) if k in net.gossip_keys]
-        for batch in _chunks(tell, m.MAX_IDS):
-            self._send_to(net, peer, m.DidYouHear(ids=tuple(batch)), now)
-        self._heard_of(net, peer, tuple(key_hex(k) for k in sorted(only_theirs)), now)
+        step = kset.reconcile(probe, answer)
+        if step.rejected is not None:
+            self.stats[f"rejected.{step.rejected}"] += 1
+        if step.retry:
+            self.stats[f"iblt_retry.{kset.name}"] += 1
+        if step.exchange is not None:
+            for request in step.exchange.requests:
+                self._send_to(net, peer, request, now)
+            self._heard_of(net, peer, step.exchange.heard, now)
+        if step.probe is not None:
+            self._send_to(net, peer, kset.request(step.probe), now)
 
     # -- state changes ----------------------------------------------------------------
     def _verified(self, gossip: Gossip) -> bool:
@@ -1719,16 +1649,6 @@ class GossipNode:
         if guids:
             self._send_to(net, peer, m.Push(gossips=tuple(net.gossips[g] for g in guids)), now)
 
-    def _add_record(self, net: _Net, peer: Peer) -> int:
-        key = record_key(peer)
-        net.records[key] = peer
-        net.peer_keys.add(key)
-        return key
-
-    def _drop_record(self, net: _Net, key: int) -> None:
-        net.records.pop(key, None)
-        net.peer_keys.discard(key)
-
     def _put_peer(self, net: _Net, peer: Peer, now: float, *, limit: int) -> _PeerEntry | None:
         """Insert or replace a peer's record, without events. None if refused.
 
@@ -1740,17 +1660,17 @@ class GossipNode:
             if len(net.peers) >= limit and not self._evict_unproven(net):
                 self.stats["rejected.peer_cap"] += 1
                 return None
-            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=self._add_record(net, peer), learnt=now)
+            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=net.peer_set.add(peer), learnt=now)
             return entry
-        self._drop_record(net, entry.key)
+        net.peer_set.drop(entry.key)
         entry.peer = peer
-        entry.key = self._add_record(net, peer)
+        entry.key = net.peer_set.add(peer)
         return entry
 
     def _forget_peer(self, net: _Net, guid: str) -> _PeerEntry | None:
         entry = net.peers.pop(guid, None)
         if entry is not None:
-            self._drop_record(net, entry.key)
+            net.peer_set.drop(entry.key)
             net.eager.remove(guid)
         return entry
 
@@ -1876,7 +1796,7 @@ class GossipNode:
         if pending is None:
             entry.claim_at = now
             self.stats["checked.left_claim"] += 1
-            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
+            probes = m.DidYouHear(probe=net.gossip_set.probe(), hello=net.peer_set.probe())
             self._send_to(net, entry.peer.guid, probes, now)
 
     def _take_left(self, net: _Net, entry: _PeerEntry, record: Peer, now: float) -> None:
