@@ -114,7 +114,7 @@ from .model import (
     iso_from_timestamp,
 )
 from .plumtree import EagerPeers
-from .sets import GossipSet, PeerSet, ReconciledSet, record_key
+from .sets import ActiveView, GossipSet, PeerSet, ReconciledSet, record_key
 
 __all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT", "record_key"]
 
@@ -156,6 +156,10 @@ TOMBSTONE_WIRE_SIZE = 96
 #: seconds; at most MAX_REFUSED such keys are remembered per network, oldest forgotten first.
 REFUSED_TTL = 3600.0
 MAX_REFUSED = 16_384
+#: Past full_view_limit, a node swaps a sample of SHUFFLE_SIZE peer records (its own among
+#: them) with one active peer every SHUFFLE_ROUNDS rounds (see GossipNode._shuffle).
+SHUFFLE_ROUNDS = 4
+SHUFFLE_SIZE = 8
 #: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
 #: the others (see GossipNode._change_ring).
 KEYS_FANOUT = 32
@@ -243,6 +247,9 @@ class _PeerEntry:
     #: once a request sent since then fails (see GossipNode._claim_left).
     left_claim: Peer | None = None
     claim_at: float = 0.0
+    #: The record came in a shuffle sample: left out of the size estimate's marked set
+    #: (records that circulate between shuffles would be counted as recaptures).
+    shuffled: bool = False
 
     @property
     def proven(self) -> bool:
@@ -316,6 +323,9 @@ class _Net:
     #: (Plumtree's IHAVE timeout), adapted to how long pushes take to arrive: see
     #: :meth:`GossipNode._fetched`.
     fetch_delay: float = 0.0
+    #: The active view (used past ``full_view_limit``), and rounds until its next shuffle.
+    active: ActiveView = field(default_factory=ActiveView)
+    shuffle_in: int = 0
 
     @property
     def gossip_keys(self) -> KeySet:
@@ -411,6 +421,7 @@ class GossipNode:
                 network=network,
                 self_peer=config.self_peer(network.name),
                 eager=EagerPeers(config.gossip_max_peer_count, PUSH_LINGER * config.gossip_timer),
+                active=ActiveView(size=config.active_view),
             )
             net.replay = ReplayGuard(window)
             net.peer_set.add(net.self_peer)
@@ -693,6 +704,33 @@ class GossipNode:
     def peer_count(self, network: str | None = None) -> int:
         return len(self._net(network).peers)
 
+    def active_peers(self, network: str | None = None) -> tuple[str, ...]:
+        """The guids of the peers in the active view of one network (empty while the node
+        knows at most ``full_view_limit`` nodes and nobody asked it for a link)."""
+        return self._net(network).active.peers()
+
+    def uses_active_view(self, network: str | None = None) -> bool:
+        """Whether rounds and eager push on this network run over the active view: the node
+        knows more than ``full_view_limit`` nodes, itself included."""
+        return self._partial(self._net(network))
+
+    def network_size(self, network: str | None = None) -> int:
+        """An estimate of how many nodes the network has (this one included).
+
+        Up to ``full_view_limit`` it is the nodes this node knows that are neither dead nor
+        left. Past it, it is Schnabel's capture-recapture estimate over the samples that
+        shuffles bring (:meth:`gossip.sets.ActiveView.estimate`), never below the known count.
+        """
+        net = self._net(network)
+        known = 1 + len(self._known(net))
+        return net.active.estimate(known) if self._partial(net) else known
+
+    @staticmethod
+    def _known(net: _Net) -> set[str]:
+        """The peers this node counts as members: neither dead nor left."""
+        gone = (PeerStatus.DEAD, PeerStatus.LEFT)
+        return {g for g, e in net.peers.items() if e.liveness.status not in gone}
+
     def eager_peers(self, network: str | None = None) -> tuple[str, ...]:
         """The guids of the peers a new gossip is pushed to at once (one network)."""
         return self._net(network).eager.peers()
@@ -912,6 +950,7 @@ class GossipNode:
         if flight.peer is None:
             return
         net.eager.remove(flight.peer)  # a peer we cannot reach is no link of the tree
+        self._unlink(net, flight.peer, now, tell=True)  # nor of the active view
         entry = net.peers.get(flight.peer)
         # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
         # A peer may have several requests out at once (a round's probe, a fetch, a push):
@@ -991,6 +1030,8 @@ class GossipNode:
             entry = net.peers.get(flight.peer)
             if entry is not None:
                 entry.ring_offered = None  # the next advert that shows it behind sends it again
+        elif isinstance(flight.body, m.Link) and flight.peer is not None:
+            net.active.asking.discard(flight.peer)
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -1094,11 +1135,12 @@ class GossipNode:
         if entry is not None:
             self._send(net, peer, entry.peer.address, body, now)
 
-    @staticmethod
-    def _eligible(net: _Net, now: float) -> list[str]:
-        """Peers that may be contacted now, leaving out doubtful ones if there are others
-        (pushes go to peers that answer, not to addresses nobody answered at)."""
-        eligible = [e for e in net.peers.values() if e.liveness.eligible(now)]
+    def _eligible(self, net: _Net, now: float) -> list[str]:
+        """Peers that may be contacted now (past ``full_view_limit``, active ones only),
+        leaving out doubtful ones if there are others (pushes go to peers that answer, not
+        to addresses nobody answered at)."""
+        entries = [net.peers[g] for g in net.active.peers() if g in net.peers] if self._partial(net) else net.peers.values()
+        eligible = [e for e in entries if e.liveness.eligible(now)]
         sound = [e.peer.guid for e in eligible if not e.doubtful]
         return sound or [e.peer.guid for e in eligible]
 
@@ -1108,12 +1150,19 @@ class GossipNode:
         for net in self._nets.values():
             self._forget_unproven(net, now)
             self._forget_gone(net, now)
+            # Past full_view_limit the round probes active peers only, once the view is
+            # repaired (fresh registrations and the reconnect below still go out).
+            partial = self._partial(net)
+            if partial:
+                self._repair(net, now)
             fresh: list[str] = []
             others: list[str] = []
             doubtful: list[str] = []
             for guid, entry in net.peers.items():
                 if entry.fresh:
                     fresh.append(guid)
+                elif partial and guid not in net.active:
+                    continue
                 elif entry.liveness.eligible(now):
                     (doubtful if entry.doubtful else others).append(guid)
             # With eager push, pushes carry what is new to k peers and the rounds only repair
@@ -1166,6 +1215,116 @@ class GossipNode:
                 net.peers[guid].fresh = False
                 self._send_to(net, guid, probes, now)
             self._fetch_pending(net, now)
+            if partial:
+                self._shuffle(net, now)
+
+    # -- the active view (past full_view_limit) --------------------------------------
+    def _partial(self, net: _Net) -> bool:
+        """Rounds and eager push use the active view: the node knows more than
+        ``full_view_limit`` nodes, itself included."""
+        return len(net.peers) >= self.config.full_view_limit
+
+    def _linkable(self, net: _Net, guid: str) -> bool:
+        """May ``guid`` be an eager peer: a known peer, and past ``full_view_limit`` an
+        active one (the Plumtree runs over the active view)."""
+        return guid in net.peers and (guid in net.active or not self._partial(net))
+
+    def _repair(self, net: _Net, now: float) -> None:
+        """Drop active members no longer alive, and ask passive peers to fill the room: one
+        ``join`` (which must be taken) when the view is empty, else an ``ask`` per free slot."""
+        for guid in net.active.peers():
+            entry = net.peers.get(guid)
+            if entry is None or entry.liveness.status is not PeerStatus.ALIVE:
+                self._unlink(net, guid, now, tell=False)
+        missing = net.active.missing()
+        if missing <= 0:
+            return
+        pool = [
+            guid for guid, entry in net.peers.items()
+            if guid not in net.active and guid not in net.active.asking
+            and entry.liveness.eligible(now) and not entry.doubtful
+        ]
+        op = "ask" if len(net.active) or net.active.asking else "join"
+        for guid in self._rng.sample(pool, min(1 if op == "join" else missing, len(pool))):
+            net.active.asking.add(guid)
+            self._send_to(net, guid, m.Link(op=op, node=net.self_peer), now)
+
+    def _link(self, net: _Net, guid: str, now: float) -> None:
+        """Take ``guid`` into the active view; a member evicted to make room is told."""
+        evicted = net.active.add(guid, self._rng)
+        if evicted is not None:
+            net.eager.remove(evicted)
+            self._send_to(net, evicted, m.Link(op="drop"), now)
+            self.stats["active.evicted"] += 1
+
+    def _unlink(self, net: _Net, guid: str, now: float, *, tell: bool) -> None:
+        """Drop ``guid`` from the active view (and the eager set); ``tell``: send it a ``drop``
+        so that the link ends on both sides (a peer that lost one answer is still alive)."""
+        if net.active.remove(guid):
+            net.eager.remove(guid)
+            if tell:
+                self._send_to(net, guid, m.Link(op="drop"), now)
+
+    def _shuffle_sample(self, net: _Net, exclude: str) -> tuple[Peer, ...]:
+        """This node's record and up to SHUFFLE_SIZE - 1 random records it holds of peers
+        neither dead nor left (nor ``exclude``), and not taken from a shuffle itself: a
+        record passed on once is not passed on again, so samples do not come back to the
+        nodes they left (which would bias the size estimate low)."""
+        gone = (PeerStatus.DEAD, PeerStatus.LEFT)
+        pool = [
+            e.peer for g, e in net.peers.items()
+            if g != exclude and not e.shuffled and e.liveness.status not in gone
+        ]
+        return (net.self_peer, *self._rng.sample(pool, min(SHUFFLE_SIZE - 1, len(pool))))
+
+    def _shuffle(self, net: _Net, now: float) -> None:
+        """Every SHUFFLE_ROUNDS rounds, swap a sample of records with one active peer: the
+        passive view takes in records from elsewhere in the network, and the samples feed
+        the size estimate."""
+        if net.shuffle_in > 0:
+            net.shuffle_in -= 1
+            return
+        members = [g for g in net.active.peers() if g in net.peers and net.peers[g].liveness.eligible(now)]
+        if not members:
+            return
+        net.shuffle_in = SHUFFLE_ROUNDS - 1
+        guid = self._rng.choice(members)
+        self._send_to(net, guid, m.Link(op="shuffle", peers=self._shuffle_sample(net, guid)), now)
+
+    def _take_sample(self, net: _Net, sender: str, peers: tuple[Peer, ...], now: float) -> None:
+        """Take a shuffle's records (the sender's own first-hand, the others as hearsay),
+        after counting how many were known already (the capture-recapture estimate)."""
+        sample = [p for p in peers if p.guid != sender and p.network_name == net.network.name]
+        if sample:
+            marked = {g for g in self._known(net) if not net.peers[g].shuffled}
+            already = sum(1 for p in sample if p.guid in marked or p.guid == self.guid)
+            net.active.sample_seen(len(marked) + 1, len(sample), already)
+        for peer in peers:
+            entry = self._learn_peer(net, peer, now, firsthand=peer.guid == sender)
+            if entry is not None and peer.guid != sender and entry.liveness.last_seen is None:
+                entry.shuffled = True
+
+    def _answer_link(self, net: _Net, sender: str, body: m.Link, now: float) -> m.LinkReply:
+        if body.op == "drop":
+            self._unlink(net, sender, now, tell=False)
+            return m.LinkReply(accepted=True)
+        if body.op == "shuffle":
+            # Shuffles go to active peers: ``accepted`` says whether the link holds on this
+            # side too. A LINK answer and a ``drop`` can cross, and leave a link on one side
+            # only; the next shuffle over it finds that, and the sender drops it as well.
+            sample = self._shuffle_sample(net, sender)  # drawn before taking theirs
+            self._take_sample(net, sender, body.peers, now)
+            return m.LinkReply(accepted=sender in net.active, peers=sample)
+        node = body.node
+        if node is None or node.guid != sender or node.network_name != net.network.name:
+            raise RemoteProtocolError(f"link {body.op}: node must be the sender's own record on this network")
+        self._learn_peer(net, node, now, firsthand=True)
+        if sender not in net.peers:
+            return m.LinkReply(accepted=False)  # its peer list is full of proven peers
+        if sender not in net.active and body.op == "ask" and len(net.active) >= net.active.size:
+            return m.LinkReply(accepted=False)
+        self._link(net, sender, now)
+        return m.LinkReply(accepted=True)
 
     def _fetched(self, net: _Net, *, useful: int, late: int) -> None:
         """Adapt the fetch delay to one TELL_ME_MORE answer.
@@ -1221,7 +1380,8 @@ class GossipNode:
             if entry is None:
                 raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
             entry.fresh = True  # contacted in the very next round: the seed's bootstrap
-            net.eager.add(node.guid)
+            if self._linkable(net, node.guid):
+                net.eager.add(node.guid)
             return body.response(net.self_peer, self._told(net))
         if isinstance(body, m.Hello):
             answer = None if body.probe is None else self._probe_answer(net, net.peer_set, body.probe)
@@ -1243,6 +1403,8 @@ class GossipNode:
                 return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
             self._heard_ring(net, sender, body.ring, now)
             return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net), retention=self._told(net))
+        if isinstance(body, m.Link):
+            return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
             fresh = [
                 g for g in body.gossips
@@ -1255,7 +1417,7 @@ class GossipNode:
                 net.eager.remove(sender)
             return m.PushReply(prune=not new)
         if isinstance(body, m.TellMeMore):
-            if body.graft and sender in net.peers:
+            if body.graft and self._linkable(net, sender):
                 net.eager.add(sender)
             out: list[Gossip] = []
             marks: list[Tombstone] = []
@@ -1354,7 +1516,8 @@ class GossipNode:
                 )
                 return
             entry.fresh = True
-            net.eager.add(node.guid)
+            if self._linkable(net, node.guid):
+                net.eager.add(node.guid)
             if reply.retention is not None:
                 self._adopt(net, reply.retention)
             self._events.append(Registered(request_id=request_id, peer=entry.view()))
@@ -1421,6 +1584,18 @@ class GossipNode:
                     pending.asked = None
                 if i < last and guid not in returned:
                     self._unpend(net, guid, peer)
+        elif isinstance(reply, m.LinkReply):
+            assert isinstance(flight.body, m.Link)
+            net.active.asking.discard(peer)
+            if flight.body.op == "shuffle":
+                if not reply.accepted:
+                    self._unlink(net, peer, now, tell=False)  # a link held on this side only
+                self._take_sample(net, peer, reply.peers, now)
+            elif flight.body.op != "drop" and reply.accepted:
+                if peer in net.peers:
+                    self._link(net, peer, now)
+                else:  # forgotten meanwhile: end the link its side holds
+                    self._send(net, peer, flight.address, m.Link(op="drop"), now)
         elif isinstance(reply, m.PushReply):
             net.eager.finished(peer)
             if reply.prune:
@@ -1636,7 +1811,7 @@ class GossipNode:
         """
         if not net.eager.started:
             net.eager.pick(self._eligible(net, now), self._rng)
-        if source is not None and source in net.peers:
+        if source is not None and self._linkable(net, source):
             net.eager.add(source)
         if not net.eager:
             net.eager.pick(self._eligible(net, now), self._rng)
@@ -1672,14 +1847,18 @@ class GossipNode:
         if entry is not None:
             net.peer_set.drop(entry.key)
             net.eager.remove(guid)
+            net.active.remove(guid)
         return entry
 
     def _evict_unproven(self, net: _Net) -> bool:
         """Forget a record never proven (never answered, never sent by its own node, not just
-        registered), a doubtful one first, else the one held longest: hearsay makes room
-        before anything is refused."""
+        registered, not asked for an active link), a doubtful one first, else the one held
+        longest: hearsay makes room before anything is refused."""
         victim = min(
-            (e for e in net.peers.values() if not e.proven and not e.fresh),
+            (
+                e for e in net.peers.values()
+                if not e.proven and not e.fresh and e.peer.guid not in net.active.asking
+            ),
             key=lambda e: (not e.doubtful, e.learnt),
             default=None,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, k
 from .errors import RemoteProtocolError
 from .model import Peer
 
-__all__ = ["ReconciledSet", "GossipSet", "PeerSet", "Step", "Exchange", "record_key", "PAGE_SIZE"]
+__all__ = ["ReconciledSet", "GossipSet", "PeerSet", "ActiveView", "Step", "Exchange", "record_key", "PAGE_SIZE"]
 
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
@@ -195,3 +196,69 @@ class PeerSet(ReconciledSet):
             for i in range(0, max(len(push), len(want)), step)
         )
         return Exchange(requests=hellos)
+
+
+@dataclass(slots=True)
+class ActiveView:
+    """The peers a node gossips with once it knows more than ``full_view_limit`` nodes
+    (HyParView's active view; the peer records are its passive view).
+
+    Links are symmetric: a peer enters the view when it accepted this node's LINK, or when
+    this node accepted its LINK; it leaves when either side drops the link (a ``drop``,
+    or a failed request). Taking a member into a full view evicts one at random, which the
+    node tells with a ``drop``.
+    """
+
+    size: int = 6
+    #: The members, in the order they entered (a dict: ordered, O(1) membership).
+    members: dict[str, None] = field(default_factory=dict)
+    #: Peers asked (LINK join or ask) whose answer has not come yet.
+    asking: set[str] = field(default_factory=set)
+    #: Schnabel's capture-recapture sums over the shuffle samples received: sum of
+    #: (records known x sample size), and sum of the sampled records already known.
+    captured: float = 0.0
+    recaptured: float = 0.0
+
+    def __contains__(self, guid: object) -> bool:
+        return guid in self.members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self.members)
+
+    def missing(self) -> int:
+        """Members to ask for: room left, less the requests already out."""
+        return self.size - len(self.members) - len(self.asking)
+
+    def add(self, guid: str, rng: random.Random) -> str | None:
+        """Take a member; returns the member evicted to make room (None if none was)."""
+        self.asking.discard(guid)
+        if guid in self.members:
+            return None
+        evicted = None
+        if len(self.members) >= self.size:
+            evicted = rng.choice(list(self.members))
+            del self.members[evicted]
+        self.members[guid] = None
+        return evicted
+
+    def remove(self, guid: str) -> bool:
+        """Drop a member (and any request to it); returns whether it was one."""
+        self.asking.discard(guid)
+        return self.members.pop(guid, 0) is None
+
+    def sample_seen(self, known: int, sampled: int, already: int) -> None:
+        """Count a shuffle sample: ``sampled`` records, ``already`` of them among the
+        ``known`` this node held (itself included). Older samples weigh less (x 0.9 each) so
+        that the estimate follows a network that grows or shrinks."""
+        self.captured = 0.9 * self.captured + known * sampled
+        self.recaptured = 0.9 * self.recaptured + already
+
+    def estimate(self, known: int) -> int:
+        """The network's size: Schnabel's estimate sum(C x M) / sum(R) over the shuffles,
+        never below the ``known`` nodes (nor, before any recapture, below the sums)."""
+        if not self.captured:
+            return known
+        return max(known, round(self.captured / max(self.recaptured, 1.0)))
