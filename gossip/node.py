@@ -1205,6 +1205,17 @@ class GossipNode:
             ]
             if dead:
                 targets.append(self._rng.choice(dead))
+            if partial and net.shuffle_in == 0:
+                # A random passive peer too, in each shuffle round: active views are a
+                # random graph that may split (small views, or after a crash), and this
+                # probe crosses any split, so every live node still converges.
+                passive = [
+                    guid for guid, entry in net.peers.items()
+                    if guid not in net.active and guid not in targets and entry.liveness.eligible(now)
+                    and not entry.doubtful
+                ]
+                if passive:
+                    targets.append(self._rng.choice(passive))
             probes = m.DidYouHear(
                 probe=net.gossip_set.probe(),
                 hello=net.peer_set.probe() if self._takes_hearsay(net) else None,
