@@ -1153,6 +1153,7 @@ class GossipNode:
             # Past full_view_limit the round probes active peers only, once the view is
             # repaired (fresh registrations and the reconnect below still go out).
             partial = self._partial(net)
+            net.active.forced = 0
             if partial:
                 self._repair(net, now)
             fresh: list[str] = []
@@ -1332,8 +1333,10 @@ class GossipNode:
         self._learn_peer(net, node, now, firsthand=True)
         if sender not in net.peers:
             return m.LinkReply(accepted=False)  # its peer list is full of proven peers
-        if sender not in net.active and body.op == "ask" and len(net.active) >= net.active.size:
-            return m.LinkReply(accepted=False)
+        if sender not in net.active and len(net.active) >= net.active.size:
+            if body.op == "ask" or net.active.forced:  # one forced eviction a round at most
+                return m.LinkReply(accepted=False)
+            net.active.forced += 1
         self._link(net, sender, now)
         return m.LinkReply(accepted=True)
 

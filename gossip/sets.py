@@ -214,6 +214,10 @@ class ActiveView:
     members: dict[str, None] = field(default_factory=dict)
     #: Peers asked (LINK join or ask) whose answer has not come yet.
     asking: set[str] = field(default_factory=set)
+    #: Members evicted for a ``join`` since the round began: at most one a round, so that
+    #: a member sending joins under made-up guids cannot empty the view faster than the
+    #: repair refills it.
+    forced: int = 0
     #: Schnabel's capture-recapture sums over the shuffle samples received: sum of
     #: (records known x sample size), and sum of the sampled records already known.
     captured: float = 0.0

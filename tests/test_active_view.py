@@ -169,6 +169,7 @@ def test_link_answers_ask_refused_when_full_join_evicts_and_tells_drop_removes()
     assert set(hub.active_peers()) == {guid[0], guid[1]}
     assert not link(2, "ask").accepted  # full: an ask is refused
     assert link(3, "join").accepted  # a join is taken: a random member goes, and is told
+    assert not link(2, "join").accepted  # but one eviction a round at most (made-up joiners)
     assert guid[3] in hub.active_peers() and len(hub.active_peers()) == 2
     [(evicted, drop)] = [(p, b) for p, b in _sent(hub) if isinstance(b, m.Link)]
     assert drop == m.Link(op="drop") and evicted in (guid[0], guid[1]) and evicted not in hub.active_peers()
