@@ -5,8 +5,10 @@ A network reconciles two sets with each peer (see :mod:`gossip.node`, "What is
 reconciled"): its items (gossips and tombstones, :class:`GossipSet`) and its peer records
 (:class:`PeerSet`). Both are reconciled the same way, by :class:`ReconciledSet`; they differ
 only in the request that carries a probe (DID_YOU_HEAR or HELLO) and in what a difference
-becomes (:meth:`ReconciledSet.exchange`). Like the node, nothing here does I/O, reads a
-clock or draws a random number: the node sends what these objects build.
+becomes (:meth:`ReconciledSet.exchange`). The third object, :class:`ActiveView`, holds
+the peers a node gossips with once it knows more than ``full_view_limit`` nodes. Like the
+node, nothing here does I/O or reads a clock, and chance comes only from the
+``random.Random`` the node passes in: the node sends what these objects build.
 """
 
 from __future__ import annotations
