@@ -21,7 +21,9 @@ CONFIG_VERSION = 1
 
 _REQUIRED = ("node_guid", "node_name", "networks")
 _OPTIONAL = ("ip", "port", "gossip_timer", "gossip_max_peer_count", "incarnation", "forget_after")
-_KNOWN = frozenset(("v", *_REQUIRED, *_OPTIONAL))
+#: The active view's sizes (issue 11), written only when not the defaults.
+_VIEWS = ("active_view", "full_view_limit")
+_KNOWN = frozenset(("v", *_REQUIRED, *_OPTIONAL, *_VIEWS))
 #: Keys that would mean a secret is kept in plain text; refused wherever they appear.
 _SECRET_KEYS = frozenset(("password", "passwd", "secret", "network_password"))
 #: Refuse to parse anything larger: a config is a few hundred bytes.
@@ -42,6 +44,8 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
     Returns:
         A dict of JSON types, with ``"v": 1``.
     """
+    defaults = NodeConfig(node_guid=config.node_guid, node_name=config.node_name, networks=config.networks)
+    views = {name: getattr(config, name) for name in _VIEWS if getattr(config, name) != getattr(defaults, name)}
     return {
         "v": CONFIG_VERSION,
         "node_guid": config.node_guid,
@@ -53,6 +57,7 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
         "incarnation": config.incarnation,
         "forget_after": config.forget_after,
         "networks": [_network_to_dict(net) for net in config.networks],
+        **views,
     }
 
 
@@ -171,7 +176,7 @@ def config_from_dict(data: Any) -> NodeConfig:
         or not 0 <= incarnation < 2**53
     ):
         raise ConfigError(f"incarnation {incarnation!r} must be a non-negative integer")
-    optional = {name: data[name] for name in _OPTIONAL if name in data}
+    optional = {name: data[name] for name in (*_OPTIONAL, *_VIEWS) if name in data}
     try:
         return NodeConfig(
             node_guid=data["node_guid"],

@@ -47,6 +47,10 @@ __all__ = [
     "Keys",
     "KeysReply",
     "MAX_RING_KEYS",
+    "Link",
+    "LinkReply",
+    "LINK_OPS",
+    "MAX_SHUFFLE",
     "Envelope",
     "encode",
     "decode",
@@ -644,6 +648,72 @@ class KeysReply(Message):
         return cls(ring=Ring.from_wire(data.get("ring")))
 
 
+#: What a LINK asks: to become an active neighbour (``join``: must be taken, the sender has
+#: none; ``ask``: taken only if there is room), to end the link (``drop``), or to swap a
+#: sample of peer records (``shuffle``).
+LINK_OPS = ("join", "ask", "drop", "shuffle")
+#: Most peer records a shuffle carries either way.
+MAX_SHUFFLE = 32
+
+
+def _shuffle(value: Any) -> tuple[Peer, ...]:
+    if isinstance(value, list) and len(value) > MAX_SHUFFLE:
+        raise _Bad(f"peers holds {len(value)} records, more than the {MAX_SHUFFLE} a shuffle carries")
+    return _peers(value, "peers")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link(Message):
+    """LINK: the active view's request (sent only past ``full_view_limit``, see
+    :class:`gossip.sets.ActiveView`). ``join`` and ``ask`` carry ``node``, the sender's own
+    record; ``shuffle`` carries ``peers``, a sample of the sender's records (its own first)."""
+
+    TYPE: ClassVar[str] = "link"
+    op: str
+    node: Peer | None = None
+    peers: tuple[Peer, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op}
+        if self.node is not None:
+            out["node"] = self.node.to_dict()
+        if self.peers:
+            out["peers"] = [p.to_dict() for p in self.peers]
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Link:
+        op = data.get("op")
+        if op not in LINK_OPS:
+            raise _Bad(f"op must be one of {list(LINK_OPS)}")
+        node = data.get("node")
+        return cls(
+            op=op,
+            node=None if node is None else _peers([node], "node")[0],
+            peers=_shuffle(data.get("peers", [])),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkReply(Message):
+    """The answer to LINK: whether the link was taken (``join``/``ask``), and for a
+    ``shuffle`` a sample of the answerer's records."""
+
+    TYPE: ClassVar[str] = "link_reply"
+    accepted: bool = False
+    peers: tuple[Peer, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"accepted": self.accepted}
+        if self.peers:
+            out["peers"] = [p.to_dict() for p in self.peers]
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> LinkReply:
+        return cls(accepted=_bool(data.get("accepted", False), "accepted"), peers=_shuffle(data.get("peers", [])))
+
+
 #: Every message type by its wire tag. ONLY APPEND: the tags are part of the protocol.
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
@@ -660,6 +730,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         PushReply,
         Keys,
         KeysReply,
+        Link,
+        LinkReply,
     )
 }
 #: The answer type each request type expects.
@@ -670,6 +742,7 @@ REPLY_TYPES: dict[type[Message], type[Message]] = {
     TellMeMore: TellMeMoreReply,
     Push: PushReply,
     Keys: KeysReply,
+    Link: LinkReply,
 }
 
 

@@ -666,6 +666,11 @@ class NodeConfig:
     #: Seconds after which a peer that left, or is dead, and was not heard from since is
     #: forgotten (serf's reconnect_timeout); until then a dead peer is retried with backoff.
     forget_after: float = FORGET_AFTER
+    #: Peers in the active view (the links rounds and eager push use) once the node knows
+    #: more than ``full_view_limit`` nodes (see gossip.sets.ActiveView).
+    active_view: int = 6
+    #: Known nodes (this one included) up to which every known peer is gossiped with.
+    full_view_limit: int = 1000
 
     def __post_init__(self) -> None:
         check_guid(self.node_guid, "node_guid")
@@ -687,6 +692,9 @@ class NodeConfig:
         forget = self.forget_after
         if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 1 <= forget <= MAX_FORGET_AFTER:
             raise _fail(f"forget_after must be a number of seconds from 1 to {MAX_FORGET_AFTER:g} (10 years)")
+        for name, value, hi in (("active_view", self.active_view, 64), ("full_view_limit", self.full_view_limit, 10**9)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+                raise _fail(f"{name} must be an integer from 1 to {hi}")
 
     @property
     def network_names(self) -> tuple[str, ...]:

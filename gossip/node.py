@@ -63,9 +63,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import heapq
-import json
 import math
 import random
 import uuid
@@ -75,7 +73,7 @@ from typing import Any, Iterable, Iterator
 
 from . import messages as m
 from .auth import DEFAULT_WINDOW, ReplayGuard, key_id, seal_key, unseal_key
-from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
+from .digest import KeySet, key_hex, parse_key
 from .errors import AuthenticationError, ErrorCode, GossipError, LocalProtocolError, RemoteProtocolError
 from .events import (
     Event,
@@ -116,8 +114,9 @@ from .model import (
     iso_from_timestamp,
 )
 from .plumtree import EagerPeers
+from .sets import ActiveView, GossipSet, PeerSet, ReconciledSet, record_key
 
-__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT"]
+__all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT", "record_key"]
 
 Address = tuple[str, int]
 #: Most gossip ids asked for in one TELL_ME_MORE.
@@ -153,14 +152,14 @@ MAX_FETCH_DELAY = 16
 SETTLED_BACKOFF_MAX = 8
 #: Bytes a tombstone counts for in an answer's budget (its JSON, about).
 TOMBSTONE_WIRE_SIZE = 96
-#: Keys per page when two sets differ too much for an IBLT.
-PAGE_SIZE = 2048
-_LAST_KEY = (1 << 256) - 1
 #: A key refused (a losing version, an expired item) is not fetched again for REFUSED_TTL
 #: seconds; at most MAX_REFUSED such keys are remembered per network, oldest forgotten first.
 REFUSED_TTL = 3600.0
 MAX_REFUSED = 16_384
-_GOSSIP, _PEERS = "gossip", "peers"
+#: Past full_view_limit, a node swaps a sample of SHUFFLE_SIZE peer records (its own among
+#: them) with one active peer every SHUFFLE_ROUNDS rounds (see GossipNode._shuffle).
+SHUFFLE_ROUNDS = 4
+SHUFFLE_SIZE = 8
 #: Most peers a node sends a new key ring to at once; the rounds' ring adverts take it to
 #: the others (see GossipNode._change_ring).
 KEYS_FANOUT = 32
@@ -248,6 +247,9 @@ class _PeerEntry:
     #: once a request sent since then fails (see GossipNode._claim_left).
     left_claim: Peer | None = None
     claim_at: float = 0.0
+    #: The record came in a shuffle sample: left out of the size estimate's marked set
+    #: (records that circulate between shuffles would be counted as recaptures).
+    shuffled: bool = False
 
     @property
     def proven(self) -> bool:
@@ -281,11 +283,11 @@ class _Net:
     self_peer: Peer
     eager: EagerPeers
     #: The reconciled set is the gossips and the tombstones, at most one item per guid (the
-    #: conflict rule, :func:`gossip.model.wins`, decides which); ``gossip_keys`` holds their
+    #: conflict rule, :func:`gossip.model.wins`, decides which); ``gossip_set`` holds their
     #: keys (:func:`gossip.model.item_key`).
     gossips: dict[str, Gossip] = field(default_factory=dict)
     tombstones: dict[str, Tombstone] = field(default_factory=dict)
-    gossip_keys: KeySet = field(default_factory=KeySet)
+    gossip_set: GossipSet = field(default_factory=GossipSet)
     #: The cursor of each gossip held, and the feed: (cursor, guid) in cursor order. The feed
     #: may still name a gossip since removed (revert, deletion); readers skip those.
     cursors: dict[str, int] = field(default_factory=dict)
@@ -303,8 +305,8 @@ class _Net:
     #: How many pending ids name each peer as a source (for MAX_PENDING_PER_SOURCE).
     pending_by: Counter[str] = field(default_factory=Counter)
     peers: dict[str, _PeerEntry] = field(default_factory=dict)
-    peer_keys: KeySet = field(default_factory=KeySet)
-    records: dict[int, Peer] = field(default_factory=dict)
+    #: The peer records, this node's own among them (the second reconciled set).
+    peer_set: PeerSet = field(default_factory=PeerSet)
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     #: Something changed, or a probe found a difference, since the last round started: the
     #: next round contacts ``gossip_max_peer_count`` peers rather than one.
@@ -321,9 +323,17 @@ class _Net:
     #: (Plumtree's IHAVE timeout), adapted to how long pushes take to arrive: see
     #: :meth:`GossipNode._fetched`.
     fetch_delay: float = 0.0
+    #: The active view (used past ``full_view_limit``), and rounds until its next shuffle.
+    active: ActiveView = field(default_factory=ActiveView)
+    shuffle_in: int = 0
 
-    def keyset(self, kind: str) -> KeySet:
-        return self.gossip_keys if kind == _GOSSIP else self.peer_keys
+    @property
+    def gossip_keys(self) -> KeySet:
+        return self.gossip_set.keys
+
+    @property
+    def peer_keys(self) -> KeySet:
+        return self.peer_set.keys
 
 
 @dataclass(slots=True)
@@ -335,19 +345,6 @@ class _Inflight:
     nonce: str
     sent: float
     deadline: float
-
-
-@functools.lru_cache(maxsize=65536)
-def record_key(peer: Peer) -> int:
-    """The 128-bit key of a peer record in the HELLO set (changes with any field but ``left``).
-
-    ``left`` is left out so that a version-2 node, which does not know the field and drops
-    it, keys a left record as its sender does (a left record always has a new incarnation).
-    """
-    fields = peer.to_dict()
-    fields.pop("left", None)
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), "big")
 
 
 #: A peer's set summary when the last exchange found it differs from this node's.
@@ -424,9 +421,10 @@ class GossipNode:
                 network=network,
                 self_peer=config.self_peer(network.name),
                 eager=EagerPeers(config.gossip_max_peer_count, PUSH_LINGER * config.gossip_timer),
+                active=ActiveView(size=config.active_view),
             )
             net.replay = ReplayGuard(window)
-            self._add_record(net, net.self_peer)
+            net.peer_set.add(net.self_peer)
             self._nets[network.name] = net
         self._inflight: dict[int, _Inflight] = {}
         self._outbox: list[Outgoing] = []
@@ -706,6 +704,33 @@ class GossipNode:
     def peer_count(self, network: str | None = None) -> int:
         return len(self._net(network).peers)
 
+    def active_peers(self, network: str | None = None) -> tuple[str, ...]:
+        """The guids of the peers in the active view of one network (empty while the node
+        knows at most ``full_view_limit`` nodes and nobody asked it for a link)."""
+        return self._net(network).active.peers()
+
+    def uses_active_view(self, network: str | None = None) -> bool:
+        """Whether rounds and eager push on this network run over the active view: the node
+        knows more than ``full_view_limit`` nodes, itself included."""
+        return self._partial(self._net(network))
+
+    def network_size(self, network: str | None = None) -> int:
+        """An estimate of how many nodes the network has (this one included).
+
+        Up to ``full_view_limit`` it is the nodes this node knows that are neither dead nor
+        left. Past it, it is Schnabel's capture-recapture estimate over the samples that
+        shuffles bring (:meth:`gossip.sets.ActiveView.estimate`), never below the known count.
+        """
+        net = self._net(network)
+        known = 1 + len(self._known(net))
+        return net.active.estimate(known) if self._partial(net) else known
+
+    @staticmethod
+    def _known(net: _Net) -> set[str]:
+        """The peers this node counts as members: neither dead nor left."""
+        gone = (PeerStatus.DEAD, PeerStatus.LEFT)
+        return {g for g, e in net.peers.items() if e.liveness.status not in gone}
+
     def eager_peers(self, network: str | None = None) -> tuple[str, ...]:
         """The guids of the peers a new gossip is pushed to at once (one network)."""
         return self._net(network).eager.peers()
@@ -740,9 +765,9 @@ class GossipNode:
         self._left = True
         told = 0
         for name, net in self._nets.items():
-            self._drop_record(net, record_key(net.self_peer))
+            net.peer_set.drop(record_key(net.self_peer))
             net.self_peer = records[name]
-            self._add_record(net, net.self_peer)
+            net.peer_set.add(net.self_peer)
             hello = m.Hello(peers=(net.self_peer,))
             for entry in list(net.peers.values()):
                 if entry.liveness.status is not PeerStatus.LEFT:
@@ -925,6 +950,7 @@ class GossipNode:
         if flight.peer is None:
             return
         net.eager.remove(flight.peer)  # a peer we cannot reach is no link of the tree
+        self._unlink(net, flight.peer, now, tell=True)  # nor of the active view
         entry = net.peers.get(flight.peer)
         # Any failure counts, a refusal too: "alive" must mean "we can gossip with it".
         # A peer may have several requests out at once (a round's probe, a fetch, a push):
@@ -1004,6 +1030,8 @@ class GossipNode:
             entry = net.peers.get(flight.peer)
             if entry is not None:
                 entry.ring_offered = None  # the next advert that shows it behind sends it again
+        elif isinstance(flight.body, m.Link) and flight.peer is not None:
+            net.active.asking.discard(flight.peer)
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -1107,11 +1135,12 @@ class GossipNode:
         if entry is not None:
             self._send(net, peer, entry.peer.address, body, now)
 
-    @staticmethod
-    def _eligible(net: _Net, now: float) -> list[str]:
-        """Peers that may be contacted now, leaving out doubtful ones if there are others
-        (pushes go to peers that answer, not to addresses nobody answered at)."""
-        eligible = [e for e in net.peers.values() if e.liveness.eligible(now)]
+    def _eligible(self, net: _Net, now: float) -> list[str]:
+        """Peers that may be contacted now (past ``full_view_limit``, active ones only),
+        leaving out doubtful ones if there are others (pushes go to peers that answer, not
+        to addresses nobody answered at)."""
+        entries = [net.peers[g] for g in net.active.peers() if g in net.peers] if self._partial(net) else net.peers.values()
+        eligible = [e for e in entries if e.liveness.eligible(now)]
         sound = [e.peer.guid for e in eligible if not e.doubtful]
         return sound or [e.peer.guid for e in eligible]
 
@@ -1121,12 +1150,20 @@ class GossipNode:
         for net in self._nets.values():
             self._forget_unproven(net, now)
             self._forget_gone(net, now)
+            # Past full_view_limit the round probes active peers only, once the view is
+            # repaired (fresh registrations and the reconnect below still go out).
+            partial = self._partial(net)
+            net.active.forced = 0
+            if partial:
+                self._repair(net, now)
             fresh: list[str] = []
             others: list[str] = []
             doubtful: list[str] = []
             for guid, entry in net.peers.items():
                 if entry.fresh:
                     fresh.append(guid)
+                elif partial and guid not in net.active:
+                    continue
                 elif entry.liveness.eligible(now):
                     (doubtful if entry.doubtful else others).append(guid)
             # With eager push, pushes carry what is new to k peers and the rounds only repair
@@ -1169,9 +1206,20 @@ class GossipNode:
             ]
             if dead:
                 targets.append(self._rng.choice(dead))
+            if partial and net.shuffle_in == 0:
+                # A random passive peer too, in each shuffle round: active views are a
+                # random graph that may split (small views, or after a crash), and this
+                # probe crosses any split, so every live node still converges.
+                passive = [
+                    guid for guid, entry in net.peers.items()
+                    if guid not in net.active and guid not in targets and entry.liveness.eligible(now)
+                    and not entry.doubtful
+                ]
+                if passive:
+                    targets.append(self._rng.choice(passive))
             probes = m.DidYouHear(
-                probe=self._probe(net.gossip_keys),
-                hello=self._probe(net.peer_keys) if self._takes_hearsay(net) else None,
+                probe=net.gossip_set.probe(),
+                hello=net.peer_set.probe() if self._takes_hearsay(net) else None,
                 ring=self._ring(net),
                 retention=self._told(net),
             )
@@ -1179,15 +1227,118 @@ class GossipNode:
                 net.peers[guid].fresh = False
                 self._send_to(net, guid, probes, now)
             self._fetch_pending(net, now)
+            if partial:
+                self._shuffle(net, now)
 
-    @staticmethod
-    def _probe(keys: KeySet, size: int = 0, start: int | None = None) -> m.Probe:
-        return m.Probe(
-            count=len(keys),
-            fingerprint=keys.fingerprint,
-            size=size,
-            start=None if start is None else key_hex(start),
-        )
+    # -- the active view (past full_view_limit) --------------------------------------
+    def _partial(self, net: _Net) -> bool:
+        """Rounds and eager push use the active view: the node knows more than
+        ``full_view_limit`` nodes, itself included."""
+        return len(net.peers) >= self.config.full_view_limit
+
+    def _linkable(self, net: _Net, guid: str) -> bool:
+        """May ``guid`` be an eager peer: a known peer, and past ``full_view_limit`` an
+        active one (the Plumtree runs over the active view)."""
+        return guid in net.peers and (guid in net.active or not self._partial(net))
+
+    def _repair(self, net: _Net, now: float) -> None:
+        """Drop active members no longer alive, and ask passive peers to fill the room: one
+        ``join`` (which must be taken) when the view is empty, else an ``ask`` per free slot."""
+        for guid in net.active.peers():
+            entry = net.peers.get(guid)
+            if entry is None or entry.liveness.status is not PeerStatus.ALIVE:
+                self._unlink(net, guid, now, tell=False)
+        missing = net.active.missing()
+        if missing <= 0:
+            return
+        pool = [
+            guid for guid, entry in net.peers.items()
+            if guid not in net.active and guid not in net.active.asking
+            and entry.liveness.eligible(now) and not entry.doubtful
+        ]
+        op = "ask" if len(net.active) or net.active.asking else "join"
+        for guid in self._rng.sample(pool, min(1 if op == "join" else missing, len(pool))):
+            net.active.asking.add(guid)
+            self._send_to(net, guid, m.Link(op=op, node=net.self_peer), now)
+
+    def _link(self, net: _Net, guid: str, now: float) -> None:
+        """Take ``guid`` into the active view; a member evicted to make room is told."""
+        evicted = net.active.add(guid, self._rng)
+        if evicted is not None:
+            net.eager.remove(evicted)
+            self._send_to(net, evicted, m.Link(op="drop"), now)
+            self.stats["active.evicted"] += 1
+
+    def _unlink(self, net: _Net, guid: str, now: float, *, tell: bool) -> None:
+        """Drop ``guid`` from the active view (and the eager set); ``tell``: send it a ``drop``
+        so that the link ends on both sides (a peer that lost one answer is still alive)."""
+        if net.active.remove(guid):
+            net.eager.remove(guid)
+            if tell:
+                self._send_to(net, guid, m.Link(op="drop"), now)
+
+    def _shuffle_sample(self, net: _Net, exclude: str) -> tuple[Peer, ...]:
+        """This node's record and up to SHUFFLE_SIZE - 1 random records it holds of peers
+        neither dead nor left (nor ``exclude``), and not taken from a shuffle itself: a
+        record passed on once is not passed on again, so samples do not come back to the
+        nodes they left (which would bias the size estimate low)."""
+        gone = (PeerStatus.DEAD, PeerStatus.LEFT)
+        pool = [
+            e.peer for g, e in net.peers.items()
+            if g != exclude and not e.shuffled and e.liveness.status not in gone
+        ]
+        return (net.self_peer, *self._rng.sample(pool, min(SHUFFLE_SIZE - 1, len(pool))))
+
+    def _shuffle(self, net: _Net, now: float) -> None:
+        """Every SHUFFLE_ROUNDS rounds, swap a sample of records with one active peer: the
+        passive view takes in records from elsewhere in the network, and the samples feed
+        the size estimate."""
+        if net.shuffle_in > 0:
+            net.shuffle_in -= 1
+            return
+        members = [g for g in net.active.peers() if g in net.peers and net.peers[g].liveness.eligible(now)]
+        if not members:
+            return
+        net.shuffle_in = SHUFFLE_ROUNDS - 1
+        guid = self._rng.choice(members)
+        self._send_to(net, guid, m.Link(op="shuffle", peers=self._shuffle_sample(net, guid)), now)
+
+    def _take_sample(self, net: _Net, sender: str, peers: tuple[Peer, ...], now: float) -> None:
+        """Take a shuffle's records (the sender's own first-hand, the others as hearsay),
+        after counting how many were known already (the capture-recapture estimate)."""
+        sample = [p for p in peers if p.guid != sender and p.network_name == net.network.name]
+        if sample:
+            marked = {g for g in self._known(net) if not net.peers[g].shuffled}
+            already = sum(1 for p in sample if p.guid in marked or p.guid == self.guid)
+            net.active.sample_seen(len(marked) + 1, len(sample), already)
+        for peer in peers:
+            entry = self._learn_peer(net, peer, now, firsthand=peer.guid == sender)
+            if entry is not None and peer.guid != sender and entry.liveness.last_seen is None:
+                entry.shuffled = True
+
+    def _answer_link(self, net: _Net, sender: str, body: m.Link, now: float) -> m.LinkReply:
+        if body.op == "drop":
+            self._unlink(net, sender, now, tell=False)
+            return m.LinkReply(accepted=True)
+        if body.op == "shuffle":
+            # Shuffles go to active peers: ``accepted`` says whether the link holds on this
+            # side too. A LINK answer and a ``drop`` can cross, and leave a link on one side
+            # only; the next shuffle over it finds that, and the sender drops it as well.
+            sample = self._shuffle_sample(net, sender)  # drawn before taking theirs
+            self._take_sample(net, sender, body.peers, now)
+            return m.LinkReply(accepted=sender in net.active, peers=sample)
+        node = body.node
+        if node is None or node.guid != sender or node.network_name != net.network.name:
+            raise RemoteProtocolError(f"link {body.op}: node must be the sender's own record on this network")
+        self._learn_peer(net, node, now, firsthand=True)
+        if sender not in net.peers:
+            return m.LinkReply(accepted=False)  # its peer list is full of proven peers
+        if sender not in net.active and len(net.active) >= net.active.size:
+            if body.op == "ask" or net.active.forced:  # one forced eviction a round at most
+                return m.LinkReply(accepted=False)
+            net.active.forced += 1
+        self._link(net, sender, now)
+        return m.LinkReply(accepted=True)
 
     def _fetched(self, net: _Net, *, useful: int, late: int) -> None:
         """Adapt the fetch delay to one TELL_ME_MORE answer.
@@ -1243,17 +1394,18 @@ class GossipNode:
             if entry is None:
                 raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
             entry.fresh = True  # contacted in the very next round: the seed's bootstrap
-            net.eager.add(node.guid)
+            if self._linkable(net, node.guid):
+                net.eager.add(node.guid)
             return body.response(net.self_peer, self._told(net))
         if isinstance(body, m.Hello):
-            answer = None if body.probe is None else self._probe_answer(net, net.peer_keys, body.probe)
+            answer = None if body.probe is None else self._probe_answer(net, net.peer_set, body.probe)
             for peer in body.peers:
                 self._learn_peer(net, peer, now, firsthand=peer.guid == sender)
-            wanted = [net.records[parse_key(k)] for k in body.want if parse_key(k) in net.records]
+            wanted = net.peer_set.wanted(body.want)
             return m.HelloReply(answer=answer, peers=tuple(wanted[: m.MAX_PEERS]))
         if isinstance(body, m.DidYouHear):
-            answer = None if body.probe is None else self._probe_answer(net, net.gossip_keys, body.probe)
-            hello = None if body.hello is None else self._probe_answer(net, net.peer_keys, body.hello)
+            answer = None if body.probe is None else self._probe_answer(net, net.gossip_set, body.probe)
+            hello = None if body.hello is None else self._probe_answer(net, net.peer_set, body.hello)
             entry = net.peers.get(sender)
             if entry is not None and body.probe is not None and not body.probe.size and body.probe.start is None:
                 entry.summary = (body.probe.count, body.probe.fingerprint)  # its whole set, as it says
@@ -1265,6 +1417,8 @@ class GossipNode:
                 return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
             self._heard_ring(net, sender, body.ring, now)
             return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net), retention=self._told(net))
+        if isinstance(body, m.Link):
+            return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
             fresh = [
                 g for g in body.gossips
@@ -1277,7 +1431,7 @@ class GossipNode:
                 net.eager.remove(sender)
             return m.PushReply(prune=not new)
         if isinstance(body, m.TellMeMore):
-            if body.graft and sender in net.peers:
+            if body.graft and self._linkable(net, sender):
                 net.eager.add(sender)
             out: list[Gossip] = []
             marks: list[Tombstone] = []
@@ -1297,24 +1451,13 @@ class GossipNode:
             return m.TellMeMoreReply(gossips=tuple(out), tombstones=tuple(marks))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
-    def _probe_answer(self, net: _Net, keys: KeySet, probe: m.Probe) -> m.ProbeAnswer:
-        """In sync; else a page of keys when asked or when cheaper, else an IBLT."""
-        count = len(keys)
-        if probe.count == count and probe.fingerprint == keys.fingerprint:
-            return m.ProbeAnswer(in_sync=True)
-        net.unsettled = True
-        if probe.size and (probe.size < MIN_IBLT_SIZE or probe.size > MAX_IBLT_SIZE or probe.size & (probe.size - 1)):
-            raise RemoteProtocolError(
-                f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}"
-            )
-        size = probe.size or min(MAX_IBLT_SIZE, iblt_size_for(abs(probe.count - count)))
-        # A key costs ~35 bytes in a page, a cell ~37 in an IBLT (3 per size unit): when the
-        # difference is a good part of the set, sending the keys themselves is cheaper.
-        if probe.start is not None or (not probe.size and count <= 3 * size):
-            start = 0 if probe.start is None else parse_key(probe.start)
-            page, upto = keys.page(start, PAGE_SIZE)
-            return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
-        return m.ProbeAnswer(size=size, cells=keys.iblt(size).to_text())
+    @staticmethod
+    def _probe_answer(net: _Net, kset: ReconciledSet, probe: m.Probe) -> m.ProbeAnswer:
+        """Answer a peer's probe of one set; a difference unsettles the network."""
+        answer = kset.answer(probe)
+        if not answer.in_sync:
+            net.unsettled = True
+        return answer
 
     def _heard_of(self, net: _Net, source: str, keys: tuple[str, ...], now: float) -> None:
         """Keys a peer holds that I lack: mark them pending, with the peer as a source (a
@@ -1387,7 +1530,8 @@ class GossipNode:
                 )
                 return
             entry.fresh = True
-            net.eager.add(node.guid)
+            if self._linkable(net, node.guid):
+                net.eager.add(node.guid)
             if reply.retention is not None:
                 self._adopt(net, reply.retention)
             self._events.append(Registered(request_id=request_id, peer=entry.view()))
@@ -1396,13 +1540,18 @@ class GossipNode:
             for record in reply.peers:
                 self._learn_peer(net, record, now, firsthand=record.guid == peer)
             if reply.answer is not None:
-                self._reconcile(net, peer, _PEERS, flight.body.probe, reply.answer, now)
+                self._reconcile(net, peer, net.peer_set, flight.body.probe, reply.answer, now)
         elif isinstance(reply, m.DidYouHearReply):
             assert isinstance(flight.body, m.DidYouHear)
             if reply.answer is not None:
-                self._reconcile(net, peer, _GOSSIP, flight.body.probe, reply.answer, now)
+                entry = net.peers.get(peer)
+                if entry is not None:  # what the answer says of the peer's gossip set
+                    keys = net.gossip_keys
+                    entry.summary = (len(keys), keys.fingerprint) if reply.answer.in_sync else _DIFFERS
+                    entry.summary_at = now
+                self._reconcile(net, peer, net.gossip_set, flight.body.probe, reply.answer, now)
             if reply.hello is not None:
-                self._reconcile(net, peer, _PEERS, flight.body.hello, reply.hello, now)
+                self._reconcile(net, peer, net.peer_set, flight.body.hello, reply.hello, now)
             if reply.retention is not None:
                 self._adopt(net, reply.retention)
             if reply.ring is not None:
@@ -1449,6 +1598,18 @@ class GossipNode:
                     pending.asked = None
                 if i < last and guid not in returned:
                     self._unpend(net, guid, peer)
+        elif isinstance(reply, m.LinkReply):
+            assert isinstance(flight.body, m.Link)
+            net.active.asking.discard(peer)
+            if flight.body.op == "shuffle":
+                if not reply.accepted:
+                    self._unlink(net, peer, now, tell=False)  # a link held on this side only
+                self._take_sample(net, peer, reply.peers, now)
+            elif flight.body.op != "drop" and reply.accepted:
+                if peer in net.peers:
+                    self._link(net, peer, now)
+                else:  # forgotten meanwhile: end the link its side holds
+                    self._send(net, peer, flight.address, m.Link(op="drop"), now)
         elif isinstance(reply, m.PushReply):
             net.eager.finished(peer)
             if reply.prune:
@@ -1457,66 +1618,24 @@ class GossipNode:
                 self._push_next(net, peer, now)
 
     def _reconcile(
-        self, net: _Net, peer: str, kind: str, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
+        self, net: _Net, peer: str, kset: ReconciledSet, probe: m.Probe | None, answer: m.ProbeAnswer, now: float
     ) -> None:
-        """Act on a peer's answer to my probe of one set (``kind``)."""
-        entry = net.peers.get(peer) if kind == _GOSSIP else None
-        if entry is not None:
-            keys = net.gossip_keys
-            entry.summary = (len(keys), keys.fingerprint) if answer.in_sync else _DIFFERS
-            entry.summary_at = now
+        """Act on a peer's answer to my probe of one set: send what the difference calls
+        for, then the next probe if the difference is not all known yet."""
         if answer.in_sync:
             return
         net.unsettled = True
-        keys = net.keyset(kind)
-        if answer.keys is not None and answer.upto is not None:
-            start = 0 if probe is None or probe.start is None else parse_key(probe.start)
-            upto = parse_key(answer.upto)
-            theirs = {parse_key(k) for k in answer.keys}
-            if upto < start or any(not start <= k <= upto for k in theirs):
-                self.stats["rejected.bad_page"] += 1
-                return
-            mine = set(keys.between(start, upto))
-            self._exchange(net, peer, kind, mine - theirs, theirs - mine, now)
-            if upto < _LAST_KEY:
-                self._send_probe(net, peer, kind, self._probe(keys, start=upto + 1), now)
-            return
-        if answer.cells is None:
-            return
-        try:
-            table = Iblt.from_text(answer.cells, answer.size)
-        except ValueError:
-            self.stats["rejected.bad_iblt"] += 1
-            return
-        diff = keys.iblt(answer.size).subtract(table).decode()
-        if diff is None:
-            self.stats[f"iblt_retry.{kind}"] += 1
-            if answer.size * 2 <= MAX_IBLT_SIZE:
-                self._send_probe(net, peer, kind, self._probe(keys, size=answer.size * 2), now)
-            else:
-                self._send_probe(net, peer, kind, self._probe(keys, start=0), now)
-            return
-        only_mine, only_theirs = diff
-        self._exchange(net, peer, kind, only_mine, only_theirs, now)
-
-    def _send_probe(self, net: _Net, peer: str, kind: str, probe: m.Probe, now: float) -> None:
-        body: m.Message = m.Hello(probe=probe) if kind == _PEERS else m.DidYouHear(probe=probe)
-        self._send_to(net, peer, body, now)
-
-    def _exchange(self, net: _Net, peer: str, kind: str, only_mine: set[int], only_theirs: set[int], now: float) -> None:
-        """Both halves of a push-pull once the difference is known."""
-        if kind == _PEERS:
-            push = [net.records[k] for k in sorted(only_mine) if k in net.records]
-            want = [key_hex(k) for k in sorted(only_theirs)]
-            step = m.MAX_PEERS
-            for i in range(0, max(len(push), len(want)), step):
-                hello = m.Hello(peers=tuple(push[i : i + step]), want=tuple(want[i : i + step]))
-                self._send_to(net, peer, hello, now)
-            return
-        tell = [key_hex(k) for k in sorted(only_mine) if k in net.gossip_keys]
-        for batch in _chunks(tell, m.MAX_IDS):
-            self._send_to(net, peer, m.DidYouHear(ids=tuple(batch)), now)
-        self._heard_of(net, peer, tuple(key_hex(k) for k in sorted(only_theirs)), now)
+        step = kset.reconcile(probe, answer)
+        if step.rejected is not None:
+            self.stats[f"rejected.{step.rejected}"] += 1
+        if step.retry:
+            self.stats[f"iblt_retry.{kset.name}"] += 1
+        if step.exchange is not None:
+            for request in step.exchange.requests:
+                self._send_to(net, peer, request, now)
+            self._heard_of(net, peer, step.exchange.heard, now)
+        if step.probe is not None:
+            self._send_to(net, peer, kset.request(step.probe), now)
 
     # -- state changes ----------------------------------------------------------------
     def _verified(self, gossip: Gossip) -> bool:
@@ -1707,7 +1826,7 @@ class GossipNode:
         """
         if not net.eager.started:
             net.eager.pick(self._eligible(net, now), self._rng)
-        if source is not None and source in net.peers:
+        if source is not None and self._linkable(net, source):
             net.eager.add(source)
         if not net.eager:
             net.eager.pick(self._eligible(net, now), self._rng)
@@ -1720,16 +1839,6 @@ class GossipNode:
         if guids:
             self._send_to(net, peer, m.Push(gossips=tuple(net.gossips[g] for g in guids)), now)
 
-    def _add_record(self, net: _Net, peer: Peer) -> int:
-        key = record_key(peer)
-        net.records[key] = peer
-        net.peer_keys.add(key)
-        return key
-
-    def _drop_record(self, net: _Net, key: int) -> None:
-        net.records.pop(key, None)
-        net.peer_keys.discard(key)
-
     def _put_peer(self, net: _Net, peer: Peer, now: float, *, limit: int) -> _PeerEntry | None:
         """Insert or replace a peer's record, without events. None if refused.
 
@@ -1741,26 +1850,30 @@ class GossipNode:
             if len(net.peers) >= limit and not self._evict_unproven(net):
                 self.stats["rejected.peer_cap"] += 1
                 return None
-            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=self._add_record(net, peer), learnt=now)
+            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=net.peer_set.add(peer), learnt=now)
             return entry
-        self._drop_record(net, entry.key)
+        net.peer_set.drop(entry.key)
         entry.peer = peer
-        entry.key = self._add_record(net, peer)
+        entry.key = net.peer_set.add(peer)
         return entry
 
     def _forget_peer(self, net: _Net, guid: str) -> _PeerEntry | None:
         entry = net.peers.pop(guid, None)
         if entry is not None:
-            self._drop_record(net, entry.key)
+            net.peer_set.drop(entry.key)
             net.eager.remove(guid)
+            net.active.remove(guid)
         return entry
 
     def _evict_unproven(self, net: _Net) -> bool:
         """Forget a record never proven (never answered, never sent by its own node, not just
-        registered), a doubtful one first, else the one held longest: hearsay makes room
-        before anything is refused."""
+        registered, not asked for an active link), a doubtful one first, else the one held
+        longest: hearsay makes room before anything is refused."""
         victim = min(
-            (e for e in net.peers.values() if not e.proven and not e.fresh),
+            (
+                e for e in net.peers.values()
+                if not e.proven and not e.fresh and e.peer.guid not in net.active.asking
+            ),
             key=lambda e: (not e.doubtful, e.learnt),
             default=None,
         )
@@ -1877,7 +1990,7 @@ class GossipNode:
         if pending is None:
             entry.claim_at = now
             self.stats["checked.left_claim"] += 1
-            probes = m.DidYouHear(probe=self._probe(net.gossip_keys), hello=self._probe(net.peer_keys))
+            probes = m.DidYouHear(probe=net.gossip_set.probe(), hello=net.peer_set.probe())
             self._send_to(net, entry.peer.guid, probes, now)
 
     def _take_left(self, net: _Net, entry: _PeerEntry, record: Peer, now: float) -> None:

@@ -249,6 +249,13 @@ def test_two_nodes_join_and_gossip_through_the_cli_alone(
     assert (me["self"], me["name"], me["guid"], me["in_sync"]) == (True, "b", load_config(b.config).node_guid, True)
     assert {"guid", "name", "ip", "port", "network_name", "status", "in_sync", "self"} <= set(peer)
     assert peer["self"] is False and peer["in_sync"] in (True, False, None)
+    assert (me["active"], peer["active"]) == (False, False)  # two nodes: far below full_view_limit
+    from gossip import Client
+
+    with Client.from_config(b.config) as client:
+        status, info, _ = client.request("GET", "/v1/node")
+    assert status == 200
+    assert (info["network_size"], info["uses_active_view"]) == (2, False)  # the nodes it knows
     assert (peer["in_sync_at"] is None) == (peer["in_sync"] is None)
     assert (peer["name"], peer["ip"], peer["port"], peer["network_name"], peer["status"]) == (
         "a", "127.0.0.1", a.port, "default", "alive",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from pathlib import Path
@@ -47,6 +48,17 @@ def test_dict_form(config: NodeConfig) -> None:
     assert data["networks"][0] == {"name": "default", "key": derive_key("default", PASSWORD).hex()}
     assert json.loads(json.dumps(data)) == data
     assert config_from_dict(data) == config
+
+
+def test_view_sizes_are_kept_only_when_set(tmp_path: Path, config: NodeConfig) -> None:
+    """active_view and full_view_limit (issue 11): left out at their defaults, so existing
+    files do not change; kept and read back when set."""
+    assert not {"active_view", "full_view_limit"} & set(config_to_dict(config))
+    tuned = dataclasses.replace(config, active_view=7, full_view_limit=50)
+    assert {k: config_to_dict(tuned)[k] for k in ("active_view", "full_view_limit")} == {"active_view": 7, "full_view_limit": 50}
+    path = tmp_path / "server.json"
+    save_config(path, tuned)
+    assert load_config(path) == tuned
 
 
 def test_defaults_for_missing_optional_fields(config: NodeConfig) -> None:
@@ -163,6 +175,8 @@ def test_too_deep(tmp_path: Path) -> None:
         ({"password": PASSWORD}, "plain"),
         ({"networks": [{"name": "a", "key": "00" * 32, "password": "pw"}]}, "plain"),
         ({"v": 2}, "version"),
+        ({"active_view": 0}, "active_view"),
+        ({"full_view_limit": "many"}, "full_view_limit"),
     ],
 )
 def test_invalid_values(

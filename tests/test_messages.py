@@ -137,6 +137,10 @@ REQUESTS: list[m.Message] = [
         ring=m.Ring(version=2, primary="cd" * 8, ids=("ab" * 8, "cd" * 8)),
         keys=(m.SealedKey(id="ab" * 8, sealed="00" * 64), m.SealedKey(id="cd" * 8, sealed="11" * 64)),
     ),
+    m.Link(op="join", node=peer(1)),
+    m.Link(op="ask", node=peer(2)),
+    m.Link(op="drop"),
+    m.Link(op="shuffle", peers=(peer(1), peer(3))),
 ]
 
 _keys = KeySet(range(1, 40))
@@ -157,6 +161,9 @@ ANSWERS: list[m.Message] = [
     m.TellMeMoreReply(),
     m.PushReply(prune=True),
     m.PushReply(),
+    m.LinkReply(accepted=True),
+    m.LinkReply(),
+    m.LinkReply(accepted=True, peers=(peer(4), peer(5))),
 ]
 
 
@@ -197,6 +204,7 @@ def test_every_message_type_is_covered_and_replies_pair_up() -> None:
         "tell_me_more": "tell_me_more_reply",
         "push": "push_reply",
         "keys": "keys_reply",
+        "link": "link_reply",
     }
     assert m.Register(node=peer(1)).response(peer(2)) == m.RegisterOk(node=peer(2))
 
@@ -810,3 +818,15 @@ def test_an_answer_size_without_cells_is_dropped_so_it_round_trips() -> None:
     data = signed(envelope("did_you_hear_reply", {"answer": {"size": 1}}))
     decoded = m.decode(data, key_for)
     assert decoded.body == m.DidYouHearReply(answer=m.ProbeAnswer())
+
+
+def test_link_ops_and_shuffle_samples_are_bounded_on_the_wire() -> None:
+    """LINK (the active view's message): an unknown op, or a shuffle of more than
+    MAX_SHUFFLE records either way, is refused with 400 before any node sees it."""
+    with pytest.raises(RemoteProtocolError, match="op must be one of"):
+        m.decode(signed(envelope("link", {"op": "steal"})), key_for)
+    many = [peer(i).to_dict() for i in range(1, m.MAX_SHUFFLE + 2)]
+    with pytest.raises(RemoteProtocolError, match="shuffle"):
+        m.decode(signed(envelope("link", {"op": "shuffle", "peers": many})), key_for)
+    assert m.Link(op="drop").to_wire() == {"op": "drop"}
+    assert m.LinkReply().to_wire() == {"accepted": False}

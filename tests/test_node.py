@@ -475,10 +475,10 @@ def test_network_key_must_be_long_enough() -> None:
 
 def test_large_difference_falls_back_to_pages_of_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """When no IBLT up to the largest size peels, the sides page through their sorted keys."""
-    import gossip.node
+    import gossip.sets
 
-    monkeypatch.setattr(gossip.node, "MAX_IBLT_SIZE", 16)
-    monkeypatch.setattr(gossip.node, "PAGE_SIZE", 40)
+    monkeypatch.setattr(gossip.sets, "MAX_IBLT_SIZE", 16)
+    monkeypatch.setattr(gossip.sets, "PAGE_SIZE", 40)
     mesh = Mesh([make_node(1, push=False), make_node(2, push=False)])
     a, b = mesh.nodes
     b.register(a.config.ip, a.config.port, mesh.now)

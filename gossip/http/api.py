@@ -225,6 +225,9 @@ class ClientApi:
             # Of the network the request was signed for: the page's counts, without the list.
             "gossip_count": self.runner.node.gossip_count(network),
             "pending_count": self.runner.node.pending_count(network),
+            # Issue 11: the estimated number of nodes, and whether rounds use the active view.
+            "network_size": self.runner.node.network_size(network),
+            "uses_active_view": self.runner.node.uses_active_view(network),
         })
 
     async def _get_peers(self, request: Request, network: str) -> Response:
@@ -234,11 +237,15 @@ class ClientApi:
         node = self.runner.node
         now = self.runner.clock()
         me = PeerView(peer=self.runner.config.self_peer(network), last_seen=now)
-        rows = [{**me.to_dict(), "in_sync": True, "in_sync_at": iso_for_output(now), "self": True}]
+        rows = [{**me.to_dict(), "in_sync": True, "in_sync_at": iso_for_output(now), "self": True, "active": False}]
+        active = set(node.active_peers(network))
         for view in node.network_status(network):
             in_sync, known_at = node.peer_in_sync(network, view.peer.guid)
             at = None if known_at is None else iso_for_output(known_at)
-            rows.append({**view.to_dict(), "in_sync": in_sync, "in_sync_at": at, "self": False})
+            rows.append({
+                **view.to_dict(), "in_sync": in_sync, "in_sync_at": at, "self": False,
+                "active": view.peer.guid in active,
+            })
         return _json(200, rows)
 
     async def _get_gossip(self, request: Request, network: str) -> Response:
