@@ -23,12 +23,12 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
-from .model import Network, NodeConfig, PeerView, Quota, Retention
+from .model import Network, NodeConfig, PeerView, Quota, Retention, Snapshot
 from .node import PEER_RESERVE_DIVISOR, GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
@@ -51,6 +51,43 @@ class _SimNode:
     node: GossipNode
     up: bool = True
     seed: int = 0
+
+
+class _SharedStartStorage(MemoryStorage):
+    """A node's :class:`MemoryStorage` whose starting peer records are one list, shared.
+
+    With ``bootstrap_mode="full"`` every node starts holding the same N - 1 of N records:
+    N^2 copies in N stores would cost most of the set-up and hundreds of MiB. Each store
+    keeps only what its node changed since (saved records, forgotten guids) on top of the
+    shared list, and :meth:`load` gives the same list, in the same order, that a plain
+    store holding them all would.
+    """
+
+    def __init__(self, shared: Sequence[PeerView], shared_guids: frozenset[str], own: str) -> None:
+        super().__init__()
+        self._shared = shared
+        self._shared_guids = shared_guids
+        #: This node's own guid, in the shared list but not a peer of its own.
+        self._own = own
+        self._gone: set[str] = set()
+
+    def load(self) -> Snapshot:
+        snapshot = super().load()
+        saved = self._peers.get(NETWORK, {})
+        start = [
+            saved.get(v.peer.guid, v) for v in self._shared if v.peer.guid != self._own and v.peer.guid not in self._gone
+        ]
+        snapshot.peers[NETWORK] = start + [v for g, v in saved.items() if g not in self._shared_guids]
+        return snapshot
+
+    def save_peer(self, view: PeerView) -> None:
+        super().save_peer(view)
+        self._gone.discard(view.peer.guid)
+
+    def forget_peers(self, peers: Iterable[tuple[str, str]]) -> None:
+        peers = list(peers)
+        super().forget_peers(peers)
+        self._gone.update(guid for network, guid in peers if network == NETWORK)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,12 +223,14 @@ class Simulator:
         views = [PeerView(peer=c.self_peer(NETWORK)) for c in configs]
         # What hearsay may fill (GossipNode._takes_hearsay): a sample this large is a full view.
         sample = min(self.nodes - 1, self.max_peers - max(1, self.max_peers // PEER_RESERVE_DIVISOR))
+        guids = frozenset(c.node_guid for c in configs)
         for i, config in enumerate(configs):
-            storage = MemoryStorage()
+            storage: MemoryStorage
             if self.bootstrap_mode == "full":
-                for view in views[:i] + views[i + 1 :]:
-                    storage.save_peer(view)
-            elif self.bootstrap_mode == "sample":
+                storage = _SharedStartStorage(views, guids, config.node_guid)
+            else:
+                storage = MemoryStorage()
+            if self.bootstrap_mode == "sample":
                 # Uniform over the others: draw from N-1 slots and skip over this node's own.
                 for j in self.rng.sample(range(self.nodes - 1), sample):
                     storage.save_peer(views[j + (j >= i)])
