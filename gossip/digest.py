@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 import hashlib
 import struct
 from typing import Iterable
@@ -60,8 +61,14 @@ def parse_key(text: object) -> int:
 
 
 _HASH_FIELDS = struct.Struct(">IIIQQQ")
+#: Keys whose hashes are kept, process-wide. Every node of a process (the simulator's
+#: thousands, or one real node's sets) hashes the same keys again and again: a peer record
+#: known to N nodes, a gossip held by all of them, each rebuild of a table. Bounded, so
+#: hostile keys peeled from a peer's table only evict entries, and cost what they cost uncached.
+HASH_CACHE_SIZE = 1 << 16
 
 
+@functools.lru_cache(maxsize=HASH_CACHE_SIZE)
 def _hashes(key: int) -> tuple[int, int, int, int, int]:
     """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``."""
     d = hashlib.blake2b(key.to_bytes(32, "big"), digest_size=36, person=b"gossip-iblt-v3").digest()
@@ -208,7 +215,9 @@ class KeySet:
     def __init__(self, keys: Iterable[int] = ()) -> None:
         self._keys: set[int] = set()
         self._fp = 0
-        self._base = Iblt(MIN_IBLT_SIZE)
+        #: The table kept incrementally; None until the first :meth:`iblt`, so that loading
+        #: a set (a node restoring a thousand peer records) costs no cell updates at all.
+        self._base: Iblt | None = None
         self._sorted: list[int] | None = None
         self.update(keys)
 
@@ -227,7 +236,8 @@ class KeySet:
         return format(self._fp, "032x")
 
     def add(self, key: int) -> bool:
-        """Add one key (every gossip stored passes here); returns whether it was new."""
+        """Add one key; returns whether it was new. The common case, so without
+        :meth:`update`'s batching."""
         if key in self._keys:
             return False
         if not 0 <= key < _KEY_LIMIT:
@@ -236,7 +246,8 @@ class KeySet:
         self._sorted = None
         hashes = _hashes(key)
         self._fp ^= hashes[4]
-        self._base.toggle(key, 1, hashes)
+        if self._base is not None:
+            self._base.toggle(key, 1, hashes)
         return True
 
     def update(self, keys: Iterable[int]) -> int:
@@ -252,7 +263,8 @@ class KeySet:
         for key in new:
             hashes = _hashes(key)
             fp ^= hashes[4]
-            base.toggle(key, 1, hashes)
+            if base is not None:
+                base.toggle(key, 1, hashes)
         self._fp = fp
         return len(new)
 
@@ -262,32 +274,35 @@ class KeySet:
         self._keys.remove(key)
         hashes = _hashes(key)
         self._fp ^= hashes[4]
-        self._base.toggle(key, -1, hashes)
+        if self._base is not None:
+            self._base.toggle(key, -1, hashes)
         self._sorted = None
         return True
 
     def _build(self, size: int) -> Iblt:
         table = Iblt(size)
         for key in self._keys:
-            table.toggle(key, 1)
+            table.toggle(key, 1, _hashes(key))
         return table
 
     def iblt(self, size: int) -> Iblt:
         """This set as an IBLT with ``size`` cells per sub-table.
 
-        The kept table grows here, not on add: to a quarter of the set's size (so that folding
-        it stays O(n)), rebuilt once however many keys came in since, up to
+        The kept table is first built here, and grows here, not on add: to a quarter of the
+        set's size (so that folding it stays O(n)), rebuilt once however many keys came in
+        since, up to
         :data:`_MAX_BASE_SIZE`. A burst of adds then costs one hash each, not a rebuild at
         every doubling.
         """
         _check_size(size)
-        grown = self._base.size
+        base = self._base
+        grown = MIN_IBLT_SIZE if base is None else base.size
         while len(self._keys) > 4 * grown and grown < _MAX_BASE_SIZE:
             grown *= 2
-        if grown != self._base.size:
-            self._base = self._build(grown)
-        if size <= self._base.size:
-            return self._base.fold(size)
+        if base is None or grown != base.size:
+            base = self._base = self._build(grown)
+        if size <= base.size:
+            return base.fold(size)
         return self._build(size)
 
     def page(self, start: int, limit: int) -> tuple[list[int], int]:

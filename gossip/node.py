@@ -1891,7 +1891,7 @@ class GossipNode:
         ttl = max(UNPROVEN_TTL, UNPROVEN_TTL_ROUNDS * self.config.gossip_timer)
         while net.shunned and (len(net.shunned) > SHUN_FACTOR * self._max_peers or next(iter(net.shunned.values())) < now):
             del net.shunned[next(iter(net.shunned))]
-        for entry in [e for e in net.peers.values() if e.doubtful and now - e.learnt > ttl]:
+        for entry in [e for e in net.peers.values() if now - e.learnt > ttl and e.doubtful]:
             self._forget_peer(net, entry.peer.guid)
             net.shunned.pop(entry.key, None)
             net.shunned[entry.key] = now + SHUN_TTLS * ttl

@@ -23,12 +23,12 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
-from .model import Network, NodeConfig, PeerView, Quota, Retention
+from .model import Network, NodeConfig, PeerView, Quota, Retention, Snapshot
 from .node import PEER_RESERVE_DIVISOR, GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
@@ -51,6 +51,43 @@ class _SimNode:
     node: GossipNode
     up: bool = True
     seed: int = 0
+
+
+class _SharedStartStorage(MemoryStorage):
+    """A node's :class:`MemoryStorage` whose starting peer records are one list, shared.
+
+    With ``bootstrap_mode="full"`` every node starts holding the same N - 1 of N records:
+    N^2 copies in N stores would cost most of the set-up and hundreds of MiB. Each store
+    keeps only what its node changed since (saved records, forgotten guids) on top of the
+    shared list, and :meth:`load` gives the same list, in the same order, that a plain
+    store holding them all would.
+    """
+
+    def __init__(self, shared: Sequence[PeerView], shared_guids: frozenset[str], own: str) -> None:
+        super().__init__()
+        self._shared = shared
+        self._shared_guids = shared_guids
+        #: This node's own guid, in the shared list but not a peer of its own.
+        self._own = own
+        self._gone: set[str] = set()
+
+    def load(self) -> Snapshot:
+        snapshot = super().load()
+        saved = self._peers.get(NETWORK, {})
+        start = [
+            saved.get(v.peer.guid, v) for v in self._shared if v.peer.guid != self._own and v.peer.guid not in self._gone
+        ]
+        snapshot.peers[NETWORK] = start + [v for g, v in saved.items() if g not in self._shared_guids]
+        return snapshot
+
+    def save_peer(self, view: PeerView) -> None:
+        super().save_peer(view)
+        self._gone.discard(view.peer.guid)
+
+    def forget_peers(self, peers: Iterable[tuple[str, str]]) -> None:
+        peers = list(peers)
+        super().forget_peers(peers)
+        self._gone.update(guid for network, guid in peers if network == NETWORK)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,11 +116,16 @@ class SimResult:
     max_peers: int = 0
     crashed: int = 0
     lost: int = 0
+    joined: int = 0
+    #: Live nodes summed over every round, bootstrap rounds included (``nodes`` times the
+    #: rounds when nothing crashes or joins).
+    node_rounds: int = 0
 
     @property
     def bytes_per_node_round(self) -> float:
-        """Bytes sent per node per gossip round (bootstrap rounds included)."""
-        return self.bytes / self.nodes / max(1, self.rounds + self.bootstrap_rounds)
+        """Bytes sent per live node per round (bootstrap rounds included)."""
+        node_rounds = self.node_rounds or self.nodes * (self.rounds + self.bootstrap_rounds)
+        return self.bytes / max(1, node_rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +146,8 @@ class SimResult:
             "max_peers": self.max_peers,
             "crashed": self.crashed,
             "lost": self.lost,
+            "joined": self.joined,
+            "node_rounds": self.node_rounds,
             "bytes_per_node_round": round(self.bytes_per_node_round, 1),
         }
 
@@ -145,10 +189,14 @@ class Simulator:
     round: int = field(init=False, default=0)
     created: dict[str, int] = field(init=False, default_factory=dict)
     pushes: int = field(init=False, default=0)
+    #: Live nodes summed over the steps taken (what :attr:`SimResult.node_rounds` reports).
+    node_rounds: int = field(init=False, default=0)
     #: Gossips that no live node held when :meth:`crash_fraction` crashed their holders.
     lost: set[str] = field(init=False, default_factory=set)
     #: Within step(): the nodes' deadlines, earliest first (entries may be stale).
     _due: list[tuple[float, int]] | None = field(init=False, default=None)
+    #: The one network every node belongs to (its key derived from the seed).
+    _network_config: Network = field(init=False)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -167,43 +215,52 @@ class Simulator:
             raise ValueError("max_peers must be at least 2")
         key = derive_key(NETWORK, f"simulation-{self.seed}")
         retention = Retention() if self.retention is None else Retention(max_age=self.retention, set_at=1)
+        self._network_config = Network(name=NETWORK, key=key, quota=SIM_QUOTA, retention=retention)
         self.members = []
-        configs = []
-        for i in range(self.nodes):
-            guid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-            # Loopback addresses: virtual here, but never anything outside this machine.
-            ip = f"127.{(i + 1) >> 16 & 255}.{(i + 1) >> 8 & 255}.{(i + 1) & 255}"
-            config = NodeConfig(
-                node_guid=guid,
-                node_name=f"node-{i}",
-                networks=(Network(name=NETWORK, key=key, quota=SIM_QUOTA, retention=retention),),
-                ip=ip,
-                port=8470,
-                gossip_timer=self.timer,
-                gossip_max_peer_count=self.fanout,
-            )
-            configs.append(config)
+        configs = [self._config(i) for i in range(self.nodes)]
         views = [PeerView(peer=c.self_peer(NETWORK)) for c in configs]
         # What hearsay may fill (GossipNode._takes_hearsay): a sample this large is a full view.
         sample = min(self.nodes - 1, self.max_peers - max(1, self.max_peers // PEER_RESERVE_DIVISOR))
+        guids = frozenset(c.node_guid for c in configs)
         for i, config in enumerate(configs):
-            storage = MemoryStorage()
+            storage: MemoryStorage
             if self.bootstrap_mode == "full":
-                for view in views[:i] + views[i + 1 :]:
-                    storage.save_peer(view)
-            elif self.bootstrap_mode == "sample":
+                storage = _SharedStartStorage(views, guids, config.node_guid)
+            else:
+                storage = MemoryStorage()
+            if self.bootstrap_mode == "sample":
                 # Uniform over the others: draw from N-1 slots and skip over this node's own.
                 for j in self.rng.sample(range(self.nodes - 1), sample):
                     storage.save_peer(views[j + (j >= i)])
-            seed = self.rng.getrandbits(64)
-            node = GossipNode(
-                config, rng=random.Random(seed), now=self.now, snapshot=storage.load(), push=self.push,
-                max_peers=self.max_peers,
-            )
-            address = (config.ip, config.port)
-            member = _SimNode(index=i, address=address, config=config, storage=storage, node=node, seed=seed)
-            self.members.append(member)
-            self.network.attach(address, self._handler(member))
+            self._start(config, storage)
+
+    def _config(self, index: int) -> NodeConfig:
+        """The configuration of node ``index``: its guid drawn from the run's rng."""
+        guid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        n = index + 1
+        # Loopback addresses: virtual here, but never anything outside this machine.
+        return NodeConfig(
+            node_guid=guid,
+            node_name=f"node-{index}",
+            networks=(self._network_config,),
+            ip=f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
+            port=8470,
+            gossip_timer=self.timer,
+            gossip_max_peer_count=self.fanout,
+        )
+
+    def _start(self, config: NodeConfig, storage: MemoryStorage) -> _SimNode:
+        """A new member: its node built from what ``storage`` holds, attached to the network."""
+        seed = self.rng.getrandbits(64)
+        node = GossipNode(
+            config, rng=random.Random(seed), now=self.now, snapshot=storage.load(), push=self.push,
+            max_peers=self.max_peers or 1024,
+        )
+        address = (config.ip, config.port)
+        member = _SimNode(index=len(self.members), address=address, config=config, storage=storage, node=node, seed=seed)
+        self.members.append(member)
+        self.network.attach(address, self._handler(member))
+        return member
 
     # -- wiring ---------------------------------------------------------------------
     def _handler(self, member: _SimNode):  # type: ignore[no-untyped-def]
@@ -248,6 +305,7 @@ class Simulator:
         self.round += 1
         end = EPOCH + self.round * self.timer
         due = self._due = [(m.node.next_deadline(), m.index) for m in self.members if m.up]
+        self.node_rounds += len(due)
         heapq.heapify(due)
         while True:
             tick_at = due[0][0] if due else math.inf
@@ -289,8 +347,8 @@ class Simulator:
         return self.round - start
 
     def membership_converged(self) -> bool:
-        want = self.nodes - 1
-        return all(m.node.peer_count() == want for m in self.members if m.up)
+        live = [m for m in self.members if m.up]
+        return all(m.node.peer_count() == len(live) - 1 for m in live)
 
     def create(self, count: int) -> list[str]:
         """Create ``count`` gossips at random live nodes."""
@@ -332,6 +390,29 @@ class Simulator:
         survivors = [m for m in self.members if m.up]
         self.lost |= {g for g in self.created if not any(m.node.has_gossip(g) for m in survivors)}
         return len(victims)
+
+    def join(self, count: int) -> list[int]:
+        """Start ``count`` new nodes that join through the protocol (churn).
+
+        Each starts knowing no peer and REGISTERs with a random live member, as
+        ``python -m gossip.http --join`` does; it learns the others, and they learn it, by
+        the rounds' reconciliation of peer records. From now on it counts towards
+        convergence like every live node.
+
+        Returns:
+            The new members' indexes.
+        """
+        live = [m for m in self.members if m.up]
+        if count and not live:
+            raise ValueError("nodes can only join while some node is up")
+        joined = []
+        for _ in range(count):
+            target = live[self.rng.randrange(len(live))]
+            member = self._start(self._config(len(self.members)), MemoryStorage())
+            member.node.register(*target.address, self.now)
+            self._flush(member)
+            joined.append(member.index)
+        return joined
 
     def run(self, max_rounds: int = 1000, on_round: Callable[[int], None] | None = None) -> int:
         """Step until every live node holds every gossip.
@@ -388,6 +469,8 @@ def simulate(
     max_peers: int | None = None,
     crash: float = 0.0,
     crash_at: int = 2,
+    join: float = 0.0,
+    join_at: int = 2,
     progress: Callable[[int, float], None] | None = None,
 ) -> SimResult:
     """Bootstrap ``nodes`` nodes, create ``messages`` gossips, run to convergence.
@@ -395,6 +478,9 @@ def simulate(
     Args:
         crash: the fraction of the nodes that crash at once after round ``crash_at`` of the
             gossip rounds (churn); gossips no live node holds then are lost and not waited for.
+        join: new nodes, as a fraction of ``nodes``, that join through the protocol after
+            round ``join_at`` (churn; after the crash when both come at one round). The run
+            then waits for them too.
         progress: called after each gossip round with the round and the coverage after it;
             it only watches: the run and its result are the same with it or without.
     """
@@ -405,12 +491,14 @@ def simulate(
     sim.create(messages)
     coverage: list[float] = []
 
-    crashed = 0
+    crashed = joined = 0
 
     def on_round(taken: int) -> None:
-        nonlocal crashed
+        nonlocal crashed, joined
         if crash and taken == crash_at:
             crashed = sim.crash_fraction(crash)
+        if join and taken == join_at:
+            joined = len(sim.join(round(join * nodes)))
         coverage.append(sim.coverage())
         if progress is not None:
             progress(taken, coverage[-1])
@@ -435,6 +523,8 @@ def simulate(
         max_peers=sim.max_peers or 0,
         crashed=crashed,
         lost=len(sim.lost),
+        joined=joined,
+        node_rounds=sim.node_rounds,
     )
 
 
@@ -620,6 +710,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--crash-at", type=int, default=2, metavar="ROUND", help="the round after which --crash strikes (default 2)")
     p.add_argument(
+        "--join",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="churn: this many new nodes (a fraction of --nodes, up to 1) join after gossip round"
+        " --join-at, each by REGISTER with a random live node; the run then waits for them too (default 0)",
+    )
+    p.add_argument("--join-at", type=int, default=2, metavar="ROUND", help="the round after which --join comes (default 2)")
+    p.add_argument(
         "--stats",
         action="store_true",
         help="also print to stderr the CPU seconds, wall seconds and peak RSS of the run"
@@ -643,12 +742,18 @@ def _parser() -> argparse.ArgumentParser:
 def _summary(result: SimResult) -> str:
     state = "converged" if result.converged else "did NOT converge"
     membership = f" (membership took {_plural(result.bootstrap_rounds, 'round')})" if result.bootstrap_rounds else ""
+    churn = []
     if result.crashed:
-        membership += f" after {_plural(result.crashed, 'node')} crashed ({_plural(result.lost, 'gossip')} lost with them)"
+        churn.append(f"{_plural(result.crashed, 'node')} crashed ({_plural(result.lost, 'gossip')} lost with them)")
+    if result.joined:
+        churn.append(f"{_plural(result.joined, 'node')} joined")
+    if churn:
+        membership += " after " + " and ".join(churn)
     return (
         f"{_plural(result.nodes, 'node')}, {_plural(result.messages, 'gossip')}: {state}"
         f" in {_plural(result.rounds, 'round')}{membership}; {_plural(result.requests, 'request')}"
-        f" ({_plural(result.pushes, 'push', 'pushes')}), {_human_bytes(result.bytes)},"
+        f" ({_plural(result.pushes, 'push', 'pushes')}), {_human_bytes(result.bytes)}"
+        f" ({_human_bytes(round(result.bytes_per_node_round))} per node per round),"
         f" {_plural(result.dropped, 'network message')} lost"
     )
 
@@ -669,6 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--nodes and --fanout must be >= 1, --messages >= 0, --max-rounds >= 1")
     if not 0.0 <= args.crash < 1.0 or args.crash_at < 1:
         parser.error("--crash must be a fraction from 0 up to (not including) 1, --crash-at >= 1")
+    if not 0.0 <= args.join <= 1.0 or args.join_at < 1:
+        parser.error("--join must be a fraction from 0 to 1, --join-at >= 1")
     if args.max_peers is not None and args.max_peers < 2:
         parser.error("--max-peers must be >= 2")
     if not 0.0 <= args.loss < 1.0:
@@ -695,6 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_peers=args.max_peers,
             crash=args.crash,
             crash_at=args.crash_at,
+            join=args.join,
+            join_at=args.join_at,
             progress=progress,
         )
         if plot is not None:

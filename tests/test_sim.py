@@ -143,11 +143,14 @@ def test_cli_runs_with_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_words_singulars_and_byte_units(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--nodes", "1", "--messages", "1"]) == 0
     out = capsys.readouterr().out
-    assert out == "1 node, 1 gossip: converged in 0 rounds; 0 requests (0 pushes), 0 B, 0 network messages lost\n"
+    assert out == (
+        "1 node, 1 gossip: converged in 0 rounds; 0 requests (0 pushes), 0 B (0 B per node per round),"
+        " 0 network messages lost\n"
+    )
     assert main(["--nodes", "30", "--messages", "4", "--loss", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "30 nodes, 4 gossips: converged in " in out and " network messages lost\n" in out
-    assert " kB, " in out and " bytes" not in out
+    assert " kB (" in out and " bytes" not in out
 
 
 @pytest.mark.parametrize(
