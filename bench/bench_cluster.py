@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_http as bh  # noqa: E402
 import bench_load as bl  # noqa: E402
 
-__all__ = ["Cluster", "Counters", "main", "measure", "scrape", "verdict"]
+__all__ = ["Cluster", "Counters", "main", "measure", "parse_args", "parse_metrics", "per_round", "scrape", "verdict"]
 
 #: Per-node memory and requests per round are "flat" when the median at the largest N is at
 #: most this many times the median at the smallest (the machine's noise is ~10%).
@@ -128,6 +128,10 @@ def per_round(before: Sequence[Counters | None], after: Sequence[Counters | None
     return out
 
 
+def _deltas(before: Sequence[float | None], after: Sequence[float | None]) -> list[float]:
+    return [b - a for a, b in zip(before, after) if a is not None and b is not None]
+
+
 # ------------------------------------------------------------------------------------ one cluster
 @dataclass
 class Cluster:
@@ -145,9 +149,13 @@ class Cluster:
     spread_rounds: list[float] = field(default_factory=list)  #: rounds each node ran while spreading
     spread_req: list[float] = field(default_factory=list)  #: requests sent per round, per node
     spread_bytes: list[float] = field(default_factory=list)
+    spread_req_per_gossip: list[float] = field(default_factory=list)  #: requests sent / gossips, per node
+    spread_bytes_per_gossip: list[float] = field(default_factory=list)
+    spread_cpu: list[float] = field(default_factory=list)  #: CPU seconds per node while spreading
     idle_rounds: list[float] = field(default_factory=list)
     idle_req: list[float] = field(default_factory=list)
     idle_bytes: list[float] = field(default_factory=list)
+    idle_cpu_ms: list[float] = field(default_factory=list)  #: CPU ms per round elapsed, per node
     rss_kb: list[int] = field(default_factory=list)  #: VmRSS per node, after convergence
     hwm_kb: list[int] = field(default_factory=list)  #: VmHWM per node, after convergence
     connections: list[float] = field(default_factory=list)  #: open connections per node, idle
@@ -272,6 +280,7 @@ def measure(n: int, args: argparse.Namespace, rng: random.Random) -> Cluster:
         c.load.append(os.getloadavg()[0])
 
         m0 = scrape_all(ports)
+        cpu0 = [node.cpu_seconds() for node in nodes]
         acked, first = _create(ports, args.gossips, args.threads, rng, c)
         if not acked:
             raise RuntimeError("no create acknowledged")
@@ -280,18 +289,26 @@ def measure(n: int, args: argparse.Namespace, rng: random.Random) -> Cluster:
         c.spread_rounds = [b.rounds - a.rounds for a, b in zip(m0, m1) if a is not None and b is not None]
         c.spread_req = per_round(m0, m1, "sent", args.timer)
         c.spread_bytes = per_round(m0, m1, "bytes_sent", args.timer)
+        c.spread_cpu = _deltas(cpu0, [node.cpu_seconds() for node in nodes])
+        c.spread_req_per_gossip = [b.sent - a.sent for a, b in zip(m0, m1) if a is not None and b is not None]
+        c.spread_req_per_gossip = [x / len(acked) for x in c.spread_req_per_gossip]
+        c.spread_bytes_per_gossip = [(b.bytes_sent - a.bytes_sent) / len(acked)
+                                     for a, b in zip(m0, m1) if a is not None and b is not None]
         _check_lost(ports, acked, c)
 
         time.sleep(args.settle)
         c.rss_kb = [x for x in (node.status_field("VmRSS") for node in nodes) if x is not None]
         c.hwm_kb = [x for x in (node.status_field("VmHWM") for node in nodes) if x is not None]
         m2 = scrape_all(ports)
+        cpu2, w2 = [node.cpu_seconds() for node in nodes], time.perf_counter()
         end = time.perf_counter() + args.idle
         while time.perf_counter() < end:  # touch no node; only watch that they live
             time.sleep(min(1.0, max(0.0, end - time.perf_counter())))
             if any(node.proc.poll() is not None for node in nodes):
                 c.notes.append("a node exited during the idle window")
                 break
+        cpu3, w3 = [node.cpu_seconds() for node in nodes], time.perf_counter()
+        c.idle_cpu_ms = [x * 1000 * args.timer / (w3 - w2) for x in _deltas(cpu2, cpu3)]
         m3 = scrape_all(ports)
         c.load.append(os.getloadavg()[0])
         c.idle_rounds = [b.rounds - a.rounds for a, b in zip(m2, m3) if a is not None and b is not None]
@@ -307,9 +324,12 @@ def measure(n: int, args: argparse.Namespace, rng: random.Random) -> Cluster:
         c.other_cores = other.cores()
         bh.stop_all(nodes)
         c.exit_codes = [node.proc.returncode for node in nodes]
-        errs = [ln for node in nodes for ln in node.stderr_lines() if " ERROR " in ln or "Traceback" in ln]
+        errs: list[str] = []
+        for node in nodes:
+            lines = node.stderr_lines()
+            errs += [" / ".join(lines[i:i + 2]) for i, ln in enumerate(lines) if " ERROR " in ln or "Traceback" in ln]
         if errs:
-            c.notes.append(f"{len(errs)} node ERROR lines, e.g. {errs[0][:160]}")
+            c.notes.append(f"{len(errs)} node ERROR lines, e.g. {errs[0][:400]}")
         bh.cleanup(work, args.keep)
         c.work_removed = not work.exists()
         c.wall_s = time.perf_counter() - t_run
@@ -328,8 +348,9 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def verdict(clusters: Sequence[Cluster]) -> str:
-    """One line: do the median RSS and requests per round stay within FLAT from the smallest
-    N to the largest?"""
+    """One line: from the smallest N to the largest, does any per-node median (RSS, requests
+    per round spreading and idle, requests per gossip) grow more than FLAT times? Beside it,
+    what does grow with N: peers known, open connections, and RSS per extra peer known."""
     done = sorted((c for c in clusters if c.ok), key=lambda c: c.nodes)
     if len(done) < 2:
         return "Verdict: needs at least two sizes that converged with nothing lost."
@@ -339,20 +360,28 @@ def verdict(clusters: Sequence[Cluster]) -> str:
     for label, a, b in (
         ("RSS", _median(lo.rss_kb), _median(hi.rss_kb)),
         ("requests per round spreading", _median(lo.spread_req), _median(hi.spread_req)),
+        ("requests per gossip spreading", _median(lo.spread_req_per_gossip), _median(hi.spread_req_per_gossip)),
         ("requests per round idle", _median(lo.idle_req), _median(hi.idle_req)),
     ):
         if a is None or b is None or a <= 0:
-            parts.append(f"{label}: not measured")
+            parts.append(f"{label} not measured")
             flat = False
             continue
-        ratio = b / a
-        flat = flat and ratio <= FLAT
-        parts.append(f"{label} x{ratio:.2f}")
-    peers = [_median(c.peers) for c in (lo, hi)]
-    known = f"; peers known per node (median) {peers[0]:.0f} -> {peers[1]:.0f}" if None not in peers else ""
+        flat = flat and b / a <= FLAT
+        parts.append(f"{label} x{b / a:.2f}")
     word = "FLAT" if flat else "NOT FLAT"
-    return (f"Verdict: per-node memory and requests per round from N={lo.nodes} to N={hi.nodes} (medians): "
-            f"{', '.join(parts)} -> {word} (flat: at most x{FLAT:g}){known}.")
+    line = (f"Verdict: per node, N={lo.nodes} -> N={hi.nodes} (medians): {', '.join(parts)} -> {word} "
+            f"(flat: none grows more than x{FLAT:g}).")
+    peers, rss = [_median(c.peers) for c in (lo, hi)], [_median(c.rss_kb) for c in (lo, hi)]
+    conns = [_median(c.connections) for c in (lo, hi)]
+    if peers[0] is not None and peers[1] is not None:
+        line += f" Grows with N: peers known {peers[0]:.0f} -> {peers[1]:.0f}"
+        if conns[0] is not None and conns[1] is not None:
+            line += f", open connections {conns[0]:.0f} -> {conns[1]:.0f}"
+        if rss[0] is not None and rss[1] is not None and peers[1] > peers[0]:
+            line += f", RSS {(rss[1] - rss[0]) / (peers[1] - peers[0]):+.1f} KiB per extra peer known"
+        line += "."
+    return line
 
 
 def report(args: argparse.Namespace, clusters: Sequence[Cluster]) -> None:
@@ -372,15 +401,21 @@ def report(args: argparse.Namespace, clusters: Sequence[Cluster]) -> None:
         ("gossips acknowledged (refused); creates took (s)",
          lambda c: f"{c.acked:,} ({c.failed_creates}); {bh.fmt(c.create_s, '.1f')}"),
         ("**first create → every node holds all (s)**", lambda c: "**" + bh.fmt(c.converge_s, ".1f") + "**"),
+        ("… of which after the last create was acknowledged (s)",
+         lambda c: bh.fmt(c.converge_s - c.create_s if c.converge_s is not None and c.create_s is not None else None, ".1f")),
         ("**lost** (acknowledged, missing on some node)", lambda c: "—" if c.lost is None else f"**{c.lost}**"),
         ("**RSS after convergence, MiB**", lambda c: "**" + _med_max(c.rss_kb, 1 / 1024) + "**"),
         ("peak RSS (VmHWM), MiB", lambda c: _med_max(c.hwm_kb, 1 / 1024)),
         ("spreading: rounds each node ran", lambda c: _med_max(c.spread_rounds, spec=".0f")),
         ("**spreading: requests sent per round**", lambda c: "**" + _med_max(c.spread_req, spec=".2f") + "**"),
         ("spreading: KiB sent per round", lambda c: _med_max(c.spread_bytes, 1 / 1024, ".1f")),
+        ("**spreading: requests sent per gossip**", lambda c: "**" + _med_max(c.spread_req_per_gossip, spec=".2f") + "**"),
+        ("spreading: bytes sent per gossip", lambda c: _med_max(c.spread_bytes_per_gossip, spec=".0f")),
+        ("spreading: CPU seconds", lambda c: _med_max(c.spread_cpu, spec=".2f")),
         ("idle: rounds each node ran", lambda c: _med_max(c.idle_rounds, spec=".0f")),
         ("**idle: requests sent per round**", lambda c: "**" + _med_max(c.idle_req, spec=".2f") + "**"),
         ("idle: KiB sent per round", lambda c: _med_max(c.idle_bytes, 1 / 1024, ".2f")),
+        ("idle: CPU ms per round", lambda c: _med_max(c.idle_cpu_ms, spec=".1f")),
         ("connections the node's server holds open, idle", lambda c: _med_max(c.connections, spec=".0f")),
         ("load average at start / joined / converged / idle end", lambda c: " / ".join(f"{x:.1f}" for x in c.load)),
         ("other processes' CPU meanwhile (cores)", lambda c: bh.fmt(c.other_cores, ".2f")),
@@ -399,8 +434,8 @@ def report(args: argparse.Namespace, clusters: Sequence[Cluster]) -> None:
     print(verdict(clusters))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench; 0 when every cluster converged with nothing lost."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's options (``argv`` None: the command line); exits on bad ones."""
     parser = argparse.ArgumentParser(prog="python bench/bench_cluster.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[25, 50, 100], help="cluster sizes (default 25 50 100)")
     parser.add_argument("--gossips", type=int, default=1000, help="gossips created (default 1000)")
@@ -421,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else argv
     if min(args.nodes) < 2 or args.gossips < 1 or args.idle < 1 or args.timer <= 0:
         parser.error("--nodes must be at least 2, --gossips at least 1, --idle at least 1 s, --timer positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench; 0 when every cluster converged with nothing lost."""
+    args = parse_args(argv)
 
     def run(args: argparse.Namespace) -> int:
         rng = random.Random(args.seed)
