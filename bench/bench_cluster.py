@@ -1,7 +1,7 @@
 """A real cluster: N node processes on loopback, per-node memory and requests per round (issue 11).
 
     python bench/bench_cluster.py [--nodes 25 50 100] [--gossips 1000] [--max-peers 7] [--timer 1]
-                                  [--idle 30] [--node-arg=--FLAG=VALUE ...] [--keep]
+                                  [--rate 0] [--idle 30] [--node-arg=--FLAG=VALUE ...] [--keep]
 
 For each N in ``--nodes``, one cluster after the other:
 
@@ -12,7 +12,9 @@ For each N in ``--nodes``, one cluster after the other:
   of issue 11 is another flag, passed with ``--node-arg`` when the node has it.
 - membership: until every node's count of known peers (``gossip_peers`` in ``/metrics``) has
   not changed for ``--settle`` seconds, or every node knows N - 1.
-- spread: ``--gossips`` ``POST /v1/gossip`` at random nodes from ``--threads`` client threads;
+- spread: ``--gossips`` ``POST /v1/gossip`` at random nodes from ``--threads`` client threads,
+  as fast as they go or ``--rate`` a second (the same arrivals whatever N, so that how many
+  gossips a push carries does not depend on how fast N processes take creates on 2 cores);
   then every node's ``gossip_gossips`` (complete gossips held) is polled until it holds all; then
   every node's ``GET /v1/gossip`` is checked to hold every acknowledged guid (``lost`` must be 0).
 - idle: ``--settle`` seconds after convergence, each node's RSS (``VmRSS``, ``VmHWM`` from
@@ -192,14 +194,18 @@ def _wait_membership(ports: list[int], settle: float, bound: float, c: Cluster) 
         time.sleep(0.5)
 
 
-def _create(ports: list[int], gossips: int, threads: int, rng: random.Random, c: Cluster) -> tuple[set[str], float]:
-    """POST the gossips at random nodes; returns the acknowledged guids and when the first was sent."""
+def _create(ports: list[int], gossips: int, threads: int, rate: float, rng: random.Random,
+            c: Cluster) -> tuple[set[str], float]:
+    """POST the gossips at random nodes, ``rate`` a second (0: as fast as the threads go);
+    returns the acknowledged guids and when the first was sent."""
     targets = [rng.randrange(len(ports)) for _ in range(gossips)]
     acked: set[str] = set()
     failures: list[str] = []
     lock = threading.Lock()
 
     def create(i: int) -> None:
+        if rate > 0:  # paced: the i-th create is sent i / rate seconds after the first
+            time.sleep(max(0.0, first + i / rate - time.perf_counter()))
         try:
             status, raw = bh.client_call(ports[targets[i]], "POST", "/v1/gossip", {"msg": f"cluster gossip {i}"},
                                          timeout=60)
@@ -281,7 +287,7 @@ def measure(n: int, args: argparse.Namespace, rng: random.Random) -> Cluster:
 
         m0 = scrape_all(ports)
         cpu0 = [node.cpu_seconds() for node in nodes]
-        acked, first = _create(ports, args.gossips, args.threads, rng, c)
+        acked, first = _create(ports, args.gossips, args.threads, args.rate, rng, c)
         if not acked:
             raise RuntimeError("no create acknowledged")
         m1 = _wait_spread(ports, len(acked), first, args.poll, args.bound, c)
@@ -391,7 +397,8 @@ def report(args: argparse.Namespace, clusters: Sequence[Cluster]) -> None:
          *bh.converge_cmd(Path("<tmpdir>/nK.json"), 0, 0, timer=args.timer, max_peers=args.max_peers),
          *args.node_arg]
     ).replace("--port 0", "--port <free port>").replace(f"{bh.HOST}:0", f"{bh.HOST}:<port of a random running node>"))
-    print(f"{args.gossips:,} gossips created at random nodes by {args.threads} client threads; idle window "
+    pace = f" at {args.rate:g} a second" if args.rate else ""
+    print(f"{args.gossips:,} gossips created at random nodes{pace} by {args.threads} client threads; idle window "
           f"{args.idle:g} s, {args.settle:g} s after convergence. Per node: median / max over the nodes. "
           f"Machine: {bh.CORES} cores, shared.")
     print()
@@ -447,6 +454,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds membership must stay unchanged; also waited after convergence (default 5)")
     parser.add_argument("--poll", type=float, default=0.5, help="least seconds between two polls of a node (default 0.5)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="creates a second, paced (default 0: as fast as the client threads go)")
     parser.add_argument("--threads", type=int, default=8, help="client threads creating (default 8)")
     parser.add_argument("--batch", type=int, default=5, help="nodes started at a time (default 5)")
     parser.add_argument("--bound", type=float, default=600.0, help="seconds each wait may take (default 600)")
@@ -454,8 +463,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    if min(args.nodes) < 2 or args.gossips < 1 or args.idle < 1 or args.timer <= 0:
-        parser.error("--nodes must be at least 2, --gossips at least 1, --idle at least 1 s, --timer positive")
+    if min(args.nodes) < 2 or args.gossips < 1 or args.idle < 1 or args.timer <= 0 or args.rate < 0:
+        parser.error("--nodes must be at least 2, --gossips at least 1, --idle at least 1 s, --timer positive, "
+                     "--rate at least 0")
     return args
 
 

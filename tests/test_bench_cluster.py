@@ -67,12 +67,13 @@ def test_verdict_compares_the_smallest_and_the_largest_size() -> None:
 
 
 def test_the_smallest_cluster_converges_is_measured_and_cleaned_up() -> None:
-    args = bc.parse_args(["--nodes", "4", "--gossips", "50", "--idle", "2", "--settle", "1", "--bound", "60",
-                          "--node-arg=--forget-after=1h"])
+    args = bc.parse_args(["--nodes", "4", "--gossips", "50", "--rate", "100", "--idle", "2", "--settle", "1",
+                          "--bound", "60", "--node-arg=--forget-after=1h"])
     t0 = time.monotonic()
     c = bc.measure(4, args, random.Random(1))
     assert c.notes == [] and c.ok, c.notes
     assert c.acked == 50 and c.lost == 0 and c.converge_s is not None
+    assert c.create_s is not None and c.create_s >= 49 / 100  # paced: the 50th create 0.49 s after the first
     assert c.peers == [3.0] * 4  # everyone joined and knows the other three
     assert len(c.rss_kb) == 4 and all(kb > 10_000 for kb in c.rss_kb)  # a Python process: over 10 MB
     assert len(c.spread_req) == 4 and sum(c.spread_req) > 0  # the 50 gossips were sent node to node
