@@ -35,7 +35,8 @@ def counters(at: float, sent: float, rounds: float = 0.0, bytes_sent: float = 0.
 
 def test_metrics_are_summed_over_labels_and_only_sent_bytes_count() -> None:
     c = bc.parse_metrics(METRICS, at=7.0)
-    assert c == bc.Counters(rounds=12, sent=42, bytes_sent=4096, gossips=52, peers=4, connections=5, at=7.0)
+    assert c == bc.Counters(rounds=12, sent=42, bytes_sent=4096, gossips=52, peers=4, connections=5, at=7.0,
+                            verbs={"did_you_hear": 30, "push": 12})
 
 
 def test_requests_per_round_are_per_round_elapsed_on_the_clock() -> None:
@@ -58,9 +59,9 @@ def test_verdict_compares_the_smallest_and_the_largest_size() -> None:
     assert "N=25 -> N=100" in flat and "-> FLAT" in flat
     assert "peers known 24 -> 99, open connections 25 -> 100, RSS +27.3 KiB per extra peer known" in flat
     grows = bc.verdict([cluster(25, 29, 2.0, 0.3), cluster(100, 40, 2.0, 0.3)])
-    assert "RSS x1.38" in grows and "NOT FLAT" in grows
+    assert "RSS (median) x1.38" in grows and "NOT FLAT" in grows
     busier = bc.verdict([cluster(25, 29, 2.0, 0.3), cluster(100, 29, 2.0, 0.5)])
-    assert "requests per round idle x1.67" in busier and "NOT FLAT" in busier
+    assert "requests per round idle (median) x1.67" in busier and "NOT FLAT" in busier
     failed = cluster(100, 30, 2.0, 0.3)
     failed.lost = 3  # a size that lost gossips is no evidence either way
     assert "needs at least two sizes" in bc.verdict([cluster(25, 29, 2.0, 0.3), failed])
@@ -77,6 +78,7 @@ def test_the_smallest_cluster_converges_is_measured_and_cleaned_up() -> None:
     assert c.peers == [3.0] * 4  # everyone joined and knows the other three
     assert len(c.rss_kb) == 4 and all(kb > 10_000 for kb in c.rss_kb)  # a Python process: over 10 MB
     assert len(c.spread_req) == 4 and sum(c.spread_req) > 0  # the 50 gossips were sent node to node
+    assert sum(c.spread_verbs.values()) == round(sum(c.spread_req_per_gossip) * 50)
     assert len(c.idle_req) == 4 and len(c.idle_rounds) == 4
     # Every process reaped after SIGTERM (exit codes known) and the data directories gone.
     assert len(c.exit_codes) == 4 and None not in c.exit_codes
