@@ -37,7 +37,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -115,8 +115,10 @@ def other_top(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
 
 
 # ------------------------------------------------------------------------------------ the run
-def start_nodes(args: argparse.Namespace, work: Path, rng: random.Random, nodes: list[bh.Node]) -> list[int]:
-    """Start args.nodes processes, args.batch at a time; returns their ports in order."""
+def start_nodes(args: argparse.Namespace, work: Path, rng: random.Random, nodes: list[bh.Node],
+                extra: Sequence[str] = ()) -> list[int]:
+    """Start args.nodes processes, args.batch at a time, each with ``extra`` flags after the
+    usual ones; returns their ports in order."""
     ports: list[int] = []
     k = 0
     while k < args.nodes:
@@ -127,7 +129,8 @@ def start_nodes(args: argparse.Namespace, work: Path, rng: random.Random, nodes:
             port = bh.free_port()
             join = rng.choice(up) if up else None
             node = bh.Node(
-                bh.converge_cmd(work / f"n{k}.json", port, join, timer=args.timer, max_peers=args.max_peers),
+                [*bh.converge_cmd(work / f"n{k}.json", port, join, timer=args.timer, max_peers=args.max_peers),
+                 *extra],
                 workdir=work, tag=f"n{k}", env={"GOSSIP_PASSWORD": bh.PASSWORD},
             )
             nodes.append(node)
