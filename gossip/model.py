@@ -651,6 +651,12 @@ FORGET_AFTER = 24 * 3600.0
 MAX_FORGET_AFTER = 10 * 365 * 24 * 3600.0
 
 
+#: NodeConfig's defaults for the active view's size and the known nodes up to which a node
+#: gossips with every one of them.
+ACTIVE_VIEW = 6
+FULL_VIEW_LIMIT = 1000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """A node's properties (the seed's SERVER_FILES)."""
@@ -668,9 +674,9 @@ class NodeConfig:
     forget_after: float = FORGET_AFTER
     #: Peers in the active view (the links rounds and eager push use) once the node knows
     #: more than ``full_view_limit`` nodes (see gossip.sets.ActiveView).
-    active_view: int = 6
+    active_view: int = ACTIVE_VIEW
     #: Known nodes (this one included) up to which every known peer is gossiped with.
-    full_view_limit: int = 1000
+    full_view_limit: int = FULL_VIEW_LIMIT
 
     def __post_init__(self) -> None:
         check_guid(self.node_guid, "node_guid")

@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
-from .model import Network, NodeConfig, PeerView, Quota, Retention, Snapshot
+from .model import ACTIVE_VIEW, FULL_VIEW_LIMIT, Network, NodeConfig, PeerView, Quota, Retention, Snapshot
 from .node import PEER_RESERVE_DIVISOR, GossipNode
 from .storage import MemoryStorage, persist
 from .transport.memory import MemoryNetwork
@@ -120,6 +120,16 @@ class SimResult:
     #: Live nodes summed over every round, bootstrap rounds included (``nodes`` times the
     #: rounds when nothing crashes or joins).
     node_rounds: int = 0
+    #: The least any gossip protocol must send: every gossip's body (its JSON) once to
+    #: every node that did not create it (nodes that joined included, crashed ones not).
+    floor: int = 0
+    active_view: int = 6
+    full_view_limit: int = 1000
+
+    @property
+    def over_floor(self) -> float:
+        """Bytes sent over :attr:`floor` (0 when nothing had to travel)."""
+        return self.bytes / self.floor if self.floor else 0.0
 
     @property
     def bytes_per_node_round(self) -> float:
@@ -149,6 +159,10 @@ class SimResult:
             "joined": self.joined,
             "node_rounds": self.node_rounds,
             "bytes_per_node_round": round(self.bytes_per_node_round, 1),
+            "floor": self.floor,
+            "over_floor": round(self.over_floor, 3),
+            "active_view": self.active_view,
+            "full_view_limit": self.full_view_limit,
         }
 
 
@@ -171,6 +185,9 @@ class Simulator:
         retention: seconds the network keeps a gossip (None: for ever), as ``--retention``.
         max_peers: every node's ``max_peers``; None gives ``max(1024, 2 * nodes)``: room for
             everyone, hearsay included (the node's default on networks up to 512).
+        active_view: every node's :attr:`ACTIVE_VIEW`.
+        full_view_limit: every node's :attr:`FULL_VIEW_LIMIT`: past it a node
+            gossips over its active view only.
     """
 
     nodes: int
@@ -182,12 +199,16 @@ class Simulator:
     push: bool = True
     retention: float | None = None
     max_peers: int | None = None
+    active_view: int = ACTIVE_VIEW
+    full_view_limit: int = FULL_VIEW_LIMIT
     rng: random.Random = field(init=False)
     network: MemoryNetwork = field(init=False)
     members: list[_SimNode] = field(init=False)
     now: float = field(init=False)
     round: int = field(init=False, default=0)
     created: dict[str, int] = field(init=False, default_factory=dict)
+    #: Each created gossip's body size on the wire (what :meth:`floor` counts).
+    body_sizes: dict[str, int] = field(init=False, default_factory=dict)
     pushes: int = field(init=False, default=0)
     #: Live nodes summed over the steps taken (what :attr:`SimResult.node_rounds` reports).
     node_rounds: int = field(init=False, default=0)
@@ -247,6 +268,8 @@ class Simulator:
             port=8470,
             gossip_timer=self.timer,
             gossip_max_peer_count=self.fanout,
+            active_view=self.active_view,
+            full_view_limit=self.full_view_limit,
         )
 
     def _start(self, config: NodeConfig, storage: MemoryStorage) -> _SimNode:
@@ -358,9 +381,20 @@ class Simulator:
             member = live[self.rng.randrange(len(live))]
             gossip = member.node.create_gossip(f"gossip {len(self.created)} from {member.config.node_name}", self.now)
             self.created[gossip.guid] = member.index
+            self.body_sizes[gossip.guid] = gossip.wire_size()
             guids.append(gossip.guid)
             self._flush(member)
         return guids
+
+    def floor(self) -> int:
+        """Bytes every gossip protocol must send: each created gossip's body (its JSON, as
+        it travels) once to every other live node (:attr:`SimResult.floor`)."""
+        live = sum(1 for m in self.members if m.up)
+        return sum(
+            size * (live - self.members[self.created[guid]].up)
+            for guid, size in self.body_sizes.items()
+            if guid not in self.lost
+        )
 
     def converged(self) -> bool:
         total = len(self.created) - len(self.lost)
@@ -467,6 +501,8 @@ def simulate(
     bootstrap: str = "full",
     push: bool = True,
     max_peers: int | None = None,
+    active_view: int = ACTIVE_VIEW,
+    full_view_limit: int = FULL_VIEW_LIMIT,
     crash: float = 0.0,
     crash_at: int = 2,
     join: float = 0.0,
@@ -485,7 +521,8 @@ def simulate(
             it only watches: the run and its result are the same with it or without.
     """
     sim = Simulator(
-        nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap, push=push, max_peers=max_peers
+        nodes=nodes, seed=seed, fanout=fanout, loss=loss, bootstrap_mode=bootstrap, push=push, max_peers=max_peers,
+        active_view=active_view, full_view_limit=full_view_limit,
     )
     bootstrap_rounds = sim.bootstrap(max_rounds=max_rounds)
     sim.create(messages)
@@ -525,6 +562,9 @@ def simulate(
         lost=len(sim.lost),
         joined=joined,
         node_rounds=sim.node_rounds,
+        floor=sim.floor(),
+        active_view=active_view,
+        full_view_limit=full_view_limit,
     )
 
 
@@ -701,6 +741,22 @@ def _parser() -> argparse.ArgumentParser:
         " Default: room for every node (max(1024, 2N))",
     )
     p.add_argument(
+        "--active-view",
+        type=int,
+        default=ACTIVE_VIEW,
+        metavar="SIZE",
+        help=f"every node's active view: the peers it gossips with once it knows more than"
+        f" --full-view-limit nodes (default {ACTIVE_VIEW})",
+    )
+    p.add_argument(
+        "--full-view-limit",
+        type=int,
+        default=FULL_VIEW_LIMIT,
+        metavar="N",
+        help=f"every node keeps and gossips with every node it knows up to this many; past it, with"
+        f" its active view only (default {FULL_VIEW_LIMIT})",
+    )
+    p.add_argument(
         "--crash",
         type=float,
         default=0.0,
@@ -749,11 +805,12 @@ def _summary(result: SimResult) -> str:
         churn.append(f"{_plural(result.joined, 'node')} joined")
     if churn:
         membership += " after " + " and ".join(churn)
+    floor = f", {result.over_floor:.2f}x the floor" if result.floor else ""
     return (
         f"{_plural(result.nodes, 'node')}, {_plural(result.messages, 'gossip')}: {state}"
         f" in {_plural(result.rounds, 'round')}{membership}; {_plural(result.requests, 'request')}"
         f" ({_plural(result.pushes, 'push', 'pushes')}), {_human_bytes(result.bytes)}"
-        f" ({_human_bytes(round(result.bytes_per_node_round))} per node per round),"
+        f" ({_human_bytes(round(result.bytes_per_node_round))} per node per round{floor}),"
         f" {_plural(result.dropped, 'network message')} lost"
     )
 
@@ -778,6 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--join must be a fraction from 0 to 1, --join-at >= 1")
     if args.max_peers is not None and args.max_peers < 2:
         parser.error("--max-peers must be >= 2")
+    if not 1 <= args.active_view <= 64 or args.full_view_limit < 1:
+        parser.error("--active-view must be from 1 to 64, --full-view-limit >= 1")
     if not 0.0 <= args.loss < 1.0:
         parser.error("--loss must be a probability from 0 up to (not including) 1")
     plot = None
@@ -800,6 +859,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap=args.bootstrap,
             push=args.push,
             max_peers=args.max_peers,
+            active_view=args.active_view,
+            full_view_limit=args.full_view_limit,
             crash=args.crash,
             crash_at=args.crash_at,
             join=args.join,

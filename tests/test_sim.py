@@ -305,3 +305,34 @@ def test_cli_plot_to_an_unwritable_path_is_an_error_before_the_run(
         main(["--nodes", "5000", "--messages", "1000", "--plot", str(tmp_path / "missing" / "p.svg")])
     assert exc.value.code == 2
     assert "error: --plot: cannot write" in capsys.readouterr().err
+
+
+def test_floor_is_every_body_once_to_every_other_live_node() -> None:
+    sim = Simulator(nodes=12, seed=3)
+    sim.create(4)
+    held = {g.guid: g for m in sim.members for g in m.node.gossips()}
+    sizes = [held[guid].wire_size() for guid in sim.created]
+    assert sim.floor() == sum(sizes) * 11 == sum(sim.body_sizes.values()) * 11
+    result = simulate(nodes=12, messages=4, seed=3)
+    assert result.floor == sim.floor() and result.over_floor == result.bytes / result.floor
+    assert result.to_dict()["over_floor"] == round(result.over_floor, 3)
+    assert simulate(nodes=1, messages=3).floor == 0
+
+
+def test_active_view_options_reach_every_node(capsys: pytest.CaptureFixture[str]) -> None:
+    result = simulate(nodes=60, messages=5, seed=1, active_view=4, full_view_limit=20)
+    assert result.converged and (result.active_view, result.full_view_limit) == (4, 20)
+    sim = Simulator(nodes=60, seed=1, active_view=4, full_view_limit=20)
+    assert all(m.config.active_view == 4 and m.config.full_view_limit == 20 for m in sim.members)
+    sim.run(max_rounds=3)
+    assert all(m.node.uses_active_view() for m in sim.members)
+    assert main(["--nodes", "40", "--messages", "2", "--active-view", "3", "--full-view-limit", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["converged"] and (out["active_view"], out["full_view_limit"]) == (3, 10)
+
+
+@pytest.mark.parametrize("argv", [["--active-view", "0"], ["--active-view", "65"], ["--full-view-limit", "0"]])
+def test_cli_refuses_bad_view_sizes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "--active-view must be from 1 to 64" in capsys.readouterr().err

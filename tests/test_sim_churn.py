@@ -92,7 +92,7 @@ def test_cli_human_output_names_the_churn_and_the_bytes_per_node_per_round(capsy
     out = capsys.readouterr().out
     # The crash strikes after round 2, a tenth of the 60 nodes live by then (joined ones too).
     assert "after 6 nodes crashed (" in out and " and 20 nodes joined; " in out
-    assert " per node per round), " in out
+    assert " per node per round, " in out and "x the floor), " in out
 
 
 @pytest.mark.parametrize(
