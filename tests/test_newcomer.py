@@ -155,3 +155,18 @@ def test_readme_embed_snippet_runs_as_written() -> None:
     stores = namespace["stores"]
     assert isinstance(stores, dict)
     assert [g.msg for g in stores["b"].load().gossips["default"]] == ["hello"]
+
+
+def test_view_flags_set_the_config_and_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOSSIP_PASSWORD", "password-of-default")
+    path = tmp_path / "server.json"
+    config, _, _ = command.build_config(_node_args("--active-view", "7", "--full-view-limit", "10"), path)
+    assert (config.active_view, config.full_view_limit) == (7, 10)
+    save_config(path, config)
+    again, _, changed = command.build_config(_node_args(), path)  # a restart without the flags keeps them
+    assert (again.active_view, again.full_view_limit, changed) == (7, 10, False)
+    reset, _, changed = command.build_config(_node_args("--full-view-limit", "1000"), path)
+    assert reset.full_view_limit == 1000 and changed and reset.node_guid == config.node_guid
+    for bad in (("--active-view", "0"), ("--active-view", "65"), ("--full-view-limit", "0")):
+        with pytest.raises(ConfigError, match=r"bad option: (active_view|full_view_limit) must be an integer from 1"):
+            command.build_config(_node_args(*bad), path)

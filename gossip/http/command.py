@@ -26,7 +26,7 @@ from ..auth import derive_key
 from ..configfile import load_config, read_secret_file, save_config
 from ..errors import ConfigError, GossipError, LocalProtocolError, StorageError, StorageInUse, TransportError
 from ..messages import MAX_MESSAGE_BYTES
-from ..model import Network, NodeConfig, Quota, Retention, check_network_name
+from ..model import ACTIVE_VIEW, FULL_VIEW_LIMIT, Network, NodeConfig, Quota, Retention, check_network_name
 from ..storage.jsonfile import JsonFileStorage
 from .api import parse_hostport
 from .join import JoinTarget, join_network, parse_join_target
@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--timer", type=float, help="seconds between gossip rounds (default 1)")
     p.add_argument("--max-peers", type=int, help="peers a new gossip is pushed to at once (default 3)")
+    p.add_argument(
+        "--active-view", type=int, metavar="SIZE",
+        help=f"peers this node gossips with once it knows more than --full-view-limit nodes (default {ACTIVE_VIEW};"
+        " set it the same on every node)",
+    )
+    p.add_argument(
+        "--full-view-limit", type=int, metavar="N",
+        help=f"known nodes (this one included) up to which this node gossips with all of them; past it, with"
+        f" its active view only (default {FULL_VIEW_LIMIT}; set it the same on every node)",
+    )
     p.add_argument(
         "--forget-after", type=parse_age, metavar="AGE",
         help="forget peers that left or are dead after this long without news, e.g. 12h (default 24h)",
@@ -164,6 +174,8 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         ("timer", "gossip_timer"),
         ("max_peers", "gossip_max_peer_count"),
         ("forget_after", "forget_after"),
+        ("active_view", "active_view"),
+        ("full_view_limit", "full_view_limit"),
     ):
         value = getattr(args, flag)
         if flag == "port" and value == 0:
