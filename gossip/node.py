@@ -314,6 +314,9 @@ class _Net:
     #: While settled, rounds between two probes grow 1, 2, 4 (Trickle); ``rest`` counts down.
     backoff: int = 1
     rest: int = 0
+    #: Round probes that may still be sent again to another peer this round after one
+    #: failed (see :meth:`GossipNode.delivery_failed`).
+    retries: int = 0
     #: Bytes of gossip JSON held (Quota.max_network_bytes), and the create token bucket
     #: (Quota.creates_per_minute): tokens left, and when it was last filled.
     held_bytes: int = 0
@@ -965,6 +968,17 @@ class GossipNode:
             # Reconnect probes go to dead peers and are left out: a settled node with a dead
             # peer stays settled.
             net.rest = 0
+            if flight.body.probe is not None and net.retries > 0:
+                # A round's probe that failed is sent once more, to another peer, in the same
+                # round (issue 11): under loss a node otherwise waits a whole round for its
+                # next exchange, and rounds to spread grow with the loss rate. Once a round:
+                # when most peers fail (a partition, a crash of half the nodes) the retries
+                # must not multiply the requests.
+                others = [g for g in self._eligible(net, now) if g != flight.peer]
+                if others:
+                    net.retries -= 1
+                    self.stats["retried.did_you_hear"] += 1
+                    self._send_to(net, self._rng.choice(others), flight.body, now)
         if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
             if old is not None:
@@ -1182,6 +1196,7 @@ class GossipNode:
                 fanout, net.rest = 1, net.backoff - 1
                 net.backoff = min(2 * net.backoff, SETTLED_BACKOFF_MAX)
             net.unsettled = False
+            net.retries = 1
             # Peers are picked uniformly (rumour spreading needs it), except doubtful ones:
             # addresses never proven that already failed to answer fill only the slots the
             # others leave, or one slot one round in four (a peer that was merely down gets

@@ -28,6 +28,7 @@ from xml.sax.saxutils import escape
 
 from .auth import derive_key
 from .errors import TransportError
+from .events import RegisterFailed
 from .model import ACTIVE_VIEW, FULL_VIEW_LIMIT, Network, NodeConfig, PeerView, Quota, Retention, Snapshot
 from .node import PEER_RESERVE_DIVISOR, GossipNode
 from .storage import MemoryStorage, persist
@@ -216,6 +217,8 @@ class Simulator:
     lost: set[str] = field(init=False, default_factory=set)
     #: Within step(): the nodes' deadlines, earliest first (entries may be stale).
     _due: list[tuple[float, int]] | None = field(init=False, default=None)
+    #: Nodes to register again at the next step: their REGISTER failed.
+    _rejoin: set[int] = field(init=False, default_factory=set)
     #: The one network every node belongs to (its key derived from the seed).
     _network_config: Network = field(init=False)
 
@@ -297,7 +300,10 @@ class Simulator:
     def _flush(self, member: _SimNode) -> None:
         """Persist the node's events, then send what it queued."""
         node = member.node
-        persist(member.storage, node.events())
+        events = node.events()
+        persist(member.storage, events)
+        if any(isinstance(e, RegisterFailed) for e in events):
+            self._rejoin.add(member.index)
         for out in node.outbox():
             if out.verb == "push":
                 self.pushes += 1
@@ -327,6 +333,7 @@ class Simulator:
         """
         self.round += 1
         end = EPOCH + self.round * self.timer
+        self._register_again()
         due = self._due = [(m.node.next_deadline(), m.index) for m in self.members if m.up]
         self.node_rounds += len(due)
         heapq.heapify(due)
@@ -348,6 +355,19 @@ class Simulator:
         self._due = None
         self.network.run_until(end)
         self.now = end
+
+    def _register_again(self) -> None:
+        """Nodes whose REGISTER failed (lost) register again, with a random live node, as
+        ``python -m gossip.http --retry-join`` keeps trying until one answers: a node that
+        others registered with but that never joined itself would stay an island."""
+        rejoin, self._rejoin = sorted(self._rejoin), set()
+        for index in rejoin:
+            member = self.members[index]
+            live = [m for m in self.members if m.up and m is not member]
+            if member.up and live:
+                target = live[self.rng.randrange(len(live))]
+                member.node.register(*target.address, self.now)
+                self._flush(member)
 
     def bootstrap(self, max_rounds: int = 200) -> int:
         """Each node registers with a random earlier one; run until all know all.

@@ -336,3 +336,12 @@ def test_cli_refuses_bad_view_sizes(argv: list[str], capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and "--active-view must be from 1 to 64" in capsys.readouterr().err
+
+
+def test_a_lost_register_is_tried_again_so_lossy_joins_still_converge() -> None:
+    # Every REGISTER lost once leaves its node (and those that registered with it) an island
+    # unless it is tried again, as --retry-join does: membership then never converged.
+    result = simulate(nodes=60, messages=4, seed=0, loss=0.3, bootstrap="register", max_rounds=150)
+    assert result.converged and result.bootstrap_rounds < 150 and result.dropped > 0
+    churn = simulate(nodes=60, messages=6, seed=11, loss=0.1, crash=0.2, crash_at=1, join=0.3, join_at=2, max_rounds=150)
+    assert churn.converged and churn.joined == 18
