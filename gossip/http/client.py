@@ -61,6 +61,15 @@ class LoopThread:
         try:
             self.loop.run_forever()
         finally:
+            # As asyncio.run() does: what is still pending is cancelled and unwinds (its
+            # finally clauses run) before the loop closes; a task merely dropped would be
+            # destroyed pending, with a "Task was destroyed" error on stderr at every stop.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.wait(pending, timeout=5.0))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

@@ -485,8 +485,14 @@ class HttpServer:
             self._server.close()
         for conn in list(self._conns):
             conn.abort()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        # Wait for the cancelled answers to unwind: a task left pending when the loop stops
+        # is destroyed with "Task was destroyed but it is pending!" on stderr.
+        # (Bounded: an answer that shields a write it must finish gets a few seconds for it.)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
