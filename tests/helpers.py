@@ -6,6 +6,8 @@ import json
 import math
 import random
 import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gossip.auth import derive_key
@@ -131,3 +133,21 @@ def full_mesh(count: int, *, max_peers: int = 3, **kw) -> Mesh:  # type: ignore[
             for i, c in enumerate(configs, 1)
         ]
     )
+
+
+def connected(views: Mapping[str, Iterable[str]]) -> bool:
+    """Whether the nodes (keys) form one component when each links to the peers it names
+    (either way; names that are not keys, such as crashed nodes, are left out)."""
+    links: dict[str, set[str]] = {g: set() for g in views}
+    for a, peers in views.items():
+        for b in peers:
+            if b in links:
+                links[a].add(b)
+                links[b].add(a)
+    start = next(iter(views))
+    seen, queue = {start}, deque([start])
+    while queue:
+        for other in links[queue.popleft()] - seen:
+            seen.add(other)
+            queue.append(other)
+    return len(seen) == len(views)

@@ -4,7 +4,6 @@ and eager push over them, repair after crashes, shuffles and the network-size es
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import replace
 
 import pytest
@@ -18,7 +17,7 @@ from gossip.node import GossipNode
 from gossip.sets import ActiveView
 from gossip.sim import Simulator
 from gossip.storage import MemoryStorage
-from tests.helpers import KEYS, T0, make_config
+from tests.helpers import KEYS, T0, connected, make_config
 
 
 def active_sim(nodes: int, seed: int, cap: int, *, active: int = 5, limit: int = 8, loss: float = 0.0) -> Simulator:
@@ -48,21 +47,6 @@ def asymmetric(views: dict[str, tuple[str, ...]]) -> list[tuple[str, str]]:
     """Links held on one side only (a link to a node not live counts)."""
     return [(a, b) for a, peers in views.items() for b in peers if b not in views or a not in views[b]]
 
-
-def connected(views: dict[str, tuple[str, ...]]) -> bool:
-    links: dict[str, set[str]] = {g: set() for g in views}
-    for a, peers in views.items():
-        for b in peers:
-            if b in views:
-                links[a].add(b)
-                links[b].add(a)
-    start = next(iter(views))
-    seen, queue = {start}, deque([start])
-    while queue:
-        for other in links[queue.popleft()] - seen:
-            seen.add(other)
-            queue.append(other)
-    return len(seen) == len(views)
 
 
 def settle(sim: Simulator, rounds: int) -> dict[str, tuple[str, ...]]:
