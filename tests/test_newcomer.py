@@ -168,5 +168,5 @@ def test_view_flags_set_the_config_and_are_kept(tmp_path: Path, monkeypatch: pyt
     reset, _, changed = command.build_config(_node_args("--full-view-limit", "1000"), path)
     assert reset.full_view_limit == 1000 and changed and reset.node_guid == config.node_guid
     for bad in (("--active-view", "0"), ("--active-view", "65"), ("--full-view-limit", "0")):
-        with pytest.raises(ConfigError, match=r"bad option: (active_view|full_view_limit) must be an integer from 1"):
+        with pytest.raises(ConfigError, match=r"bad option: --(active-view|full-view-limit) must be an integer from 1"):
             command.build_config(_node_args(*bad), path)

@@ -130,6 +130,19 @@ def _password(args: argparse.Namespace) -> str | None:
 _PASS_IT = "set GOSSIP_PASSWORD='...', or pass --password-file PATH (or --password PW)"
 
 
+#: The flags that set a field of NodeConfig: (argparse dest, field).
+_FLAG_FIELDS = (
+    ("name", "node_name"),
+    ("ip", "ip"),
+    ("port", "port"),
+    ("timer", "gossip_timer"),
+    ("max_peers", "gossip_max_peer_count"),
+    ("forget_after", "forget_after"),
+    ("active_view", "active_view"),
+    ("full_view_limit", "full_view_limit"),
+)
+
+
 def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str | None, bool]:
     """The config to run with: loaded and updated by flags, or new.
 
@@ -167,16 +180,7 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         )
         changed = True
     updates: dict[str, Any] = {}
-    for flag, attr in (
-        ("name", "node_name"),
-        ("ip", "ip"),
-        ("port", "port"),
-        ("timer", "gossip_timer"),
-        ("max_peers", "gossip_max_peer_count"),
-        ("forget_after", "forget_after"),
-        ("active_view", "active_view"),
-        ("full_view_limit", "full_view_limit"),
-    ):
+    for flag, attr in _FLAG_FIELDS:
         value = getattr(args, flag)
         if flag == "port" and value == 0:
             continue  # "pick a free one": main() binds port 0 and records the port it got
@@ -212,7 +216,12 @@ def build_config(args: argparse.Namespace, path: Path) -> tuple[NodeConfig, str 
         try:
             config = config.with_changes(**updates)
         except LocalProtocolError as exc:
-            raise ConfigError(f"bad option: {exc}") from None
+            # The config names its fields; the person typed flags: say the flag.
+            message = str(exc)
+            for flag, attr in _FLAG_FIELDS:
+                if attr in updates and message.startswith(f"{attr} "):
+                    message = f"--{flag.replace('_', '-')} {message[len(attr) + 1:]}"
+            raise ConfigError(f"bad option: {message}") from None
         changed = True
     return config, generated, changed
 
