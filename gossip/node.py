@@ -603,6 +603,11 @@ class GossipNode:
             return None, None
         return entry.summary == (len(net.gossip_keys), net.gossip_keys.fingerprint), entry.summary_at
 
+    def peer_view(self, network: str, guid: str) -> PeerView | None:
+        """One known peer's view (record, status) on ``network``; None if not a known peer."""
+        entry = self._net(network).peers.get(guid)
+        return None if entry is None else entry.view()
+
     def network_status(self, network: str | None = None) -> list[PeerView]:
         """NETWORK_STATUS: every peer known on one network (or all of them), by name."""
         nets = [self._net(network)] if network else list(self._nets.values())

@@ -885,3 +885,11 @@ def test_network_status_knows_which_peers_hold_the_same_set() -> None:
         mesh.round()
     assert in_sync(b) is True and in_sync(c) is True
     assert a.peer_in_sync("default", a.guid) == (None, None)  # not a peer
+
+
+def test_peer_view_is_one_peer_of_network_status() -> None:
+    mesh = full_mesh(3)
+    a = mesh.nodes[0]
+    for view in a.network_status():
+        assert a.peer_view("default", view.peer.guid) == view
+    assert a.peer_view("default", a.guid) is None and a.peer_view("default", "not-a-peer") is None

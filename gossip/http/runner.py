@@ -429,8 +429,8 @@ class NodeRunner:
     def _source_name(self, network: str, source: str | None) -> str:
         if source is None:
             return "this node"
-        names = {view.peer.guid: view.peer.name for view in self.node.network_status(network)}
-        return names.get(source, source)
+        view = self.node.peer_view(network, source)  # one lookup: this is asked once a log line
+        return source if view is None else view.peer.name
 
     def _note_other(self, event: Event) -> None:
         if isinstance(event, KeyringChanged):
