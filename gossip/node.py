@@ -61,6 +61,7 @@ leaves it.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import functools
 import heapq
@@ -1103,7 +1104,9 @@ class GossipNode:
     ) -> int:
         rid = self._next_id
         self._next_id += 1
-        nonce = format(self._rng.getrandbits(96), "024x")
+        # 96 random bits as 16 base64url characters (24 in hex): the nonce travels in every
+        # request and, as "re", in every answer.
+        nonce = base64.urlsafe_b64encode(self._rng.getrandbits(96).to_bytes(12, "big")).decode("ascii")
         entry = None if peer is None else net.peers.get(peer)
         offset = 0 if entry is None else entry.clock_offset_ms
         data = m.encode(
