@@ -8,6 +8,7 @@ import json
 from gossip import messages as m
 from gossip.auth import derive_key
 from gossip.node import GossipNode
+from gossip.sets import PAGE_PER_SIZE, GossipSet
 
 from .helpers import T0, full_mesh
 
@@ -71,3 +72,24 @@ def test_a_packed_list_comes_back_lower_case_and_empty_is_empty() -> None:
     assert m.TellMeMore.from_wire({"ids": m.TellMeMore(ids=(upper,)).to_wire()["ids"]}).ids == (upper.lower(),)
     assert m.DidYouHear.from_wire({"ids": ""}).ids == ()
     assert m.DidYouHear(ids=()).to_wire() == {}
+
+
+# ---------------------------------------------------------------------------- page or IBLT
+
+
+def _gossip_set(count: int) -> GossipSet:
+    kset = GossipSet()
+    kset.keys.update(range(1, count + 1))
+    return kset
+
+
+def test_an_answer_sends_its_keys_while_they_cost_less_than_a_table() -> None:
+    # A count difference of 1 asks for the smallest table (8 cells a sub-table, 24 cells of
+    # 44 bytes: 1,408 base64 characters); up to 6 keys a size unit (48 keys, 2,064
+    # characters packed) the keys go instead, as they peel for sure.
+    probe = m.Probe(count=PAGE_PER_SIZE * 8 - 1, fingerprint="0" * 32)
+    small = _gossip_set(PAGE_PER_SIZE * 8).answer(probe)
+    assert small.keys is not None and len(small.keys) == PAGE_PER_SIZE * 8 and small.cells is None
+    probe = m.Probe(count=PAGE_PER_SIZE * 8, fingerprint="0" * 32)
+    large = _gossip_set(PAGE_PER_SIZE * 8 + 1).answer(probe)
+    assert large.cells is not None and large.size == 8 and large.keys is None
