@@ -1424,6 +1424,7 @@ class GossipNode:
         if isinstance(body, m.Link):
             return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
+            net.eager.held_by(sender, [g.guid for g in body.gossips])
             fresh = [
                 g for g in body.gossips
                 if item_key(g) not in net.gossip_keys and self._verified(g) and self._in_time(net, g, now)
@@ -1452,6 +1453,7 @@ class GossipNode:
                     out.append(item)
                 else:
                     marks.append(item)
+            net.eager.held_by(sender, [g.guid for g in out])  # this answer brings them
             return m.TellMeMoreReply(gossips=tuple(out), tombstones=tuple(marks))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
