@@ -3,7 +3,7 @@
 Every node-to-node request is one JSON object, its MAC last::
 
     {"v": 1, "type": "did_you_hear", "net": "default", "from": "<node guid>",
-     "body": {...}, "ts": <ms since the epoch>, "nonce": "<24 hex>", "mac": "<32 hex>"}
+     "body": {...}, "ts": <ms since the epoch>, "nonce": "<16 base64url>", "mac": "<32 hex>"}
 
 and every answer is ``{"v": 1, "type": "<verb>_reply", "net", "from", "re": "<request
 nonce>", "body", "mac"}``. The MAC (see :mod:`gossip.auth`) covers the exact bytes before
