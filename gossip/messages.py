@@ -3,7 +3,7 @@
 Every node-to-node request is one JSON object, its MAC last::
 
     {"v": 1, "type": "did_you_hear", "net": "default", "from": "<node guid>",
-     "body": {...}, "ts": <ms since the epoch>, "nonce": "<24 hex>", "mac": "<32 hex>"}
+     "body": {...}, "ts": <ms since the epoch>, "nonce": "<16 base64url>", "mac": "<32 hex>"}
 
 and every answer is ``{"v": 1, "type": "<verb>_reply", "net", "from", "re": "<request
 nonce>", "body", "mac"}``. The MAC (see :mod:`gossip.auth`) covers the exact bytes before
@@ -13,6 +13,8 @@ rename them; a receiver ignores fields it does not know.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import json
@@ -57,7 +59,7 @@ __all__ = [
     "error_body",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: Largest message accepted, in bytes.
 MAX_MESSAGE_BYTES = 1 << 20
 #: Most ids (gossip or peer keys) in one message.
@@ -118,6 +120,30 @@ def _key(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
         raise _Bad(f"{what} must hold 64-hex-digit keys")
     return value.lower()
+
+
+def _pack_keys(keys: Sequence[str]) -> str:
+    """Keys (64 hex digits each) as they travel since version 4: one base64 string of their
+    32-byte big-endian forms, 43 characters a key where a JSON list of hex took 67."""
+    return base64.b64encode(bytes.fromhex("".join(keys))).decode("ascii")
+
+
+#: Longest packed list of MAX_IDS keys, in base64 characters.
+_MAX_PACKED = 4 * -(-MAX_IDS * 32 // 3)
+
+
+def _keys(value: Any, what: str) -> tuple[str, ...]:
+    """A packed list of keys (:func:`_pack_keys`) back as lower-case hex, at most MAX_IDS."""
+    if not isinstance(value, str) or len(value) > _MAX_PACKED:
+        raise _Bad(f"{what} must be a base64 string of at most {MAX_IDS} 32-byte keys")
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise _Bad(f"{what} must be valid base64") from None
+    if len(raw) % 32:
+        raise _Bad(f"{what} must hold whole 32-byte keys")
+    text = raw.hex()
+    return tuple(text[i : i + 64] for i in range(0, len(text), 64))
 
 
 def _bool(value: Any, what: str) -> bool:
@@ -187,7 +213,7 @@ class ProbeAnswer:
             out["size"] = self.size
             out["cells"] = self.cells
         if self.keys is not None:
-            out["keys"] = list(self.keys)
+            out["keys"] = _pack_keys(self.keys)
             out["upto"] = self.upto
         return out
 
@@ -203,7 +229,7 @@ class ProbeAnswer:
             cells=None if cells is None else _str(cells, "answer.cells", MAX_MESSAGE_BYTES),
             keys=None
             if keys is None
-            else tuple(_key(k, "answer.keys") for k in _list(keys, "answer.keys", MAX_IDS)),
+            else _keys(keys, "answer.keys"),
             upto=None if keys is None else _key(d.get("upto"), "answer.upto"),
         )
 
@@ -388,7 +414,7 @@ class Hello(Message):
         if self.peers:
             out["peers"] = [p.to_dict() for p in self.peers]
         if self.want:
-            out["want"] = list(self.want)
+            out["want"] = _pack_keys(self.want)
         return out
 
     @classmethod
@@ -397,7 +423,7 @@ class Hello(Message):
         return cls(
             probe=None if probe is None else Probe.from_wire(probe),
             peers=_peers(data.get("peers", []), "peers"),
-            want=tuple(_key(k, "want") for k in _list(data.get("want", []), "want", MAX_IDS)),
+            want=_keys(data.get("want", ""), "want"),
         )
 
 
@@ -446,7 +472,7 @@ class DidYouHear(Message):
         if self.probe is not None:
             out["probe"] = self.probe.to_wire()
         if self.ids:
-            out["ids"] = list(self.ids)
+            out["ids"] = _pack_keys(self.ids)
         if self.hello is not None:
             out["hello"] = self.hello.to_wire()
         if self.retention is not None:
@@ -462,7 +488,7 @@ class DidYouHear(Message):
         ring = data.get("ring")
         return cls(
             probe=None if probe is None else Probe.from_wire(probe),
-            ids=tuple(_key(k, "ids") for k in _list(data.get("ids", []), "ids", MAX_IDS)),
+            ids=_keys(data.get("ids", ""), "ids"),
             hello=None if hello is None else Probe.from_wire(hello),
             retention=_retention(data.get("retention"), "retention"),
             ring=None if ring is None else Ring.from_wire(ring),
@@ -518,7 +544,7 @@ class TellMeMore(Message):
     graft: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ids": list(self.ids)}
+        out: dict[str, Any] = {"ids": _pack_keys(self.ids)}
         if self.graft:
             out["graft"] = True
         return out
@@ -526,7 +552,7 @@ class TellMeMore(Message):
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> TellMeMore:
         return cls(
-            ids=tuple(_key(k, "ids") for k in _list(data.get("ids"), "ids", MAX_IDS)),
+            ids=_keys(data.get("ids"), "ids"),
             graft=_bool(data.get("graft", False), "graft"),
         )
 

@@ -61,6 +61,7 @@ leaves it.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import functools
 import heapq
@@ -1122,7 +1123,9 @@ class GossipNode:
     ) -> int:
         rid = self._next_id
         self._next_id += 1
-        nonce = format(self._rng.getrandbits(96), "024x")
+        # 96 random bits as 16 base64url characters (24 in hex): the nonce travels in every
+        # request and, as "re", in every answer.
+        nonce = base64.urlsafe_b64encode(self._rng.getrandbits(96).to_bytes(12, "big")).decode("ascii")
         entry = None if peer is None else net.peers.get(peer)
         offset = 0 if entry is None else entry.clock_offset_ms
         data = m.encode(
@@ -1240,12 +1243,12 @@ class GossipNode:
             probes = m.DidYouHear(
                 probe=net.gossip_set.probe(),
                 hello=net.peer_set.probe() if self._takes_hearsay(net) else None,
-                ring=self._ring(net),
                 retention=self._told(net),
             )
             for guid in targets:
                 net.peers[guid].fresh = False
-                self._send_to(net, guid, probes, now)
+                ring = self._ring_for(net, net.peers[guid])
+                self._send_to(net, guid, probes if ring is None else replace(probes, ring=ring), now)
             self._fetch_pending(net, now)
             if partial:
                 self._shuffle(net, now)
@@ -1433,13 +1436,15 @@ class GossipNode:
             self._heard_of(net, sender, body.ids, now)
             if body.retention is not None:
                 self._adopt(net, body.retention)
-            if body.ring is None:
-                return m.DidYouHearReply(answer=answer, hello=hello, retention=self._told(net))
-            self._heard_ring(net, sender, body.ring, now)
-            return m.DidYouHearReply(answer=answer, hello=hello, ring=self._ring(net), retention=self._told(net))
+            if body.ring is not None:
+                self._heard_ring(net, sender, body.ring, now)
+            # Our ring when the sender asked (it sent its own) or may not know it yet.
+            ring = self._ring(net) if body.ring is not None else self._ring_for(net, entry)
+            return m.DidYouHearReply(answer=answer, hello=hello, ring=ring, retention=self._told(net))
         if isinstance(body, m.Link):
             return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
+            net.eager.held_by(sender, [g.guid for g in body.gossips])
             fresh = [
                 g for g in body.gossips
                 if item_key(g) not in net.gossip_keys and self._verified(g) and self._in_time(net, g, now)
@@ -1468,6 +1473,7 @@ class GossipNode:
                     out.append(item)
                 else:
                     marks.append(item)
+            net.eager.held_by(sender, [g.guid for g in out])  # this answer brings them
             return m.TellMeMoreReply(gossips=tuple(out), tombstones=tuple(marks))
         raise RemoteProtocolError(f"{body.TYPE} is not a request")
 
@@ -2187,6 +2193,16 @@ class GossipNode:
     def _ring(self, net: _Net) -> m.Ring:
         network = net.network
         return m.Ring(version=network.key_version, primary=_key_id(network.key), ids=tuple(map(_key_id, network.keys)))
+
+    def _ring_for(self, net: _Net, entry: _PeerEntry | None) -> m.Ring | None:
+        """This node's ring, to advertise to a peer that may not know it: one whose last
+        advert (its own ring) differs from ours, or that never advertised one. None when the
+        peer advertised the very ring we hold: each side sends its ring only while the
+        other may lack it, and a ring that changes differs from what every peer advertised,
+        so it goes out again in the next exchange with each (about 80 bytes a round saved
+        on every settled link)."""
+        ring = self._ring(net)
+        return None if entry is not None and entry.ring == ring else ring
 
     def _key_to(self, net: _Net, entry: _PeerEntry | None) -> bytes:
         """The key to sign a request to this peer with: the primary, unless the peer's last

@@ -168,6 +168,17 @@ class EagerPeers:
         """Drop the gossips queued for ``peer``."""
         self._queues.pop(peer, None)
 
+    def held_by(self, peer: str, guids: list[str]) -> None:
+        """``peer`` holds these gossips (it sent them, or said it holds them): none of them
+        is queued for it any more."""
+        queue = self._queues.get(peer)
+        if queue is None:
+            return
+        for guid in guids:
+            queue.pop(guid, None)
+        if not queue:
+            del self._queues[peer]
+
     def forget(self, guid: str) -> None:
         """A gossip the node no longer holds leaves every queue."""
         for peer, queue in list(self._queues.items()):

@@ -226,8 +226,8 @@ def test_keys_are_normalised_to_lower_case() -> None:
 
 def test_new_fields_are_left_out_when_unset() -> None:
     """graft, prune and hello are additive: a message without them is what it always was."""
-    assert m.TellMeMore(ids=(key(1),)).to_wire() == {"ids": [key(1)]}
-    assert m.TellMeMore(ids=(key(1),), graft=True).to_wire() == {"ids": [key(1)], "graft": True}
+    assert m.TellMeMore(ids=(key(1),)).to_wire() == {"ids": m._pack_keys([key(1)])}
+    assert m.TellMeMore(ids=(key(1),), graft=True).to_wire() == {"ids": m._pack_keys([key(1)]), "graft": True}
     assert m.PushReply().to_wire() == {} and m.PushReply(prune=True).to_wire() == {"prune": True}
     probe = m.Probe(count=1, fingerprint=FP)
     assert m.DidYouHear(probe=probe).to_wire() == {"probe": {"n": 1, "fp": FP}}
@@ -239,7 +239,7 @@ def test_probe_and_answer_wire_forms_are_minimal() -> None:
     assert m.Probe(count=5, fingerprint=FP).to_wire() == {"n": 5, "fp": FP}
     assert m.Probe(count=5, fingerprint=FP, size=16, **page(K2)).to_wire() == {"n": 5, "fp": FP, "size": 16, PAGE: K2}
     assert m.ProbeAnswer(in_sync=True).to_wire() == {"sync": True}
-    assert m.ProbeAnswer(keys=(K1,), upto=K2).to_wire() == {"keys": [K1], "upto": K2}
+    assert m.ProbeAnswer(keys=(K1,), upto=K2).to_wire() == {"keys": m._pack_keys([K1]), "upto": K2}
     assert m.ProbeAnswer(size=8, cells="AAAA").to_wire() == {"size": 8, "cells": "AAAA"}
     assert m.Hello().to_wire() == {} and m.DidYouHearReply().to_wire() == {}
 
@@ -250,11 +250,11 @@ def test_request_envelope_shape() -> None:
     data = request(m.DidYouHear(ids=(key(1),)))
     env = json.loads(data)
     assert list(env) == ["v", "type", "net", "from", "body", "to", "ts", "nonce", "mac"]
-    assert env["v"] == m.PROTOCOL_VERSION == 3
+    assert env["v"] == m.PROTOCOL_VERSION == 4
     assert (env["type"], env["net"], env["from"], env["to"], env["ts"], env["nonce"]) == (
         "did_you_hear", "default", SENDER, RECEIVER, TS, NONCE
     )
-    assert env["body"] == {"ids": [key(1)]}
+    assert env["body"] == {"ids": m._pack_keys([key(1)])}
     assert re.fullmatch(r"[0-9a-f]{32}", env["mac"])
     assert data.endswith(b'"}') and data.index(b'"mac"') > data.index(b'"nonce"')
     assert b" " not in data  # compact separators
@@ -382,7 +382,7 @@ def test_a_number_too_long_to_read_is_a_protocol_error(number: str) -> None:
         m.decode(data, key_for)
 
 
-@pytest.mark.parametrize("version", [1, 2, 4, 0, "3", None, [3]])
+@pytest.mark.parametrize("version", [1, 2, 3, 5, 0, "4", None, [4]])
 def test_wrong_protocol_version(version: Any) -> None:
     with pytest.raises(RemoteProtocolError, match="protocol version") as info:
         m.decode(signed(envelope("hello", {}, v=version)), key_for)
@@ -412,8 +412,11 @@ def test_garbage_is_a_protocol_error(data: bytes) -> None:
     assert info.value.status_hint == 400
 
 
-MANY_KEYS = [FP] * (m.MAX_IDS + 1)
-MANY_IDS = [key(i) for i in range(m.MAX_IDS + 1)]
+#: Since version 4 a list of keys is one base64 string of their 32-byte forms (m._pack_keys).
+MANY_KEYS = m._pack_keys([key(i) for i in range(m.MAX_IDS + 1)])
+MANY_IDS = MANY_KEYS
+PACKED_BAD = "not base64!"
+PACKED_SHORT = m._pack_keys([key(1)])[:-4] + "AA=="  # 32 bytes less one: not whole keys
 SURROGATE = "x\ud800"
 
 #: (type, body, other envelope changes, text the error must contain)
@@ -439,9 +442,9 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("hello", {"probe": {"n": 1, "fp": FP, "size": "8"}}, {}, "probe.size"),
     ("hello", {"probe": {"n": 1, "fp": FP, "size": 2**21}}, {}, "probe.size"),
     ("hello", {"probe": {"n": 1, "fp": FP, PAGE: 5}}, {}, f"probe.{PAGE}"),
-    ("hello", {"want": "abc"}, {}, "want must be a JSON list"),
-    ("hello", {"want": ["abc"]}, {}, "want must hold 64-hex-digit keys"),
-    ("hello", {"want": MANY_KEYS}, {}, f"want holds {m.MAX_IDS + 1} items, more than the {m.MAX_IDS}"),
+    ("hello", {"want": ["abc"]}, {}, "want must be a base64 string"),
+    ("hello", {"want": PACKED_BAD}, {}, "want must be valid base64"),
+    ("hello", {"want": MANY_KEYS}, {}, f"want must be a base64 string of at most {m.MAX_IDS}"),
     ("hello", {"peers": {}}, {}, "peers must be a JSON list"),
     ("hello", {"peers": [5]}, {}, "peers: a peer must be a JSON object"),
     ("hello", {"peers": [peer_dict(ip="999.1.1.1")]}, {}, "ip '999.1.1.1'"),
@@ -463,25 +466,25 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("register", {"node": [peer_dict()]}, {}, "node: a peer must be a JSON object"),
     ("register", {"node": peer_dict(guid=guid(0xABCDEF).upper())}, {}, "peer guid"),
     ("register_ok", {"node": peer_dict(port=-1)}, {"re": NONCE}, "port -1"),
-    ("did_you_hear", {"ids": "x"}, {}, "ids must be a JSON list"),
-    ("did_you_hear", {"ids": ["not-a-uuid"]}, {}, "ids"),
-    ("did_you_hear", {"ids": [1]}, {}, "ids must hold 64-hex-digit keys"),
-    ("did_you_hear", {"ids": [guid(0xABCDEF).upper()]}, {}, "ids must hold 64-hex-digit keys"),
-    ("did_you_hear", {"ids": [key(1)[:-1] + "g"]}, {}, "ids must hold 64-hex-digit keys"),
-    ("did_you_hear", {"ids": [guid(1).replace("-", "")]}, {}, "ids must hold 64-hex-digit keys"),
-    ("did_you_hear", {"ids": ["z" * 64]}, {}, "ids must hold 64-hex-digit keys"),
-    ("did_you_hear", {"ids": MANY_IDS}, {}, f"more than the {m.MAX_IDS}"),
+    ("did_you_hear", {"ids": ["x"]}, {}, "ids must be a base64 string"),
+    ("did_you_hear", {"ids": "not-a-uuid"}, {}, "ids"),
+    ("did_you_hear", {"ids": 1}, {}, "ids must be a base64 string"),
+    ("did_you_hear", {"ids": key(1)}, {}, "ids must hold whole 32-byte keys"),
+    ("did_you_hear", {"ids": PACKED_SHORT}, {}, "ids must hold whole 32-byte keys"),
+    ("did_you_hear", {"ids": PACKED_BAD}, {}, "ids must be valid base64"),
+    ("did_you_hear", {"ids": "é" * 44}, {}, "ids must be valid base64"),
+    ("did_you_hear", {"ids": MANY_IDS}, {}, f"at most {m.MAX_IDS}"),
     ("did_you_hear", {"probe": {"n": "many", "fp": FP}}, {}, "probe.n"),
-    ("tell_me_more", {}, {}, "ids must be a JSON list"),
-    ("tell_me_more", {"ids": [None]}, {}, "ids must hold 64-hex-digit keys"),
+    ("tell_me_more", {}, {}, "ids must be a base64 string"),
+    ("tell_me_more", {"ids": [None]}, {}, "ids must be a base64 string"),
     ("tell_me_more_reply", {"tombstones": [{"guid": guid(1)}]}, {"re": NONCE}, "tombstones: tombstone is missing field"),
     ("did_you_hear", {"retention": {"max_age": -5, "set_at": 1}}, {}, "retention: retention max_age"),
-    ("tell_me_more", {"ids": MANY_IDS}, {}, "ids holds"),
-    ("tell_me_more", {"ids": [], "graft": 1}, {}, "graft must be true or false"),
-    ("tell_me_more", {"ids": [], "graft": None}, {}, "graft must be true or false"),
+    ("tell_me_more", {"ids": MANY_IDS}, {}, "ids must be a base64 string of at most"),
+    ("tell_me_more", {"ids": "", "graft": 1}, {}, "graft must be true or false"),
+    ("tell_me_more", {"ids": "", "graft": None}, {}, "graft must be true or false"),
     ("did_you_hear", {"hello": []}, {}, "probe must be a JSON object"),
     ("did_you_hear", {"hello": {"n": 1}}, {}, "probe.fp"),
-    ("did_you_hear_reply", {"hello": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys"),
+    ("did_you_hear_reply", {"hello": {"keys": "zz", "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("push", {}, {}, "gossips must be a JSON list"),
     ("push", {"gossips": None}, {}, "gossips must be a JSON list"),
     ("push", {"gossips": [GOSSIPS[0].to_dict()] * (m.MAX_IDS + 1)}, {}, "gossips holds"),
@@ -499,13 +502,13 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=SURROGATE)]}, {"re": NONCE}, "msg"),
     ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=7)]}, {"re": NONCE}, "msg must be a string"),
     ("hello_reply", {"answer": 1}, {"re": NONCE}, "answer must be a JSON object"),
-    ("hello_reply", {"answer": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys"),
-    ("hello_reply", {"answer": {"keys": [], "upto": None}}, {"re": NONCE}, "answer.upto"),
+    ("hello_reply", {"answer": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys must be a base64 string"),
+    ("hello_reply", {"answer": {"keys": "", "upto": None}}, {"re": NONCE}, "answer.upto"),
     ("hello_reply", {"answer": {"keys": {}, "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("hello_reply", {"answer": {"size": "8"}}, {"re": NONCE}, "answer.size"),
     ("hello_reply", {"peers": [peer_dict(ip="1.2.3")]}, {"re": NONCE}, "ip '1.2.3'"),
     ("did_you_hear_reply", {"answer": {"size": 8, "cells": 5}}, {"re": NONCE}, "answer.cells"),
-    ("did_you_hear_reply", {"answer": {"keys": MANY_KEYS, "upto": K1}}, {"re": NONCE}, "answer.keys holds"),
+    ("did_you_hear_reply", {"answer": {"keys": MANY_KEYS, "upto": K1}}, {"re": NONCE}, "answer.keys must be a base64 string of at most"),
     ("hello", {}, {"from": "me"}, "from"),
     ("hello", {}, {"from": None}, "from"),
     ("hello", {}, {"nonce": None}, "nonce"),
@@ -550,7 +553,7 @@ def test_unknown_fields_are_ignored() -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    env = envelope("did_you_hear", {"ids": MANY_IDS[:-1]})
+    env = envelope("did_you_hear", {"ids": m._pack_keys([key(i) for i in range(m.MAX_IDS)])})
     body = m.decode(signed(env), key_for).body
     assert isinstance(body, m.DidYouHear) and len(body.ids) == m.MAX_IDS
     peers = [peer(i).to_dict() for i in range(m.MAX_PEERS)]

@@ -144,7 +144,7 @@ def test_a_grafting_fetch_carries_the_flag_and_the_answerer_links_the_asker() ->
     mesh.now += 1
     b.tick(mesh.now)
     fetch = [out for out in b.outbox() if out.verb == "tell_me_more"]
-    assert len(fetch) == 1 and json.loads(fetch[0].data)["body"] == {"ids": [key_hex(item_key(g))], "graft": True}
+    assert len(fetch) == 1 and json.loads(fetch[0].data)["body"] == {"ids": m._pack_keys([key_hex(item_key(g))]), "graft": True}
     assert a.eager_peers() == ()
     b.receive_response(fetch[0].request_id, a.handle_request(fetch[0].data, mesh.now), mesh.now)
     assert a.eager_peers() == (b.guid,) and b.has_gossip(g.guid)
