@@ -368,6 +368,11 @@ def _first(entry: tuple[int, str]) -> int:
     return entry[0]
 
 
+def _unseen(view: PeerView) -> bool:
+    """A stored peer with the liveness of a new entry: alive, never seen, no failure, not left."""
+    return view.status is PeerStatus.ALIVE and view.last_seen is None and not view.failures and not view.peer.left
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -1093,18 +1098,35 @@ class GossipNode:
             held.feed = sorted((c, g) for g, c in held.cursors.items())
         for name, views in snapshot.peers.items():
             net = self._nets.get(name)
-            if net is None:
-                continue
+            if net is not None:
+                self._restore_peers(net, [v for v in views if v.peer.guid != self.guid and v.peer.network_name == name], now)
+
+    def _restore_peers(self, net: _Net, views: list[PeerView], now: float) -> None:
+        """Hold the stored peers, each with its stored liveness (its record decides ``left``).
+
+        Records that are all new and fit under ``max_peers`` (a node's start, unless its
+        store holds more than the cap) are taken in one batch: restoring is most of the
+        start of a node that knows a thousand peers, and of each of the simulator's
+        thousand nodes. Otherwise one at a time, making room or refused as any new record.
+        """
+        guids = {v.peer.guid for v in views}
+        if len(guids) == len(views) and len(net.peers) + len(views) <= self._max_peers and guids.isdisjoint(net.peers):
+            keys = net.peer_set.update([v.peer for v in views])
+            net.peers.update((v.peer.guid, _PeerEntry(peer=v.peer, key=k, learnt=now)) for v, k in zip(views, keys))
+            # New entries are alive and unseen (plain): only the others need their liveness.
             for view in views:
-                if view.peer.guid == self.guid or view.peer.network_name != name:
-                    continue
-                entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
-                if entry is not None:
-                    entry.liveness = Liveness(
-                        status=view.status, last_seen=view.last_seen, failures=view.failures
-                    )
-                    entry.liveness.set_left(view.peer.left)  # the record decides ``left``
-                    self._note(net, entry)
+                if not _unseen(view):
+                    self._restore_liveness(net, net.peers[view.peer.guid], view)
+            return
+        for view in views:  # the liveness at once: the cap's evictions depend on it
+            entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
+            if entry is not None:
+                self._restore_liveness(net, entry, view)
+
+    def _restore_liveness(self, net: _Net, entry: _PeerEntry, view: PeerView) -> None:
+        entry.liveness = Liveness(status=view.status, last_seen=view.last_seen, failures=view.failures)
+        entry.liveness.set_left(view.peer.left)  # the record decides ``left``
+        self._note(net, entry)
 
     def _send(
         self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None

@@ -180,3 +180,52 @@ def test_restored_peers_that_are_not_plain_are_irregular() -> None:
     assert node._eligible(net, T0) == [peers[0].guid, peers[1].guid, peers[4].guid]  # noqa: SLF001
     assert node._eligible(net, T0) == _scanned_eligible(node, net, T0)  # noqa: SLF001
     assert node._known(net) == {peers[0].guid, peers[2].guid, peers[4].guid}  # noqa: SLF001
+
+
+def _restored_by_hand(config_index: int, views: list[PeerView], max_peers: int) -> GossipNode:
+    """A node given ``views`` one at a time, as ``_restore`` did before its batch path."""
+    node = GossipNode(make_config(config_index), rng=random.Random(1), now=T0, max_peers=max_peers)
+    net = node._nets["default"]  # noqa: SLF001
+    for view in views:
+        if view.peer.guid == node.guid or view.peer.network_name != "default":
+            continue
+        entry = node._put_peer(net, view.peer, T0, limit=max_peers)  # noqa: SLF001
+        if entry is not None:
+            entry.liveness = Liveness(status=view.status, last_seen=view.last_seen, failures=view.failures)
+            entry.liveness.set_left(view.peer.left)
+            node._note(net, entry)  # noqa: SLF001
+    return node
+
+
+def _peer_state(node: GossipNode) -> list[object]:
+    net = node._nets["default"]  # noqa: SLF001
+    return [
+        [(g, e.peer, e.key, e.learnt, e.liveness) for g, e in net.peers.items()],
+        list(net.peer_set.records.items()),
+        (len(net.peer_keys), net.peer_keys.fingerprint),
+        net.irregular,
+    ]
+
+
+VIEWS = st.lists(
+    st.builds(
+        lambda i, status, seen, failures, left: PeerView(
+            peer=replace(make_config(i).self_peer("default"), left=left, incarnation=int(left)),
+            status=status, last_seen=seen, failures=failures,
+        ),
+        st.integers(1, 12),  # 1 is the node itself; repeats are a record stored twice
+        st.sampled_from(list(PeerStatus)),
+        st.one_of(st.none(), st.just(T0 - 10)),
+        st.integers(0, 4),
+        st.booleans(),
+    ),
+    max_size=14,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(views=VIEWS, max_peers=st.integers(2, 16))
+def test_restoring_in_one_batch_holds_what_one_at_a_time_does(views: list[PeerView], max_peers: int) -> None:
+    node = GossipNode(make_config(1), rng=random.Random(1), now=T0, max_peers=max_peers,
+                      snapshot=Snapshot(peers={"default": views}))
+    assert _peer_state(node) == _peer_state(_restored_by_hand(1, views, max_peers))
