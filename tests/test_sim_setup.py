@@ -3,11 +3,14 @@ key sets that build their IBLT only when first asked, from hashes cached process
 
 from __future__ import annotations
 
+import gc
 import random
+
+import pytest
 
 from gossip.digest import KeySet, _hashes
 from gossip.model import PeerView
-from gossip.sim import NETWORK, Simulator, _SharedStartStorage
+from gossip.sim import NETWORK, Simulator, _SharedStartStorage, simulate
 from gossip.storage import MemoryStorage
 
 
@@ -84,3 +87,31 @@ def test_key_hashes_are_cached_across_key_sets() -> None:
     hits = _hashes.cache_info().hits
     KeySet([key])
     assert _hashes.cache_info().hits == hits + 1
+
+
+def test_the_network_is_set_apart_from_the_collector_for_the_run_only() -> None:
+    """simulate() builds the network with the cyclic collector off, freezes it for the run
+    (its collections then skip the million peer entries of 1,000 nodes), and leaves the
+    collector as it found it, also when the run fails."""
+    seen: list[tuple[bool, int]] = []
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    result = simulate(nodes=20, messages=3, seed=1, progress=lambda r, c: seen.append((gc.isenabled(), gc.get_freeze_count())))
+    assert result.converged and seen
+    assert all(enabled and frozen > 0 for enabled, frozen in seen)  # collecting, the network apart
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+    def fail(round_: int, coverage: float) -> None:
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        simulate(nodes=5, messages=1, seed=1, progress=fail)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(ValueError):
+        simulate(nodes=0, messages=1)  # refused while building
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        simulate(nodes=5, messages=1, seed=1)
+        assert not gc.isenabled()  # off before: off after
+    finally:
+        gc.enable()
