@@ -69,7 +69,7 @@ import random
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
-from itertools import filterfalse
+from itertools import filterfalse, repeat
 from typing import Any, Iterable, Iterator
 
 from . import messages as m
@@ -366,11 +366,6 @@ def _key_guid(key: int) -> str:
 
 def _first(entry: tuple[int, str]) -> int:
     return entry[0]
-
-
-def _unseen(view: PeerView) -> bool:
-    """A stored peer with the liveness of a new entry: alive, never seen, no failure, not left."""
-    return view.status is PeerStatus.ALIVE and view.last_seen is None and not view.failures and not view.peer.left
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -1099,7 +1094,8 @@ class GossipNode:
         for name, views in snapshot.peers.items():
             net = self._nets.get(name)
             if net is not None:
-                self._restore_peers(net, [v for v in views if v.peer.guid != self.guid and v.peer.network_name == name], now)
+                own = [v for v in views if v.peer.guid != self.guid and v.peer.network_name == name]
+                self._restore_peers(net, own, now)
 
     def _restore_peers(self, net: _Net, views: list[PeerView], now: float) -> None:
         """Hold the stored peers, each with its stored liveness (its record decides ``left``).
@@ -1109,14 +1105,19 @@ class GossipNode:
         start of a node that knows a thousand peers, and of each of the simulator's
         thousand nodes. Otherwise one at a time, making room or refused as any new record.
         """
-        guids = {v.peer.guid for v in views}
-        if len(guids) == len(views) and len(net.peers) + len(views) <= self._max_peers and guids.isdisjoint(net.peers):
-            keys = net.peer_set.update([v.peer for v in views])
-            net.peers.update((v.peer.guid, _PeerEntry(peer=v.peer, key=k, learnt=now)) for v, k in zip(views, keys))
+        peers = [v.peer for v in views]
+        guids = [p.guid for p in peers]
+        fits = len(net.peers) + len(guids) <= self._max_peers
+        if fits and len(set(guids)) == len(guids) and net.peers.keys().isdisjoint(guids):
+            # (_PeerEntry(peer, key, learnt) made by map: no Python step of ours per record.)
+            net.peers.update(zip(guids, map(_PeerEntry, peers, net.peer_set.update(peers), repeat(now))))
             # New entries are alive and unseen (plain): only the others need their liveness.
-            for view in views:
-                if not _unseen(view):
-                    self._restore_liveness(net, net.peers[view.peer.guid], view)
+            seen = [
+                v for v in views
+                if v.status is not PeerStatus.ALIVE or v.last_seen is not None or v.failures or v.peer.left
+            ]
+            for view in seen:
+                self._restore_liveness(net, net.peers[view.peer.guid], view)
             return
         for view in views:  # the liveness at once: the cap's evictions depend on it
             entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
@@ -1229,7 +1230,8 @@ class GossipNode:
             unsound = {e.peer.guid for e in odd if e.fresh or e.doubtful or not e.liveness.eligible(now)}
             doubtful = [
                 e.peer.guid for e in odd
-                if not e.fresh and (not partial or e.peer.guid in net.active) and e.liveness.eligible(now) and e.doubtful
+                if not e.fresh and (not partial or e.peer.guid in net.active)
+                and e.liveness.eligible(now) and e.doubtful
             ]
             # With eager push, pushes carry what is new to k peers and the rounds only repair
             # what a push missed: one peer per round is enough for that (push-pull spreads in

@@ -918,4 +918,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    code = main()
+    # The process ends here. What the run built is garbage now (at 1,000 nodes that know each
+    # other, millions of objects): frozen, no last collection walks and frees it (about 1 s of
+    # CPU), and the OS takes the memory back at once.
+    gc.freeze()
+    raise SystemExit(code)

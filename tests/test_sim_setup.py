@@ -4,7 +4,12 @@ key sets that build their IBLT only when first asked, from hashes cached process
 from __future__ import annotations
 
 import gc
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +120,21 @@ def test_the_network_is_set_apart_from_the_collector_for_the_run_only() -> None:
         assert not gc.isenabled()  # off before: off after
     finally:
         gc.enable()
+
+
+def test_python_m_gossip_sim_leaves_the_network_to_the_os_at_exit() -> None:
+    """The command's process ends right after the run: what the run built stays frozen, so
+    no last collection walks and frees it (about 1 s of CPU at 1,000 nodes)."""
+    script = (
+        "import atexit, gc, runpy, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count(), file=sys.stderr))\n"
+        "sys.argv = ['gossip.sim', '--nodes', '30', '--messages', '2', '--json']\n"
+        "runpy.run_module('gossip.sim', run_name='__main__')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["converged"] is True
+    frozen = int(done.stderr.split("frozen at exit:")[1].split()[0])
+    assert frozen > 30 * 30  # at least the peer entries of 30 nodes that know each other
