@@ -153,7 +153,9 @@ def wire_table(sizes: list[int], ds: list[int]) -> None:
             b = GossipNode(cb, rng=random.Random(2), now=T0, push=False,
                            snapshot=Snapshot(gossips={"default": common + b_extra}, peers={"default": others + [pa]}))
             # Make B the peer A contacts next round (as after a REGISTER).
-            a._nets["default"].peers[b.guid].fresh = True  # noqa: SLF001
+            net = a._nets["default"]  # noqa: SLF001
+            net.peers[b.guid].fresh = True
+            a._note(net, net.peers[b.guid])  # noqa: SLF001  (a fresh peer is irregular)
             total, requests = _round_bytes(a, b, T0 + 1)
             assert a.gossip_count() == b.gossip_count() == size + extra
             cells.append(f"{total:,} B | {requests}")

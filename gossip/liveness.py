@@ -100,3 +100,13 @@ class Liveness:
     def eligible(self, now: float) -> bool:
         """May this peer be contacted at ``now``? Never once it left."""
         return self.status is not PeerStatus.LEFT and now >= self.retry_at
+
+    def plain(self) -> bool:
+        """Alive, and no failure since its last answer: eligible at any time, whatever ``now``.
+
+        Only :meth:`failed` and :meth:`set_left` make a plain liveness not plain, and only
+        :meth:`succeeded` and :meth:`set_left` make it plain again: a node that keeps the
+        few peers that are not plain apart (``GossipNode``) need not look at the others
+        to know which peers a round may pick.
+        """
+        return self.status is PeerStatus.ALIVE and not self.failures and not self.retry_at

@@ -70,6 +70,7 @@ import random
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
+from itertools import filterfalse, repeat
 from typing import Any, Iterable, Iterator
 
 from . import messages as m
@@ -306,6 +307,11 @@ class _Net:
     #: How many pending ids name each peer as a source (for MAX_PENDING_PER_SOURCE).
     pending_by: Counter[str] = field(default_factory=Counter)
     peers: dict[str, _PeerEntry] = field(default_factory=dict)
+    #: The guids of the peers that are not plain (GossipNode._note): fresh, or not alive, or
+    #: failed since they last answered; at times a few plain ones too. Every other peer is
+    #: eligible at any time and not doubtful, so what a round picks from comes from these
+    #: and a copy of ``peers``' keys, without looking at each peer.
+    irregular: set[str] = field(default_factory=set)
     #: The peer records, this node's own among them (the second reconciled set).
     peer_set: PeerSet = field(default_factory=PeerSet)
     replay: ReplayGuard = field(default_factory=ReplayGuard)
@@ -738,7 +744,7 @@ class GossipNode:
     def _known(net: _Net) -> set[str]:
         """The peers this node counts as members: neither dead nor left."""
         gone = (PeerStatus.DEAD, PeerStatus.LEFT)
-        return {g for g, e in net.peers.items() if e.liveness.status not in gone}
+        return set(net.peers).difference(g for g in net.irregular if net.peers[g].liveness.status in gone)
 
     def eager_peers(self, network: str | None = None) -> tuple[str, ...]:
         """The guids of the peers a new gossip is pushed to at once (one network)."""
@@ -987,6 +993,7 @@ class GossipNode:
                     self._send_to(net, self._rng.choice(others), flight.body, now)
         if entry is not None and flight.sent > entry.liveness.failed_at:
             old = entry.liveness.failed(now, self._policy, 0.5 + 0.5 * self._rng.random())
+            self._note(net, entry)
             if old is not None:
                 self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
 
@@ -1106,17 +1113,41 @@ class GossipNode:
             held.feed = sorted((c, g) for g, c in held.cursors.items())
         for name, views in snapshot.peers.items():
             net = self._nets.get(name)
-            if net is None:
-                continue
-            for view in views:
-                if view.peer.guid == self.guid or view.peer.network_name != name:
-                    continue
-                entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
-                if entry is not None:
-                    entry.liveness = Liveness(
-                        status=view.status, last_seen=view.last_seen, failures=view.failures
-                    )
-                    entry.liveness.set_left(view.peer.left)  # the record decides ``left``
+            if net is not None:
+                own = [v for v in views if v.peer.guid != self.guid and v.peer.network_name == name]
+                self._restore_peers(net, own, now)
+
+    def _restore_peers(self, net: _Net, views: list[PeerView], now: float) -> None:
+        """Hold the stored peers, each with its stored liveness (its record decides ``left``).
+
+        Records that are all new and fit under ``max_peers`` (a node's start, unless its
+        store holds more than the cap) are taken in one batch: restoring is most of the
+        start of a node that knows a thousand peers, and of each of the simulator's
+        thousand nodes. Otherwise one at a time, making room or refused as any new record.
+        """
+        peers = [v.peer for v in views]
+        guids = [p.guid for p in peers]
+        fits = len(net.peers) + len(guids) <= self._max_peers
+        if fits and len(set(guids)) == len(guids) and net.peers.keys().isdisjoint(guids):
+            # (_PeerEntry(peer, key, learnt) made by map: no Python step of ours per record.)
+            net.peers.update(zip(guids, map(_PeerEntry, peers, net.peer_set.update(peers), repeat(now))))
+            # New entries are alive and unseen (plain): only the others need their liveness.
+            seen = [
+                v for v in views
+                if v.status is not PeerStatus.ALIVE or v.last_seen is not None or v.failures or v.peer.left
+            ]
+            for view in seen:
+                self._restore_liveness(net, net.peers[view.peer.guid], view)
+            return
+        for view in views:  # the liveness at once: the cap's evictions depend on it
+            entry = self._put_peer(net, view.peer, now, limit=self._max_peers)
+            if entry is not None:
+                self._restore_liveness(net, entry, view)
+
+    def _restore_liveness(self, net: _Net, entry: _PeerEntry, view: PeerView) -> None:
+        entry.liveness = Liveness(status=view.status, last_seen=view.last_seen, failures=view.failures)
+        entry.liveness.set_left(view.peer.left)  # the record decides ``left``
+        self._note(net, entry)
 
     def _send(
         self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None
@@ -1161,10 +1192,46 @@ class GossipNode:
         """Peers that may be contacted now (past ``full_view_limit``, active ones only),
         leaving out doubtful ones if there are others (pushes go to peers that answer, not
         to addresses nobody answered at)."""
-        entries = [net.peers[g] for g in net.active.peers() if g in net.peers] if self._partial(net) else net.peers.values()
-        eligible = [e for e in entries if e.liveness.eligible(now)]
-        sound = [e.peer.guid for e in eligible if not e.doubtful]
-        return sound or [e.peer.guid for e in eligible]
+        if self._partial(net):
+            entries = [net.peers[g] for g in net.active.peers() if g in net.peers]
+            eligible = [e for e in entries if e.liveness.eligible(now)]
+            sound = [e.peer.guid for e in eligible if not e.doubtful]
+            return sound or [e.peer.guid for e in eligible]
+        odd = self._irregular(net)  # plain peers are eligible and sound
+        barred = {e.peer.guid for e in odd if not e.liveness.eligible(now)}
+        doubtful = {e.peer.guid for e in odd if e.peer.guid not in barred and e.doubtful}
+        return self._peers_but(net, barred | doubtful) or self._peers_but(net, barred)
+
+    # -- plain and irregular peers ----------------------------------------------------
+    # Rule: a peer that is not fresh and whose liveness is plain (alive, no failure since it
+    # last answered: Liveness.plain) may be contacted at any time and is not doubtful. Most
+    # peers are plain; the others are kept in ``net.irregular``, and every choice among
+    # peers (a round's picks, its dead peer, the repair and passive pools, what is forgotten)
+    # looks at those only and takes the plain ones wholesale. So ``_note`` follows every
+    # change that can make a peer not plain: a failure, ``left``, ``fresh``, a restored
+    # liveness. Leaving a plain peer in the set costs time only; missing one that is not
+    # plain would pick a dead peer as if it were alive.
+    @staticmethod
+    def _note(net: _Net, entry: _PeerEntry) -> None:
+        """Put the peer in ``net.irregular`` or take it out, after a change to its ``fresh``
+        flag or its liveness."""
+        if entry.fresh or not entry.liveness.plain():
+            net.irregular.add(entry.peer.guid)
+        else:
+            net.irregular.discard(entry.peer.guid)
+
+    @staticmethod
+    def _irregular(net: _Net) -> list[_PeerEntry]:
+        """The entries of ``net.irregular``, in ``net.peers`` order (nothing to scan while
+        every peer is plain)."""
+        irregular, peers = net.irregular, net.peers
+        return [peers[g] for g in peers if g in irregular] if irregular else []
+
+    @staticmethod
+    def _peers_but(net: _Net, skip: set[str]) -> list[str]:
+        """Every peer's guid, in ``net.peers`` order, but those in ``skip`` (a copy made in C:
+        no Python step per peer)."""
+        return list(filterfalse(skip.__contains__, net.peers)) if skip else list(net.peers)
 
     def _round(self, now: float) -> None:
         self.stats["rounds"] += 1
@@ -1178,16 +1245,16 @@ class GossipNode:
             net.active.forced = 0
             if partial:
                 self._repair(net, now)
-            fresh: list[str] = []
-            others: list[str] = []
-            doubtful: list[str] = []
-            for guid, entry in net.peers.items():
-                if entry.fresh:
-                    fresh.append(guid)
-                elif partial and guid not in net.active:
-                    continue
-                elif entry.liveness.eligible(now):
-                    (doubtful if entry.doubtful else others).append(guid)
+            # Fresh peers, then the eligible ones (past full_view_limit, active only), sound
+            # or doubtful: only irregular peers can be anything but sound (see _note).
+            odd = self._irregular(net)
+            fresh = [e.peer.guid for e in odd if e.fresh]
+            unsound = {e.peer.guid for e in odd if e.fresh or e.doubtful or not e.liveness.eligible(now)}
+            doubtful = [
+                e.peer.guid for e in odd
+                if not e.fresh and (not partial or e.peer.guid in net.active)
+                and e.liveness.eligible(now) and e.doubtful
+            ]
             # With eager push, pushes carry what is new to k peers and the rounds only repair
             # what a push missed: one peer per round is enough for that (push-pull spreads in
             # O(log N) rounds at fanout 1), and more would race the pushes still in flight and
@@ -1211,6 +1278,11 @@ class GossipNode:
             # another chance before its record's TTL runs out). Made-up records cannot then
             # take the rounds away from the peers that answer.
             slots = max(0, fanout - len(fresh))
+            others: list[str] = []
+            if slots and partial:
+                others = [g for g in net.peers if g in net.active and g not in unsound]
+            elif slots:
+                others = self._peers_but(net, unsound)
             picked = self._rng.sample(others, min(slots, len(others)))
             short = slots - len(picked)
             if doubtful and picked and not short and self._rng.random() < 0.25:
@@ -1224,8 +1296,8 @@ class GossipNode:
             # long for a sample to cross; with it the first contact comes within a round.
             # One a round at most: a thousand dead peers cost one request a round, not more.
             dead = [
-                guid for guid, entry in net.peers.items()
-                if entry.liveness.status is PeerStatus.DEAD and not entry.doubtful and guid not in targets
+                e.peer.guid for e in odd
+                if e.liveness.status is PeerStatus.DEAD and not e.doubtful and e.peer.guid not in targets
             ]
             if dead:
                 targets.append(self._rng.choice(dead))
@@ -1233,11 +1305,8 @@ class GossipNode:
                 # A random passive peer too, in each shuffle round: active views are a
                 # random graph that may split (small views, or after a crash), and this
                 # probe crosses any split, so every live node still converges.
-                passive = [
-                    guid for guid, entry in net.peers.items()
-                    if guid not in net.active and guid not in targets and entry.liveness.eligible(now)
-                    and not entry.doubtful
-                ]
+                unfit = {e.peer.guid for e in odd if e.doubtful or not e.liveness.eligible(now)}
+                passive = self._peers_but(net, unfit.union(net.active.members, targets))
                 if passive:
                     targets.append(self._rng.choice(passive))
             probes = m.DidYouHear(
@@ -1246,8 +1315,10 @@ class GossipNode:
                 retention=self._told(net),
             )
             for guid in targets:
-                net.peers[guid].fresh = False
-                ring = self._ring_for(net, net.peers[guid])
+                entry = net.peers[guid]
+                entry.fresh = False
+                self._note(net, entry)
+                ring = self._ring_for(net, entry)
                 self._send_to(net, guid, probes if ring is None else replace(probes, ring=ring), now)
             self._fetch_pending(net, now)
             if partial:
@@ -1274,11 +1345,8 @@ class GossipNode:
         missing = net.active.missing()
         if missing <= 0:
             return
-        pool = [
-            guid for guid, entry in net.peers.items()
-            if guid not in net.active and guid not in net.active.asking
-            and entry.liveness.eligible(now) and not entry.doubtful
-        ]
+        unfit = {e.peer.guid for e in self._irregular(net) if e.doubtful or not e.liveness.eligible(now)}
+        pool = self._peers_but(net, unfit.union(net.active.members, net.active.asking))
         op = "ask" if len(net.active) or net.active.asking else "join"
         for guid in self._rng.sample(pool, min(1 if op == "join" else missing, len(pool))):
             net.active.asking.add(guid)
@@ -1417,6 +1485,7 @@ class GossipNode:
             if entry is None:
                 raise GossipError(f"this node's peer list for {net.network.name!r} is full", status_hint=503)
             entry.fresh = True  # contacted in the very next round: the seed's bootstrap
+            self._note(net, entry)
             if self._linkable(net, node.guid):
                 net.eager.add(node.guid)
             return body.response(net.self_peer, self._told(net))
@@ -1556,6 +1625,7 @@ class GossipNode:
                 )
                 return
             entry.fresh = True
+            self._note(net, entry)
             if self._linkable(net, node.guid):
                 net.eager.add(node.guid)
             if reply.retention is not None:
@@ -1886,6 +1956,7 @@ class GossipNode:
     def _forget_peer(self, net: _Net, guid: str) -> _PeerEntry | None:
         entry = net.peers.pop(guid, None)
         if entry is not None:
+            net.irregular.discard(guid)
             net.peer_set.drop(entry.key)
             net.eager.remove(guid)
             net.active.remove(guid)
@@ -1917,7 +1988,7 @@ class GossipNode:
         ttl = max(UNPROVEN_TTL, UNPROVEN_TTL_ROUNDS * self.config.gossip_timer)
         while net.shunned and (len(net.shunned) > SHUN_FACTOR * self._max_peers or next(iter(net.shunned.values())) < now):
             del net.shunned[next(iter(net.shunned))]
-        for entry in [e for e in net.peers.values() if now - e.learnt > ttl and e.doubtful]:
+        for entry in [e for e in self._irregular(net) if now - e.learnt > ttl and e.doubtful]:
             self._forget_peer(net, entry.peer.guid)
             net.shunned.pop(entry.key, None)
             net.shunned[entry.key] = now + SHUN_TTLS * ttl
@@ -1975,6 +2046,7 @@ class GossipNode:
             # record it replaces must not undo that.
             self._shun(net, record_key(old), now + self._forget_after)
         status_was = entry.liveness.set_left(peer.left)
+        self._note(net, entry)
         if peer.left:
             net.eager.remove(peer.guid)
         self._events.append(PeerJoined(peer=entry.view()) if is_new else PeerUpdated(peer=entry.view()))
@@ -2026,6 +2098,7 @@ class GossipNode:
         net.eager.remove(record.guid)
         net.unsettled = True  # the new record spreads at the next reconciliations
         old = entry.liveness.set_left(True)
+        self._note(net, entry)
         self._events.append(PeerUpdated(peer=entry.view()))
         if old is not None:
             self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
@@ -2041,7 +2114,7 @@ class GossipNode:
         and refuse hearsay of their records as long again, so that peers which forget later
         do not hand them back. A node that comes back speaks first-hand, which is taken."""
         gone = (PeerStatus.LEFT, PeerStatus.DEAD)
-        for entry in [e for e in net.peers.values() if e.liveness.status in gone]:
+        for entry in [e for e in self._irregular(net) if e.liveness.status in gone]:
             since = entry.liveness.last_seen if entry.liveness.last_seen is not None else entry.learnt
             if now - since <= self._forget_after:
                 continue
@@ -2057,6 +2130,7 @@ class GossipNode:
         if entry is None:
             return
         old = entry.liveness.succeeded(now)
+        self._note(net, entry)
         if old is not None:
             self._events.append(PeerStatusChanged(peer=entry.view(), old=old))
 

@@ -183,6 +183,14 @@ class PeerSet(ReconciledSet):
         self.keys.add(key)
         return key
 
+    def update(self, peers: list[Peer]) -> list[int]:
+        """Hold several records at once (a node restoring its peers); returns their keys, in
+        order. The same as :meth:`add` for each, with the key set's batch update."""
+        keys = list(map(record_key, peers))
+        self.records.update(zip(keys, peers))
+        self.keys.update(keys)
+        return keys
+
     def drop(self, key: int) -> None:
         """Stop holding the record of this key (if held)."""
         self.records.pop(key, None)
