@@ -239,10 +239,17 @@ def test_received_gossip_is_one_info_line_per_batch(
     b.start()
     b.register("127.0.0.1", a.config.port)
     wait_for(lambda: b.call(_gossip_count(b)) == 40, 15, "b to learn the 40 gossips")
+
+    def learnt_from_a() -> list[logging.LogRecord]:
+        ours = [r for r in caplog.records if r.name == "gossip.http.runner"]
+        return [r for r in ours if r.levelno == logging.INFO and r.getMessage().endswith(" on default from a")]
+
+    # The node holds a batch before its line is logged (the runner logs once the batch is
+    # written): wait for the lines, not only for the count.
+    wait_for(lambda: sum(int(r.getMessage().split()[1]) for r in learnt_from_a()) == 40, 15, "b to log the 40 gossips")
     ours = [r for r in caplog.records if r.name == "gossip.http.runner"]
-    learnt_from_a = [r for r in ours if r.levelno == logging.INFO and r.getMessage().endswith(" on default from a")]
-    assert sum(int(r.getMessage().split()[1]) for r in learnt_from_a) == 40
-    assert 1 <= len(learnt_from_a) < 10, [r.getMessage() for r in learnt_from_a]
+    learnt_from_a_lines = learnt_from_a()
+    assert 1 <= len(learnt_from_a_lines) < 10, [r.getMessage() for r in learnt_from_a_lines]
     created = [r for r in ours if r.getMessage().endswith("from this node")]
     # each create is answered to its client: its line is DEBUG, so a busy node's log stays quiet
     assert [r.getMessage() for r in created] == ["learnt 1 gossip on default from this node"] * 40
