@@ -1199,8 +1199,7 @@ class GossipNode:
             return sound or [e.peer.guid for e in eligible]
         odd = self._irregular(net)  # plain peers are eligible and sound
         barred = {e.peer.guid for e in odd if not e.liveness.eligible(now)}
-        doubtful = {e.peer.guid for e in odd if e.peer.guid not in barred and e.doubtful}
-        return self._peers_but(net, barred | doubtful) or self._peers_but(net, barred)
+        return self._peers_but(net, self._unfit(odd, now)) or self._peers_but(net, barred)
 
     # -- plain and irregular peers ----------------------------------------------------
     # Rule: a peer that is not fresh and whose liveness is plain (alive, no failure since it
@@ -1228,6 +1227,12 @@ class GossipNode:
         return [peers[g] for g in peers if g in irregular] if irregular else []
 
     @staticmethod
+    def _unfit(odd: list[_PeerEntry], now: float) -> set[str]:
+        """The guids of these (irregular) peers that may not be contacted now or are doubtful:
+        what the choices of sound, eligible peers leave out."""
+        return {e.peer.guid for e in odd if e.doubtful or not e.liveness.eligible(now)}
+
+    @staticmethod
     def _peers_but(net: _Net, skip: set[str]) -> list[str]:
         """Every peer's guid, in ``net.peers`` order, but those in ``skip`` (a copy made in C:
         no Python step per peer)."""
@@ -1249,7 +1254,8 @@ class GossipNode:
             # or doubtful: only irregular peers can be anything but sound (see _note).
             odd = self._irregular(net)
             fresh = [e.peer.guid for e in odd if e.fresh]
-            unsound = {e.peer.guid for e in odd if e.fresh or e.doubtful or not e.liveness.eligible(now)}
+            unfit = self._unfit(odd, now)
+            unsound = unfit.union(fresh)
             doubtful = [
                 e.peer.guid for e in odd
                 if not e.fresh and (not partial or e.peer.guid in net.active)
@@ -1305,7 +1311,6 @@ class GossipNode:
                 # A random passive peer too, in each shuffle round: active views are a
                 # random graph that may split (small views, or after a crash), and this
                 # probe crosses any split, so every live node still converges.
-                unfit = {e.peer.guid for e in odd if e.doubtful or not e.liveness.eligible(now)}
                 passive = self._peers_but(net, unfit.union(net.active.members, targets))
                 if passive:
                     targets.append(self._rng.choice(passive))
@@ -1345,7 +1350,7 @@ class GossipNode:
         missing = net.active.missing()
         if missing <= 0:
             return
-        unfit = {e.peer.guid for e in self._irregular(net) if e.doubtful or not e.liveness.eligible(now)}
+        unfit = self._unfit(self._irregular(net), now)
         pool = self._peers_but(net, unfit.union(net.active.members, net.active.asking))
         op = "ask" if len(net.active) or net.active.asking else "join"
         for guid in self._rng.sample(pool, min(1 if op == "join" else missing, len(pool))):
