@@ -1810,9 +1810,11 @@ class GossipNode:
         """The item (gossip or tombstone) this node holds under ``guid``, if any."""
         return net.gossips.get(guid) or net.tombstones.get(guid)
 
-    def _put(self, net: _Net, item: Item) -> None:
-        """Hold an item (its guid's slot must be free), without events."""
-        key = item_key(item)
+    def _put(self, net: _Net, item: Item, key: int | None = None) -> None:
+        """Hold an item (its guid's slot must be free), without events (``key``: its
+        :func:`item_key`, when the caller has it)."""
+        if key is None:
+            key = item_key(item)
         if isinstance(item, Gossip):
             net.gossips[item.guid] = item
             net.held_bytes += item.wire_size()
@@ -1875,15 +1877,19 @@ class GossipNode:
         changed = False
         sizes: dict[str, int] = {}  # guid -> wire size: the quota's count and the push budget's
         name = net.network.name
+        # Every gossip a node learns passes here: what each item needs is looked up once.
+        held_keys, gossips, tombstones, events = net.gossip_keys, net.gossips, net.tombstones, self._events
+        age = net.network.retention.max_age
+        oldest = -math.inf if age is None else now - age
         for item in items:
             key = item_key(item)
-            if key in net.gossip_keys:
+            if key in held_keys:
                 continue
-            if self._is_expired(net, item.timestamp(), now):
+            if item.timestamp() < oldest:  # expired (see _is_expired)
                 self.stats["rejected.expired"] += 1
                 self._refuse(net, key, now)
                 continue
-            old = self._held(net, item.guid)
+            old = gossips.get(item.guid) or tombstones.get(item.guid)
             if old is not None and not wins(item, old):
                 # The same rule on every node: the loser is refused here, and replaced where
                 # it is held when the winner gets there.
@@ -1897,16 +1903,17 @@ class GossipNode:
                     self._events.append(GossipConflict(network=name, kept=item, lost=old))
                 self.stats["replaced"] += 1
                 self._removed(net, old, "deleted" if isinstance(item, Tombstone) else "replaced")
-            self._put(net, item)
+            self._put(net, item, key)
             changed = True
             if isinstance(item, Tombstone):
-                self._events.append(TombstoneAdded(network=name, tombstone=item, source=source))
+                events.append(TombstoneAdded(network=name, tombstone=item, source=source))
                 continue
-            sizes[item.guid] = item.wire_size()
-            self.last_cursor += 1
-            net.cursors[item.guid] = self.last_cursor
-            net.feed.append((self.last_cursor, item.guid))
-            self._events.append(GossipReceived(network=name, gossip=item, source=source, cursor=self.last_cursor))
+            guid = item.guid
+            sizes[guid] = item.wire_size()
+            self.last_cursor = cursor = self.last_cursor + 1
+            net.cursors[guid] = cursor
+            net.feed.append((cursor, guid))
+            events.append(GossipReceived(network=name, gossip=item, source=source, cursor=cursor))
             new.append(item)
         if not changed:
             return new
