@@ -2,11 +2,11 @@
 
 Every node-to-node request is one JSON object, its MAC last::
 
-    {"v": 1, "type": "did_you_hear", "net": "default", "from": "<node guid>",
-     "body": {...}, "ts": <ms since the epoch>, "nonce": "<16 base64url>", "mac": "<32 hex>"}
+    {"v": 4, "type": "did_you_hear", "net": "default", "from": "<node guid>", "body": {...},
+     "to": "<receiver's guid>", "ts": <ms since the epoch>, "nonce": "<16 base64url>", "mac": "<32 hex>"}
 
-and every answer is ``{"v": 1, "type": "<verb>_reply", "net", "from", "re": "<request
-nonce>", "body", "mac"}``. The MAC (see :mod:`gossip.auth`) covers the exact bytes before
+and every answer is ``{"v": 4, "type": "<verb>_reply", "net", "from", "body", "re": "<request
+nonce>", "now": <the answerer's clock, ms>, "mac"}`` (``v`` is :data:`PROTOCOL_VERSION`). The MAC (see :mod:`gossip.auth`) covers the exact bytes before
 it, so an answer is bound to the request it answers. Wire names never change: add fields, never
 rename them; a receiver ignores fields it does not know.
 """
@@ -911,7 +911,7 @@ def decode(data: bytes, key_for: Callable[[str], bytes | Sequence[bytes] | None]
 def error_body(status: int, message: str, code: ErrorCode | None = None, *, cause: ErrorCode | None = None) -> bytes:
     """The JSON body of every error answer, from any path (unsigned: it changes nothing).
 
-    ``{"v": 1, "type": "error", "status": 401, "code": "clock_skew", "error": "..."}``: ``code``
+    ``{"v": 4, "type": "error", "status": 401, "code": "clock_skew", "error": "..."}``: ``code``
     (an :class:`~gossip.errors.ErrorCode`; by default the one of ``status``) is for programs,
     ``error`` for people. ``cause``: why another node refused us (``peer_refused``), if known.
     """
