@@ -2016,14 +2016,16 @@ class GossipNode:
             self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 
     def _prune(self, net: _Net, peer: str, now: float) -> None:
-        """The link to ``peer`` turns lazy. What was queued for it still goes, once: those
-        gossips were on their way down the tree (a flood crossing this link the other way
-        than the duplicate that pruned it), and dropping them cuts off the subtree behind."""
+        """The link to ``peer`` turns lazy, and what was queued for it is announced as ids
+        (Plumtree's IHAVE for a lazy link): a flood crossing the link the other way than
+        the duplicate that pruned it would otherwise be cut off from the subtree behind it
+        until a round finds the difference, while sending the bodies would repeat a burst
+        the peer, as the duplicate shows, already gets by another link."""
         queued = [net.gossips[g] for g in net.eager.remove(peer) if g in net.gossips]
         entry = net.peers.get(peer)
         if queued and entry is not None:
-            for chunk in _chunks(queued, m.MAX_IDS):
-                self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(chunk), repair=True), now, repair=True)
+            for chunk in _chunks([key_hex(item_key(g)) for g in queued], m.MAX_IDS):
+                self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 
     def _push_next(self, net: _Net, peer: str, now: float) -> None:
         """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""

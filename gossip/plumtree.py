@@ -8,8 +8,8 @@ is fetched at the node's next round, not at once: the round is the IHAVE timer).
 that turn the eager links into a tree, so that a body crosses each link about once:
 
 - a PUSH that brought nothing new is answered *prune*: both ends drop the link, and what
-  either had queued for the other goes once more, as a repair (:meth:`EagerPeers.remove`
-  returns it): it was on its way down the tree;
+  either had queued for the other is announced to it as ids (:meth:`EagerPeers.remove`
+  returns it), as over any lazy link;
 - a round that finds a peer lacks a gossip the tree should have brought it pushes the body
   at once, as a *repair*, which prunes no link and grafts one when it brought something;
 - a peer that gave this node something new (by PUSH, or by a TELL_ME_MORE answer) joins

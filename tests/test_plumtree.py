@@ -329,9 +329,10 @@ def test_a_busy_link_lingers_longer_and_a_quiet_one_sends_at_once() -> None:
     assert eager.due() == pytest.approx(quiet + 0.1)  # the gap is back to linger
 
 
-def test_a_pruned_link_still_carries_what_was_queued_for_it_once() -> None:
+def test_a_pruned_link_announces_what_was_queued_for_it_as_ids() -> None:
     """A duplicate from B prunes the link A-B while A has gossips queued for B (a flood
-    going the other way): they still go, once, so the subtree behind B is not cut off."""
+    going the other way): A tells B their ids, as over any lazy link, and B fetches what it
+    still lacks, so the subtree behind B is not cut off."""
     mesh = full_mesh(2)
     a, b = mesh.nodes
     first = a.create_gossip("first", mesh.now)
@@ -345,7 +346,11 @@ def test_a_pruned_link_still_carries_what_was_queued_for_it_once() -> None:
     assert answer.body == m.PushReply(prune=True) and a.eager_peers() == ()
     [out] = a.outbox()
     sent = m.decode(out.data, lambda net: KEYS["default"]).body
-    assert isinstance(sent, m.Push) and sent.repair and [g.guid for g in sent.gossips] == [second.guid]
-    reply = b.handle_request(out.data, mesh.now)
-    a.receive_response(out.request_id, reply, mesh.now)
+    assert isinstance(sent, m.DidYouHear) and sent.ids == (format(item_key(second), "064x"),)
+    a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    assert [r.complete for r in b.gossip_status() if r.guid == second.guid] == [False]  # pending at B
+    for _ in range(3):
+        mesh.round()
+        if b.has_gossip(second.guid):
+            break
     assert b.has_gossip(second.guid)
