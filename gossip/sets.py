@@ -101,7 +101,7 @@ class ReconciledSet(ABC):
     name: str = ""
     keys: KeySet = field(default_factory=KeySet)
     #: Rounds after a change in which probes carry the strata summary (see ESTIMATE_ROUNDS).
-    estimate_rounds: int = ESTIMATE_ROUNDS
+    estimate_rounds: int = field(default_factory=lambda: ESTIMATE_ROUNDS)
     #: ``keys.changes`` when :meth:`tick` last saw it change, and the rounds since.
     seen_changes: int = 0
     quiet: int = 0
