@@ -43,6 +43,9 @@ PAGE_SIZE = 2048
 #: keys per size unit (see :meth:`ReconciledSet.answer`; 6 measured best of 3, 4, 6 and 10 on
 #: ``python -m gossip.sim --nodes 1000 --messages 100``).
 PAGE_PER_SIZE = 6
+#: The same when the table is sized from the strata estimate, which peels the first time
+#: nearly always: a key of a page (43 bytes) against a size unit of table (176), about 4.
+PAGE_PER_SIZE_ESTIMATED = 4
 _LAST_KEY = (1 << 256) - 1
 #: A set's probes carry its strata summary (the difference estimator, ``Probe.strata``) in
 #: the round in which it changed and this many rounds after; 0 turns the estimator off.
@@ -182,8 +185,10 @@ class ReconciledSet(ABC):
         # A key costs 43 bytes in a (packed) page; a size unit of IBLT is 3 cells of 44 bytes,
         # 176 in base64, and a first table sized from the count difference alone fails to peel
         # about half the time and is sent again twice as large: past PAGE_PER_SIZE keys per
-        # size unit the table is cheaper, below it the keys themselves.
-        if probe.start is not None or (not probe.size and count <= PAGE_PER_SIZE * size):
+        # size unit the table is cheaper, below it the keys themselves. A table sized from
+        # the strata estimate nearly always peels: there the ratio itself, about 4.
+        per_size = PAGE_PER_SIZE if probe.strata is None else PAGE_PER_SIZE_ESTIMATED
+        if probe.start is not None or (not probe.size and count <= per_size * size):
             start = 0 if probe.start is None else parse_key(probe.start)
             page, upto = keys.page(start, PAGE_SIZE)
             return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))

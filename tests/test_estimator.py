@@ -126,6 +126,21 @@ def test_the_first_table_is_sized_from_the_estimate() -> None:
     assert b.reconcile(old, reply).retry
 
 
+def test_past_4_keys_per_size_unit_an_estimated_table_beats_a_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """80 keys, 20 differing: a table of 16 (3 x 16 cells) rather than a page of 80 keys. A
+    table sized from the count difference fails to peel half the time, so there the page wins
+    up to 6 keys per size unit (PAGE_PER_SIZE); from an estimate, only up to 4."""
+    a, b = _sets(4, 70, 10)
+    probe = b.probe()
+    assert probe.strata is not None and iblt_size_for(a.estimate(probe)) == 16
+    assert sets.PAGE_PER_SIZE * 16 >= len(a.keys) > sets.PAGE_PER_SIZE_ESTIMATED * 16
+    reply = a.answer(probe)
+    assert reply.cells is not None and reply.size == 16
+    assert b.reconcile(probe, reply).exchange is not None
+    monkeypatch.setattr(sets, "PAGE_PER_SIZE_ESTIMATED", sets.PAGE_PER_SIZE)
+    assert a.answer(probe).keys is not None
+
+
 def test_a_retry_carries_the_summary_and_gets_a_table_large_enough() -> None:
     """A settled set's probe carries no summary; when the table it got does not peel, the
     larger one it asks for does carry one, and the answerer sizes that from the estimate
