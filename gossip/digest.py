@@ -82,12 +82,16 @@ _HASH_FIELDS = struct.Struct(">IIIQQQ")
 HASH_CACHE_SIZE = 1 << 16
 
 
+_Hashes = tuple[int, int, int, int, int, int]
+
+
 @functools.lru_cache(maxsize=HASH_CACHE_SIZE)
-def _hashes(key: int) -> tuple[int, int, int, int, int]:
-    """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``."""
+def _hashes(key: int) -> _Hashes:
+    """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``,
+    and its place in a strata summary: the stratum's index << 8 | the byte it XORs in."""
     d = hashlib.blake2b(key.to_bytes(32, "big"), digest_size=36, person=b"gossip-iblt-v3").digest()
     i1, i2, i3, check, high, low = _HASH_FIELDS.unpack(d)
-    return i1, i2, i3, check, (high << 64) | low
+    return i1, i2, i3, check, (high << 64) | low, _stratum(check) << 8 | (low & 0xFF)
 
 
 #: Strata per group of the difference estimator; the last one takes every key past it.
@@ -100,13 +104,13 @@ _GROUP_BITS = STRATA_GROUPS.bit_length() - 1
 #: Bytes of a set's strata summary on the wire: one a stratum.
 STRATA_BYTES = STRATA * STRATA_GROUPS
 #: The candidate differences the estimator weighs: 2**(j/4) for j in 0..64, up to 65,536.
-_GRID = [2.0 ** (j / 4) for j in range(65)]
-_STRATUM_P = [2.0 ** -(i + 1) for i in range(STRATA - 1)] + [2.0 ** -(STRATA - 1)]
+_GRID: list[float] = [2.0 ** (j / 4) for j in range(65)]
+_STRATUM_P: list[float] = [2.0 ** -(i + 1) for i in range(STRATA - 1)] + [2.0 ** -(STRATA - 1)]
 #: Per candidate d and stratum i, with x = d * p_i / groups (a group's expected differing keys
 #: in stratum i): the log-likelihood of the stratum differing, log(1 - e^-x), and of it being
 #: equal, -x (Poisson approximation of the binomial).
-_LOG_DIFFERS = [[math.log(-math.expm1(-d * p / STRATA_GROUPS)) for p in _STRATUM_P] for d in _GRID]
-_LOG_EQUAL = [[-d * p / STRATA_GROUPS for p in _STRATUM_P] for d in _GRID]
+_LOG_DIFFERS: list[list[float]] = [[math.log(-math.expm1(-d * p / STRATA_GROUPS)) for p in _STRATUM_P] for d in _GRID]
+_LOG_EQUAL: list[list[float]] = [[-d * p / STRATA_GROUPS for p in _STRATUM_P] for d in _GRID]
 
 
 def _stratum(check: int) -> int:
@@ -137,12 +141,22 @@ def estimate_difference(mine: bytes, theirs: bytes, count_difference: int = 0) -
     if not found:
         return abs(count_difference)
     equal = [STRATA_GROUPS - k for k in differs]
-    best, best_ll = 1.0, -math.inf
-    for d, log_differs, log_equal in zip(_GRID, _LOG_DIFFERS, _LOG_EQUAL):
-        ll = sum(k * a for k, a in zip(differs, log_differs) if k) + sum(k * e for k, e in zip(equal, log_equal))
-        if ll > best_ll:
-            best, best_ll = d, ll
-    return max(round(best), found, abs(count_difference))
+
+    def likelihood(j: int) -> float:
+        return sum(k * a for k, a in zip(differs, _LOG_DIFFERS[j]) if k) + sum(
+            k * e for k, e in zip(equal, _LOG_EQUAL[j]) if k
+        )
+
+    # The log-likelihood is concave in d (a sum of log(1 - e^-cd) and -cd terms), so over the
+    # increasing grid it rises to its maximum and then falls: a binary search on its slope.
+    lo, hi = 0, len(_GRID) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if likelihood(mid) < likelihood(mid + 1):
+            lo = mid + 1
+        else:
+            hi = mid
+    return max(round(_GRID[lo]), found, abs(count_difference))
 
 
 def _next_pow2(n: int) -> int:
@@ -173,9 +187,9 @@ class Iblt:
         self.keys = [0] * n
         self.checks = [0] * n
 
-    def toggle(self, key: int, sign: int, hashes: tuple[int, int, int, int, int] | None = None) -> None:
+    def toggle(self, key: int, sign: int, hashes: _Hashes | None = None) -> None:
         """Add (sign=1) or remove (sign=-1) one key."""
-        i1, i2, i3, chk, _ = hashes or _hashes(key)
+        i1, i2, i3, chk, _, _ = hashes or _hashes(key)
         size = self.size
         mask = size - 1
         counts, keys, checks = self.counts, self.keys, self.checks
@@ -325,7 +339,8 @@ class KeySet:
         self.changes += 1
         hashes = _hashes(key)
         self._fp ^= hashes[4]
-        self._strata[_stratum(hashes[3])] ^= hashes[4] & 0xFF
+        slot = hashes[5]
+        self._strata[slot >> 8] ^= slot & 0xFF
         if self._base is not None:
             self._base.toggle(key, 1, hashes)
         return True
@@ -344,7 +359,8 @@ class KeySet:
         for key in new:
             hashes = _hashes(key)
             fp ^= hashes[4]
-            strata[_stratum(hashes[3])] ^= hashes[4] & 0xFF
+            slot = hashes[5]
+            strata[slot >> 8] ^= slot & 0xFF
             if base is not None:
                 base.toggle(key, 1, hashes)
         self._fp = fp
@@ -357,7 +373,8 @@ class KeySet:
         self.changes += 1
         hashes = _hashes(key)
         self._fp ^= hashes[4]
-        self._strata[_stratum(hashes[3])] ^= hashes[4] & 0xFF
+        slot = hashes[5]
+        self._strata[slot >> 8] ^= slot & 0xFF
         if self._base is not None:
             self._base.toggle(key, -1, hashes)
         self._sorted = None

@@ -68,6 +68,27 @@ def test_equal_sets_estimate_zero_and_the_bounds_hold() -> None:
     assert differing > 1 and estimate_difference(a.strata, b.strata, 0) >= differing
 
 
+@given(st.lists(st.integers(min_value=0, max_value=255), min_size=STRATA_BYTES, max_size=STRATA_BYTES))
+@settings(max_examples=300, deadline=None)
+def test_the_search_finds_the_grids_maximum_likelihood(theirs: list[int]) -> None:
+    """estimate_difference searches the concave log-likelihood by its slope; a scan of the
+    whole grid finds the same d."""
+    from gossip.digest import _GRID, _LOG_DIFFERS, _LOG_EQUAL, STRATA, STRATA_GROUPS
+
+    mine = bytes(STRATA_BYTES)
+    differs = [sum(1 for g in range(STRATA_GROUPS) if theirs[g * STRATA + i]) for i in range(STRATA)]
+    if not any(differs):
+        assert estimate_difference(mine, bytes(theirs)) == 0
+        return
+    scores = [
+        sum(k * a + (STRATA_GROUPS - k) * e for k, a, e in zip(differs, _LOG_DIFFERS[j], _LOG_EQUAL[j]))
+        for j in range(len(_GRID))
+    ]
+    best = max(range(len(_GRID)), key=lambda j: (scores[j], -j))
+    found = sum(differs)
+    assert estimate_difference(mine, bytes(theirs)) == max(round(_GRID[best]), found)
+
+
 def test_a_summary_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(ValueError, match=str(STRATA_BYTES)):
         estimate_difference(bytes(STRATA_BYTES), bytes(STRATA_BYTES - 1))
