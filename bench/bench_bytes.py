@@ -1,6 +1,7 @@
 """Where the simulator's bytes go: a breakdown by verb and by part of the message.
 
     python bench/bench_bytes.py [--nodes 1000] [--messages 100] [--seed 0] [--loss 0] [--json]
+                                [--estimate-rounds N]
 
 Runs the same simulation as ``python -m gossip.sim`` (same arguments, same seed, same
 result), watching every request and answer that crosses the in-memory network. Each message
@@ -18,7 +19,9 @@ is split into parts, and each part is reported in bytes and as a multiple of the
 Also by verb (requests and answers counted apart), the in-sync exchanges (a round's
 ``did_you_hear`` whose answers were all in sync, with its reply), and the IBLTs: first tables
 (answers to a probe that asked for no size) and how many of them, and of their bytes, did not
-peel and were asked for again (the ceiling of what a better-sized first table can save). Error answers are counted
+peel and were asked for again (the ceiling of what a better-sized first table can save).
+``--estimate-rounds 0`` turns the difference estimator off (:data:`gossip.sets.ESTIMATE_ROUNDS`),
+for a before-and-after in one sitting. Error answers are counted
 under ``error``. Asserts nothing: a measuring tool (issue 11, "Bytes over the floor").
 """
 
@@ -35,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gossip import messages as gm  # noqa: E402
+from gossip import sets as gsets  # noqa: E402
 from gossip import sim as gsim  # noqa: E402
 from gossip.sets import ReconciledSet, Step  # noqa: E402
 from gossip.transport.memory import MemoryNetwork  # noqa: E402
@@ -133,12 +137,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     MemoryNetwork.send = send  # type: ignore[method-assign]
     MemoryNetwork._handle = handle  # type: ignore[method-assign]
     ReconciledSet.reconcile = reconcile  # type: ignore[method-assign]
+    estimate_rounds = gsets.ESTIMATE_ROUNDS
+    gsets.ESTIMATE_ROUNDS = args.estimate_rounds
     try:
         result = gsim.simulate(nodes=args.nodes, messages=args.messages, seed=args.seed, loss=args.loss)
     finally:
         MemoryNetwork.send = original_send  # type: ignore[method-assign]
         MemoryNetwork._handle = original_handle  # type: ignore[method-assign]
         ReconciledSet.reconcile = original_reconcile  # type: ignore[method-assign]
+        gsets.ESTIMATE_ROUNDS = estimate_rounds
     floor = result.floor or 1
     return {
         "nodes": result.nodes,
@@ -162,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", type=float, default=0.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--estimate-rounds", type=int, default=gsets.ESTIMATE_ROUNDS, help="0: the difference estimator off"
+    )
     args = parser.parse_args(argv)
     out = run(args)
     if args.json:
