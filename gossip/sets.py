@@ -52,9 +52,10 @@ _LAST_KEY = (1 << 256) - 1
 #: A set that has not changed for longer is either in sync or the stale side of a
 #: difference, whose size the count difference then tells: a settled network pays nothing.
 ESTIMATE_ROUNDS = 1
-#: ... nor while it holds at most this many keys: an answerer holding about as few answers
-#: with a page of keys whatever the estimate (:data:`PAGE_PER_SIZE` keys per size unit, and
-#: no table is smaller than MIN_IBLT_SIZE), so the summary would buy nothing.
+#: A set's probes carry no strata summary while it holds at most this many keys: an
+#: answerer holding about as few answers with a page of keys whatever the estimate
+#: (:data:`PAGE_PER_SIZE` keys per size unit, and no table is smaller than MIN_IBLT_SIZE),
+#: so the summary would buy nothing.
 ESTIMATE_MIN_KEYS = PAGE_PER_SIZE * MIN_IBLT_SIZE
 
 
