@@ -1,6 +1,7 @@
 """Spreading: N NodeRunners in one process on 127.0.0.1, 1,000 gossips created at one node.
 
     python bench/bench_spread.py [--nodes 50 100] [--timers 1 0.2] [--gossips 1000] [--runs 1]
+                                 [--profile FILE]
 
 For each (N, timer): N runners share one event loop (one thread), each with its own JSON
 store in a temporary directory; each registers with a random earlier one (REGISTER), and the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import random
 import shutil
@@ -69,7 +71,9 @@ def make_runners(n: int, timer: float, max_peers: int, work: Path, loop: asyncio
     return runners
 
 
-def spread_run(n: int, timer: float, gossips: int, max_peers: int, rng: random.Random) -> dict[str, Any]:
+def spread_run(
+    n: int, timer: float, gossips: int, max_peers: int, rng: random.Random, profile: str | None = None
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gossip-spread-"))
     thread = LoopThread("bench-loop")
     runners: list[NodeRunner] = []
@@ -95,6 +99,9 @@ def spread_run(n: int, timer: float, gossips: int, max_peers: int, rng: random.R
             sent_before = Counter[str]()
             for r in runners:
                 sent_before.update({k: v for k, v in r.node.stats.items() if k.startswith("sent.")})
+            profiler = cProfile.Profile() if profile else None
+            if profiler is not None:
+                profiler.enable()  # this thread: the loop every runner's core and HTTP run on
             cpu0 = time.process_time()
             t0 = time.monotonic()
             made = await asyncio.gather(*(runners[0].create_async(f"spread {i} " + "x" * 40) for i in range(gossips)))
@@ -104,6 +111,9 @@ def spread_run(n: int, timer: float, gossips: int, max_peers: int, rng: random.R
                 await asyncio.sleep(0.005)
             took = time.monotonic() - t0
             cpu = time.process_time() - cpu0
+            if profiler is not None and profile:
+                profiler.disable()
+                profiler.dump_stats(profile)
             floor = (n - 1) * sum(len(json.dumps(g.to_dict(), ensure_ascii=False).encode()) for g in made)
             sent = sum(r.bytes["sent"] for r in runners) - before["sent"]
             verbs = Counter[str]()
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-peers", type=int, default=3)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the loop thread while spreading (last run) into FILE")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     print("| nodes | timer | run | join s | creates acked s | **first create -> all hold all** | bytes / floor | CPU s | requests sent |")
@@ -145,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for timer in args.timers:
             seconds = []
             for run in range(1, args.runs + 1):
-                r = spread_run(n, timer, args.gossips, args.max_peers, rng)
+                r = spread_run(n, timer, args.gossips, args.max_peers, rng, args.profile)
                 seconds.append(r["seconds"])
                 state = "" if r["converged"] else " (NOT converged)"
                 verbs = ", ".join(f"{k} {v}" for k, v in r["verbs"].items())

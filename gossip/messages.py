@@ -614,16 +614,23 @@ class Push(Message):
 
     TYPE: ClassVar[str] = "push"
     gossips: tuple[Gossip, ...]
+    #: Not the eager tree's: gossips a reconciliation found the receiver lacks. The
+    #: receiver keeps them and leaves its eager links as they are (no prune, no graft).
+    repair: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"gossips": [g.to_dict() for g in self.gossips]}
+        out: dict[str, Any] = {"gossips": [g.to_dict() for g in self.gossips]}
+        if self.repair:
+            out["repair"] = True
+        return out
 
     def to_json(self) -> str:
-        return _gossips_json(self.gossips)
+        text = _gossips_json(self.gossips)
+        return text[:-1] + ',"repair":true}' if self.repair else text
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Push:
-        return cls(gossips=_gossips(data.get("gossips"), "gossips"))
+        return cls(gossips=_gossips(data.get("gossips"), "gossips"), repair=_bool(data.get("repair", False), "repair"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

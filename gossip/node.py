@@ -224,6 +224,9 @@ class _PeerEntry:
     key: int
     #: When this node first held the record (restored ones: when the node started).
     learnt: float
+    #: The node's last cursor then (restored ones: 0): gossips numbered after it came in
+    #: while this node knew the peer (see GossipNode._give).
+    since: int = 0
     liveness: Liveness = field(default_factory=Liveness)
     fresh: bool = False
     #: The record came from its own node (REGISTER, its answer, or its own HELLO), not as
@@ -299,6 +302,9 @@ class _Net:
     expiry: list[tuple[float, int]] = field(default_factory=list)
     #: Keys refused (losing versions, expired items) and until when they are not fetched again.
     refused: dict[int, float] = field(default_factory=dict)
+    #: (peer, key) of gossips a repair PUSH brought a peer for nothing, and until when they
+    #: are told to it as ids instead (oldest first; at most MAX_REFUSED).
+    unwanted: dict[tuple[str, int], float] = field(default_factory=dict)
     #: Pending keys (hex), waiting for their item's body.
     pending: dict[str, _Pending] = field(default_factory=dict)
     #: Record keys forgotten as never answering, and until when hearsay of them is refused
@@ -355,6 +361,9 @@ class _Inflight:
     nonce: str
     sent: float
     deadline: float
+    #: A PUSH of what a reconciliation found the peer lacks, not of the eager tree: its
+    #: answer leaves the tree's links and flow control alone.
+    repair: bool = False
 
 
 #: A peer's set summary when the last exchange found it differs from this node's.
@@ -1153,7 +1162,8 @@ class GossipNode:
         self._note(net, entry)
 
     def _send(
-        self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None
+        self, net: _Net, peer: str | None, address: Address, body: m.Message, now: float, key: bytes | None = None,
+        *, repair: bool = False,
     ) -> int:
         rid = self._next_id
         self._next_id += 1
@@ -1179,6 +1189,7 @@ class GossipNode:
             nonce=nonce,
             sent=now,
             deadline=now + self._request_timeout,
+            repair=repair,
         )
         self._outbox.append(
             Outgoing(request_id=rid, address=address, data=data, verb=body.TYPE, network=net.network.name, peer=peer)
@@ -1202,7 +1213,8 @@ class GossipNode:
             return sound or [e.peer.guid for e in eligible]
         odd = self._irregular(net)  # plain peers are eligible and sound
         barred = {e.peer.guid for e in odd if not e.liveness.eligible(now)}
-        return self._peers_but(net, self._unfit(odd, now)) or self._peers_but(net, barred)
+        doubtful = {e.peer.guid for e in odd if e.peer.guid not in barred and e.doubtful}
+        return self._peers_but(net, barred | doubtful) or self._peers_but(net, barred)
 
     # -- plain and irregular peers ----------------------------------------------------
     # Rule: a peer that is not fresh and whose liveness is plain (alive, no failure since it
@@ -1230,12 +1242,6 @@ class GossipNode:
         return [peers[g] for g in peers if g in irregular] if irregular else []
 
     @staticmethod
-    def _unfit(odd: list[_PeerEntry], now: float) -> set[str]:
-        """The guids of these (irregular) peers that may not be contacted now or are doubtful:
-        what the choices of sound, eligible peers leave out."""
-        return {e.peer.guid for e in odd if e.doubtful or not e.liveness.eligible(now)}
-
-    @staticmethod
     def _peers_but(net: _Net, skip: set[str]) -> list[str]:
         """Every peer's guid, in ``net.peers`` order, but those in ``skip`` (a copy made in C:
         no Python step per peer)."""
@@ -1257,8 +1263,7 @@ class GossipNode:
             # or doubtful: only irregular peers can be anything but sound (see _note).
             odd = self._irregular(net)
             fresh = [e.peer.guid for e in odd if e.fresh]
-            unfit = self._unfit(odd, now)
-            unsound = unfit.union(fresh)
+            unsound = {e.peer.guid for e in odd if e.fresh or e.doubtful or not e.liveness.eligible(now)}
             doubtful = [
                 e.peer.guid for e in odd
                 if not e.fresh and (not partial or e.peer.guid in net.active)
@@ -1314,6 +1319,7 @@ class GossipNode:
                 # A random passive peer too, in each shuffle round: active views are a
                 # random graph that may split (small views, or after a crash), and this
                 # probe crosses any split, so every live node still converges.
+                unfit = {e.peer.guid for e in odd if e.doubtful or not e.liveness.eligible(now)}
                 passive = self._peers_but(net, unfit.union(net.active.members, targets))
                 if passive:
                     targets.append(self._rng.choice(passive))
@@ -1355,7 +1361,7 @@ class GossipNode:
         missing = net.active.missing()
         if missing <= 0:
             return
-        unfit = self._unfit(self._irregular(net), now)
+        unfit = {e.peer.guid for e in self._irregular(net) if e.doubtful or not e.liveness.eligible(now)}
         pool = self._peers_but(net, unfit.union(net.active.members, net.active.asking))
         op = "ask" if len(net.active) or net.active.asking else "join"
         for guid in self._rng.sample(pool, min(1 if op == "join" else missing, len(pool))):
@@ -1530,9 +1536,17 @@ class GossipNode:
             ]
             self.stats["duplicate.push"] += len(body.gossips) - len(fresh)
             fresh = self._within_quota(net, fresh)
+            linked = sender in net.eager.peers()
             new = self._store(net, fresh, sender, now)
+            if body.repair:
+                # What a reconciliation found missing here: the tree missed this node, so
+                # what it brings grafts the sender (as a fetch does); a repair that brought
+                # nothing new prunes no link, and makes none.
+                if not new and not linked:
+                    self._prune(net, sender, now)
+                return m.PushReply(prune=not new)
             if not new:
-                net.eager.remove(sender)
+                self._prune(net, sender, now)
             return m.PushReply(prune=not new)
         if isinstance(body, m.TellMeMore):
             if body.graft and self._linkable(net, sender):
@@ -1717,9 +1731,22 @@ class GossipNode:
                 else:  # forgotten meanwhile: end the link its side holds
                     self._send(net, peer, flight.address, m.Link(op="drop"), now)
         elif isinstance(reply, m.PushReply):
+            if flight.repair:  # the tree missed the peer: a useful repair grafts it
+                if not reply.prune and self._linkable(net, peer):
+                    net.eager.add(peer)
+                elif reply.prune and isinstance(flight.body, m.Push):
+                    # It took none of them (expired by its clock, refused, or brought by
+                    # the tree meanwhile): from now on they are told as ids, which it can
+                    # refuse for a few bytes, not sent again body and all every round.
+                    for gossip in flight.body.gossips:
+                        net.unwanted.pop((peer, item_key(gossip)), None)
+                        net.unwanted[(peer, item_key(gossip))] = now + REFUSED_TTL
+                    while len(net.unwanted) > MAX_REFUSED:
+                        del net.unwanted[next(iter(net.unwanted))]
+                return
             net.eager.finished(peer)
             if reply.prune:
-                net.eager.remove(peer)
+                self._prune(net, peer, now)
             else:
                 self._push_next(net, peer, now)
 
@@ -1740,6 +1767,7 @@ class GossipNode:
             for request in step.exchange.requests:
                 self._send_to(net, peer, request, now)
             self._heard_of(net, peer, step.exchange.heard, now)
+            self._give(net, peer, step.exchange.give, now)
         if step.probe is not None:
             self._send_to(net, peer, kset.request(step.probe), now)
 
@@ -1815,9 +1843,11 @@ class GossipNode:
         """The item (gossip or tombstone) this node holds under ``guid``, if any."""
         return net.gossips.get(guid) or net.tombstones.get(guid)
 
-    def _put(self, net: _Net, item: Item) -> None:
-        """Hold an item (its guid's slot must be free), without events."""
-        key = item_key(item)
+    def _put(self, net: _Net, item: Item, key: int | None = None) -> None:
+        """Hold an item (its guid's slot must be free), without events (``key``: its
+        :func:`item_key`, when the caller has it)."""
+        if key is None:
+            key = item_key(item)
         if isinstance(item, Gossip):
             net.gossips[item.guid] = item
             net.held_bytes += item.wire_size()
@@ -1880,15 +1910,19 @@ class GossipNode:
         changed = False
         sizes: dict[str, int] = {}  # guid -> wire size: the quota's count and the push budget's
         name = net.network.name
+        # Every gossip a node learns passes here: what each item needs is looked up once.
+        held_keys, gossips, tombstones, events = net.gossip_keys, net.gossips, net.tombstones, self._events
+        age = net.network.retention.max_age
+        oldest = -math.inf if age is None else now - age
         for item in items:
             key = item_key(item)
-            if key in net.gossip_keys:
+            if key in held_keys:
                 continue
-            if self._is_expired(net, item.timestamp(), now):
+            if item.timestamp() < oldest:  # expired (see _is_expired)
                 self.stats["rejected.expired"] += 1
                 self._refuse(net, key, now)
                 continue
-            old = self._held(net, item.guid)
+            old = gossips.get(item.guid) or tombstones.get(item.guid)
             if old is not None and not wins(item, old):
                 # The same rule on every node: the loser is refused here, and replaced where
                 # it is held when the winner gets there.
@@ -1902,16 +1936,17 @@ class GossipNode:
                     self._events.append(GossipConflict(network=name, kept=item, lost=old))
                 self.stats["replaced"] += 1
                 self._removed(net, old, "deleted" if isinstance(item, Tombstone) else "replaced")
-            self._put(net, item)
+            self._put(net, item, key)
             changed = True
             if isinstance(item, Tombstone):
-                self._events.append(TombstoneAdded(network=name, tombstone=item, source=source))
+                events.append(TombstoneAdded(network=name, tombstone=item, source=source))
                 continue
-            sizes[item.guid] = item.wire_size()
-            self.last_cursor += 1
-            net.cursors[item.guid] = self.last_cursor
-            net.feed.append((self.last_cursor, item.guid))
-            self._events.append(GossipReceived(network=name, gossip=item, source=source, cursor=self.last_cursor))
+            guid = item.guid
+            sizes[guid] = item.wire_size()
+            self.last_cursor = cursor = self.last_cursor + 1
+            net.cursors[guid] = cursor
+            net.feed.append((cursor, guid))
+            events.append(GossipReceived(network=name, gossip=item, source=source, cursor=cursor))
             new.append(item)
         if not changed:
             return new
@@ -1939,6 +1974,62 @@ class GossipNode:
         for peer in net.eager.enqueue(sizes, exclude=source):
             self._push_next(net, peer, now)
 
+    def _give(self, net: _Net, peer: str, keys: tuple[str, ...], now: float) -> None:
+        """Give a peer the items a reconciliation found it lacks (hex keys).
+
+        A gossip that came to this node after it learnt of the peer is one the eager tree
+        should have brought the peer too: its body goes at once, in PUSHes marked ``repair`` of at most
+        ANSWER_BUDGET bytes (the push half of push-pull; telling its id would cost a
+        TELL_ME_MORE and a round more). Everything else goes as DID_YOU_HEAR ids for the
+        peer to fetch with TELL_ME_MORE: older gossips are the peer's history (the seed's
+        bootstrap: a newcomer is told the network's gossips and asks for them), tombstones
+        never travel by PUSH, a gossip the peer took nothing of from a repair is not pushed
+        to it again (``unwanted``: it can refuse an id for a few bytes), and with push off
+        the rounds alone spread.
+        """
+        entry = net.peers.get(peer)
+        if entry is None or not keys:
+            return
+        gossips: list[Gossip] = []
+        ids: list[str] = []
+        for k in keys:
+            key = parse_key(k)
+            item = self._held(net, _key_guid(key))
+            if item is None or item_key(item) != key:
+                continue  # gone since the probe
+            if (
+                self._push and isinstance(item, Gossip) and net.cursors.get(item.guid, 0) > entry.since
+                and net.unwanted.get((peer, key), -math.inf) < now
+            ):
+                gossips.append(item)
+            else:
+                ids.append(k)
+        # The tree must not bring them to it again: a push of them queued for this peer
+        # would now be a duplicate, which prunes the very link the repair just proved.
+        net.eager.held_by(peer, [g.guid for g in gossips])
+        batch: list[Gossip] = []
+        budget = ANSWER_BUDGET
+        for gossip in gossips:
+            if batch and (len(batch) == m.MAX_IDS or budget < gossip.wire_size()):
+                self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(batch), repair=True), now, repair=True)
+                batch, budget = [], ANSWER_BUDGET
+            batch.append(gossip)
+            budget -= gossip.wire_size()
+        if batch:
+            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(batch), repair=True), now, repair=True)
+        for chunk in _chunks(ids, m.MAX_IDS):
+            self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
+
+    def _prune(self, net: _Net, peer: str, now: float) -> None:
+        """The link to ``peer`` turns lazy. What was queued for it still goes, once: those
+        gossips were on their way down the tree (a flood crossing this link the other way
+        than the duplicate that pruned it), and dropping them cuts off the subtree behind."""
+        queued = [net.gossips[g] for g in net.eager.remove(peer) if g in net.gossips]
+        entry = net.peers.get(peer)
+        if queued and entry is not None:
+            for chunk in _chunks(queued, m.MAX_IDS):
+                self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(chunk), repair=True), now, repair=True)
+
     def _push_next(self, net: _Net, peer: str, now: float) -> None:
         """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""
         guids = net.eager.take(peer, ANSWER_BUDGET, now)
@@ -1956,7 +2047,9 @@ class GossipNode:
             if len(net.peers) >= limit and not self._evict_unproven(net):
                 self.stats["rejected.peer_cap"] += 1
                 return None
-            entry = net.peers[peer.guid] = _PeerEntry(peer=peer, key=net.peer_set.add(peer), learnt=now)
+            entry = net.peers[peer.guid] = _PeerEntry(
+                peer=peer, key=net.peer_set.add(peer), learnt=now, since=self.last_cursor
+            )
             return entry
         net.peer_set.drop(entry.key)
         entry.peer = peer

@@ -7,7 +7,11 @@ anti-entropy, which plays the part of Plumtree's lazy IHAVE messages (an id lear
 is fetched at the node's next round, not at once: the round is the IHAVE timer). The rules
 that turn the eager links into a tree, so that a body crosses each link about once:
 
-- a PUSH that brought nothing new is answered *prune*: both ends drop the link;
+- a PUSH that brought nothing new is answered *prune*: both ends drop the link, and what
+  either had queued for the other goes once more, as a repair (:meth:`EagerPeers.remove`
+  returns it): it was on its way down the tree;
+- a round that finds a peer lacks a gossip the tree should have brought it pushes the body
+  at once, as a *repair*, which prunes no link and grafts one when it brought something;
 - a peer that gave this node something new (by PUSH, or by a TELL_ME_MORE answer) joins
   its eager set, and a TELL_ME_MORE with ``graft`` makes the answerer add the asker: links
   are symmetric, and a fetch means the tree missed this node, so it is grafted back;
@@ -85,12 +89,13 @@ class EagerPeers:
         if len(self._peers) < self.limit:
             self._peers[peer] = None
 
-    def remove(self, peer: str) -> None:
-        """The link turns lazy: no more pushes to ``peer``, and its queue is dropped."""
+    def remove(self, peer: str) -> list[str]:
+        """The link turns lazy: no more pushes to ``peer``. Returns the guids that were
+        queued for it (the queue is dropped)."""
         self._peers.pop(peer, None)
         self._sent_at.pop(peer, None)
         self._gap.pop(peer, None)
-        self.clear(peer)
+        return list(self._queues.pop(peer, ()))
 
     def pick(self, candidates: list[str], rng: random.Random) -> None:
         """Top the set up to ``target`` random candidates (on the first push, or when empty)."""

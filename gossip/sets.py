@@ -74,12 +74,13 @@ def record_key(peer: Peer) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """What a difference becomes: requests to send the peer, and keys it holds that this
-    node lacks (hex), for the node to mark pending (those a request already asks for are
-    not listed)."""
+    """What a difference becomes: requests to send the peer, keys it holds that this node
+    lacks (hex), for the node to mark pending (those a request already asks for are not
+    listed), and keys this node holds that the peer lacks (hex), for the node to give it."""
 
     requests: tuple[m.Message, ...] = ()
     heard: tuple[str, ...] = ()
+    give: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +225,9 @@ class ReconciledSet(ABC):
 class GossipSet(ReconciledSet):
     """A network's items (gossips and tombstones) by key (:func:`gossip.model.item_key`).
 
-    A difference tells the peer the keys only this node holds (DID_YOU_HEAR with ids) and
-    hands the node the keys only the peer holds, to fetch.
+    A difference hands the node the keys only this node holds, to give the peer (their
+    bodies in a PUSH, tombstones as DID_YOU_HEAR ids), and the keys only the peer holds, to
+    fetch.
     """
 
     name: str = "gossip"
@@ -234,9 +236,8 @@ class GossipSet(ReconciledSet):
         return m.DidYouHear(probe=probe)
 
     def exchange(self, only_mine: set[int], only_theirs: set[int]) -> Exchange:
-        tell = [key_hex(k) for k in sorted(only_mine) if k in self.keys]
-        requests = tuple(m.DidYouHear(ids=tuple(tell[i : i + m.MAX_IDS])) for i in range(0, len(tell), m.MAX_IDS))
-        return Exchange(requests=requests, heard=tuple(key_hex(k) for k in sorted(only_theirs)))
+        give = tuple(key_hex(k) for k in sorted(only_mine) if k in self.keys)
+        return Exchange(heard=tuple(key_hex(k) for k in sorted(only_theirs)), give=give)
 
 
 @dataclass(slots=True)

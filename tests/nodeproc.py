@@ -83,9 +83,13 @@ class NodeProc:
     def call(self, method: str, path: str, body: Any = None, *, password: str | None = None, timeout: float = 10.0) -> tuple[int, Any]:
         data = b"" if body is None else json.dumps(body).encode()
         key = derive_key(self.network, password or self.password)
+        # The offset first, then the clock: read before the /healthz round trip, the stamp
+        # would lag by that round trip, and on a loaded machine a request made right after
+        # the node started could then fall before its start (refused as a replay).
+        offset = self.clock_offset_ms()
         header = client_auth_header(
             network=self.network, node=self.node_guid, key=key, method=method, path=path, query={}, body=data,
-            ts=int(time.time() * 1000) + self.clock_offset_ms(), nonce=secrets.token_hex(12),
+            ts=int(time.time() * 1000) + offset, nonce=secrets.token_hex(12),
         )
         status, answer = http_call(
             f"{self.url}{path}", method=method, body=data if body is not None else None,

@@ -107,7 +107,7 @@ def test_a_forged_gossip_in_a_push_is_not_stored_and_prunes_the_link() -> None:
     assert b.gossip_count() == 0 and b.stats["rejected.bad_sha2"] == 1 and b.events() == []
 
 
-def test_the_tree_missed_a_node_it_waits_a_round_then_fetches_and_grafts() -> None:
+def test_the_tree_missed_a_node_the_round_that_finds_it_pushes_the_body_and_grafts() -> None:
     mesh = full_mesh(2)
     a, b = mesh.nodes
     mesh.down.add(b.config.port)
@@ -117,17 +117,30 @@ def test_the_tree_missed_a_node_it_waits_a_round_then_fetches_and_grafts() -> No
     mesh.down.clear()
     mesh.now += a.config.gossip_timer  # A's failure backoff is over
     mesh.log.clear()
-    mesh.round()  # the probes tell B of the id; it is likely on its way down the tree: wait
-    assert "tell_me_more" not in {verb for _, verb in mesh.log}
-    assert [r.complete for r in b.gossip_status()] == [False]
-    mesh.round()  # still missing at B's next round: fetch it, and graft
+    mesh.round()  # A's probe finds B lacks it: the body goes at once, no id, no fetch
     assert b.has_gossip(g.guid)
-    assert ("node-2", "tell_me_more") in mesh.log
-    assert a.eager_peers() == (b.guid,) and b.eager_peers() == (a.guid,)
+    assert ("node-1", "push") in mesh.log and "tell_me_more" not in {verb for _, verb in mesh.log}
+    assert a.stats["sent.push"] >= 1 and b.stats["duplicate.push"] == 0
+    assert a.eager_peers() == (b.guid,) and b.eager_peers() == (a.guid,)  # a useful repair grafts
     later = a.create_gossip("by push again", mesh.now)
     mesh.log.clear()
     mesh.deliver()
     assert b.has_gossip(later.guid) and mesh.log == [("node-1", "push")]
+
+
+def test_a_repair_the_peer_takes_nothing_of_prunes_no_link_and_is_told_as_ids_next_time() -> None:
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    g = a.create_gossip("everywhere", mesh.now)
+    mesh.deliver()
+    assert all(n.has_gossip(g.guid) for n in mesh.nodes)
+    links = {n.guid: n.eager_peers() for n in mesh.nodes}
+    # A repair of a gossip B already holds (it came meanwhile by the tree), as A sends it.
+    data = m.encode(m.Push(gossips=(a.gossips()[0],), repair=True), network="default", sender=c.guid,
+                    key=KEYS["default"], nonce="r" * 16, ts=int(T0 * 1000), to=b.guid)
+    answer = m.decode(b.handle_request(data, mesh.now), lambda net: KEYS["default"])
+    assert answer.body == m.PushReply(prune=True)  # "nothing new", for the sender's memory
+    assert {n.guid: n.eager_peers() for n in mesh.nodes} == links  # and no link dropped
 
 
 def test_a_grafting_fetch_carries_the_flag_and_the_answerer_links_the_asker() -> None:
@@ -314,3 +327,25 @@ def test_a_busy_link_lingers_longer_and_a_quiet_one_sends_at_once() -> None:
     eager.finished("p")
     eager.enqueue({"next": 10}, exclude=None)
     assert eager.due() == pytest.approx(quiet + 0.1)  # the gap is back to linger
+
+
+def test_a_pruned_link_still_carries_what_was_queued_for_it_once() -> None:
+    """A duplicate from B prunes the link A-B while A has gossips queued for B (a flood
+    going the other way): they still go, once, so the subtree behind B is not cut off."""
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    first = a.create_gossip("first", mesh.now)
+    mesh.deliver()
+    assert a.eager_peers() == (b.guid,)
+    second = a.create_gossip("second", mesh.now)  # within the linger: queued for B
+    assert [o.verb for o in a.outbox()] == []
+    echo = m.encode(m.Push(gossips=(first,)), network="default", sender=b.guid, key=KEYS["default"],
+                    nonce="e" * 16, ts=int(T0 * 1000), to=a.guid)
+    answer = m.decode(a.handle_request(echo, mesh.now), lambda net: KEYS["default"])
+    assert answer.body == m.PushReply(prune=True) and a.eager_peers() == ()
+    [out] = a.outbox()
+    sent = m.decode(out.data, lambda net: KEYS["default"]).body
+    assert isinstance(sent, m.Push) and sent.repair and [g.guid for g in sent.gossips] == [second.guid]
+    reply = b.handle_request(out.data, mesh.now)
+    a.receive_response(out.request_id, reply, mesh.now)
+    assert b.has_gossip(second.guid)

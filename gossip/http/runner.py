@@ -411,14 +411,17 @@ class NodeRunner:
         """Log one call's events (gossip: one INFO line per network and source) and wake waiters."""
         learnt: Counter[tuple[str, str | None]] = Counter()
         each = logger.isEnabledFor(logging.DEBUG)  # asked once a batch, not once a gossip
+        cursor = 0
         for event in events:
             if isinstance(event, GossipReceived):
-                self.feed.advance(event.cursor)  # on disk now: streams may show it
+                cursor = max(cursor, event.cursor)
                 learnt[event.network, event.source] += 1
                 if each:
                     logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)
             else:
                 self._note_other(event)
+        if cursor:
+            self.feed.advance(cursor)  # on disk now: streams may show it
         for (network, source), count in learnt.items():
             plural = "" if count == 1 else "s"
             # Creates are answered to their client; a busy node would log a line per create.
