@@ -1,6 +1,7 @@
 """Where the simulator's bytes go: a breakdown by verb and by part of the message.
 
     python bench/bench_bytes.py [--nodes 1000] [--messages 100] [--seed 0] [--loss 0] [--json]
+                                [--estimate-rounds N]
 
 Runs the same simulation as ``python -m gossip.sim`` (same arguments, same seed, same
 result), watching every request and answer that crosses the in-memory network. Each message
@@ -15,8 +16,12 @@ is split into parts, and each part is reported in bytes and as a multiple of the
 - ``bodies``: of ``gossips``, each gossip's own JSON, what the floor counts; the list's
   brackets and commas stay under ``gossips``.
 
-Also by verb (requests and answers counted apart), and the in-sync exchanges: a round's
-``did_you_hear`` whose answers were all in sync, with its reply. Error answers are counted
+Also by verb (requests and answers counted apart), the in-sync exchanges (a round's
+``did_you_hear`` whose answers were all in sync, with its reply), and the IBLTs: first tables
+(answers to a probe that asked for no size) and how many of them, and of their bytes, did not
+peel and were asked for again (the ceiling of what a better-sized first table can save).
+``--estimate-rounds 0`` turns the difference estimator off (:data:`gossip.sets.ESTIMATE_ROUNDS`),
+for a before-and-after in one sitting. Error answers are counted
 under ``error``. Asserts nothing: a measuring tool (issue 11, "Bytes over the floor").
 """
 
@@ -32,7 +37,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gossip import messages as gm  # noqa: E402
+from gossip import sets as gsets  # noqa: E402
 from gossip import sim as gsim  # noqa: E402
+from gossip.sets import ReconciledSet, Step  # noqa: E402
 from gossip.transport.memory import MemoryNetwork  # noqa: E402
 
 
@@ -49,6 +57,18 @@ class Breakdown:
         self.counts: Counter[str] = Counter()
         self.in_sync = 0
         self.total = 0
+        #: IBLT answers: ``first`` (to a probe that asked no size) and ``retry`` (to a larger
+        #: one asked after a table did not peel); ``.failed`` those that did not peel; counts
+        #: and bytes of their cells.
+        self.tables: Counter[str] = Counter()
+
+    def table(self, probe: gm.Probe | None, answer: gm.ProbeAnswer, step: Step) -> None:
+        if answer.cells is None:
+            return
+        kind = "first" if probe is None or not probe.size else "retry"
+        for name in (kind, f"{kind}.failed") if step.retry else (kind,):
+            self.tables[name] += 1
+            self.tables[f"{name}.bytes"] += len(answer.cells)
 
     def add(self, data: bytes) -> dict[str, Any] | None:
         self.total += len(data)
@@ -92,6 +112,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     breakdown = Breakdown()
     original_send = MemoryNetwork.send
     original_handle = MemoryNetwork._handle
+    original_reconcile = ReconciledSet.reconcile
+
+    def reconcile(self: ReconciledSet, probe: gm.Probe | None, answer: gm.ProbeAnswer) -> Step:
+        step = original_reconcile(self, probe, answer)
+        breakdown.table(probe, answer, step)
+        return step
 
     def send(self: MemoryNetwork, src: Any, dst: Any, data: bytes, on_reply: Any) -> None:
         breakdown.add(data)
@@ -110,11 +136,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     MemoryNetwork.send = send  # type: ignore[method-assign]
     MemoryNetwork._handle = handle  # type: ignore[method-assign]
+    ReconciledSet.reconcile = reconcile  # type: ignore[method-assign]
+    estimate_rounds = gsets.ESTIMATE_ROUNDS
+    gsets.ESTIMATE_ROUNDS = args.estimate_rounds
     try:
         result = gsim.simulate(nodes=args.nodes, messages=args.messages, seed=args.seed, loss=args.loss)
     finally:
         MemoryNetwork.send = original_send  # type: ignore[method-assign]
         MemoryNetwork._handle = original_handle  # type: ignore[method-assign]
+        ReconciledSet.reconcile = original_reconcile  # type: ignore[method-assign]
+        gsets.ESTIMATE_ROUNDS = estimate_rounds
     floor = result.floor or 1
     return {
         "nodes": result.nodes,
@@ -126,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "counted": breakdown.total,
         "in_sync": round(breakdown.in_sync / floor, 3),
         "parts": {k: round(v / floor, 3) for k, v in breakdown.parts.most_common()},
+        "tables": {k: round(v / floor, 3) if k.endswith(".bytes") else v for k, v in sorted(breakdown.tables.items())},
         "verbs": {k: [breakdown.counts[k], round(v / floor, 3)] for k, v in breakdown.verbs.most_common()},
     }
 
@@ -137,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", type=float, default=0.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--estimate-rounds", type=int, default=gsets.ESTIMATE_ROUNDS, help="0: the difference estimator off"
+    )
     args = parser.parse_args(argv)
     out = run(args)
     if args.json:
@@ -153,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, (count, share) in out["verbs"].items():
         print(f"  {name:<20} {count:>7} {share:.3f}")
     print(f"in-sync did_you_hear exchanges: {out['in_sync']:.3f}")
+    tables = out["tables"]
+    for kind in ("first", "retry"):
+        print(
+            f"{kind} IBLTs: {tables.get(kind, 0)} ({tables.get(kind + '.bytes', 0):.3f}x),"
+            f" did not peel: {tables.get(kind + '.failed', 0)} ({tables.get(kind + '.failed.bytes', 0):.3f}x)"
+        )
     return 0
 
 

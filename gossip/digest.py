@@ -14,6 +14,15 @@ sub-tables of ``size`` cells, a 64-bit check value and a 128-bit fingerprint sha
 are powers of two and an index is ``h & (size - 1)``, so a table can be *folded* to any
 smaller power of two by adding cells. Each KeySet keeps one table incrementally (O(1) per
 add or remove) and folds it for the size asked, so answering a probe costs O(size), not O(n).
+
+The difference estimator (the paper's strata estimator, with one xor byte per stratum in
+place of a small IBLT, and stochastic averaging over groups): a key falls in one of
+:data:`STRATA_GROUPS` groups (the low bits of its check value) and, within it, in stratum
+``i`` with probability ``2**-(i+1)`` (the number of trailing zero bits of the rest, capped at
+``STRATA - 1``). Each KeySet keeps, per stratum, the xor of its keys' fingerprint shares'
+low byte (O(1) per add or remove, :data:`STRATA_BYTES` bytes a set). Two sets' strata differ
+where a differing key falls (but for one chance in 256 that the xor cancels), and which ones
+differ tells how large the difference is: :func:`estimate_difference`.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import binascii
 import bisect
 import functools
 import hashlib
+import math
 import struct
 from typing import Iterable
 
@@ -32,6 +42,10 @@ __all__ = [
     "MIN_IBLT_SIZE",
     "MAX_IBLT_SIZE",
     "iblt_size_for",
+    "estimate_difference",
+    "STRATA",
+    "STRATA_GROUPS",
+    "STRATA_BYTES",
     "key_hex",
     "parse_key",
 ]
@@ -68,12 +82,81 @@ _HASH_FIELDS = struct.Struct(">IIIQQQ")
 HASH_CACHE_SIZE = 1 << 16
 
 
+_Hashes = tuple[int, int, int, int, int, int]
+
+
 @functools.lru_cache(maxsize=HASH_CACHE_SIZE)
-def _hashes(key: int) -> tuple[int, int, int, int, int]:
-    """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``."""
+def _hashes(key: int) -> _Hashes:
+    """Three cell indexes, a 64-bit check value and a 128-bit fingerprint share of ``key``,
+    and its place in a strata summary: the stratum's index << 8 | the byte it XORs in."""
     d = hashlib.blake2b(key.to_bytes(32, "big"), digest_size=36, person=b"gossip-iblt-v3").digest()
     i1, i2, i3, check, high, low = _HASH_FIELDS.unpack(d)
-    return i1, i2, i3, check, (high << 64) | low
+    return i1, i2, i3, check, (high << 64) | low, _stratum(check) << 8 | (low & 0xFF)
+
+
+#: Strata per group of the difference estimator; the last one takes every key past it.
+STRATA = 12
+#: Groups of strata (a power of two): four estimates averaged, each of a quarter of the
+#: difference. One group is within a factor of 2 of the true difference about 70% of the
+#: time, four about 95% (measured from d = 3 to 8,000, see tests/test_estimator.py).
+STRATA_GROUPS = 4
+_GROUP_BITS = STRATA_GROUPS.bit_length() - 1
+#: Bytes of a set's strata summary on the wire: one a stratum.
+STRATA_BYTES = STRATA * STRATA_GROUPS
+#: The candidate differences the estimator weighs: 2**(j/4) for j in 0..64, up to 65,536.
+_GRID: list[float] = [2.0 ** (j / 4) for j in range(65)]
+_STRATUM_P: list[float] = [2.0 ** -(i + 1) for i in range(STRATA - 1)] + [2.0 ** -(STRATA - 1)]
+#: Per candidate d and stratum i, with x = d * p_i / groups (a group's expected differing keys
+#: in stratum i): the log-likelihood of the stratum differing, log(1 - e^-x), and of it being
+#: equal, -x (Poisson approximation of the binomial).
+_LOG_DIFFERS: list[list[float]] = [[math.log(-math.expm1(-d * p / STRATA_GROUPS)) for p in _STRATUM_P] for d in _GRID]
+_LOG_EQUAL: list[list[float]] = [[-d * p / STRATA_GROUPS for p in _STRATUM_P] for d in _GRID]
+
+
+def _stratum(check: int) -> int:
+    """The index of a key's stratum in a summary, from its 64-bit check value."""
+    rest = check >> _GROUP_BITS
+    level = (rest & -rest).bit_length() - 1 if rest else STRATA - 1
+    return (check & (STRATA_GROUPS - 1)) * STRATA + min(level, STRATA - 1)
+
+
+def estimate_difference(mine: bytes, theirs: bytes, count_difference: int = 0) -> int:
+    """How many keys two sets differ by (in either direction), from their strata summaries.
+
+    The maximum-likelihood d on a geometric grid (four points an octave): stratum ``i``
+    of a group differs with probability ``1 - exp(-d * p_i / groups)``. Never below
+    ``count_difference`` (at least that many keys differ) nor below the number of differing
+    strata (each holds at least one differing key); 0 when the summaries are equal.
+
+    Raises:
+        ValueError: a summary is not :data:`STRATA_BYTES` long.
+    """
+    if len(mine) != STRATA_BYTES or len(theirs) != STRATA_BYTES:
+        raise ValueError(f"a strata summary is {STRATA_BYTES} bytes")
+    differs = [0] * STRATA
+    for index, (a, b) in enumerate(zip(mine, theirs)):
+        if a != b:
+            differs[index % STRATA] += 1
+    found = sum(differs)
+    if not found:
+        return abs(count_difference)
+    equal = [STRATA_GROUPS - k for k in differs]
+
+    def likelihood(j: int) -> float:
+        return sum(k * a for k, a in zip(differs, _LOG_DIFFERS[j]) if k) + sum(
+            k * e for k, e in zip(equal, _LOG_EQUAL[j]) if k
+        )
+
+    # The log-likelihood is concave in d (a sum of log(1 - e^-cd) and -cd terms), so over the
+    # increasing grid it rises to its maximum and then falls: a binary search on its slope.
+    lo, hi = 0, len(_GRID) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if likelihood(mid) < likelihood(mid + 1):
+            lo = mid + 1
+        else:
+            hi = mid
+    return max(round(_GRID[lo]), found, abs(count_difference))
 
 
 def _next_pow2(n: int) -> int:
@@ -104,9 +187,9 @@ class Iblt:
         self.keys = [0] * n
         self.checks = [0] * n
 
-    def toggle(self, key: int, sign: int, hashes: tuple[int, int, int, int, int] | None = None) -> None:
+    def toggle(self, key: int, sign: int, hashes: _Hashes | None = None) -> None:
         """Add (sign=1) or remove (sign=-1) one key."""
-        i1, i2, i3, chk, _ = hashes or _hashes(key)
+        i1, i2, i3, chk, _, _ = hashes or _hashes(key)
         size = self.size
         mask = size - 1
         counts, keys, checks = self.counts, self.keys, self.checks
@@ -219,6 +302,10 @@ class KeySet:
         #: a set (a node restoring a thousand peer records) costs no cell updates at all.
         self._base: Iblt | None = None
         self._sorted: list[int] | None = None
+        #: The difference estimator's summary, kept incrementally (see the module docstring).
+        self._strata = bytearray(STRATA_BYTES)
+        #: Adds and removes so far: a node tells from it whether the set changed lately.
+        self.changes = 0
         self.update(keys)
 
     def __len__(self) -> int:
@@ -235,6 +322,11 @@ class KeySet:
         """128-bit xor of the keys' hashes, as hex; with the count it identifies the set."""
         return format(self._fp, "032x")
 
+    @property
+    def strata(self) -> bytes:
+        """The difference estimator's summary of this set (:data:`STRATA_BYTES` bytes)."""
+        return bytes(self._strata)
+
     def add(self, key: int) -> bool:
         """Add one key; returns whether it was new. The common case, so without
         :meth:`update`'s batching."""
@@ -244,8 +336,11 @@ class KeySet:
             raise ValueError("keys are 256-bit non-negative integers")
         self._keys.add(key)
         self._sorted = None
+        self.changes += 1
         hashes = _hashes(key)
         self._fp ^= hashes[4]
+        slot = hashes[5]
+        self._strata[slot >> 8] ^= slot & 0xFF
         if self._base is not None:
             self._base.toggle(key, 1, hashes)
         return True
@@ -259,10 +354,13 @@ class KeySet:
             return 0
         self._keys.update(new)
         self._sorted = None
-        base, fp = self._base, self._fp
+        self.changes += len(new)
+        base, fp, strata = self._base, self._fp, self._strata
         for key in new:
             hashes = _hashes(key)
             fp ^= hashes[4]
+            slot = hashes[5]
+            strata[slot >> 8] ^= slot & 0xFF
             if base is not None:
                 base.toggle(key, 1, hashes)
         self._fp = fp
@@ -272,8 +370,11 @@ class KeySet:
         if key not in self._keys:
             return False
         self._keys.remove(key)
+        self.changes += 1
         hashes = _hashes(key)
         self._fp ^= hashes[4]
+        slot = hashes[5]
+        self._strata[slot >> 8] ^= slot & 0xFF
         if self._base is not None:
             self._base.toggle(key, -1, hashes)
         self._sorted = None

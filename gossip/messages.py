@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
 from . import auth
+from .digest import STRATA_BYTES
 from .errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError, clip, excerpt
 from .model import Gossip, Peer, Retention, Tombstone, check_guid, check_network_name
 
@@ -146,6 +147,20 @@ def _keys(value: Any, what: str) -> tuple[str, ...]:
     return tuple(text[i : i + 64] for i in range(0, len(text), 64))
 
 
+def _strata(value: Any, what: str) -> bytes:
+    """A strata summary: base64 of exactly STRATA_BYTES bytes. Its layout is fixed: another
+    layout would travel under another field name, never this one."""
+    if not isinstance(value, str) or len(value) > 4 * STRATA_BYTES:
+        raise _Bad(f"{what} must be base64 of {STRATA_BYTES} bytes")
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise _Bad(f"{what} must be valid base64") from None
+    if len(raw) != STRATA_BYTES:
+        raise _Bad(f"{what} must be base64 of {STRATA_BYTES} bytes, not {len(raw)}")
+    return raw
+
+
 def _bool(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise _Bad(f"{what} must be true or false")
@@ -165,12 +180,16 @@ class Probe:
 
     ``size`` asks the answerer for an IBLT of that many cells per sub-table (0: you choose).
     ``start`` asks instead for a page of the answerer's sorted keys from that key on.
+    ``strata``: the set's difference-estimator summary (:attr:`gossip.digest.KeySet.strata`),
+    sent only while the set changed lately, so that the answerer sizes its first IBLT from
+    an estimate of the difference rather than from the count difference alone.
     """
 
     count: int
     fingerprint: str
     size: int = 0
     start: str | None = None
+    strata: bytes | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.count, "fp": self.fingerprint}
@@ -178,17 +197,21 @@ class Probe:
             out["size"] = self.size
         if self.start is not None:
             out["start"] = self.start
+        if self.strata is not None:
+            out["st"] = base64.b64encode(self.strata).decode("ascii")
         return out
 
     @classmethod
     def from_wire(cls, data: Any) -> Probe:
         d = _obj(data, "probe")
         start = d.get("start")
+        strata = d.get("st")
         return cls(
             count=_int(d.get("n"), "probe.n"),
             fingerprint=_fp(d.get("fp"), "probe.fp"),
             size=_int(d.get("size", 0), "probe.size", 0, 1 << 20),
             start=None if start is None else _key(start, "probe.start"),
+            strata=None if strata is None else _strata(strata, "probe.st"),
         )
 
 

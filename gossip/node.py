@@ -1125,6 +1125,9 @@ class GossipNode:
             if net is not None:
                 own = [v for v in views if v.peer.guid != self.guid and v.peer.network_name == name]
                 self._restore_peers(net, own, now)
+        for net in self._nets.values():  # what a node restores is not news: no estimator for it
+            net.gossip_set.settle()
+            net.peer_set.settle()
 
     def _restore_peers(self, net: _Net, views: list[PeerView], now: float) -> None:
         """Hold the stored peers, each with its stored liveness (its record decides ``left``).
@@ -1320,6 +1323,8 @@ class GossipNode:
                 passive = self._peers_but(net, unfit.union(net.active.members, targets))
                 if passive:
                     targets.append(self._rng.choice(passive))
+            net.gossip_set.tick()
+            net.peer_set.tick()
             probes = m.DidYouHear(
                 probe=net.gossip_set.probe(),
                 hello=net.peer_set.probe() if self._takes_hearsay(net) else None,

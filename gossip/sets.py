@@ -21,11 +21,21 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from . import messages as m
-from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, iblt_size_for, key_hex, parse_key
+from .digest import MAX_IBLT_SIZE, MIN_IBLT_SIZE, Iblt, KeySet, estimate_difference, iblt_size_for, key_hex, parse_key
 from .errors import RemoteProtocolError
 from .model import Peer
 
-__all__ = ["ReconciledSet", "GossipSet", "PeerSet", "ActiveView", "Step", "Exchange", "record_key", "PAGE_SIZE"]
+__all__ = [
+    "ReconciledSet",
+    "GossipSet",
+    "PeerSet",
+    "ActiveView",
+    "Step",
+    "Exchange",
+    "record_key",
+    "PAGE_SIZE",
+    "ESTIMATE_ROUNDS",
+]
 
 #: Keys per page when two sets differ too much for an IBLT.
 PAGE_SIZE = 2048
@@ -33,7 +43,20 @@ PAGE_SIZE = 2048
 #: keys per size unit (see :meth:`ReconciledSet.answer`; 6 measured best of 3, 4, 6 and 10 on
 #: ``python -m gossip.sim --nodes 1000 --messages 100``).
 PAGE_PER_SIZE = 6
+#: The same when the table is sized from the strata estimate, which peels the first time
+#: nearly always: a key of a page (43 bytes) against a size unit of table (176), about 4.
+PAGE_PER_SIZE_ESTIMATED = 4
 _LAST_KEY = (1 << 256) - 1
+#: A set's probes carry its strata summary (the difference estimator, ``Probe.strata``) in
+#: the round in which it changed and this many rounds after; 0 turns the estimator off.
+#: A set that has not changed for longer is either in sync or the stale side of a
+#: difference, whose size the count difference then tells: a settled network pays nothing.
+ESTIMATE_ROUNDS = 1
+#: A set's probes carry no strata summary while it holds at most this many keys: an
+#: answerer holding about as few answers with a page of keys whatever the estimate
+#: (:data:`PAGE_PER_SIZE` keys per size unit, and no table is smaller than MIN_IBLT_SIZE),
+#: so the summary would buy nothing.
+ESTIMATE_MIN_KEYS = PAGE_PER_SIZE * MIN_IBLT_SIZE
 
 
 @functools.lru_cache(maxsize=65536)
@@ -82,14 +105,59 @@ class ReconciledSet(ABC):
     #: Names the set in stats (``iblt_retry.<name>``).
     name: str = ""
     keys: KeySet = field(default_factory=KeySet)
+    #: Rounds after a change in which probes carry the strata summary (see ESTIMATE_ROUNDS).
+    estimate_rounds: int = field(default_factory=lambda: ESTIMATE_ROUNDS)
+    #: ``keys.changes`` when :meth:`tick` last saw it change, and the rounds since.
+    seen_changes: int = 0
+    quiet: int = 0
+
+    def tick(self) -> None:
+        """Count a round (the node calls it as each round begins): how long the set has been
+        unchanged decides whether its probes carry the strata summary."""
+        if self.keys.changes != self.seen_changes:
+            self.seen_changes, self.quiet = self.keys.changes, 0
+        else:
+            self.quiet += 1
+
+    def settle(self) -> None:
+        """Count the set as unchanged for long (what a node restored from its store)."""
+        self.seen_changes, self.quiet = self.keys.changes, self.estimate_rounds
+
+    def changed_lately(self) -> bool:
+        """Whether the set changed in this round or in the last ``estimate_rounds``."""
+        return self.keys.changes != self.seen_changes or self.quiet < self.estimate_rounds
 
     def probe(self, *, size: int = 0, start: int | None = None) -> m.Probe:
-        """A probe of the whole set (``size``: ask for an IBLT that large; ``start``: ask for
-        the page of keys from that key on)."""
+        """A probe of the whole set (``size``: ask for an IBLT at least that large; ``start``:
+        ask for the page of keys from that key on).
+
+        It carries the set's strata summary when it asks for a larger table (one did not
+        peel: a difference is certain and the doubling may be short of it), and when it asks
+        for neither while the set changed lately (:meth:`changed_lately`) and is not small.
+        """
         keys = self.keys
+        if start is not None or not self.estimate_rounds:
+            summary = False
+        elif size:
+            summary = True
+        else:
+            summary = len(keys) > ESTIMATE_MIN_KEYS and self.changed_lately()
         return m.Probe(
-            count=len(keys), fingerprint=keys.fingerprint, size=size, start=None if start is None else key_hex(start)
+            count=len(keys),
+            fingerprint=keys.fingerprint,
+            size=size,
+            start=None if start is None else key_hex(start),
+            strata=keys.strata if summary else None,
         )
+
+    def estimate(self, probe: m.Probe) -> int:
+        """How many keys this set and the probed one differ by: from the probe's strata
+        summary when it has one, else (an older peer, or a set unchanged lately) the count
+        difference."""
+        difference = probe.count - len(self.keys)
+        if probe.strata is None:
+            return abs(difference)
+        return estimate_difference(self.keys.strata, probe.strata, difference)
 
     @abstractmethod
     def request(self, probe: m.Probe) -> m.Message:
@@ -111,12 +179,18 @@ class ReconciledSet(ABC):
             return m.ProbeAnswer(in_sync=True)
         if probe.size and (probe.size < MIN_IBLT_SIZE or probe.size > MAX_IBLT_SIZE or probe.size & (probe.size - 1)):
             raise RemoteProtocolError(f"probe size must be a power of two from {MIN_IBLT_SIZE} to {MAX_IBLT_SIZE}")
-        size = probe.size or min(MAX_IBLT_SIZE, iblt_size_for(abs(probe.count - count)))
+        # An asked size is a minimum: the estimate may call for more (a retry after a table
+        # that did not peel carries a summary), never for less.
+        size = probe.size
+        if not size or probe.strata is not None:
+            size = max(size, min(MAX_IBLT_SIZE, iblt_size_for(self.estimate(probe))))
         # A key costs 43 bytes in a (packed) page; a size unit of IBLT is 3 cells of 44 bytes,
         # 176 in base64, and a first table sized from the count difference alone fails to peel
         # about half the time and is sent again twice as large: past PAGE_PER_SIZE keys per
-        # size unit the table is cheaper, below it the keys themselves.
-        if probe.start is not None or (not probe.size and count <= PAGE_PER_SIZE * size):
+        # size unit the table is cheaper, below it the keys themselves. A table sized from
+        # the strata estimate nearly always peels: there the ratio itself, about 4.
+        per_size = PAGE_PER_SIZE if probe.strata is None else PAGE_PER_SIZE_ESTIMATED
+        if probe.start is not None or (not probe.size and count <= per_size * size):
             start = 0 if probe.start is None else parse_key(probe.start)
             page, upto = keys.page(start, PAGE_SIZE)
             return m.ProbeAnswer(keys=tuple(map(key_hex, page)), upto=key_hex(upto))
