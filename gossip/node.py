@@ -125,6 +125,12 @@ Address = tuple[str, int]
 TELL_ME_MORE_BATCH = 256
 #: Bytes of gossip bodies put in one TELL_ME_MORE answer or PUSH; the rest follows later.
 ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
+#: Most gossip bytes one reconciliation pushes to a peer as a repair; the rest, and all of it
+#: while a repair to that peer is still in flight, go as ids for the peer to fetch at its own
+#: pace. Repairs mend what the tree missed; a peer far behind (a slow link, a restart, a
+#: healed partition) catches up by pulling, or every peer that finds it behind would push it
+#: the same bodies at once.
+REPAIR_BUDGET = 64 * 1024
 #: Least time between two pushes to one peer, in gossip timers (see gossip.plumtree).
 PUSH_LINGER = 0.05
 #: Peer records a network keeps free for REGISTER and first-hand records: hearsay (records
@@ -305,6 +311,8 @@ class _Net:
     #: (peer, key) of gossips a repair PUSH brought a peer for nothing, and until when they
     #: are told to it as ids instead (oldest first; at most MAX_REFUSED).
     unwanted: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: Peers a repair PUSH is in flight to (at most one each).
+    repairing: set[str] = field(default_factory=set)
     #: Pending keys (hex), waiting for their item's body.
     pending: dict[str, _Pending] = field(default_factory=dict)
     #: Record keys forgotten as never answering, and until when hearsay of them is refused
@@ -1068,6 +1076,8 @@ class GossipNode:
                 entry.ring_offered = None  # the next advert that shows it behind sends it again
         elif isinstance(flight.body, m.Link) and flight.peer is not None:
             net.active.asking.discard(flight.peer)
+        elif isinstance(flight.body, m.Push) and flight.peer is not None and flight.repair:
+            net.repairing.discard(flight.peer)  # not the tree's: its flow control is untouched
         elif isinstance(flight.body, m.Push) and flight.peer is not None:
             if sent:
                 net.eager.finished(flight.peer)
@@ -1732,6 +1742,7 @@ class GossipNode:
                     self._send(net, peer, flight.address, m.Link(op="drop"), now)
         elif isinstance(reply, m.PushReply):
             if flight.repair:  # the tree missed the peer: a useful repair grafts it
+                net.repairing.discard(peer)
                 if not reply.prune and self._linkable(net, peer):
                     net.eager.add(peer)
                 elif reply.prune and isinstance(flight.body, m.Push):
@@ -1978,10 +1989,11 @@ class GossipNode:
         """Give a peer the items a reconciliation found it lacks (hex keys).
 
         A gossip that came to this node after it learnt of the peer is one the eager tree
-        should have brought the peer too: its body goes at once, in PUSHes marked ``repair`` of at most
-        ANSWER_BUDGET bytes (the push half of push-pull; telling its id would cost a
-        TELL_ME_MORE and a round more). Everything else goes as DID_YOU_HEAR ids for the
-        peer to fetch with TELL_ME_MORE: older gossips are the peer's history (the seed's
+        should have brought the peer too: its body goes at once, in one PUSH marked
+        ``repair`` of at most REPAIR_BUDGET bytes (the push half of push-pull; telling its id
+        would cost a TELL_ME_MORE and a round more). Everything else goes as DID_YOU_HEAR ids
+        for the peer to fetch with TELL_ME_MORE, at its own pace: what is over the budget or
+        finds a repair to the peer still in flight (a peer far behind pulls), older gossips are the peer's history (the seed's
         bootstrap: a newcomer is told the network's gossips and asks for them), tombstones
         never travel by PUSH, a gossip the peer took nothing of from a repair is not pushed
         to it again (``unwanted``: it can refuse an id for a few bytes), and with push off
@@ -1992,6 +2004,7 @@ class GossipNode:
             return
         gossips: list[Gossip] = []
         ids: list[str] = []
+        budget = 0 if peer in net.repairing else REPAIR_BUDGET
         for k in keys:
             key = parse_key(k)
             item = self._held(net, _key_guid(key))
@@ -1999,24 +2012,18 @@ class GossipNode:
                 continue  # gone since the probe
             if (
                 self._push and isinstance(item, Gossip) and net.cursors.get(item.guid, 0) > entry.since
-                and net.unwanted.get((peer, key), -math.inf) < now
+                and net.unwanted.get((peer, key), -math.inf) < now and item.wire_size() <= budget
             ):
                 gossips.append(item)
+                budget -= item.wire_size()
             else:
                 ids.append(k)
-        # The tree must not bring them to it again: a push of them queued for this peer
-        # would now be a duplicate, which prunes the very link the repair just proved.
-        net.eager.held_by(peer, [g.guid for g in gossips])
-        batch: list[Gossip] = []
-        budget = ANSWER_BUDGET
-        for gossip in gossips:
-            if batch and (len(batch) == m.MAX_IDS or budget < gossip.wire_size()):
-                self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(batch), repair=True), now, repair=True)
-                batch, budget = [], ANSWER_BUDGET
-            batch.append(gossip)
-            budget -= gossip.wire_size()
-        if batch:
-            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(batch), repair=True), now, repair=True)
+        if gossips:
+            # The tree must not bring them to it again: a push of them queued for this peer
+            # would now be a duplicate, which prunes the very link the repair just proved.
+            net.eager.held_by(peer, [g.guid for g in gossips])
+            net.repairing.add(peer)
+            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(gossips), repair=True), now, repair=True)
         for chunk in _chunks(ids, m.MAX_IDS):
             self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 

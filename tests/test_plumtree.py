@@ -354,3 +354,42 @@ def test_a_pruned_link_announces_what_was_queued_for_it_as_ids() -> None:
         if b.has_gossip(second.guid):
             break
     assert b.has_gossip(second.guid)
+
+
+def test_a_peer_far_behind_is_repaired_within_a_budget_and_pulls_the_rest() -> None:
+    """A round finds B lacks 40 gossips of 4 kB (160 kB): A pushes at most REPAIR_BUDGET of
+    their bodies and tells the rest as ids, and while that repair is in flight the next
+    round's difference goes as ids only; B fetches the rest at its own pace."""
+    from gossip.node import REPAIR_BUDGET
+
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    mesh.down.add(b.config.port)
+    made = [a.create_gossip(f"{i} " + "x" * 4000, mesh.now) for i in range(40)]
+    mesh.deliver()  # B is down: the tree's push fails
+    mesh.down.clear()
+    mesh.now += 2 * a.config.gossip_timer
+    a.tick(mesh.now)
+    sent = [(o, m.decode(o.data, lambda net: KEYS["default"]).body) for o in a.outbox()]
+    probes = [(o, body) for o, body in sent if isinstance(body, m.DidYouHear)]
+    assert probes
+    for out, _ in probes:  # B answers A's probe; A then gives B what it lacks
+        a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    given = [(o, m.decode(o.data, lambda net: KEYS["default"]).body) for o in a.outbox()]
+    repairs = [body for _, body in given if isinstance(body, m.Push)]
+    told = [k for _, body in given if isinstance(body, m.DidYouHear) for k in body.ids]
+    assert len(repairs) == 1 and repairs[0].repair
+    pushed = sum(g.wire_size() for g in repairs[0].gossips)
+    assert 0 < pushed <= REPAIR_BUDGET
+    assert len(repairs[0].gossips) + len(told) == 40  # the rest as ids, none lost
+    # A second reconciliation while that repair is still in flight: ids only.
+    a._give(a._nets["default"], b.guid, tuple(told), mesh.now)  # the rule itself, as a round would call it
+    again = [m.decode(o.data, lambda net: KEYS["default"]).body for o in a.outbox()]
+    assert again and all(isinstance(body, m.DidYouHear) for body in again)
+    for out, _ in given:
+        a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    for _ in range(10):
+        if all(b.has_gossip(g.guid) for g in made):
+            break
+        mesh.round()
+    assert all(b.has_gossip(g.guid) for g in made)
