@@ -83,14 +83,15 @@ def sim_run(runs: int = 3) -> None:
     print(f"\npeak RSS of a run: {peak_kib / 1024:.0f} MiB")
 
 
-def _config(i: int, key: bytes) -> NodeConfig:
+def _config(i: int, key: bytes, max_peers: int = 1) -> NodeConfig:
+    """Node ``i`` of a benchmark: the same guid for the same ``i``, no create rate limit."""
     return NodeConfig(
         node_guid=str(uuid.UUID(int=random.Random(i).getrandbits(128), version=4)),
         node_name=f"bench-{i}",
         networks=(Network(name="default", key=key, quota=Quota(creates_per_minute=2**52)),),
         ip="127.0.0.1",
         port=20000 + i,
-        gossip_max_peer_count=1,
+        gossip_max_peer_count=max_peers,
     )
 
 

@@ -31,9 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_core import _config as bench_config  # noqa: E402  (this directory: the script's own)
 from gossip import messages as m  # noqa: E402
 from gossip.auth import derive_key  # noqa: E402
-from gossip.model import Gossip, Network, NodeConfig, Peer, PeerView, Quota, Snapshot, iso_from_timestamp  # noqa: E402
+from gossip.model import Gossip, NodeConfig, Peer, PeerView, Snapshot, iso_from_timestamp  # noqa: E402
 from gossip.node import GossipNode  # noqa: E402
 from gossip.storage import persist  # noqa: E402
 from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
@@ -41,17 +42,6 @@ from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
 T0 = 1_790_000_000.0
 KEY = derive_key("default", "bench-delivery-not-secret")
 STAGES = ("decode", "handle", "persist", "forward")
-
-
-def _config(i: int) -> NodeConfig:
-    return NodeConfig(
-        node_guid=str(uuid.UUID(int=random.Random(i).getrandbits(128), version=4)),
-        node_name=f"n{i}",
-        networks=(Network(name="default", key=KEY, quota=Quota(creates_per_minute=2**52)),),
-        ip="127.0.0.1",
-        port=21000 + i,
-        gossip_max_peer_count=3,
-    )
 
 
 def _node(i: int, configs: list[NodeConfig]) -> GossipNode:
@@ -63,7 +53,7 @@ def _node(i: int, configs: list[NodeConfig]) -> GossipNode:
 
 
 def one_rep(rep: int, gossips: int, pushes: int, work: Path) -> dict[str, float]:
-    configs = [_config(i) for i in range(4)]  # A, B, C, D
+    configs = [bench_config(i, KEY, max_peers=3) for i in range(4)]  # A, B, C, D
     a, b, c, d = (_node(i, configs) for i in range(4))
     by_port = {n.config.port: n for n in (a, c, d)}
     rng = random.Random(rep)
