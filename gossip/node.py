@@ -131,6 +131,9 @@ ANSWER_BUDGET = m.MAX_MESSAGE_BYTES // 2
 #: healed partition) catches up by pulling, or every peer that finds it behind would push it
 #: the same bodies at once.
 REPAIR_BUDGET = 64 * 1024
+#: Most gossips queued for a link when it is pruned that still go to it as bodies (a flood
+#: crossing the link); a longer queue goes as ids (see GossipNode._prune).
+PRUNE_FLUSH = 4
 #: Least time between two pushes to one peer, in gossip timers (see gossip.plumtree).
 PUSH_LINGER = 0.05
 #: Peer records a network keeps free for REGISTER and first-hand records: hearsay (records
@@ -2028,16 +2031,29 @@ class GossipNode:
             self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 
     def _prune(self, net: _Net, peer: str, now: float) -> None:
-        """The link to ``peer`` turns lazy, and what was queued for it is announced as ids
-        (Plumtree's IHAVE for a lazy link): a flood crossing the link the other way than
-        the duplicate that pruned it would otherwise be cut off from the subtree behind it
-        until a round finds the difference, while sending the bodies would repeat a burst
-        the peer, as the duplicate shows, already gets by another link."""
+        """The link to ``peer`` turns lazy; what was queued for it still reaches it.
+
+        A few queued gossips (at most PRUNE_FLUSH) are most likely a flood from another
+        source crossing the link the other way than the duplicate that pruned it: dropped,
+        they would be missing from the whole subtree behind the link until a round found
+        the difference, so their bodies go once, as a repair (within its budget, one in
+        flight). A longer queue is a burst that the peer, as the duplicate shows, already
+        gets by another link: its ids go (Plumtree's IHAVE on a lazy link), and the peer
+        fetches only what nothing brought.
+        """
         queued = [net.gossips[g] for g in net.eager.remove(peer) if g in net.gossips]
         entry = net.peers.get(peer)
-        if queued and entry is not None:
-            for chunk in _chunks([key_hex(item_key(g)) for g in queued], m.MAX_IDS):
-                self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
+        if not queued or entry is None:
+            return
+        if (
+            len(queued) <= PRUNE_FLUSH and peer not in net.repairing
+            and sum(g.wire_size() for g in queued) <= REPAIR_BUDGET
+        ):
+            net.repairing.add(peer)
+            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(queued), repair=True), now, repair=True)
+            return
+        for chunk in _chunks([key_hex(item_key(g)) for g in queued], m.MAX_IDS):
+            self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 
     def _push_next(self, net: _Net, peer: str, now: float) -> None:
         """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""

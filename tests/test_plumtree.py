@@ -329,31 +329,53 @@ def test_a_busy_link_lingers_longer_and_a_quiet_one_sends_at_once() -> None:
     assert eager.due() == pytest.approx(quiet + 0.1)  # the gap is back to linger
 
 
-def test_a_pruned_link_announces_what_was_queued_for_it_as_ids() -> None:
-    """A duplicate from B prunes the link A-B while A has gossips queued for B (a flood
-    going the other way): A tells B their ids, as over any lazy link, and B fetches what it
-    still lacks, so the subtree behind B is not cut off."""
+def _pruned_with_queue(count: int) -> tuple[Mesh, GossipNode, GossipNode, list[Gossip], list[object]]:
+    """A and B linked; ``count`` gossips queued at A for B (within the linger) when a
+    duplicate from B prunes the link. Returns what A sends B then, decoded."""
     mesh = full_mesh(2)
     a, b = mesh.nodes
     first = a.create_gossip("first", mesh.now)
     mesh.deliver()
     assert a.eager_peers() == (b.guid,)
-    second = a.create_gossip("second", mesh.now)  # within the linger: queued for B
+    queued = [a.create_gossip(f"queued {i}", mesh.now) for i in range(count)]
     assert [o.verb for o in a.outbox()] == []
     echo = m.encode(m.Push(gossips=(first,)), network="default", sender=b.guid, key=KEYS["default"],
                     nonce="e" * 16, ts=int(T0 * 1000), to=a.guid)
     answer = m.decode(a.handle_request(echo, mesh.now), lambda net: KEYS["default"])
     assert answer.body == m.PushReply(prune=True) and a.eager_peers() == ()
-    [out] = a.outbox()
-    sent = m.decode(out.data, lambda net: KEYS["default"]).body
-    assert isinstance(sent, m.DidYouHear) and sent.ids == (format(item_key(second), "064x"),)
-    a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
-    assert [r.complete for r in b.gossip_status() if r.guid == second.guid] == [False]  # pending at B
+    outs = a.outbox()
+    sent = [m.decode(o.data, lambda net: KEYS["default"]).body for o in outs]
+    for out in outs:
+        a.receive_response(out.request_id, b.handle_request(out.data, mesh.now), mesh.now)
+    return mesh, a, b, queued, sent
+
+
+def test_a_pruned_link_still_carries_a_few_queued_gossips_as_bodies() -> None:
+    """A few gossips queued at the prune are likely a flood crossing the link the other way:
+    they go once, as a repair, so the subtree behind B is not cut off."""
+    from gossip.node import PRUNE_FLUSH
+
+    mesh, a, b, queued, sent = _pruned_with_queue(PRUNE_FLUSH)
+    assert len(sent) == 1 and isinstance(sent[0], m.Push) and sent[0].repair
+    assert [g.guid for g in sent[0].gossips] == [g.guid for g in queued]
+    assert all(b.has_gossip(g.guid) for g in queued)
+
+
+def test_a_pruned_link_announces_a_long_queue_as_ids() -> None:
+    """A long queue at the prune is a burst B gets by another link (the duplicate shows it):
+    A tells B the ids, as over any lazy link, and B fetches only what it still lacks."""
+    from gossip.node import PRUNE_FLUSH
+
+    mesh, a, b, queued, sent = _pruned_with_queue(PRUNE_FLUSH + 1)
+    assert sent and all(isinstance(body, m.DidYouHear) for body in sent)
+    told = [k for body in sent for k in body.ids]  # type: ignore[attr-defined]
+    assert sorted(told) == sorted(format(item_key(g), "064x") for g in queued)
+    assert all(not b.has_gossip(g.guid) for g in queued)  # pending at B, not pushed
     for _ in range(3):
         mesh.round()
-        if b.has_gossip(second.guid):
+        if all(b.has_gossip(g.guid) for g in queued):
             break
-    assert b.has_gossip(second.guid)
+    assert all(b.has_gossip(g.guid) for g in queued)
 
 
 def test_a_peer_far_behind_is_repaired_within_a_budget_and_pulls_the_rest() -> None:
