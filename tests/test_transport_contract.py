@@ -470,6 +470,26 @@ def test_http_client_reconnects_when_the_server_closed_an_idle_connection(web: N
     assert client.request(address, b"second", timeout=WAIT) == b"second"
 
 
+def test_http_client_closes_connections_idle_past_pool_idle(web: Net) -> None:
+    """A peer met once is not kept connected: past ``pool_idle`` its idle connection is
+    closed (at the next release of any connection), and both ends let go of it."""
+    quiet, busy = web.new(), web.new()
+    quiet_address = quiet.serve((LOCAL, 0), echo)
+    busy_address = busy.serve((LOCAL, 0), echo)
+    client = web.new(pool_idle=0.3)
+    assert client.request(quiet_address, b"once", timeout=WAIT) == b"once"
+    assert isinstance(quiet, HttpTransport) and quiet.connections == 1
+    time.sleep(0.5)
+    assert client.request(busy_address, b"later", timeout=WAIT) == b"later"  # sweeps the pool
+    deadline = time.monotonic() + WAIT
+    while quiet.connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert quiet.connections == 0
+    assert isinstance(client, HttpTransport) and client.opened == 2
+    assert client.request(busy_address, b"again", timeout=WAIT) == b"again"  # still pooled
+    assert client.opened == 2
+
+
 def test_http_head_over_the_limit_is_431(web: Net) -> None:
     address = web.server(echo, limits=Limits(max_head=1024))
     with raw(address) as sock:
@@ -637,6 +657,8 @@ def test_http_oversized_answer_is_refused(web: Net) -> None:
 def test_http_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         HttpTransport(max_body=0)
+    with pytest.raises(ValueError, match="pool_idle"):
+        HttpTransport(pool_idle=0)
     with pytest.raises(ValueError):
         Limits(head_timeout=0)
 
