@@ -1549,16 +1549,12 @@ class GossipNode:
             ]
             self.stats["duplicate.push"] += len(body.gossips) - len(fresh)
             fresh = self._within_quota(net, fresh)
-            linked = sender in net.eager.peers()
             new = self._store(net, fresh, sender, now)
-            if body.repair:
-                # What a reconciliation found missing here: the tree missed this node, so
-                # what it brings grafts the sender (as a fetch does); a repair that brought
-                # nothing new prunes no link, and makes none.
-                if not new and not linked:
-                    self._prune(net, sender, now)
-                return m.PushReply(prune=not new)
-            if not new:
+            # A repair (what a reconciliation found missing here) grafts the sender when it
+            # brings something, as a fetch does (_store makes the source eager); one that
+            # brought nothing new prunes no link. Its "prune" answer only tells the sender
+            # to tell those gossips as ids from now on.
+            if not new and not body.repair:
                 self._prune(net, sender, now)
             return m.PushReply(prune=not new)
         if isinstance(body, m.TellMeMore):
@@ -1995,12 +1991,17 @@ class GossipNode:
         should have brought the peer too: its body goes at once, in one PUSH marked
         ``repair`` of at most REPAIR_BUDGET bytes (the push half of push-pull; telling its id
         would cost a TELL_ME_MORE and a round more). Everything else goes as DID_YOU_HEAR ids
-        for the peer to fetch with TELL_ME_MORE, at its own pace: what is over the budget or
-        finds a repair to the peer still in flight (a peer far behind pulls), older gossips are the peer's history (the seed's
-        bootstrap: a newcomer is told the network's gossips and asks for them), tombstones
-        never travel by PUSH, a gossip the peer took nothing of from a repair is not pushed
-        to it again (``unwanted``: it can refuse an id for a few bytes), and with push off
-        the rounds alone spread.
+        for the peer to fetch with TELL_ME_MORE, at its own pace:
+
+        - what is over the budget, or finds a repair to the peer still in flight: a peer far
+          behind pulls, rather than every peer that finds it behind pushing it the same
+          bodies at once (which swamped a 1 mbit link in ``tests/test_multihost.py``);
+        - gossips older than this node's knowledge of the peer: its history (the seed's
+          bootstrap: a newcomer is told the network's gossips and asks for them);
+        - tombstones, which never travel by PUSH;
+        - a gossip the peer took nothing of from a repair (``unwanted``: it can refuse an id
+          for a few bytes, where a body would be sent again every round);
+        - everything with push off: the rounds alone spread.
         """
         entry = net.peers.get(peer)
         if entry is None or not keys:
@@ -2025,10 +2026,8 @@ class GossipNode:
             # The tree must not bring them to it again: a push of them queued for this peer
             # would now be a duplicate, which prunes the very link the repair just proved.
             net.eager.held_by(peer, [g.guid for g in gossips])
-            net.repairing.add(peer)
-            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(gossips), repair=True), now, repair=True)
-        for chunk in _chunks(ids, m.MAX_IDS):
-            self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
+            self._send_repair(net, entry, gossips, now)
+        self._tell_ids(net, entry, ids, now)
 
     def _prune(self, net: _Net, peer: str, now: float) -> None:
         """The link to ``peer`` turns lazy; what was queued for it still reaches it.
@@ -2049,11 +2048,21 @@ class GossipNode:
             len(queued) <= PRUNE_FLUSH and peer not in net.repairing
             and sum(g.wire_size() for g in queued) <= REPAIR_BUDGET
         ):
-            net.repairing.add(peer)
-            self._send(net, peer, entry.peer.address, m.Push(gossips=tuple(queued), repair=True), now, repair=True)
-            return
-        for chunk in _chunks([key_hex(item_key(g)) for g in queued], m.MAX_IDS):
-            self._send(net, peer, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
+            self._send_repair(net, entry, queued, now)
+        else:
+            self._tell_ids(net, entry, [key_hex(item_key(g)) for g in queued], now)
+
+    def _send_repair(self, net: _Net, entry: _PeerEntry, gossips: list[Gossip], now: float) -> None:
+        """One PUSH marked ``repair`` (not the tree's: its answer leaves the tree's links and
+        flow control alone), the one in flight to that peer until answered or failed."""
+        net.repairing.add(entry.peer.guid)
+        body = m.Push(gossips=tuple(gossips), repair=True)
+        self._send(net, entry.peer.guid, entry.peer.address, body, now, repair=True)
+
+    def _tell_ids(self, net: _Net, entry: _PeerEntry, ids: list[str], now: float) -> None:
+        """DID_YOU_HEAR with these keys (hex), for the peer to fetch what it lacks."""
+        for chunk in _chunks(ids, m.MAX_IDS):
+            self._send(net, entry.peer.guid, entry.peer.address, m.DidYouHear(ids=tuple(chunk)), now)
 
     def _push_next(self, net: _Net, peer: str, now: float) -> None:
         """Send ``peer`` the gossips queued for it, unless a push to it is in flight."""
