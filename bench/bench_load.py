@@ -377,13 +377,15 @@ def run(args: argparse.Namespace) -> int:
         verbs: dict[str, float] = {}
         rejected: dict[str, float] = {}
         failed: dict[str, float] = {}
+        duplicates: dict[str, float] = {}
         for p in ports:
             for fam, acc in (("gossip_requests_sent_total", verbs), ("gossip_rejected_total", rejected),
-                             ("gossip_requests_failed_total", failed)):
+                             ("gossip_requests_failed_total", failed), ("gossip_duplicates_total", duplicates)):
                 for label, v in bh.metric_by_label(p, fam).items():
                     key = label.split("=", 1)[1].strip('"')
                     acc[key] = acc.get(key, 0.0) + v
         r["verbs"], r["rejected"], r["failed_by_verb"] = verbs, rejected, failed
+        r["duplicates"] = duplicates
     except Exception as exc:  # noqa: BLE001 - reported below, with whatever was measured
         r["note"].append(f"FAILED: {type(exc).__name__}: {exc}")
         if "cpu" not in r:
@@ -507,7 +509,9 @@ def report(args: argparse.Namespace, r: dict[str, Any], sampler: LoadSampler) ->
         def labels(d: dict[str, float]) -> str:
             return ", ".join(f"{k} {v:.0f}" for k, v in sorted(d.items())) or "none"
         print(f"Requests sent, by verb (all nodes): {labels(r['verbs'])}; failed, by verb: "
-              f"{labels(r['failed_by_verb'])}; messages refused, by reason: {labels(r['rejected'])}")
+              f"{labels(r['failed_by_verb'])}; messages refused, by reason: {labels(r['rejected'])}; "
+              f"duplicate bodies received, by how: {labels(r['duplicates'])} "
+              f"(every node receiving every gossip once is {r.get('acked', 0) * (n - 1):,})")
     if r.get("warning_kinds"):
         print(f"Node warnings: {r['warning_kinds']}")
     if r.get("errors"):

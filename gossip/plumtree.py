@@ -7,10 +7,10 @@ anti-entropy, which plays the part of Plumtree's lazy IHAVE messages (an id lear
 is fetched at the node's next round, not at once: the round is the IHAVE timer). The rules
 that turn the eager links into a tree, so that a body crosses each link about once:
 
-- a PUSH that brought nothing new is answered *prune*: both ends drop the link; what
-  either had queued for the other (:meth:`EagerPeers.remove` returns it) still reaches it,
-  a few gossips as bodies (a flood crossing the link), more as ids (a burst the peer gets
-  by another link);
+- a PUSH that brought nothing new, or mostly gossips the receiver already held, is
+  answered *prune*: both ends drop the link; what either had queued for the other
+  (:meth:`EagerPeers.remove` returns it) goes as bodies if it is a few gossips (a flood
+  crossing the link), and is dropped if more (a stream the peer gets by another link);
 - a round that finds a peer lacks a gossip the tree should have brought it pushes the body
   at once, as a *repair*, which prunes no link and grafts one when it brought something;
 - a peer that gave this node something new (by PUSH, or by a TELL_ME_MORE answer) joins

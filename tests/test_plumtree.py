@@ -11,7 +11,7 @@ import pytest
 from gossip import messages as m
 from gossip import plumtree
 from gossip.digest import key_hex
-from gossip.model import Gossip, item_key
+from gossip.model import Gossip, iso_from_timestamp, item_key
 from gossip.node import PUSH_LINGER, GossipNode
 from gossip.plumtree import EagerPeers
 
@@ -361,21 +361,63 @@ def test_a_pruned_link_still_carries_a_few_queued_gossips_as_bodies() -> None:
     assert all(b.has_gossip(g.guid) for g in queued)
 
 
-def test_a_pruned_link_announces_a_long_queue_as_ids() -> None:
-    """A long queue at the prune is a burst B gets by another link (the duplicate shows it):
-    A tells B the ids, as over any lazy link, and B fetches only what it still lacks."""
+def test_a_pruned_link_drops_a_long_queue_and_a_round_brings_it() -> None:
+    """A long queue at the prune is a stream B gets by another link (the duplicates show
+    it): A sends nothing more on the link, and B's rounds bring what nothing else did."""
     from gossip.node import PRUNE_FLUSH
 
     mesh, a, b, queued, sent = _pruned_with_queue(PRUNE_FLUSH + 1)
-    assert sent and all(isinstance(body, m.DidYouHear) for body in sent)
-    told = [k for body in sent for k in body.ids]  # type: ignore[attr-defined]
-    assert sorted(told) == sorted(format(item_key(g), "064x") for g in queued)
-    assert all(not b.has_gossip(g.guid) for g in queued)  # pending at B, not pushed
+    assert sent == []
+    assert all(not b.has_gossip(g.guid) for g in queued)
     for _ in range(3):
         mesh.round()
         if all(b.has_gossip(g.guid) for g in queued):
             break
     assert all(b.has_gossip(g.guid) for g in queued)
+
+
+def _push_from(a: GossipNode, b: GossipNode, gossips: list[Gossip], *, repair: bool = False, nonce: str = "d" * 24) -> m.PushReply:
+    data = m.encode(m.Push(gossips=tuple(gossips), repair=repair), network="default", sender=a.guid,
+                    key=KEYS["default"], nonce=nonce, ts=int(T0 * 1000), to=b.guid)
+    reply = m.decode(b.handle_request(data, T0), lambda net: KEYS["default"]).body
+    assert isinstance(reply, m.PushReply)
+    return reply
+
+
+def _made(count: int, first: int = 0) -> list[Gossip]:
+    return [
+        Gossip.create(guid=str(uuid.UUID(int=1000 + i, version=4)), date_time=iso_from_timestamp(T0 - 60),
+                      who_name="x", msg=f"g{i}")
+        for i in range(first, first + count)
+    ]
+
+
+@pytest.mark.parametrize(("held", "pruned"), [(0, False), (2, False), (3, True), (4, True)])
+def test_a_push_of_mostly_gossips_held_prunes_its_link_and_keeps_the_new_ones(held: int, pruned: bool) -> None:
+    """With many sources every batch mixes gossips a link brought first with others: a push
+    more than half duplicates prunes (rule 5), whatever new it brought is kept all the same."""
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    batch = _made(4)
+    if held:
+        assert _push_from(c, b, batch[:held], nonce="c" * 24).prune is False  # B holds them, from C
+    reply = _push_from(a, b, batch, nonce="e" * 24)
+    assert reply.prune is pruned
+    assert all(b.has_gossip(g.guid) for g in batch)  # the new ones are stored either way
+    assert b.stats["duplicate.push"] == held
+    assert (a.guid in b.eager_peers()) is not pruned
+
+
+def test_a_repair_of_mostly_gossips_held_prunes_nothing() -> None:
+    """A repair's prune means "took none of these" (they go as ids next time): one that brought
+    anything new answers no prune, however many it already held."""
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    batch = _made(4)
+    _push_from(a, b, batch[:3], nonce="c" * 24)
+    assert _push_from(a, b, batch, repair=True, nonce="e" * 24).prune is False
+    assert b.has_gossip(batch[3].guid)
+    assert _push_from(a, b, batch, repair=True, nonce="f" * 24).prune is True  # nothing new now
 
 
 def test_a_peer_far_behind_is_repaired_within_a_budget_and_pulls_the_rest() -> None:

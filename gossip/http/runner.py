@@ -589,6 +589,11 @@ class NodeRunner:
             "gossip_bytes_total", "counter", "Node-to-node body bytes, by direction.",
             [(f'{{direction="{d}"}}', self.bytes[d]) for d in ("sent", "received")],
         )
+        family(
+            "gossip_duplicates_total", "counter",
+            "Gossip bodies received that this node already held, by how they came (push, fetched).",
+            by("duplicate", "how"),
+        )
         family("gossip_iblt_retries_total", "counter", "IBLTs that did not peel and were asked for again, by set.", by("iblt_retry", "set"))
         family("gossip_gossips", "gauge", "Complete gossips held, by network.", [(f'{{network="{n}"}}', self.node.gossip_count(n)) for n in nets])
         statuses = {n: Counter(v.status for v in self.node.network_status(n)) for n in nets}
