@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -373,11 +374,36 @@ def _retention(value: Any, what: str) -> Retention | None:
         raise _Bad(f"{what}: {exc}") from None
 
 
+#: The gossips decoded in this process that something still holds, by sha2. A gossip arrives
+#: many times: at each node of a network run in one process (a simulation, the benchmarks),
+#: and again as a duplicate at one node. Decoding one equal to a gossip held here gives that
+#: gossip back, already checked, its sha2 verified and its key computed once, and shared:
+#: a gossip held by every node of a simulation is one object, not one per node. Weak: it
+#: keeps nothing alive, so it costs no memory beyond what the nodes hold anyway.
+_DECODED: weakref.WeakValueDictionary[str, Gossip] = weakref.WeakValueDictionary()
+
+
+def _gossip(item: Any) -> Gossip:
+    """``Gossip.from_dict(item)``, or the equal gossip decoded before (see ``_DECODED``)."""
+    if type(item) is dict:
+        sha2 = item.get("sha2")
+        if type(sha2) is str:
+            known = _DECODED.get(sha2)
+            if (
+                known is not None and known.guid == item.get("guid") and known.msg == item.get("msg")
+                and known.date_time == item.get("date_time") and known.who_name == item.get("who_name")
+            ):
+                return known
+    gossip = Gossip.from_dict(item)
+    _DECODED[gossip.sha2] = gossip
+    return gossip
+
+
 def _gossips(value: Any, what: str) -> tuple[Gossip, ...]:
     out = []
     for item in _list(value, what, MAX_IDS):
         try:
-            out.append(Gossip.from_dict(item))
+            out.append(_gossip(item))
         except GossipError as exc:
             raise _Bad(f"{what}: {exc}") from None
     return tuple(out)

@@ -233,7 +233,7 @@ def compute_sha2(*, guid: str, date_time: str, who_name: str, msg: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False, weakref_slot=True)
 class Gossip:
     """One message. Immutable; ``sha2`` is checked with :meth:`verify`, not on construction.
 
