@@ -233,6 +233,17 @@ def compute_sha2(*, guid: str, date_time: str, who_name: str, msg: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: The JSON of the gossips written lately: by sha2, the gossip (this very object: another
+#: with the same sha2 may differ, forged) and its text. A gossip's JSON goes into its store
+#: line and into every push and answer that carries it, and in a process that runs many
+#: nodes (a simulation, the benchmarks) into each node's: it is written once. Bounded to
+#: _JSON_WRITTEN_ENTRIES gossips of at most _JSON_WRITTEN_MAX_CHARS, oldest out first (about
+#: 2 MB at most); a field on each gossip would hold it for as long as the gossip is held.
+_JSON_WRITTEN: dict[str, tuple[Gossip, str]] = {}
+_JSON_WRITTEN_ENTRIES = 1024
+_JSON_WRITTEN_MAX_CHARS = 1024
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, init=False, weakref_slot=True)
 class Gossip:
     """One message. Immutable; ``sha2`` is checked with :meth:`verify`, not on construction.
@@ -313,11 +324,22 @@ class Gossip:
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)``, written out
         by hand as :func:`canonical_bytes` is (every gossip stored or sent passes here)."""
+        hit = _JSON_WRITTEN.get(self.sha2)
+        if hit is not None and hit[0] is self:
+            return hit[1]
         esc = _json_string
-        return (
+        text = (
             f'{{"guid":"{self.guid}","date_time":{esc(self.date_time)},'
             f'"who_name":{esc(self.who_name)},"msg":{esc(self.msg)},"sha2":"{self.sha2}"}}'
         )
+        if len(text) <= _JSON_WRITTEN_MAX_CHARS:
+            _JSON_WRITTEN[self.sha2] = (self, text)
+            if len(_JSON_WRITTEN) > _JSON_WRITTEN_ENTRIES:
+                try:
+                    del _JSON_WRITTEN[next(iter(_JSON_WRITTEN))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass  # another thread (a store's writer) changed it meanwhile: next time
+        return text
 
     def to_dict(self) -> dict[str, str]:
         return {

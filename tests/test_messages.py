@@ -218,6 +218,22 @@ def test_unicode_gossips_travel_as_utf8_and_still_verify() -> None:
     assert all(g.verify() for g in env.body.gossips)
 
 
+def test_a_gossip_decoded_again_is_the_same_object_and_a_forged_one_is_not() -> None:
+    """Decoding a gossip equal to one decoded before (and still held) gives that gossip back,
+    already checked; one that reuses its sha2 with other content is decoded on its own and
+    fails verification."""
+    data = answer(m.TellMeMoreReply(gossips=GOSSIPS))
+    first = m.decode(data, key_for).body
+    again = m.decode(data, key_for).body
+    assert isinstance(first, m.TellMeMoreReply) and isinstance(again, m.TellMeMoreReply)
+    assert all(a is b for a, b in zip(first.gossips, again.gossips))
+    real = first.gossips[0]
+    forged = Gossip(guid=real.guid, date_time=real.date_time, who_name=real.who_name, msg=real.msg + "!", sha2=real.sha2)
+    [decoded] = m.decode(answer(m.TellMeMoreReply(gossips=(forged,))), key_for).body.gossips  # type: ignore[attr-defined]
+    assert decoded is not real and decoded.msg == real.msg + "!" and not decoded.verify()
+    assert real.verify()
+
+
 def test_keys_are_normalised_to_lower_case() -> None:
     body = m.Hello(probe=m.Probe(count=1, fingerprint=FP.upper(), **page(K2.upper())), want=(K2.upper(),))
     env = m.decode(request(body), key_for)

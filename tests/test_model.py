@@ -565,3 +565,16 @@ def test_to_json_and_wire_size_match_json_dumps(who: str, msg: str) -> None:
     compact = json.dumps(g.to_dict(), separators=(",", ":"), ensure_ascii=False)
     assert g.to_json() == compact
     assert g.wire_size() == len(compact.encode("utf-8"))
+
+
+def test_to_json_is_written_once_and_never_given_to_another_gossip_with_the_same_sha2() -> None:
+    """to_json keeps the text of recent gossips (by sha2, for that very object): a forged
+    gossip that reuses a real one's sha2 gets its own text, and the real one keeps its own."""
+    real = Gossip.create(guid=GUID, date_time=WHEN, who_name="a", msg="the truth")
+    forged = Gossip(guid=GUID, date_time=WHEN, who_name="a", msg="a lie", sha2=real.sha2)
+    text = real.to_json()
+    assert real.to_json() is text  # kept, not written again
+    assert json.loads(forged.to_json())["msg"] == "a lie"
+    assert json.loads(real.to_json())["msg"] == "the truth"
+    big = Gossip.create(guid=GUID, date_time=WHEN, who_name="a", msg="x" * 5000)
+    assert json.loads(big.to_json())["msg"] == "x" * 5000  # too long to keep, written each time
