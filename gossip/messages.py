@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -374,17 +373,20 @@ def _retention(value: Any, what: str) -> Retention | None:
         raise _Bad(f"{what}: {exc}") from None
 
 
-#: The gossips decoded in this process that something still holds, by sha2. A gossip arrives
-#: many times: at each node of a network run in one process (a simulation, the benchmarks),
-#: and again as a duplicate at one node. Decoding one equal to a gossip held here gives that
-#: gossip back, already checked, its sha2 verified and its key computed once, and shared:
-#: a gossip held by every node of a simulation is one object, not one per node. Weak: it
-#: keeps nothing alive, so it costs no memory beyond what the nodes hold anyway.
-_DECODED: weakref.WeakValueDictionary[str, Gossip] = weakref.WeakValueDictionary()
+#: The gossips decoded lately in this process, by sha2, oldest first. A gossip arrives many
+#: times: at each node of a network run in one process (a simulation, the benchmarks), and
+#: again as a duplicate at one node. Decoding one equal to a gossip decoded lately gives that
+#: gossip back, already checked, its sha2 verified and its key computed once, and shared: a
+#: gossip held by every node of a simulation is one object, not one per node. Bounded (at
+#: most _DECODED_ENTRIES gossips of at most _DECODED_MAX_CHARS of text, about 5 MB): a table
+#: of every gossip held, even a weak one, would cost memory for each.
+_DECODED: dict[str, Gossip] = {}
+_DECODED_ENTRIES = 2048
+_DECODED_MAX_CHARS = 1024
 
 
 def _gossip(item: Any) -> Gossip:
-    """``Gossip.from_dict(item)``, or the equal gossip decoded before (see ``_DECODED``)."""
+    """``Gossip.from_dict(item)``, or the equal gossip decoded lately (see ``_DECODED``)."""
     if type(item) is dict:
         sha2 = item.get("sha2")
         if type(sha2) is str:
@@ -395,7 +397,13 @@ def _gossip(item: Any) -> Gossip:
             ):
                 return known
     gossip = Gossip.from_dict(item)
-    _DECODED[gossip.sha2] = gossip
+    if len(gossip.msg) <= _DECODED_MAX_CHARS:
+        _DECODED[gossip.sha2] = gossip
+        if len(_DECODED) > _DECODED_ENTRIES:
+            try:
+                del _DECODED[next(iter(_DECODED))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass  # another thread changed it meanwhile: next time
     return gossip
 
 

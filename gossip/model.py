@@ -244,7 +244,7 @@ _JSON_WRITTEN_ENTRIES = 1024
 _JSON_WRITTEN_MAX_CHARS = 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, init=False, weakref_slot=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Gossip:
     """One message. Immutable; ``sha2`` is checked with :meth:`verify`, not on construction.
 
