@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from . import auth
 from .digest import STRATA_BYTES
 from .errors import AuthenticationError, ErrorCode, GossipError, MessageTooLarge, RemoteProtocolError, clip, excerpt
-from .model import Gossip, Peer, Retention, Tombstone, check_guid, check_network_name
+from .model import Gossip, Peer, Retention, Tombstone, check_guid, check_network_name, remember
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -398,12 +398,7 @@ def _gossip(item: Any) -> Gossip:
                 return known
     gossip = Gossip.from_dict(item)
     if len(gossip.msg) <= _DECODED_MAX_CHARS:
-        _DECODED[gossip.sha2] = gossip
-        if len(_DECODED) > _DECODED_ENTRIES:
-            try:
-                del _DECODED[next(iter(_DECODED))]
-            except (KeyError, RuntimeError, StopIteration):
-                pass  # another thread changed it meanwhile: next time
+        remember(_DECODED, gossip.sha2, gossip, _DECODED_ENTRIES)
     return gossip
 
 

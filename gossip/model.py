@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import LocalProtocolError, excerpt
 
@@ -242,6 +242,22 @@ def compute_sha2(*, guid: str, date_time: str, who_name: str, msg: str) -> str:
 _JSON_WRITTEN: dict[str, tuple[Gossip, str]] = {}
 _JSON_WRITTEN_ENTRIES = 1024
 _JSON_WRITTEN_MAX_CHARS = 1024
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def remember(table: dict[_K, _V], key: _K, value: _V, entries: int) -> None:
+    """Put ``key`` in a bounded cache (a dict, oldest entry first) that keeps ``entries``.
+
+    For caches shared by a process's threads (a store's writer thread builds JSON too): an
+    eviction that another thread's change interrupts is left to the next put.
+    """
+    table[key] = value
+    if len(table) > entries:
+        try:
+            del table[next(iter(table))]
+        except (KeyError, RuntimeError, StopIteration):
+            pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
@@ -333,12 +349,7 @@ class Gossip:
             f'"who_name":{esc(self.who_name)},"msg":{esc(self.msg)},"sha2":"{self.sha2}"}}'
         )
         if len(text) <= _JSON_WRITTEN_MAX_CHARS:
-            _JSON_WRITTEN[self.sha2] = (self, text)
-            if len(_JSON_WRITTEN) > _JSON_WRITTEN_ENTRIES:
-                try:
-                    del _JSON_WRITTEN[next(iter(_JSON_WRITTEN))]
-                except (KeyError, RuntimeError, StopIteration):
-                    pass  # another thread (a store's writer) changed it meanwhile: next time
+            remember(_JSON_WRITTEN, self.sha2, (self, text), _JSON_WRITTEN_ENTRIES)
         return text
 
     def to_dict(self) -> dict[str, str]:

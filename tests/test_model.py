@@ -578,3 +578,14 @@ def test_to_json_is_written_once_and_never_given_to_another_gossip_with_the_same
     assert json.loads(real.to_json())["msg"] == "the truth"
     big = Gossip.create(guid=GUID, date_time=WHEN, who_name="a", msg="x" * 5000)
     assert json.loads(big.to_json())["msg"] == "x" * 5000  # too long to keep, written each time
+
+
+def test_remember_keeps_the_newest_entries() -> None:
+    from gossip.model import remember
+
+    table: dict[int, str] = {}
+    for i in range(10):
+        remember(table, i, str(i), 4)
+    assert list(table) == [6, 7, 8, 9]
+    remember(table, 7, "again", 4)  # an update keeps its place
+    assert list(table) == [6, 7, 8, 9] and table[7] == "again"
