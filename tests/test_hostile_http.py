@@ -82,6 +82,10 @@ HOSTILE = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
+# One worker runs both hostile HTTP files, in order: their last tests check the outcomes
+# that every test before them counted (SENT, STATUSES), and share one node per file.
+pytestmark = pytest.mark.xdist_group("hostile_http")
+
 #: Requests sent, by endpoint; test_every_endpoint_got_1000_requests checks the counts.
 SENT: Counter[str] = Counter()
 #: Answers, by endpoint and status: the generated requests must reach both outcomes.
