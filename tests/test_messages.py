@@ -706,8 +706,11 @@ _hostile_body = st.one_of(_hostile, st.dictionaries(_FIELD_NAMES, _hostile, max_
 ALL_TYPES = sorted(m.MESSAGE_TYPES)
 #: What the hostile-body tests saw, to check that they reach both outcomes.
 OUTCOMES: dict[str, set[str]] = {t: set() for t in ALL_TYPES}
+#: The test that fills OUTCOMES and the one that checks it run on one worker, in this order.
+_OUTCOMES_GROUP = pytest.mark.xdist_group("message_outcomes")
 
 
+@_OUTCOMES_GROUP
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=_hostile_body, as_answer=st.booleans(), ensure_ascii=st.booleans())
 def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: bool, ensure_ascii: bool) -> None:
@@ -735,6 +738,7 @@ def test_hostile_signed_bodies_raise_only_protocol_errors(body: Any, as_answer: 
         assert m.decode(again, key_for) == decoded
 
 
+@_OUTCOMES_GROUP
 def test_hostile_bodies_reached_both_outcomes_for_every_type() -> None:
     if not any(OUTCOMES.values()):
         pytest.skip("runs after test_hostile_signed_bodies_raise_only_protocol_errors")
