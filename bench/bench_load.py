@@ -402,11 +402,10 @@ def run(args: argparse.Namespace) -> int:
         sampler.stop()
         # Warnings up to here: stopping 50 nodes one by one makes the others' requests to
         # them fail, and every node then logs each stopped peer "suspect" (about 1,200 lines).
-        running = [ln for node in nodes for ln in node.stderr_lines() if " WARNING " in ln]
+        warns = [ln for node in nodes for ln in node.stderr_lines() if " WARNING " in ln]
         bh.stop_all(nodes)
         r["exit_codes"] = sorted({node.proc.returncode for node in nodes})
         errs = [ln for node in nodes for ln in node.stderr_lines() if " ERROR " in ln or "Traceback" in ln]
-        warns = running
         r["errors"], r["warnings"] = len(errs), len(warns)
         r["warning_kinds"] = bh.warning_kinds(warns, top=4)
         r["error_kinds"] = bh.warning_kinds([e.replace(" ERROR ", " WARNING ") for e in errs], top=3)

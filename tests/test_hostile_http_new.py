@@ -118,7 +118,6 @@ _NUMBER_TEXT = st.one_of(
     ]),
     _text.map(lambda t: t.replace(LONG_NUMBER, "9" * 5000)),
 )
-
 _ORDER_TEXT = st.sampled_from(["oldest", "newest", "", "OLDEST", "newest ", "old", "desc", "9" * 5000]) | _text
 _Q_TEXT = st.one_of(
     _text, st.sampled_from(["first", "FIRST", "héllo", "HÉLLO", "😀", "<b>", "%", "_", ".*", "a" * MAX_Q,
