@@ -33,9 +33,12 @@ class Watch:
 
     def __init__(self, node: NodeProc, *args: str) -> None:
         env = dict(os.environ, GOSSIP_PASSWORD=PASSWORD, PYTHONPATH=str(ROOT))
+        # SIGINT as a terminal gives it: a shell's background job (set -m off) starts with it
+        # ignored, and the watch would not hear the Ctrl-C that stop() sends.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gossip", "watch", "--json", "--node", node.url, "--network", "default", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -46,9 +49,12 @@ class Watch:
 
     def take(self, count: int, timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
-        got = []
+        got: list[dict[str, Any]] = []
         while len(got) < count:
-            got.append(self.lines.get(timeout=max(0.01, deadline - time.monotonic())))
+            try:
+                got.append(self.lines.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(f"{len(got)} of {count} rows within {timeout} s: {[r.get('msg') for r in got]}") from None
         return got
 
     def stop(self) -> tuple[int, str]:
@@ -94,6 +100,10 @@ def test_watch_on_b_sees_a_gossip_of_a_within_a_second_and_misses_none_across_a_
         assert cursors == sorted(cursors) and len(set(cursors)) == 6
     finally:
         code, err = watch.stop()
+        print(f"watch: exit {code}, stderr {err!r}")  # shown when the test fails
+        for node in (a, b):
+            if node.proc.poll() is None:
+                print(node.name, "holds", node.call("GET", "/v1/node", password=PASSWORD)[1].get("gossip_count"))
     assert code == 0 and err == "", err  # Ctrl-C ends it quietly
 
 
