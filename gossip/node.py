@@ -1767,6 +1767,7 @@ class GossipNode:
             if reply.prune:
                 self._prune(net, peer, now)
             else:
+                net.eager.proved(peer)
                 self._push_next(net, peer, now)
 
     def _reconcile(

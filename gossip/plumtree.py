@@ -23,6 +23,13 @@ that turn the eager links into a tree, so that a body crosses each link about on
   tree that spans the network needs nodes with three links or more, which a bound of 2
   (fanout 1) would forbid.
 
+Slow start: the first PUSH on a link carries at most :data:`PROBE` gossips; the link is
+*proven* when a push of it is answered without a prune, and from then on a push carries as
+many as the budget allows. In the first flood every redundant eager link (the ones the
+prunes will cut) delivers one push of duplicates before its prune comes back: probes keep
+that push small, and the prunes cut the cycles before the bulk of a burst crosses them. The
+push after a link's proof leaves at once, without the gap.
+
 Flow control: at most one PUSH per peer is in flight, and two pushes to one peer leave at
 least a *gap* apart. The gap is ``linger`` (a twentieth of the gossip timer) on a quiet
 link, and doubles with every push that follows the previous one closely (within twice the
@@ -44,12 +51,14 @@ import random
 
 from .messages import MAX_IDS
 
-__all__ = ["EagerPeers", "QUEUE_LIMIT"]
+__all__ = ["EagerPeers", "PROBE", "QUEUE_LIMIT"]
 
 #: Most gossips queued for one peer while a PUSH to it is in flight.
 QUEUE_LIMIT = 4 * MAX_IDS
 #: Longest gap between two pushes to a busy link, in ``linger``s.
 BUSY_LINGER = 2
+#: Most gossips in a push on a link not yet proven (slow start, see the module docstring).
+PROBE = 16
 
 
 class EagerPeers:
@@ -73,6 +82,8 @@ class EagerPeers:
         #: Per peer: guid -> wire size of the gossip, oldest first.
         self._queues: dict[str, dict[str, int]] = {}
         self._busy: set[str] = set()
+        #: Peers whose link is proven: a push to them was answered without a prune.
+        self._proven: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -96,6 +107,7 @@ class EagerPeers:
         self._peers.pop(peer, None)
         self._sent_at.pop(peer, None)
         self._gap.pop(peer, None)
+        self._proven.discard(peer)
         return list(self._queues.pop(peer, ()))
 
     def pick(self, candidates: list[str], rng: random.Random) -> None:
@@ -124,9 +136,10 @@ class EagerPeers:
         return ready
 
     def take(self, peer: str, budget: int, now: float) -> list[str]:
-        """The next push's guids for ``peer``: the oldest queued, up to :data:`MAX_IDS` and
-        ``budget`` bytes (the first always). Empty while a push to it is in flight, or
-        until the link's gap has passed since the last one left."""
+        """The next push's guids for ``peer``: the oldest queued, up to :data:`MAX_IDS`
+        (:data:`PROBE` on a link not yet proven) and ``budget`` bytes (the first always).
+        Empty while a push to it is in flight, or until the link's gap has passed since the
+        last one left."""
         queue = self._queues.get(peer)
         last = self._sent_at.get(peer, -math.inf)
         gap = self._gap.get(peer, self.linger)
@@ -136,9 +149,10 @@ class EagerPeers:
         self._gap[peer] = min(2 * gap, BUSY_LINGER * self.linger) if busy else self.linger
         self._sent_at[peer] = now
         batch: list[str] = []
+        most = MAX_IDS if peer in self._proven else PROBE
         for guid, size in queue.items():
             budget -= size
-            if len(batch) == MAX_IDS or (budget < 0 and batch):
+            if len(batch) == most or (budget < 0 and batch):
                 break
             batch.append(guid)
         for guid in batch:
@@ -169,6 +183,14 @@ class EagerPeers:
     def finished(self, peer: str) -> None:
         """The push in flight to ``peer`` is over: the next one may go."""
         self._busy.discard(peer)
+
+    def proved(self, peer: str) -> None:
+        """A push to ``peer`` was answered without a prune: the link is proven. On its
+        first proof the next push leaves at once, full size (slow start is over)."""
+        if peer in self._peers and peer not in self._proven:
+            self._proven.add(peer)
+            self._sent_at.pop(peer, None)
+            self._gap.pop(peer, None)
 
     def clear(self, peer: str) -> None:
         """Drop the gossips queued for ``peer``."""

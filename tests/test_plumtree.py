@@ -235,6 +235,7 @@ def test_a_node_without_push_takes_pushes_and_pushes_nothing_on() -> None:
 def test_take_respects_the_id_limit_and_the_byte_budget() -> None:
     eager = EagerPeers(1)
     eager.add("p")
+    eager.proved("p")  # past slow start: full pushes
     assert eager.enqueue({f"g{i}": 10 for i in range(5000)}, exclude=None) == ["p"]
     assert len(eager.take("p", budget=10**9, now=0.0)) == m.MAX_IDS
     assert eager.take("p", budget=10**9, now=0.0) == []  # one in flight at a time
@@ -293,16 +294,54 @@ def test_a_node_sends_a_lingering_push_when_its_deadline_comes() -> None:
     mesh.join_all()
     a, b = mesh.nodes
     a.create_gossip("first", mesh.now)
+    mesh.deliver()  # the probe, answered without a prune: the link is proven ...
+    a.create_gossip("second", mesh.now)  # ... so the next push leaves at once
     mesh.deliver()
-    assert b.gossip_count() == 1
-    a.create_gossip("second", mesh.now)  # within the linger of the first push: held back
+    assert b.gossip_count() == 2
+    a.create_gossip("third", mesh.now)  # within the linger of the last push: held back
     assert a.outbox() == []
     assert a.next_deadline() == pytest.approx(mesh.now + PUSH_LINGER * a.config.gossip_timer)
     a.tick(a.next_deadline())
     [push] = a.outbox()
     assert push.verb == "push"
     a.receive_response(push.request_id, b.handle_request(push.data, mesh.now), mesh.now)
-    assert b.gossip_count() == 2
+    assert b.gossip_count() == 3
+
+
+def test_slow_start_a_new_link_gets_a_probe_then_full_pushes_at_once() -> None:
+    """The first push on a link carries PROBE gossips; answered without a prune, the link is
+    proven and the rest leaves at once (no linger), as many as the budget allows."""
+    eager = EagerPeers(1, linger=0.1)
+    eager.add("p")
+    eager.enqueue({f"g{i}": 10 for i in range(100)}, exclude=None)
+    probe = eager.take("p", budget=10**6, now=5.0)
+    assert probe == [f"g{i}" for i in range(plumtree.PROBE)]
+    eager.finished("p")
+    assert eager.take("p", budget=10**6, now=5.01) == []  # unproven: the gap holds as before
+    eager.proved("p")
+    assert eager.take("p", budget=10**6, now=5.01) == [f"g{i}" for i in range(plumtree.PROBE, 100)]
+    eager.finished("p")
+    eager.remove("p")  # a pruned link starts over if it comes back
+    eager.add("p")
+    eager.enqueue({f"h{i}": 10 for i in range(100)}, exclude=None)
+    assert len(eager.take("p", budget=10**6, now=9.0)) == plumtree.PROBE
+
+
+def test_a_probe_answered_prune_drops_the_long_queue_behind_it() -> None:
+    """In the first flood a redundant link carries only its probe: the prune that answers
+    it drops the rest of the burst queued for that peer (rule 5), so the duplicates that
+    cross a cycle are PROBE bodies, not the burst."""
+    mesh = full_mesh(3)
+    a, b, c = mesh.nodes
+    batch = _made(60)
+    assert _push_from(c, b, batch, nonce="c" * 24).prune is False  # B holds them all, from C
+    a._store(a._nets["default"], batch, None, T0)  # A gets them at once too, by another way
+    a.events()
+    [probe] = [o for o in a.outbox() if o.verb == "push" and o.peer == b.guid]
+    assert len(gossips_in(probe.data)) == plumtree.PROBE
+    a.receive_response(probe.request_id, b.handle_request(probe.data, T0), T0)
+    assert b.guid not in a.eager_peers()  # pruned: B had them all
+    assert [o for o in a.outbox() if o.peer == b.guid] == []  # the other 44 are not sent to B
 
 
 def test_a_busy_link_lingers_longer_and_a_quiet_one_sends_at_once() -> None:
@@ -335,6 +374,8 @@ def _pruned_with_queue(count: int) -> tuple[Mesh, GossipNode, GossipNode, list[G
     mesh = full_mesh(2)
     a, b = mesh.nodes
     first = a.create_gossip("first", mesh.now)
+    mesh.deliver()  # the probe proves the link: the next push leaves at once, then lingers
+    a.create_gossip("second", mesh.now)
     mesh.deliver()
     assert a.eager_peers() == (b.guid,)
     queued = [a.create_gossip(f"queued {i}", mesh.now) for i in range(count)]

