@@ -29,8 +29,48 @@ def derive_key(network: str, password: str) -> bytes:
     return _derive_key(network, password)  # PBKDF2 costs ~0.15 s: once per password here
 
 
+def _own_ports() -> range:
+    """The ports this test process picks from: below the kernel's ephemeral range, one slice
+    per pytest-xdist worker.
+
+    A port that ``bind(("127.0.0.1", 0))`` found free lies in the ephemeral range, which every
+    outgoing connection also draws its source port from: with tests running on four workers,
+    one of their thousands of connections could take it before the node bound it ("address
+    already in use"; it failed a CI run). Ports below the range are never handed out by the
+    kernel, and the slices keep the workers apart.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first = 10_000
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = (low - first) // max(1, workers)
+    if size < 200:  # an unusual range: fall back on the kernel's pick
+        return range(0)
+    return range(first + index * size, first + (index + 1) * size)
+
+
+_OWN_PORTS = _own_ports()
+_next_port = secrets.randbelow(max(1, len(_OWN_PORTS)))  # a new start each run: no stale TIME_WAIT
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port on 127.0.0.1 that is free now and that no other test or connection will take
+    (see :func:`_own_ports`); taken in turn, so a port is not handed out twice in a run."""
+    global _next_port
+    for _ in range(len(_OWN_PORTS)):
+        port = _OWN_PORTS[_next_port % len(_OWN_PORTS)]
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as s:  # no slice, or every port of it busy
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -25,18 +24,14 @@ from gossip.http import NodeRunner, data_dir_for
 from gossip.model import Network, NodeConfig, compute_sha2
 from gossip.storage.jsonfile import JsonFileStorage
 
+from .nodeproc import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.lru_cache(maxsize=None)
 def key(network: str, password: str) -> bytes:
     return derive_key(network, password)  # 0.3 s each: derive every key once
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

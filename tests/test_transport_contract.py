@@ -27,6 +27,8 @@ from gossip.transport import Address, MemoryNetwork, Transport
 from gossip.http import HttpTransport, Limits, Request, Response, http_call
 from gossip.messages import PROTOCOL_VERSION
 
+from .nodeproc import free_port
+
 LOCAL = "127.0.0.1"
 WAIT = 5.0  # the most any test waits for anything
 
@@ -55,14 +57,6 @@ class Net:
     def close_all(self) -> None:
         for transport in self.made:
             transport.close()
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (bound, noted, closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCAL, 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def memory_net() -> Net:
