@@ -105,8 +105,7 @@ class EagerPeers:
         """The link turns lazy: no more pushes to ``peer``. Returns the guids that were
         queued for it (the queue is dropped)."""
         self._peers.pop(peer, None)
-        self._sent_at.pop(peer, None)
-        self._gap.pop(peer, None)
+        self._no_gap(peer)
         self._proven.discard(peer)
         return list(self._queues.pop(peer, ()))
 
@@ -176,8 +175,7 @@ class EagerPeers:
 
     def unsent(self, peer: str) -> None:
         """The push just taken for ``peer`` will not leave: no linger for it, nothing in flight."""
-        self._sent_at.pop(peer, None)
-        self._gap.pop(peer, None)
+        self._no_gap(peer)
         self._busy.discard(peer)
 
     def finished(self, peer: str) -> None:
@@ -189,8 +187,12 @@ class EagerPeers:
         first proof the next push leaves at once, full size (slow start is over)."""
         if peer in self._peers and peer not in self._proven:
             self._proven.add(peer)
-            self._sent_at.pop(peer, None)
-            self._gap.pop(peer, None)
+            self._no_gap(peer)
+
+    def _no_gap(self, peer: str) -> None:
+        """The next push to ``peer`` may leave at once, and its gap starts again at ``linger``."""
+        self._sent_at.pop(peer, None)
+        self._gap.pop(peer, None)
 
     def clear(self, peer: str) -> None:
         """Drop the gossips queued for ``peer``."""
