@@ -1,7 +1,7 @@
 """Spreading: N NodeRunners in one process on 127.0.0.1, 1,000 gossips created at one node.
 
     python bench/bench_spread.py [--nodes 50 100] [--timers 1 0.2] [--gossips 1000] [--runs 1]
-                                 [--profile FILE]
+                                 [--gc freeze|default] [--profile FILE]
 
 For each (N, timer): N runners share one event loop (one thread), each with its own JSON
 store in a temporary directory; each registers with a random earlier one (REGISTER), and the
@@ -11,7 +11,8 @@ checked every 5 ms on the loop until all hold all of them.
 
 Prints, per run: seconds from the first create until every node holds all, node-to-node body
 bytes over the floor (every node but the creator receives every gossip body once: (N-1) x the
-bodies' JSON size), requests sent by verb, and the process's CPU seconds while spreading.
+bodies' JSON size), requests sent by verb, the process's CPU seconds while spreading and the
+seconds of it spent in the cyclic garbage collector.
 Issue 9's targets: at most 1.0 s for N=50 and 2.0 s for N=100, at --timer 1 and 0.2, bytes at
 most 1.5x the floor. Asserts nothing about timing; stops every runner and removes its files.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import random
 import shutil
@@ -71,12 +73,30 @@ def make_runners(n: int, timer: float, max_peers: int, work: Path, loop: asyncio
     return runners
 
 
+class _GcClock:
+    """Seconds spent in the cyclic garbage collector while ``on`` (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self.on:
+            self.seconds += time.perf_counter() - self._start
+
+
 def spread_run(
-    n: int, timer: float, gossips: int, max_peers: int, rng: random.Random, profile: str | None = None
+    n: int, timer: float, gossips: int, max_peers: int, rng: random.Random, profile: str | None = None,
+    freeze: bool = True,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gossip-spread-"))
     thread = LoopThread("bench-loop")
     runners: list[NodeRunner] = []
+    gc_clock = _GcClock()
+    gc.callbacks.append(gc_clock)
     try:
         started = time.monotonic()
         runners = make_runners(n, timer, max_peers, work, thread.loop)
@@ -91,6 +111,8 @@ def spread_run(
 
         thread.run(join())
         joined = time.monotonic() - started
+        if freeze:
+            gc.freeze()
         known = min(r.node.peer_count() for r in runners)
 
         async def spread() -> dict[str, Any]:
@@ -102,6 +124,7 @@ def spread_run(
             profiler = cProfile.Profile() if profile else None
             if profiler is not None:
                 profiler.enable()  # this thread: the loop every runner's core and HTTP run on
+            gc_clock.on = True
             cpu0 = time.process_time()
             t0 = time.monotonic()
             made = await asyncio.gather(*(runners[0].create_async(f"spread {i} " + "x" * 40) for i in range(gossips)))
@@ -111,6 +134,7 @@ def spread_run(
                 await asyncio.sleep(0.005)
             took = time.monotonic() - t0
             cpu = time.process_time() - cpu0
+            gc_clock.on = False
             if profiler is not None and profile:
                 profiler.disable()
                 profiler.dump_stats(profile)
@@ -122,7 +146,7 @@ def spread_run(
             verbs.subtract(sent_before)
             return {
                 "converged": all(r.node.gossip_count() == gossips for r in runners),
-                "seconds": took, "acked": acked, "cpu": cpu, "bytes": sent, "floor": floor,
+                "seconds": took, "acked": acked, "cpu": cpu, "gc": gc_clock.seconds, "bytes": sent, "floor": floor,
                 "verbs": {k.split(".", 1)[1]: v for k, v in sorted(verbs.items()) if v},
             }
 
@@ -137,6 +161,8 @@ def spread_run(
                 print(f"stopping {r.config.node_name}: {exc}", file=sys.stderr)
         thread.stop()
         shutil.rmtree(work, ignore_errors=True)
+        gc.callbacks.remove(gc_clock)
+        gc.unfreeze()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,23 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-peers", type=int, default=3)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--gc", choices=("freeze", "default"), default="freeze",
+                        help="freeze the heap after the join (default), or leave the collector as CPython sets it")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the loop thread while spreading (last run) into FILE")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    print("| nodes | timer | run | join s | creates acked s | **first create -> all hold all** | bytes / floor | CPU s | requests sent |")
+    print(f"Heap after the join: {'frozen (gc.freeze)' if args.gc == 'freeze' else 'left as is (--gc default)'}.")
+    print("| nodes | timer | run | join s | creates acked s | **first create -> all hold all** | bytes / floor | CPU s (in GC) | requests sent |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in args.nodes:
         for timer in args.timers:
             seconds = []
             for run in range(1, args.runs + 1):
-                r = spread_run(n, timer, args.gossips, args.max_peers, rng, args.profile)
+                r = spread_run(n, timer, args.gossips, args.max_peers, rng, args.profile, args.gc == "freeze")
                 seconds.append(r["seconds"])
                 state = "" if r["converged"] else " (NOT converged)"
                 verbs = ", ".join(f"{k} {v}" for k, v in r["verbs"].items())
                 print(
                     f"| {n} | {timer:g} | {run} | {r['joined']:.1f} (min known {r['known']}) | {r['acked']:.2f} |"
                     f" **{r['seconds']:.2f} s**{state} | {r['bytes'] / r['floor']:.2f} ({r['bytes'] / 1e6:.1f} MB) |"
-                    f" {r['cpu']:.2f} | {verbs} |",
+                    f" {r['cpu']:.2f} ({r['gc']:.2f}) | {verbs} |",
                     flush=True,
                 )
             if args.runs > 1:

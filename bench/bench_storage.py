@@ -1,8 +1,11 @@
-"""Benchmark JsonFileStorage: append cost with 100,000 gossips stored, load time, file size."""
+"""Benchmark JsonFileStorage: append cost with 100,000 gossips stored, load time, file size,
+and the pause of a full garbage collection once a node holds them (with and without
+``gc.freeze()``, which ``python -m gossip.http`` calls once the store is loaded)."""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -13,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gossip.model import Gossip  # noqa: E402
+from gossip.auth import derive_key  # noqa: E402
+from gossip.model import Gossip, Network, NodeConfig  # noqa: E402
+from gossip.node import GossipNode  # noqa: E402
 from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
 
 __all__ = ["main"]
@@ -72,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         snapshot = reopened.load()
         load_time = time.perf_counter() - t0
         reopened.close()
-        assert len(snapshot.gossips["bench"]) == len(gossips)
+        total = len(gossips)
+        assert len(snapshot.gossips["bench"]) == total
+        del gossips, stored, probes  # the process holds the node's copies alone
+        pauses = collection_pauses(snapshot, total)
 
     how = "save_gossips, batches of 1,000" if args.batch_fill else "save_gossip, one fsync each"
     each = fill / args.stored * 1e6
@@ -83,9 +91,39 @@ def main(argv: list[str] | None = None) -> int:
         f"save_gossip with {args.stored:,} stored: median {median:.0f} us,"
         f" p90 {p90:.0f} us over {args.probes} calls"
     )
-    print(f"load() of {len(gossips):,} gossips: {load_time:.2f} s")
-    print(f"gossip.jsonl size: {size:,} bytes ({size / len(gossips):.0f} bytes per gossip)")
+    print(f"load() of {total:,} gossips: {load_time:.2f} s")
+    print(f"gossip.jsonl size: {size:,} bytes ({size / total:.0f} bytes per gossip)")
+    print(
+        f"gc.collect() in a process whose node holds the {total:,}: median {pauses[0] * 1e3:.1f} ms;"
+        f" after gc.freeze(): {pauses[1] * 1e3:.1f} ms (3 each)"
+    )
     return 0
+
+
+def collection_pauses(snapshot: object, count: int) -> tuple[float, float]:
+    """Median seconds of a full collection with a node built from ``snapshot``, before and
+    after ``gc.freeze()`` (undone before returning)."""
+    config = NodeConfig(
+        node_guid=str(uuid.UUID(int=1, version=4)), node_name="bench", ip="127.0.0.1", port=9,
+        networks=(Network(name="bench", key=derive_key("bench", "bench-storage-not-secret")),),
+        gossip_timer=1.0, gossip_max_peer_count=3,
+    )
+    node = GossipNode(config, rng=random.Random(1), now=time.time(), snapshot=snapshot)  # type: ignore[arg-type]
+    assert node.gossip_count() == count
+    medians = []
+    try:
+        for freeze in (False, True):
+            if freeze:
+                gc.freeze()
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                gc.collect()
+                times.append(time.perf_counter() - t0)
+            medians.append(statistics.median(times))
+    finally:
+        gc.unfreeze()
+    return medians[0], medians[1]
 
 
 if __name__ == "__main__":  # pragma: no cover
