@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,15 @@ from .helpers import KEYS
 from .nodeproc import free_port, wait_for
 
 
+#: Where the runners of a test write (NodeRunner's writer_thread): every test runs both ways.
+WRITER_THREAD = True
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["writer-thread", "writes-on-loop"])
+def _writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.WRITER_THREAD", request.param)
+
+
 def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default",)) -> NodeRunner:
     config = NodeConfig(
         node_guid=str(uuid.uuid4()),
@@ -34,7 +45,7 @@ def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default
         port=free_port(),
         gossip_timer=0.1,
     )
-    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")))
+    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")), writer_thread=WRITER_THREAD)
 
 
 @pytest.fixture
@@ -225,6 +236,35 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     # Listed once on b's disk (the listing shows nothing a failed write could take back).
     wait_for(lambda: [r["msg"] for r in call(b, "GET", "/v1/gossip")[1]] == ["kept"], 5, "b to list it")  # type: ignore[index,union-attr]
     assert [g.msg for g in JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]] == ["kept"]
+
+
+def test_changes_made_together_are_written_together(tmp_path: Path, runners: list[NodeRunner],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: 50 creates made at once cost one write on the loop (a few on the thread),
+    each acknowledged once on disk."""
+    a = make_runner(tmp_path, "a")
+    runners.append(a)
+    a.start()
+    real = a.storage.save_gossips
+    batches: list[int] = []
+
+    def counted(network: str, gossips: Any, cursors: Any = None) -> None:
+        batch = list(gossips)
+        batches.append(len(batch))
+        real(network, batch, cursors)
+
+    monkeypatch.setattr(a.storage, "save_gossips", counted)
+
+    async def fifty() -> list[str]:
+        made = await asyncio.gather(*(a.create_async(f"together {i}") for i in range(50)))
+        return [g.guid for g in made]
+
+    guids = a.call(fifty(), timeout=30)
+    assert sum(batches) == 50
+    assert batches == [50] if not WRITER_THREAD else 1 <= len(batches) <= 50
+    a.stop()
+    on_disk = JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]
+    assert sorted(g.guid for g in on_disk) == sorted(guids)
 
 
 def test_received_gossip_is_one_info_line_per_batch(

@@ -431,8 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changed:
             save_config(path, config)
         offset = args.clock_offset
+        # The loop serves this node alone: writes run on it (see NodeRunner's writer_thread).
         runner = NodeRunner(
-            config, storage, transport=transport, clock=lambda: time.time() + offset, config_path=path
+            config, storage, transport=transport, clock=lambda: time.time() + offset, config_path=path,
+            writer_thread=False,
         )
     except (ConfigError, StorageError, LocalProtocolError) as exc:
         if transport is not None:
