@@ -1,7 +1,7 @@
 """Spreading: N NodeRunners in one process on 127.0.0.1, 1,000 gossips created at one node.
 
     python bench/bench_spread.py [--nodes 50 100] [--timers 1 0.2] [--gossips 1000] [--runs 1]
-                                 [--gc freeze|default] [--profile FILE]
+                                 [--gc freeze|default] [--writes loop|thread] [--profile FILE]
 
 For each (N, timer): N runners share one event loop (one thread), each with its own JSON
 store in a temporary directory; each registers with a random earlier one (REGISTER), and the
@@ -60,14 +60,16 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def make_runners(n: int, timer: float, max_peers: int, work: Path, loop: asyncio.AbstractEventLoop) -> list[NodeRunner]:
+def make_runners(
+    n: int, timer: float, max_peers: int, work: Path, loop: asyncio.AbstractEventLoop, writer_thread: bool
+) -> list[NodeRunner]:
     runners = []
     for i, port in enumerate(free_ports(n)):
         config = NodeConfig(
             node_guid=str(uuid.uuid4()), node_name=f"n{i}", networks=(Network(name="default", key=KEY, quota=Quota(creates_per_minute=2**52)),),
             ip=HOST, port=port, gossip_timer=timer, gossip_max_peer_count=max_peers,
         )
-        runner = NodeRunner(config, JsonFileStorage(work / f"n{i}"), loop=loop)
+        runner = NodeRunner(config, JsonFileStorage(work / f"n{i}"), loop=loop, writer_thread=writer_thread)
         runner.start()
         runners.append(runner)
     return runners
@@ -90,7 +92,7 @@ class _GcClock:
 
 def spread_run(
     n: int, timer: float, gossips: int, max_peers: int, rng: random.Random, profile: str | None = None,
-    freeze: bool = True,
+    freeze: bool = True, writer_thread: bool = False,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gossip-spread-"))
     thread = LoopThread("bench-loop")
@@ -99,7 +101,7 @@ def spread_run(
     gc.callbacks.append(gc_clock)
     try:
         started = time.monotonic()
-        runners = make_runners(n, timer, max_peers, work, thread.loop)
+        runners = make_runners(n, timer, max_peers, work, thread.loop, writer_thread)
 
         async def join() -> None:
             await asyncio.gather(*(
@@ -175,17 +177,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--gc", choices=("freeze", "default"), default="freeze",
                         help="freeze the heap after the join (default), or leave the collector as CPython sets it")
+    parser.add_argument("--writes", choices=("loop", "thread"), default="loop",
+                        help="write on the shared loop (default), or on a writer thread per node")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the loop thread while spreading (last run) into FILE")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    print(f"Heap after the join: {'frozen (gc.freeze)' if args.gc == 'freeze' else 'left as is (--gc default)'}.")
+    print(
+        f"Heap after the join: {'frozen (gc.freeze)' if args.gc == 'freeze' else 'left as is (--gc default)'};"
+        f" writes: {'on the loop' if args.writes == 'loop' else 'a writer thread per node'}."
+    )
     print("| nodes | timer | run | join s | creates acked s | **first create -> all hold all** | bytes / floor | CPU s (in GC) | requests sent |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in args.nodes:
         for timer in args.timers:
             seconds = []
             for run in range(1, args.runs + 1):
-                r = spread_run(n, timer, args.gossips, args.max_peers, rng, args.profile, args.gc == "freeze")
+                r = spread_run(
+                    n, timer, args.gossips, args.max_peers, rng, args.profile, args.gc == "freeze", args.writes == "thread"
+                )
                 seconds.append(r["seconds"])
                 state = "" if r["converged"] else " (NOT converged)"
                 verbs = ", ".join(f"{k} {v}" for k, v in r["verbs"].items())
