@@ -448,8 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     # The store is loaded: everything alive now (a big store's gossips, the node's tables)
     # lives as long as the process. Frozen, the cyclic collector no longer walks it at each
-    # full collection (about 0.3 s with 200,000 gossips held, the loop stopped meanwhile:
-    # bench/bench_gc.py); they still go as usual when their count drops to zero.
+    # full collection (a quarter of a second with 200,000 gossips held, the loop stopped
+    # meanwhile: bench/bench_storage.py); they still go as usual when their count drops to zero.
     gc.freeze()
     print(_banner(config, address, path, generated, "https" if server_tls else "http"), flush=True)
     runner.start_gossiping()

@@ -22,8 +22,8 @@ by the pass before, with one fsync. The loop then waits for the disk (about 0.2 
 the test machines' SSD); in exchange a change costs no wake-up of another thread and no
 hand-back to the loop, two context switches that cost more than the fsync once many node
 processes share a few cores: ``bench/bench_load.py`` (50 processes, 3,000 creates) made
-105-111 creates/s with the thread and 132-133 on the loop, and every node held all 3.8 s
-after the last create instead of 6.2-6.8 s. ``python -m gossip.http`` writes on the loop.
+97-112 creates/s with the thread and 139-179 on the loop, and every node held all 3.4 s
+after the last create instead of 3.9-4.8 s. ``python -m gossip.http`` writes on the loop.
 
 **When a write fails**, the change does not stay: the node reverts the batch's events (a
 gossip leaves its set and its listing, a new peer is forgotten), cancels the batch's requests
