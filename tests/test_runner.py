@@ -36,7 +36,8 @@ def _writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(f"{__name__}.WRITER_THREAD", request.param)
 
 
-def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default",)) -> NodeRunner:
+def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default",),
+                loop: asyncio.AbstractEventLoop | None = None) -> NodeRunner:
     config = NodeConfig(
         node_guid=str(uuid.uuid4()),
         node_name=name,
@@ -45,7 +46,8 @@ def make_runner(tmp_path: Path, name: str, networks: tuple[str, ...] = ("default
         port=free_port(),
         gossip_timer=0.1,
     )
-    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")), writer_thread=WRITER_THREAD)
+    return NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / f"{name}.json")), loop=loop,
+                      writer_thread=WRITER_THREAD)
 
 
 @pytest.fixture
@@ -263,6 +265,19 @@ def test_changes_made_together_are_written_together(tmp_path: Path, runners: lis
     assert sum(batches) == 50
     assert batches == [50] if not WRITER_THREAD else 1 <= len(batches) <= 50
     a.stop()
+    on_disk = JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]
+    assert sorted(g.guid for g in on_disk) == sorted(guids)
+
+
+def test_a_runner_on_an_application_loop_keeps_what_it_acknowledged(tmp_path: Path) -> None:
+    """async with on the caller's loop: aclose writes what is queued before it releases the store."""
+
+    async def main() -> list[str]:
+        async with make_runner(tmp_path, "a", loop=asyncio.get_running_loop()) as a:
+            made = await asyncio.gather(*(a.create_async(f"on my loop {i}") for i in range(5)))
+        return [g.guid for g in made]
+
+    guids = asyncio.run(main())
     on_disk = JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]
     assert sorted(g.guid for g in on_disk) == sorted(guids)
 
