@@ -251,8 +251,8 @@ class _Scan:
     """What one pass over the log found."""
 
     records: list[tuple[str, Item]] = field(default_factory=list)
-    #: (network, item key in hex) of each record.
-    keys: set[tuple[str, str]] = field(default_factory=set)
+    #: (network, item key) of each record.
+    keys: set[tuple[str, int]] = field(default_factory=set)
     duplicates: int = 0
     quarantined: int = 0
     #: Drop lines and the lines they dropped.
@@ -282,7 +282,7 @@ class JsonFileStorage:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._log_size = 0
-        self._keys: set[tuple[str, str]] = set()
+        self._keys: set[tuple[str, int]] = set()  # (network, item key) of each record
         #: Lines of the log that hold nothing live (drops, dropped items, duplicates).
         self._dead = 0
         self._cursors: dict[tuple[str, str], int] = {}
@@ -445,7 +445,7 @@ class JsonFileStorage:
                 which holds the same, intact.
         """
         check_network_name(network)
-        keys = {key_hex(item_key(item)) for item in items}
+        keys = {item_key(item) for item in items}
         with self._lock:
             self._check_open()
             self._ensure_loaded()
@@ -453,7 +453,7 @@ class JsonFileStorage:
             if not gone:
                 return
             name = json.encoder.encode_basestring(network)
-            self._append(b"".join(f'{{"network":{name},"drop":"{k}"}}\n'.encode("utf-8") for k in gone))
+            self._append(b"".join(f'{{"network":{name},"drop":"{key_hex(k)}"}}\n'.encode("utf-8") for k in gone))
             self._keys.difference_update((network, k) for k in gone)
             self._dead += 2 * len(gone)
             if self._dead >= COMPACT_MIN and self._dead > len(self._keys):
@@ -464,9 +464,9 @@ class JsonFileStorage:
                 self._dead = 0
 
     def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
-        new: dict[tuple[str, str], Item] = {}
+        new: dict[tuple[str, int], Item] = {}
         for item in batch:
-            key = (network, key_hex(item_key(item)))
+            key = (network, item_key(item))
             if key not in self._keys:
                 new.setdefault(key, item)
         if not new:
@@ -648,7 +648,7 @@ class JsonFileStorage:
             return scan
         except OSError as exc:
             raise StorageError(f"cannot read {self.log_path}: {exc.strerror or exc}") from exc
-        live: dict[tuple[str, str], tuple[str, Item]] = {}
+        live: dict[tuple[str, int], tuple[str, Item]] = {}
         with f:
             offset = 0
             for lineno, raw in enumerate(f, 1):
@@ -659,7 +659,7 @@ class JsonFileStorage:
                     continue
                 obj, network, gossip = self._parse_line(raw, lineno)
                 if isinstance(gossip, str):  # a drop line: the key it drops
-                    scan.dropped += 1 + (live.pop((network, gossip), None) is not None)
+                    scan.dropped += 1 + (live.pop((network, int(gossip, 16)), None) is not None)
                     continue
                 if gossip is None:
                     set_aside.append((lineno, obj, "date_time"))
@@ -667,7 +667,7 @@ class JsonFileStorage:
                 if isinstance(gossip, Gossip) and not gossip.verify():
                     set_aside.append((lineno, obj, "sha2"))
                     continue
-                key = (network, key_hex(item_key(gossip)))
+                key = (network, item_key(gossip))
                 if key in live:
                     scan.duplicates += 1
                     continue
