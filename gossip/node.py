@@ -307,8 +307,11 @@ class _Net:
     cursors: dict[str, int] = field(default_factory=dict)
     feed: list[tuple[int, str]] = field(default_factory=list)
     #: Every item held, by (date timestamp, key), oldest first, for expiry; entries of items
-    #: gone since are skipped when they come up.
+    #: gone since are skipped when they come up. Built at the first expiry under a retention
+    #: (``expiry_kept``), then kept: a network that keeps gossip for ever (the default) holds
+    #: no entry per item.
     expiry: list[tuple[float, int]] = field(default_factory=list)
+    expiry_kept: bool = False
     #: Keys refused (losing versions, expired items) and until when they are not fetched again.
     refused: dict[int, float] = field(default_factory=dict)
     #: (peer, key) of gossips a repair PUSH brought a peer for nothing, and until when they
@@ -1848,6 +1851,10 @@ class GossipNode:
         age = net.network.retention.max_age
         if age is None:
             return
+        if not net.expiry_kept:
+            net.expiry = [(i.timestamp(), item_key(i)) for d in (net.gossips, net.tombstones) for i in d.values()]
+            heapq.heapify(net.expiry)
+            net.expiry_kept = True
         cutoff = now - age
         while net.expiry and net.expiry[0][0] < cutoff:
             _, key = heapq.heappop(net.expiry)
@@ -1874,7 +1881,8 @@ class GossipNode:
         else:
             net.tombstones[item.guid] = item
         net.gossip_keys.add(key)
-        heapq.heappush(net.expiry, (item.timestamp(), key))
+        if net.expiry_kept:
+            heapq.heappush(net.expiry, (item.timestamp(), key))
         if net.pending:
             self._unpend(net, key_hex(key))
 

@@ -168,6 +168,29 @@ def test_expired_gossip_is_dropped_and_refused() -> None:
     assert keysets(mesh)[0] == (0, keysets(mesh)[1][1])
 
 
+def test_gossip_held_while_kept_for_ever_expires_once_a_retention_arrives() -> None:
+    """No expiry entry per item while the network keeps everything; a retention learnt later
+    still finds, and expires, what was stored before it, oldest first."""
+    old = version("kept for ever, so far", at=T0 - 2 * HOUR)
+    older = version("older still", guid=GUID.replace("c2", "d3", 1), at=T0 - 3 * HOUR)
+    fresh = version("recent", guid=GUID.replace("c2", "e4", 1), at=T0 - 60)
+    mesh = mesh_of(1, snapshots={1: Snapshot(gossips={"default": [old, fresh, older]})})
+    a = mesh.nodes[0]
+    net = a._nets["default"]  # noqa: SLF001
+    a.tick(mesh.now)
+    assert net.expiry == [] and a.gossip_count() == 3
+    a._adopt(net, RET)  # noqa: SLF001  (a retention heard from a peer)
+    a.events()
+    a.tick(mesh.now)
+    removed = [e.gossip.guid for e in a.events() if isinstance(e, GossipRemoved) and e.reason == "expired"]
+    assert removed == [older.guid, old.guid]
+    assert a.has_gossip(fresh.guid) and a.gossip_count() == 1
+    assert [key for _, key in net.expiry] == [item_key(fresh)]
+    late = version("arrives under the retention", guid=GUID.replace("c2", "f5", 1), at=T0 - 30)
+    a._store(net, [late], None, mesh.now)  # noqa: SLF001
+    assert sorted(key for _, key in net.expiry) == sorted([item_key(fresh), item_key(late)])
+
+
 def test_a_node_away_longer_than_the_retention_resurrects_nothing() -> None:
     old = version("from long ago", at=T0)
     mesh = mesh_of(3, retention=RET, now=T0 + 10)
