@@ -655,7 +655,11 @@ def test_kill_9_never_loses_an_acknowledged_gossip(store_dir: Path) -> None:
                 assert line, proc.stderr.read().decode() if proc.stderr else "child died"
                 acknowledged.add(line.decode().strip())
             os.kill(proc.pid, signal.SIGKILL)
-            rest, _ = proc.communicate(timeout=10)
+            # Read on through proc.stdout: readline() may hold more lines in its buffer, which
+            # communicate() (reading the pipe's descriptor itself) would never see: gossips
+            # the child acknowledged would then look stored without acknowledgement.
+            rest = proc.stdout.read()
+            proc.communicate(timeout=10)
         finally:
             watchdog.cancel()
         assert proc.returncode == -signal.SIGKILL
