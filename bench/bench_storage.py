@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gossip.auth import derive_key  # noqa: E402
-from gossip.model import Gossip, Network, NodeConfig  # noqa: E402
+from gossip.model import Gossip, Network, NodeConfig, Snapshot  # noqa: E402
 from gossip.node import GossipNode  # noqa: E402
 from gossip.storage.jsonfile import JsonFileStorage  # noqa: E402
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def collection_pauses(snapshot: object, count: int) -> tuple[float, float]:
+def collection_pauses(snapshot: Snapshot, count: int) -> tuple[float, float]:
     """Median seconds of a full collection with a node built from ``snapshot``, before and
     after ``gc.freeze()`` (undone before returning)."""
     config = NodeConfig(
@@ -108,7 +108,7 @@ def collection_pauses(snapshot: object, count: int) -> tuple[float, float]:
         networks=(Network(name="bench", key=derive_key("bench", "bench-storage-not-secret")),),
         gossip_timer=1.0, gossip_max_peer_count=3,
     )
-    node = GossipNode(config, rng=random.Random(1), now=time.time(), snapshot=snapshot)  # type: ignore[arg-type]
+    node = GossipNode(config, rng=random.Random(1), now=time.time(), snapshot=snapshot)
     assert node.gossip_count() == count
     medians = []
     try:
