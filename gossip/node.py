@@ -1546,14 +1546,11 @@ class GossipNode:
             return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
             net.eager.held_by(sender, [g.guid for g in body.gossips])
-            fresh = [
-                g for g in body.gossips
-                if item_key(g) not in net.gossip_keys and self._verified(g) and self._in_time(net, g, now)
-            ]
+            held = net.gossip_keys
+            fresh = [g for g in body.gossips if item_key(g) not in held]
             dups = len(body.gossips) - len(fresh)
             self.stats["duplicate.push"] += dups
-            fresh = self._within_quota(net, fresh)
-            new = self._store(net, fresh, sender, now)
+            new = self._store(net, self._admit(net, fresh, now), sender, now)
             # A repair (what a reconciliation found missing here) grafts the sender when it
             # brings something, as a fetch does (_store makes the source eager); one that
             # brought nothing new prunes no link. Its "prune" answer only tells the sender
@@ -1721,12 +1718,13 @@ class GossipNode:
                 elif isinstance(item, Tombstone):
                     if self._in_time(net, item, now):
                         marks.append(item)
-                elif self._verified(item) and self._in_time(net, item, now):
+                else:
                     fresh.append(item)
+            fresh = self._admit(net, fresh, now)
             self.stats["duplicate.fetched"] += late
             if self._push:
                 self._fetched(net, useful=len(fresh) + len(marks), late=late)
-            self._store(net, [*marks, *self._within_quota(net, fresh)], peer, now)
+            self._store(net, [*marks, *fresh], peer, now)
             # The answerer walks the ids in order and skips those it lacks, stopping only at
             # its budget, after at least one: an id before the last one it sent, or any id of
             # an empty answer, is one it does not hold. It stops being a source of that id.
@@ -1795,17 +1793,51 @@ class GossipNode:
             self._send_to(net, peer, kset.request(step.probe), now)
 
     # -- state changes ----------------------------------------------------------------
-    def _verified(self, gossip: Gossip) -> bool:
-        if gossip.verify():
-            return True
-        self.stats["rejected.bad_sha2"] += 1
-        return False
+    def _admit(self, net: _Net, gossips: list[Gossip], now: float) -> list[Gossip]:
+        """The received gossips (new to this node) that it takes: their sha2 verified, dated
+        in time (:meth:`_in_time`), and within the network's quota: none over the size limit,
+        and none once the network holds its most bytes (each counted, not stored). Each one
+        refused is counted; the rest of its batch is taken.
+
+        One pass with the bounds looked up once: every gossip pushed or fetched passes here.
+        """
+        stats = self.stats
+        quota = net.network.quota
+        most, room = quota.max_gossip_bytes, quota.max_network_bytes - net.held_bytes
+        latest = now + MAX_FUTURE_SKEW
+        age = net.network.retention.max_age
+        oldest = -math.inf if age is None else now - age
+        kept = []
+        for gossip in gossips:
+            if not gossip.verify():
+                stats["rejected.bad_sha2"] += 1
+                continue
+            ts = gossip.timestamp()
+            if ts > latest:
+                stats["rejected.future_date"] += 1
+                continue
+            if ts < oldest:
+                stats["rejected.expired"] += 1
+                self._refuse(net, item_key(gossip), now)
+                continue
+            # UTF-8 takes at most 4 bytes a character: encode only when the text could be over.
+            if 4 * len(gossip.msg) > most and len(gossip.msg.encode("utf-8")) > most:
+                stats["rejected.quota_gossip_bytes"] += 1
+                continue
+            size = gossip.wire_size()
+            if size > room:
+                stats["rejected.quota_network_bytes"] += 1
+                continue
+            room -= size
+            kept.append(gossip)
+        return kept
 
     def _in_time(self, net: _Net, item: Item, now: float) -> bool:
         """A received item may be old, never dated more than MAX_FUTURE_SKEW ahead of this
         node's clock, nor older than the network's retention; one that is is counted and not
         stored (the rest of its batch is). An expired key is not fetched again: a node never
-        takes back what it (or, a little earlier by its clock, another node) dropped."""
+        takes back what it (or, a little earlier by its clock, another node) dropped.
+        (:meth:`_admit` applies the same rule to gossips, inline.)"""
         ts = item.timestamp()
         if ts > now + MAX_FUTURE_SKEW:
             self.stats["rejected.future_date"] += 1
@@ -1907,25 +1939,6 @@ class GossipNode:
             self._events.append(GossipRemoved(network=name, gossip=item, reason=reason))
         else:
             self._events.append(TombstoneRemoved(network=name, tombstone=item))
-
-    def _within_quota(self, net: _Net, gossips: list[Gossip]) -> list[Gossip]:
-        """The received gossips this node keeps under the network's quota: none over the size
-        limit, and none once the network holds its most bytes (each counted, not stored)."""
-        quota = net.network.quota
-        kept, held = [], net.held_bytes
-        for gossip in gossips:
-            # UTF-8 takes at most 4 bytes a character: encode only when the text could be over.
-            limit = quota.max_gossip_bytes
-            if 4 * len(gossip.msg) > limit and len(gossip.msg.encode("utf-8")) > limit:
-                self.stats["rejected.quota_gossip_bytes"] += 1
-                continue
-            size = gossip.wire_size()
-            if held + size > quota.max_network_bytes:
-                self.stats["rejected.quota_network_bytes"] += 1
-                continue
-            held += size
-            kept.append(gossip)
-        return kept
 
     def _store(self, net: _Net, items: Iterable[Item], source: str | None, now: float) -> list[Gossip]:
         """Keep the items (gossips verified by the caller, tombstones) new to this node under

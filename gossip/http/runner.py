@@ -466,7 +466,8 @@ class NodeRunner:
         cursor = 0
         for event in events:
             if isinstance(event, GossipReceived):
-                cursor = max(cursor, event.cursor)
+                if event.cursor > cursor:
+                    cursor = event.cursor
                 learnt[event.network, event.source] += 1
                 if each:
                     logger.debug("gossip %s from %s on %s", event.gossip.guid, event.source or "this node", event.network)

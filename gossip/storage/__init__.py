@@ -77,14 +77,25 @@ def persist(storage: Storage, events: Iterable[Event]) -> None:
     cursors: dict[str, dict[str, int]] = {}
     peers: dict[tuple[str, str], PeerView] = {}
     forgotten: set[tuple[str, str]] = set()
-    for event in events:
+    for event in events:  # one per gossip a node learns: no dict made or call spared per event
         if isinstance(event, (GossipReceived, TombstoneAdded)):
-            item: Item = event.gossip if isinstance(event, GossipReceived) else event.tombstone
+            network = event.network
+            if isinstance(event, GossipReceived):
+                item: Item = event.gossip
+                if event.cursor:
+                    numbered = cursors.get(network)
+                    if numbered is None:
+                        numbered = cursors[network] = {}
+                    numbered[item.guid] = event.cursor
+            else:
+                item = event.tombstone
             key = item_key(item)
-            added.setdefault(event.network, {})[key] = item
-            removed.get(event.network, {}).pop(key, None)
-            if isinstance(event, GossipReceived) and event.cursor:
-                cursors.setdefault(event.network, {})[event.gossip.guid] = event.cursor
+            into = added.get(network)
+            if into is None:
+                into = added[network] = {}
+            into[key] = item
+            if network in removed:
+                removed[network].pop(key, None)
         elif isinstance(event, (GossipRemoved, TombstoneRemoved)):
             item = event.gossip if isinstance(event, GossipRemoved) else event.tombstone
             key = item_key(item)

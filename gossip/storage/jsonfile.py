@@ -48,6 +48,7 @@ the owner, a lock makes every method safe to call from several threads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -206,18 +207,23 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
 COMPACT_MIN = 1024
 
 
-def _line_for(network: str, gossip: Item, cursor: int | None = None) -> bytes:
-    if isinstance(gossip, Tombstone):
-        text = json.dumps({"network": network, "tombstone": gossip.to_dict()}, separators=(",", ":"))
-        return text.encode("utf-8") + b"\n"
-    # json.dumps({"network": network, "gossip": gossip.to_dict(), "cursor": cursor},
-    # separators=(",", ":"), ensure_ascii=False), three times faster: every gossip a node
-    # learns is written here.
-    tail = "" if cursor is None else f',"cursor":{int(cursor)}'
-    text = f'{{"network":{json.encoder.encode_basestring(network)},"gossip":{gossip.to_json()}{tail}}}'
-    # JSON escapes "\n" inside strings, so the only b"\n" is the terminator. (Never split
+def _lines_for(network: str, items: Iterable[Item], cursors: Mapping[str, int]) -> bytes:
+    """The log lines of items of one network (a gossip's with its cursor, if it has one)."""
+    head = f'{{"network":{json.encoder.encode_basestring(network)},'
+    lines = []
+    for item in items:
+        if isinstance(item, Gossip):
+            # json.dumps({"network": network, "gossip": item.to_dict(), "cursor": cursor},
+            # separators=(",", ":"), ensure_ascii=False), three times faster: every gossip a
+            # node learns is written here.
+            cursor = cursors.get(item.guid)
+            tail = "}\n" if cursor is None else f',"cursor":{int(cursor)}}}\n'
+            lines.append(f'{head}"gossip":{item.to_json()}{tail}')
+        else:
+            lines.append(f'{head}"tombstone":{json.dumps(item.to_dict(), separators=(",", ":"))}}}\n')
+    # JSON escapes "\n" inside strings, so the only b"\n" is each terminator. (Never split
     # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
-    return text.encode("utf-8") + b"\n"
+    return "".join(lines).encode("utf-8")
 
 
 #: Why a stored gossip was set aside: the ``reason`` of a quarantine entry, and its log line.
@@ -464,21 +470,21 @@ class JsonFileStorage:
                 self._dead = 0
 
     def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
+        held = self._keys
         new: dict[tuple[str, int], Item] = {}
         for item in batch:
             key = (network, item_key(item))
-            if key not in self._keys:
-                new.setdefault(key, item)
+            if key not in held and key not in new:
+                new[key] = item
         if not new:
             return
         given = cursors or {}
-        self._append(b"".join(_line_for(network, g, given.get(g.guid)) for g in new.values()))
-        self._keys.update(new)
-        for item in new.values():
-            cursor = given.get(item.guid) if isinstance(item, Gossip) else None
-            if cursor is not None:
-                self._cursors[(network, item.guid)] = cursor
-                self._last_cursor = max(self._last_cursor, cursor)
+        self._append(_lines_for(network, new.values(), given))
+        held.update(new)
+        numbered = {(network, guid): given[guid] for item in new.values() if (guid := item.guid) in given}
+        if numbered:
+            self._cursors.update(numbered)
+            self._last_cursor = max(self._last_cursor, *numbered.values())
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -813,9 +819,10 @@ class JsonFileStorage:
         # Each gossip is written with its cursor, so that none is renumbered whatever goes;
         # and if the highest cursor goes (a gossip removed), the peer file keeps it, so that
         # it is never given again.
+        runs = [(network, [item for _, item in run]) for network, run in itertools.groupby(records, key=lambda r: r[0])]
         data = b"".join(
-            _line_for(network, item, self._cursors.get((network, item.guid)) if isinstance(item, Gossip) else None)
-            for network, item in records
+            _lines_for(network, items, {i.guid: c for i in items if (c := self._cursors.get((network, i.guid))) is not None})
+            for network, items in runs
         )
         kept = max((self._cursors.get((n, i.guid), 0) for n, i in records if isinstance(i, Gossip)), default=0)
         if kept < self._last_cursor and self._peers_last_cursor < self._last_cursor:
