@@ -34,7 +34,7 @@ import functools
 import hashlib
 import math
 import struct
-from typing import Iterable
+from typing import AbstractSet, Iterable
 
 __all__ = [
     "KeySet",
@@ -297,6 +297,9 @@ class KeySet:
 
     def __init__(self, keys: Iterable[int] = ()) -> None:
         self._keys: set[int] = set()
+        #: The keys, read-only, for membership tests in loops over every gossip received
+        #: (``key in members`` costs no Python call; change the set through the methods).
+        self.members: AbstractSet[int] = self._keys
         self._fp = 0
         #: The table kept incrementally; None until the first :meth:`iblt`, so that loading
         #: a set (a node restoring a thousand peer records) costs no cell updates at all.

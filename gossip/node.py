@@ -1546,7 +1546,7 @@ class GossipNode:
             return self._answer_link(net, sender, body, now)
         if isinstance(body, m.Push):
             net.eager.held_by(sender, [g.guid for g in body.gossips])
-            held = net.gossip_keys
+            held = net.gossip_keys.members
             fresh = [g for g in body.gossips if item_key(g) not in held]
             dups = len(body.gossips) - len(fresh)
             self.stats["duplicate.push"] += dups
@@ -1912,7 +1912,7 @@ class GossipNode:
             net.held_bytes += item.wire_size()
         else:
             net.tombstones[item.guid] = item
-        net.gossip_keys.add(key)
+        net.gossip_set.keys.add(key)
         if net.expiry_kept:
             heapq.heappush(net.expiry, (item.timestamp(), key))
         if net.pending:
@@ -1952,7 +1952,8 @@ class GossipNode:
         sizes: dict[str, int] = {}  # guid -> wire size: the quota's count and the push budget's
         name = net.network.name
         # Every gossip a node learns passes here: what each item needs is looked up once.
-        held_keys, gossips, tombstones, events = net.gossip_keys, net.gossips, net.tombstones, self._events
+        held_keys, gossips, tombstones, events = net.gossip_keys.members, net.gossips, net.tombstones, self._events
+        cursors, feed = net.cursors, net.feed
         age = net.network.retention.max_age
         oldest = -math.inf if age is None else now - age
         for item in items:
@@ -1963,7 +1964,8 @@ class GossipNode:
                 self.stats["rejected.expired"] += 1
                 self._refuse(net, key, now)
                 continue
-            old = gossips.get(item.guid) or tombstones.get(item.guid)
+            guid = item.guid
+            old = gossips.get(guid) or tombstones.get(guid)
             if old is not None and not wins(item, old):
                 # The same rule on every node: the loser is refused here, and replaced where
                 # it is held when the winner gets there.
@@ -1982,11 +1984,10 @@ class GossipNode:
             if isinstance(item, Tombstone):
                 events.append(TombstoneAdded(network=name, tombstone=item, source=source))
                 continue
-            guid = item.guid
             sizes[guid] = item.wire_size()
             self.last_cursor = cursor = self.last_cursor + 1
-            net.cursors[guid] = cursor
-            net.feed.append((cursor, guid))
+            cursors[guid] = cursor
+            feed.append((cursor, guid))
             events.append(GossipReceived(network=name, gossip=item, source=source, cursor=cursor))
             new.append(item)
         if not changed:
