@@ -257,8 +257,8 @@ class _Scan:
     """What one pass over the log found."""
 
     records: list[tuple[str, Item]] = field(default_factory=list)
-    #: (network, item key) of each record.
-    keys: set[tuple[str, int]] = field(default_factory=set)
+    #: Per network, the item key of each record.
+    keys: dict[str, set[int]] = field(default_factory=dict)
     duplicates: int = 0
     quarantined: int = 0
     #: Drop lines and the lines they dropped.
@@ -288,10 +288,9 @@ class JsonFileStorage:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._log_size = 0
-        self._keys: set[tuple[str, int]] = set()  # (network, item key) of each record
+        self._keys: dict[str, set[int]] = {}  # per network, the item key of each record
         #: Lines of the log that hold nothing live (drops, dropped items, duplicates).
         self._dead = 0
-        self._cursors: dict[tuple[str, str], int] = {}
         #: The highest cursor ever stored, and the one the peer file keeps (see _rewrite_log).
         self._last_cursor = 0
         self._peers_last_cursor = 0
@@ -455,25 +454,26 @@ class JsonFileStorage:
         with self._lock:
             self._check_open()
             self._ensure_loaded()
-            gone = [k for k in sorted(keys) if (network, k) in self._keys]
+            held = self._keys.get(network, set())
+            gone = [k for k in sorted(keys) if k in held]
             if not gone:
                 return
             name = json.encoder.encode_basestring(network)
             self._append(b"".join(f'{{"network":{name},"drop":"{key_hex(k)}"}}\n'.encode("utf-8") for k in gone))
-            self._keys.difference_update((network, k) for k in gone)
+            held.difference_update(gone)
             self._dead += 2 * len(gone)
-            if self._dead >= COMPACT_MIN and self._dead > len(self._keys):
+            if self._dead >= COMPACT_MIN and self._dead > sum(map(len, self._keys.values())):
                 scan = self._scan_log()
                 self._note_cursors(scan)
-                self._rewrite_log(scan.records)
+                self._rewrite_log(scan)
                 self._keys = scan.keys
                 self._dead = 0
 
     def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
-        held = self._keys
-        new: dict[tuple[str, int], Item] = {}
+        held = self._keys.setdefault(network, set())
+        new: dict[int, Item] = {}
         for item in batch:
-            key = (network, item_key(item))
+            key = item_key(item)
             if key not in held and key not in new:
                 new[key] = item
         if not new:
@@ -481,10 +481,9 @@ class JsonFileStorage:
         given = cursors or {}
         self._append(_lines_for(network, new.values(), given))
         held.update(new)
-        numbered = {(network, guid): given[guid] for item in new.values() if (guid := item.guid) in given}
-        if numbered:
-            self._cursors.update(numbered)
-            self._last_cursor = max(self._last_cursor, *numbered.values())
+        # The cursors themselves live in the log alone: a compaction reads them back.
+        if given:
+            self._last_cursor = max(self._last_cursor, max(given.values()))
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
@@ -555,7 +554,7 @@ class JsonFileStorage:
                 self._peers = self._read_peers()
                 self._loaded = True
             self._note_cursors(scan)
-            self._rewrite_log(scan.records)
+            self._rewrite_log(scan)
             self._keys = scan.keys
             self._dead = 0
 
@@ -577,7 +576,7 @@ class JsonFileStorage:
         self._note_cursors(scan)
         self._dead = scan.duplicates + scan.dropped
         if scan.quarantined or self._dead * 4 > len(scan.records):
-            self._rewrite_log(scan.records)
+            self._rewrite_log(scan)
             self._dead = 0
         self._open_log()
         self._keys = scan.keys
@@ -585,9 +584,8 @@ class JsonFileStorage:
         return scan
 
     def _note_cursors(self, scan: _Scan) -> None:
-        """Keep the cursors read, and the highest ever given (the log's, or the peer file's
-        when the gossip that held it was removed since); ``scan`` is told it too."""
-        self._cursors = scan.cursors
+        """Keep the highest cursor ever given (the log's, or the peer file's when the gossip
+        that held it was removed since); ``scan`` is told it too."""
         self._last_cursor = scan.last_cursor = max(self._last_cursor, scan.last_cursor, self._peers_last_cursor)
 
     def _remove_stale_temps(self) -> None:
@@ -686,7 +684,8 @@ class JsonFileStorage:
                     scan.last_cursor = max(scan.last_cursor, cursor)
                     scan.cursors[(network, gossip.guid)] = cursor
                 live[key] = (network, gossip)
-        scan.keys = set(live)
+        for network, item_id in live:
+            scan.keys.setdefault(network, set()).add(item_id)
         scan.records = list(live.values())
         if set_aside:
             self._quarantine(set_aside)
@@ -815,16 +814,17 @@ class JsonFileStorage:
                 f"cannot write {self.quarantine_path}: {exc.strerror or exc}; check free disk space"
             ) from exc
 
-    def _rewrite_log(self, records: list[tuple[str, Item]]) -> None:
-        # Each gossip is written with its cursor, so that none is renumbered whatever goes;
-        # and if the highest cursor goes (a gossip removed), the peer file keeps it, so that
-        # it is never given again.
-        runs = [(network, [item for _, item in run]) for network, run in itertools.groupby(records, key=lambda r: r[0])]
+    def _rewrite_log(self, scan: _Scan) -> None:
+        # Each gossip is written with its cursor (as read by the scan), so that none is
+        # renumbered whatever goes; and if the highest cursor goes (a gossip removed), the
+        # peer file keeps it, so that it is never given again.
+        cursors = scan.cursors
+        runs = [(network, [item for _, item in run]) for network, run in itertools.groupby(scan.records, key=lambda r: r[0])]
         data = b"".join(
-            _lines_for(network, items, {i.guid: c for i in items if (c := self._cursors.get((network, i.guid))) is not None})
+            _lines_for(network, items, {i.guid: c for i in items if (c := cursors.get((network, i.guid))) is not None})
             for network, items in runs
         )
-        kept = max((self._cursors.get((n, i.guid), 0) for n, i in records if isinstance(i, Gossip)), default=0)
+        kept = max((cursors.get((n, i.guid), 0) for n, i in scan.records if isinstance(i, Gossip)), default=0)
         if kept < self._last_cursor and self._peers_last_cursor < self._last_cursor:
             self._write_peers(self._peers)
         try:
