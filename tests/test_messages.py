@@ -94,6 +94,12 @@ def signed(env: dict[str, Any], *, key: bytes = KEY, ensure_ascii: bool = True) 
     return auth.sign(key, text.encode("utf-8", "surrogatepass"))
 
 
+def wire(gossip: Gossip, **changes: Any) -> list[Any]:
+    """A gossip as PUSH and TELL_ME_MORE_REPLY carry it (a JSON array), with fields changed."""
+    fields = dict(gossip.to_dict(), **changes)
+    return [fields[name] for name in ("guid", "date_time", "who_name", "msg", "sha2")]
+
+
 def envelope(type_: str, body: Any, **changes: Any) -> dict[str, Any]:
     env: dict[str, Any] = {
         "v": m.PROTOCOL_VERSION, "type": type_, "net": "default", "from": SENDER, "body": body,
@@ -266,7 +272,7 @@ def test_request_envelope_shape() -> None:
     data = request(m.DidYouHear(ids=(key(1),)))
     env = json.loads(data)
     assert list(env) == ["v", "type", "net", "from", "body", "to", "ts", "nonce", "mac"]
-    assert env["v"] == m.PROTOCOL_VERSION == 4
+    assert env["v"] == m.PROTOCOL_VERSION == 5
     assert (env["type"], env["net"], env["from"], env["to"], env["ts"], env["nonce"]) == (
         "did_you_hear", "default", SENDER, RECEIVER, TS, NONCE
     )
@@ -398,7 +404,7 @@ def test_a_number_too_long_to_read_is_a_protocol_error(number: str) -> None:
         m.decode(data, key_for)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 5, 0, "4", None, [4]])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 6, 0, "5", None, [5]])
 def test_wrong_protocol_version(version: Any) -> None:
     with pytest.raises(RemoteProtocolError, match="protocol version") as info:
         m.decode(signed(envelope("hello", {}, v=version)), key_for)
@@ -503,20 +509,22 @@ BAD_FIELDS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("did_you_hear_reply", {"hello": {"keys": "zz", "upto": K1}}, {"re": NONCE}, "answer.keys"),
     ("push", {}, {}, "gossips must be a JSON list"),
     ("push", {"gossips": None}, {}, "gossips must be a JSON list"),
-    ("push", {"gossips": [GOSSIPS[0].to_dict()] * (m.MAX_IDS + 1)}, {}, "gossips holds"),
-    ("push", {"gossips": [dict(GOSSIPS[0].to_dict(), sha2="Z" * 64)]}, {}, "gossips: sha2"),
-    ("push", {"gossips": [dict(GOSSIPS[0].to_dict(), guid="nope")]}, {}, "gossips: "),
+    ("push", {"gossips": [wire(GOSSIPS[0])] * (m.MAX_IDS + 1)}, {}, "gossips holds"),
+    ("push", {"gossips": [wire(GOSSIPS[0], sha2="Z" * 64)]}, {}, "gossips: sha2"),
+    ("push", {"gossips": [wire(GOSSIPS[0], guid="nope")]}, {}, "gossips: "),
+    ("push", {"gossips": [GOSSIPS[0].to_dict()]}, {}, "gossips: a gossip must be a JSON array [guid, date_time"),
     ("push_reply", {"prune": "yes"}, {"re": NONCE}, "prune must be true or false"),
     ("push_reply", {"prune": 0}, {"re": NONCE}, "prune must be true or false"),
     ("tell_me_more_reply", {"gossips": {}}, {"re": NONCE}, "gossips must be a JSON list"),
-    ("tell_me_more_reply", {"gossips": ["x"]}, {"re": NONCE}, "gossips: a gossip must be a JSON object"),
-    ("tell_me_more_reply", {"gossips": [{k: v for k, v in GOSSIPS[0].to_dict().items() if k != "sha2"}]}, {"re": NONCE}, "missing field 'sha2'"),
-    ("tell_me_more_reply", {"gossips": [{k: v for k, v in GOSSIPS[0].to_dict().items() if k != "msg"}]}, {"re": NONCE}, "missing field 'msg'"),
-    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), sha2="Z" * 64)]}, {"re": NONCE}, "sha2"),
-    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), date_time="2026-11-24T06:35:13")]}, {"re": NONCE}, "UTC offset"),
-    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), who_name=SURROGATE)]}, {"re": NONCE}, "who_name"),
-    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=SURROGATE)]}, {"re": NONCE}, "msg"),
-    ("tell_me_more_reply", {"gossips": [dict(GOSSIPS[0].to_dict(), msg=7)]}, {"re": NONCE}, "msg must be a string"),
+    ("tell_me_more_reply", {"gossips": ["x"]}, {"re": NONCE}, "gossips: a gossip must be a JSON array"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0])[:4]]}, {"re": NONCE}, "gossips: a gossip must be a JSON array"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0]) + ["x"]]}, {"re": NONCE}, "gossips: a gossip must be a JSON array"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], sha2="Z" * 64)]}, {"re": NONCE}, "sha2"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], sha2=None)]}, {"re": NONCE}, "sha2"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], date_time="2026-11-24T06:35:13")]}, {"re": NONCE}, "UTC offset"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], who_name=SURROGATE)]}, {"re": NONCE}, "who_name"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], msg=SURROGATE)]}, {"re": NONCE}, "msg"),
+    ("tell_me_more_reply", {"gossips": [wire(GOSSIPS[0], msg=7)]}, {"re": NONCE}, "msg must be a string"),
     ("hello_reply", {"answer": 1}, {"re": NONCE}, "answer must be a JSON object"),
     ("hello_reply", {"answer": {"keys": ["zz"], "upto": K1}}, {"re": NONCE}, "answer.keys must be a base64 string"),
     ("hello_reply", {"answer": {"keys": "", "upto": None}}, {"re": NONCE}, "answer.upto"),
@@ -695,7 +703,7 @@ _near_miss = st.one_of(
     st.fixed_dictionaries({"peers": st.lists(st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict().items()}), max_size=2)}),
     st.fixed_dictionaries({"node": st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in peer_dict(guid=SENDER).items()})}),
     st.fixed_dictionaries(
-        {"gossips": st.lists(st.sampled_from([g.to_dict() for g in GOSSIPS]) | st.fixed_dictionaries({k: _PLAUSIBLE | st.just(v) for k, v in GOSSIPS[0].to_dict().items()}), max_size=2)},
+        {"gossips": st.lists(st.sampled_from([wire(g) for g in GOSSIPS]) | st.tuples(*(_PLAUSIBLE | st.just(v) for v in wire(GOSSIPS[0]))).map(list), max_size=2)},
         optional={"ids": st.lists(_PLAUSIBLE, max_size=3), "graft": _PLAUSIBLE, "prune": _PLAUSIBLE},
     ),
 )
@@ -827,7 +835,7 @@ def test_a_megabyte_of_hostile_text_makes_a_short_error(where: str) -> None:
     elif where in ("ip", "network_name"):
         env = envelope("hello", {"peers": [{**record, where: huge}]})
     else:
-        env = envelope("push", {"gossips": [{**gossip, where: huge}]})
+        env = envelope("push", {"gossips": [[{**gossip, where: huge}[name] for name in ("guid", "date_time", "who_name", "msg", "sha2")]]})
     with pytest.raises(GossipError) as info:
         m.decode(signed(env), key_for)
     text = str(info.value)

@@ -28,7 +28,7 @@ def is_symmetric(mesh: Mesh) -> bool:
 
 
 def gossips_in(data: bytes) -> list[str]:
-    return [g["guid"] for g in json.loads(data)["body"]["gossips"]]
+    return [g[0] for g in json.loads(data)["body"]["gossips"]]  # each [guid, date_time, who_name, msg, sha2]
 
 
 def test_a_gossip_reaches_every_node_by_push_alone() -> None:
