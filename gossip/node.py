@@ -71,7 +71,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from itertools import filterfalse, repeat
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 from . import messages as m
 from .auth import DEFAULT_WINDOW, ReplayGuard, key_id, seal_key, unseal_key
@@ -117,6 +117,9 @@ from .model import (
 )
 from .plumtree import EagerPeers
 from .sets import ActiveView, GossipSet, PeerSet, ReconciledSet, record_key
+
+#: A received gossip or tombstone, for :meth:`GossipNode._admit` (which gives back what it got).
+_Received = TypeVar("_Received", Gossip, Tombstone)
 
 __all__ = ["GossipNode", "Outgoing", "GossipStatus", "KeyInfo", "KEYS_FANOUT", "record_key"]
 
@@ -1716,11 +1719,10 @@ class GossipNode:
                 if key in net.gossip_keys:
                     late += 1  # a push brought it while the fetch was under way
                 elif isinstance(item, Tombstone):
-                    if self._in_time(net, item, now):
-                        marks.append(item)
+                    marks.append(item)
                 else:
                     fresh.append(item)
-            fresh = self._admit(net, fresh, now)
+            marks, fresh = self._admit(net, marks, now), self._admit(net, fresh, now)
             self.stats["duplicate.fetched"] += late
             if self._push:
                 self._fetched(net, useful=len(fresh) + len(marks), late=late)
@@ -1793,11 +1795,17 @@ class GossipNode:
             self._send_to(net, peer, kset.request(step.probe), now)
 
     # -- state changes ----------------------------------------------------------------
-    def _admit(self, net: _Net, gossips: list[Gossip], now: float) -> list[Gossip]:
-        """The received gossips (new to this node) that it takes: their sha2 verified, dated
-        in time (:meth:`_in_time`), and within the network's quota: none over the size limit,
-        and none once the network holds its most bytes (each counted, not stored). Each one
-        refused is counted; the rest of its batch is taken.
+    def _admit(self, net: _Net, items: list[_Received], now: float) -> list[_Received]:
+        """The received items (new to this node) that it takes; each one refused is counted,
+        and the rest of its batch is taken:
+
+        - a gossip's sha2 must verify;
+        - an item may be old, never dated more than MAX_FUTURE_SKEW ahead of this node's
+          clock, nor older than the network's retention. An expired key is not fetched
+          again: a node never takes back what it (or, a little earlier by its clock, another
+          node) dropped;
+        - a gossip must be within the network's quota: none over the size limit, and none
+          once the network holds its most bytes (each counted, not stored).
 
         One pass with the bounds looked up once: every gossip pushed or fetched passes here.
         """
@@ -1808,50 +1816,31 @@ class GossipNode:
         age = net.network.retention.max_age
         oldest = -math.inf if age is None else now - age
         kept = []
-        for gossip in gossips:
-            if not gossip.verify():
+        for item in items:
+            gossip = item if isinstance(item, Gossip) else None
+            if gossip is not None and not gossip.verify():
                 stats["rejected.bad_sha2"] += 1
                 continue
-            ts = gossip.timestamp()
+            ts = item.timestamp()
             if ts > latest:
                 stats["rejected.future_date"] += 1
                 continue
             if ts < oldest:
                 stats["rejected.expired"] += 1
-                self._refuse(net, item_key(gossip), now)
+                self._refuse(net, item_key(item), now)
                 continue
-            # UTF-8 takes at most 4 bytes a character: encode only when the text could be over.
-            if 4 * len(gossip.msg) > most and len(gossip.msg.encode("utf-8")) > most:
-                stats["rejected.quota_gossip_bytes"] += 1
-                continue
-            size = gossip.wire_size()
-            if size > room:
-                stats["rejected.quota_network_bytes"] += 1
-                continue
-            room -= size
-            kept.append(gossip)
+            if gossip is not None:
+                # UTF-8 takes at most 4 bytes a character: encode only when the text could be over.
+                if 4 * len(gossip.msg) > most and len(gossip.msg.encode("utf-8")) > most:
+                    stats["rejected.quota_gossip_bytes"] += 1
+                    continue
+                size = gossip.wire_size()
+                if size > room:
+                    stats["rejected.quota_network_bytes"] += 1
+                    continue
+                room -= size
+            kept.append(item)
         return kept
-
-    def _in_time(self, net: _Net, item: Item, now: float) -> bool:
-        """A received item may be old, never dated more than MAX_FUTURE_SKEW ahead of this
-        node's clock, nor older than the network's retention; one that is is counted and not
-        stored (the rest of its batch is). An expired key is not fetched again: a node never
-        takes back what it (or, a little earlier by its clock, another node) dropped.
-        (:meth:`_admit` applies the same rule to gossips, inline.)"""
-        ts = item.timestamp()
-        if ts > now + MAX_FUTURE_SKEW:
-            self.stats["rejected.future_date"] += 1
-            return False
-        if self._is_expired(net, ts, now):
-            self.stats["rejected.expired"] += 1
-            self._refuse(net, item_key(item), now)
-            return False
-        return True
-
-    @staticmethod
-    def _is_expired(net: _Net, ts: float, now: float) -> bool:
-        age = net.network.retention.max_age
-        return age is not None and ts < now - age
 
     def _refuse(self, net: _Net, key: int, now: float) -> bool:
         """Remember a refused key for REFUSED_TTL, and stop waiting for it. Returns whether it
@@ -1960,7 +1949,7 @@ class GossipNode:
             key = item_key(item)
             if key in held_keys:
                 continue
-            if item.timestamp() < oldest:  # expired (see _is_expired)
+            if item.timestamp() < oldest:  # expired (see _admit)
                 self.stats["rejected.expired"] += 1
                 self._refuse(net, key, now)
                 continue
