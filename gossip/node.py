@@ -387,9 +387,11 @@ class _Inflight:
 _DIFFERS = (-1, "")
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _key_guid(key: int) -> str:
     """The guid an item key names (its high 128 bits), as ``str(uuid.UUID(int=...))`` writes
-    it, four times faster (every difference an IBLT finds)."""
+    it, four times faster (every difference an IBLT finds). Cached, bounded: while gossips
+    are on their way, every round finds the same keys missing again."""
     h = f"{key >> 128:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -1613,9 +1615,10 @@ class GossipNode:
             return
         ask = []
         refused = 0
+        held, refusing = net.gossip_keys.members, net.refused
         for k in keys:  # pending ids are keys, in hex
             key = parse_key(k)
-            if key in net.gossip_keys or net.refused.get(key, 0.0) > now:
+            if key in held or refusing.get(key, 0.0) > now:
                 continue
             if net.tombstones and not is_tombstone_key(key) and _key_guid(key) in net.tombstones:
                 continue  # a version of a deleted gossip: the tombstone beats it

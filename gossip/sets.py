@@ -47,6 +47,8 @@ PAGE_PER_SIZE = 6
 #: nearly always: a key of a page (43 bytes) against a size unit of table (176), about 4.
 PAGE_PER_SIZE_ESTIMATED = 4
 _LAST_KEY = (1 << 256) - 1
+#: A key from its hex text, without parse_key's checks (for text the codec has checked).
+_from_hex = functools.partial(int, base=16)
 #: A set's probes carry its strata summary (the difference estimator, ``Probe.strata``) in
 #: the round in which it changed and this many rounds after; 0 turns the estimator off.
 #: A set that has not changed for longer is either in sync or the stale side of a
@@ -202,7 +204,7 @@ class ReconciledSet(ABC):
         if answer.keys is not None and answer.upto is not None:
             start = 0 if probe is None or probe.start is None else parse_key(probe.start)
             upto = parse_key(answer.upto)
-            theirs = {parse_key(k) for k in answer.keys}
+            theirs = set(map(_from_hex, answer.keys))  # 64 hex digits each: the codec checked them
             if upto < start or any(not start <= k <= upto for k in theirs):
                 return Step(rejected="bad_page")
             mine = set(keys.between(start, upto))
@@ -236,8 +238,9 @@ class GossipSet(ReconciledSet):
         return m.DidYouHear(probe=probe)
 
     def exchange(self, only_mine: set[int], only_theirs: set[int]) -> Exchange:
-        give = tuple(key_hex(k) for k in sorted(only_mine) if k in self.keys)
-        return Exchange(heard=tuple(key_hex(k) for k in sorted(only_theirs)), give=give)
+        held = self.keys.members
+        give = tuple(map(key_hex, sorted(k for k in only_mine if k in held)))
+        return Exchange(heard=tuple(map(key_hex, sorted(only_theirs))), give=give)
 
 
 @dataclass(slots=True)
