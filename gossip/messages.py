@@ -905,30 +905,34 @@ def encode(
 
 
 _CONTAINERS = frozenset((dict, list))
+#: Containers in one level of a message past which _depth_ok types the level's values in C.
+_WIDE = 16
 
 
 def _depth_ok(value: Any) -> bool:
     """True when no container in ``value`` lies more than :data:`_MAX_DEPTH` levels down.
 
-    Level by level, with no Python step per value where a level is all of one kind: every
-    message a node receives is walked here, and a push holds thousands of gossips, each a
-    dict of strings (their values are typed by ``map`` and ``set``, in C).
+    Level by level over the containers alone: every message a node receives is walked here.
+    A wide level (a push's gossips, thousands of arrays of strings) has its values typed by
+    ``map`` and ``set``, in C, instead of a Python step per value; a narrow one (a round's
+    probe) is walked plainly, which costs less for a few containers.
     """
-    level = [value]
-    for _ in range(_MAX_DEPTH + 1):
-        kinds = set(map(type, level))
-        if kinds.isdisjoint(_CONTAINERS):
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(_MAX_DEPTH):
+        if not level:
             return True
-        if not kinds <= _CONTAINERS:
-            level = [v for v in level if type(v) is dict or type(v) is list]
-            kinds &= _CONTAINERS
-        if kinds == {dict}:
-            level = list(chain.from_iterable(map(dict.values, level)))
-        elif kinds == {list}:
-            level = list(chain.from_iterable(level))
+        if len(level) > _WIDE:
+            values = list(chain.from_iterable([c.values() if type(c) is dict else c for c in level]))
+            if set(map(type, values)).isdisjoint(_CONTAINERS):
+                return True
+            level = [v for v in values if type(v) is dict or type(v) is list]
         else:
-            level = list(chain.from_iterable([v.values() if type(v) is dict else v for v in level]))
-    return False
+            inner = []
+            for container in level:
+                items = container.values() if type(container) is dict else container
+                inner += [v for v in items if type(v) is dict or type(v) is list]
+            level = inner
+    return not level
 
 
 def decode(data: bytes, key_for: Callable[[str], bytes | Sequence[bytes] | None]) -> Envelope:
