@@ -297,9 +297,6 @@ class KeySet:
 
     def __init__(self, keys: Iterable[int] = ()) -> None:
         self._keys: set[int] = set()
-        #: The keys, read-only, for membership tests in loops over every gossip received
-        #: (``key in members`` costs no Python call; change the set through the methods).
-        self.members: AbstractSet[int] = self._keys
         self._fp = 0
         #: The table kept incrementally; None until the first :meth:`iblt`, so that loading
         #: a set (a node restoring a thousand peer records) costs no cell updates at all.
@@ -316,6 +313,12 @@ class KeySet:
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
+
+    @property
+    def members(self) -> AbstractSet[int]:
+        """The keys, read-only, for loops over every gossip received: taken once a batch,
+        ``key in members`` then costs no Python call (change the set through the methods)."""
+        return self._keys
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._keys)
