@@ -161,6 +161,11 @@ class EagerPeers:
         self._busy.add(peer)
         return batch
 
+    @property
+    def spreading(self) -> bool:
+        """Whether a push is queued or in flight to any peer."""
+        return bool(self._queues or self._busy)
+
     def due(self) -> float:
         """When the next lingering push may leave (``inf``: none waits)."""
         waiting = [self._next(p) for p in self._queues if p not in self._busy]

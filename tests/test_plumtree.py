@@ -12,7 +12,7 @@ from gossip import messages as m
 from gossip import plumtree
 from gossip.digest import key_hex
 from gossip.model import Gossip, iso_from_timestamp, item_key
-from gossip.node import PUSH_LINGER, GossipNode
+from gossip.node import PUSH_LINGER, SETTLED_BACKOFF_MAX, GossipNode
 from gossip.plumtree import EagerPeers
 
 from .helpers import KEYS, T0, Mesh, full_mesh, make_node
@@ -498,3 +498,40 @@ def test_a_peer_far_behind_is_repaired_within_a_budget_and_pulls_the_rest() -> N
             break
         mesh.round()
     assert all(b.has_gossip(g.guid) for g in made)
+
+
+def _round_probes(node: GossipNode, mesh: Mesh) -> list[bool]:
+    """Tick ``node`` into its next round; for each DID_YOU_HEAR it sends, whether it carries
+    a probe of the gossips. Everything sent is then delivered."""
+    mesh.now += node.config.gossip_timer
+    node.tick(mesh.now)
+    out = node.outbox()
+    probes = [json.loads(o.data)["body"].get("probe") is not None for o in out if o.verb == "did_you_hear"]
+    for o in out:
+        target = mesh.by_address(o.address)
+        assert target is not None
+        node.receive_response(o.request_id, target.handle_request(o.data, mesh.now), mesh.now)
+    mesh.deliver()
+    return probes
+
+
+def test_rounds_leave_the_gossips_alone_while_the_nodes_pushes_are_under_way() -> None:
+    """A difference found while the node's own pushes are queued or in flight is mostly those
+    pushes: the round says hello without a gossip probe, at most SETTLED_BACKOFF_MAX rounds
+    in a row, and probes again as soon as the pushes are done."""
+    mesh = full_mesh(3)
+    a = mesh.nodes[0]
+    held = []
+    for i in range(SETTLED_BACKOFF_MAX + 2):
+        a.create_gossip(f"m{i}", mesh.now)
+        unanswered = a.outbox()  # the push leaves; its answer comes after the round
+        assert unanswered and {o.verb for o in unanswered} == {"push"}
+        held.append(_round_probes(a, mesh))
+        for o in unanswered:
+            target = mesh.by_address(o.address)
+            assert target is not None
+            a.receive_response(o.request_id, target.handle_request(o.data, mesh.now), mesh.now)
+        mesh.deliver()
+    assert held == [[False]] * SETTLED_BACKOFF_MAX + [[True], [False]]
+    assert _round_probes(a, mesh) == [True]  # nothing under way: the round probes
+    assert all(n.gossip_count() == SETTLED_BACKOFF_MAX + 2 for n in mesh.nodes)
