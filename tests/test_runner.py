@@ -351,3 +351,33 @@ def test_delete_route_and_a_retention_learnt_from_the_network_is_saved(tmp_path:
 
 async def _tombstones(r: NodeRunner) -> int:
     return r.node.tombstone_count()
+
+
+def test_calls_that_leave_the_deadline_alone_leave_the_timer_alone(tmp_path: Path, runners: list[NodeRunner]) -> None:
+    """Every request passes through the commit path, which brings the round timer forward
+    when the call gave the node earlier work. A deadline unchanged, or already due while the
+    loop is busy, must leave the timer as it is: set again 1 ms ahead at every request, a
+    round that was due never came while requests kept arriving."""
+    config = NodeConfig(
+        node_guid=str(uuid.uuid4()), node_name="slow", networks=(Network(name="default", key=KEYS["default"]),),
+        ip="127.0.0.1", port=free_port(), gossip_timer=60.0,
+    )
+    a = NodeRunner(config, JsonFileStorage(data_dir_for(tmp_path / "slow.json")), writer_thread=WRITER_THREAD)
+    runners.append(a)
+    a.start()
+
+    async def calls() -> tuple[bool, bool, bool]:
+        first = a._timer
+        for _ in range(20):  # a call with no events does not yield: the timer cannot fire meanwhile
+            await a._drive(lambda now: None)
+        unchanged = a._timer is first
+        was = a._timer_at
+        a.node.next_deadline = lambda: a.clock() - 5.0  # type: ignore[method-assign]  # overdue
+        handles = []
+        for _ in range(20):
+            await a._drive(lambda now: None)
+            handles.append(a._timer)
+        return unchanged, a._timer_at < was, all(h is handles[0] for h in handles)
+
+    unchanged, brought_forward, then_left_alone = a.call(calls(), timeout=10)
+    assert unchanged and brought_forward and then_left_alone
