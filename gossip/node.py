@@ -1320,7 +1320,9 @@ class GossipNode:
             # stream of creates a push that was lost is still repaired.
             hold = net.eager.spreading and net.held < SETTLED_BACKOFF_MAX
             net.held = net.held + 1 if hold else 0
-            if not hold:
+            if hold:
+                self.stats["rounds_held"] += 1
+            else:
                 net.unsettled = False
             net.retries = 1
             # Peers are picked uniformly (rumour spreading needs it), except doubtful ones:

@@ -533,5 +533,6 @@ def test_rounds_leave_the_gossips_alone_while_the_nodes_pushes_are_under_way() -
             a.receive_response(o.request_id, target.handle_request(o.data, mesh.now), mesh.now)
         mesh.deliver()
     assert held == [[False]] * SETTLED_BACKOFF_MAX + [[True], [False]]
+    assert a.stats["rounds_held"] == SETTLED_BACKOFF_MAX + 1  # /metrics: gossip_rounds_held_total
     assert _round_probes(a, mesh) == [True]  # nothing under way: the round probes
     assert all(n.gossip_count() == SETTLED_BACKOFF_MAX + 2 for n in mesh.nodes)

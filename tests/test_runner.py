@@ -191,7 +191,7 @@ def test_healthz_and_metrics(tmp_path: Path, runners: list[NodeRunner]) -> None:
     for needle in ("gossip_rounds_total", 'gossip_gossips{network="default"} 1',
                    'gossip_peers{network="default",status="alive"} 1', 'gossip_requests_sent_total{verb="did_you_hear"}', 'gossip_http_connections ',
                    'gossip_bytes_total{direction="sent"}', "# TYPE gossip_rejected_total counter",
-                   "# TYPE gossip_iblt_retries_total counter", "# TYPE gossip_duplicates_total counter"):
+                   "# TYPE gossip_iblt_retries_total counter", "# TYPE gossip_rounds_held_total counter", "# TYPE gossip_duplicates_total counter"):
         assert needle in text, needle
 
 

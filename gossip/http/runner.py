@@ -651,6 +651,11 @@ class NodeRunner:
             return [(f'{{{label}="{k.split(".", 1)[1]}"}}', n) for k, n in sorted(stats.items()) if k.startswith(prefix + ".")]
 
         family("gossip_rounds_total", "counter", "Gossip rounds started.", [("", stats.get("rounds", 0))])
+        family(
+            "gossip_rounds_held_total", "counter",
+            "Rounds (per network) that left out the gossip probe while the node's pushes were under way.",
+            [("", stats.get("rounds_held", 0))],
+        )
         family("gossip_requests_sent_total", "counter", "Node-to-node requests sent, by verb.", by("sent", "verb"))
         family("gossip_requests_failed_total", "counter", "Requests sent that got no usable answer, by verb.", by("failed", "verb"))
         family("gossip_requests_received_total", "counter", "Peer requests accepted, by verb.", by("received", "verb"))
