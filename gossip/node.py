@@ -1314,8 +1314,8 @@ class GossipNode:
             # mostly those pushes and others still in flight: reconciling it costs a table
             # each way and brings the bodies twice (bench_spread.py, 50 nodes at timer 0.2:
             # 102 reconciliations and 8,432 repair bodies in one spread, 20 and 536 with
-            # this rule). The round leaves the gossips alone (it still says hello) and the
-            # set stays unsettled, so probing resumes as soon as the pushes are done; never
+            # this rule). The round leaves the gossips alone with its sampled peers (it still
+            # says hello) and the set stays unsettled, so probing resumes as soon as the pushes are done; never
             # for more than SETTLED_BACKOFF_MAX rounds in a row, so that under a steady
             # stream of creates a push that was lost is still repaired.
             hold = net.eager.spreading and net.held < SETTLED_BACKOFF_MAX
@@ -1341,7 +1341,8 @@ class GossipNode:
             if doubtful and picked and not short and self._rng.random() < 0.25:
                 picked.pop()
                 short = 1
-            targets = fresh + picked + self._rng.sample(doubtful, min(short, len(doubtful)))
+            sampled = picked + self._rng.sample(doubtful, min(short, len(doubtful)))
+            targets = fresh + sampled
             # Reconnect (serf's reconnect_interval, every round): besides the sample, one
             # random dead peer, settled or not, whatever its own backoff (which only keeps it
             # out of the sample). A settled node probes rarely, and a dead peer's backoff
@@ -1365,16 +1366,21 @@ class GossipNode:
             net.gossip_set.tick()
             net.peer_set.tick()
             probes = m.DidYouHear(
-                probe=None if hold else net.gossip_set.probe(),
+                probe=net.gossip_set.probe(),
                 hello=net.peer_set.probe() if self._takes_hearsay(net) else None,
                 retention=self._told(net),
             )
+            # A held round leaves the probe out for the sampled peers only: a fresh peer
+            # (its bootstrap), a dead one reconnecting and a passive one across the views
+            # are not what the pushes under way serve.
+            bare = replace(probes, probe=None) if hold else probes
             for guid in targets:
                 entry = net.peers[guid]
                 entry.fresh = False
                 self._note(net, entry)
                 ring = self._ring_for(net, entry)
-                self._send_to(net, guid, probes if ring is None else replace(probes, ring=ring), now)
+                body = bare if guid in sampled else probes
+                self._send_to(net, guid, body if ring is None else replace(body, ring=ring), now)
             self._fetch_pending(net, now)
             if partial:
                 self._shuffle(net, now)

@@ -536,3 +536,25 @@ def test_rounds_leave_the_gossips_alone_while_the_nodes_pushes_are_under_way() -
     assert a.stats["rounds_held"] == SETTLED_BACKOFF_MAX + 1  # /metrics: gossip_rounds_held_total
     assert _round_probes(a, mesh) == [True]  # nothing under way: the round probes
     assert all(n.gossip_count() == SETTLED_BACKOFF_MAX + 2 for n in mesh.nodes)
+
+
+def test_a_held_round_still_probes_a_peer_that_just_registered() -> None:
+    """The hold is for the sampled peers, which the pushes under way serve: a newcomer's
+    first contact (the seed's bootstrap) carries the gossip probe whatever is under way."""
+    mesh = full_mesh(3)
+    a = mesh.nodes[0]
+    for i in range(3):
+        a.create_gossip(f"old {i}", mesh.now)
+    mesh.deliver()
+    newcomer = make_node(9)
+    mesh.nodes.append(newcomer)
+    newcomer.register(a.config.ip, a.config.port, mesh.now)
+    mesh.deliver()
+    a.create_gossip("under way", mesh.now)
+    unanswered = a.outbox()
+    assert unanswered and {o.verb for o in unanswered} == {"push"}
+    mesh.now += a.config.gossip_timer
+    a.tick(mesh.now)
+    probes = {o.peer: json.loads(o.data)["body"].get("probe") is not None for o in a.outbox() if o.verb == "did_you_hear"}
+    assert probes[newcomer.guid] is True
+    assert not any(p for peer, p in probes.items() if peer != newcomer.guid)

@@ -72,13 +72,13 @@ REGISTER_WAIT = 10.0
 _MAX_SLEEP = 1.0
 _MIN_SLEEP = 0.001
 _TIMER_SLACK = 0.0001
+#: Most seconds a leaving node waits for its peers to take the announcement; it stops anyway.
+LEAVE_WAIT = 2.0
 
 
 def _sleep_until(deadline: float, now: float) -> float:
     """Seconds the timer sleeps, at ``now``, for the node's ``deadline``."""
     return min(max(deadline - now, _MIN_SLEEP), _MAX_SLEEP)
-#: Most seconds a leaving node waits for its peers to take the announcement; it stops anyway.
-LEAVE_WAIT = 2.0
 
 
 @dataclass(frozen=True)
