@@ -57,6 +57,19 @@ class GossipReceived(Event):
 _set_network, _set_gossip, _set_source, _set_cursor = (
     getattr(GossipReceived, name).__set__ for name in ("network", "gossip", "source", "cursor")
 )
+_new = object.__new__
+
+
+def _received(network: str, gossip: Gossip, source: str | None, cursor: int) -> GossipReceived:
+    """``GossipReceived(network=..., gossip=..., source=..., cursor=...)`` for the core's path
+    of every gossip learnt: positional, and without the call into ``__init__`` (a third fewer
+    instructions)."""
+    event = _new(GossipReceived)
+    _set_network(event, network)
+    _set_gossip(event, gossip)
+    _set_source(event, source)
+    _set_cursor(event, cursor)
+    return event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,6 +92,7 @@ from .events import (
     PeerUpdated,
     RegisterFailed,
     Registered,
+    _received,
 )
 from .liveness import Liveness, LivenessPolicy
 from .model import (
@@ -2004,7 +2005,7 @@ class GossipNode:
             self.last_cursor = cursor = self.last_cursor + 1
             cursors[guid] = cursor
             feed.append((cursor, guid))
-            events.append(GossipReceived(network=name, gossip=item, source=source, cursor=cursor))
+            events.append(_received(name, item, source, cursor))
             new.append(item)
         if not changed:
             return new

@@ -893,3 +893,19 @@ def test_peer_view_is_one_peer_of_network_status() -> None:
     for view in a.network_status():
         assert a.peer_view("default", view.peer.guid) == view
     assert a.peer_view("default", a.guid) is None and a.peer_view("default", "not-a-peer") is None
+
+
+def test_the_received_event_the_core_builds_is_the_public_one() -> None:
+    """The core builds GossipReceived without calling __init__ (every gossip learnt makes
+    one): it must be the same frozen, comparable, hashable event."""
+    mesh = full_mesh(2)
+    a, b = mesh.nodes
+    b.events()
+    g = a.create_gossip("made here", mesh.now)
+    mesh.deliver()
+    [event] = [e for e in b.events() if isinstance(e, GossipReceived)]
+    public = GossipReceived(network="default", gossip=g, source=a.guid, cursor=event.cursor)
+    assert event == public and hash(event) == hash(public) and repr(event) == repr(public)
+    assert event.cursor >= 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.cursor = 5  # type: ignore[misc]
