@@ -1316,9 +1316,9 @@ class GossipNode:
             # each way and brings the bodies twice (bench_spread.py, 50 nodes at timer 0.2:
             # 102 reconciliations and 8,432 repair bodies in one spread, 20 and 536 with
             # this rule). The round leaves the gossips alone with its sampled peers (it still
-            # says hello) and the set stays unsettled, so probing resumes as soon as the pushes are done; never
-            # for more than SETTLED_BACKOFF_MAX rounds in a row, so that under a steady
-            # stream of creates a push that was lost is still repaired.
+            # says hello) and the set stays unsettled, so probing resumes as soon as the
+            # pushes are done; never for more than SETTLED_BACKOFF_MAX rounds in a row, so
+            # that under a steady stream of creates a push that was lost is still repaired.
             hold = net.eager.spreading and net.held < SETTLED_BACKOFF_MAX
             net.held = net.held + 1 if hold else 0
             if hold:
