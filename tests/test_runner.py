@@ -240,6 +240,53 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     assert [g.msg for g in JsonFileStorage(data_dir_for(tmp_path / "a.json")).load().gossips["default"]] == ["kept"]
 
 
+def test_a_failed_write_takes_the_changes_queued_behind_it_with_it(tmp_path: Path, runners: list[NodeRunner],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create whose write fails, and a delete of it made while that write is under way: the
+    delete was computed on top of the create, so it is neither written nor kept; both callers
+    get the failure, and the node holds neither (undone newest first: the delete's undo puts
+    the gossip back, then the create's takes it out)."""
+    a = make_runner(tmp_path, "a")
+    runners.append(a)
+    a.start()
+    writes: list[str] = []
+
+    def slow_then_full(name: str) -> Any:
+        real = getattr(a.storage, name)
+
+        def write(*args: Any) -> None:
+            writes.append(name)
+            if len(writes) == 1:  # the first write of any kind: under way while the delete is made
+                time.sleep(0.2)
+                raise StorageError("gossip.jsonl: no space left on device")
+            real(*args)
+        return write
+
+    for name in ("save_gossips", "save_tombstones", "remove_items"):
+        monkeypatch.setattr(a.storage, name, slow_then_full(name))
+
+    async def create_then_delete() -> list[object]:
+        create = asyncio.ensure_future(a.create_async("doomed"))
+        await asyncio.sleep(0)  # the create ran on the node and queued its write
+        (doomed,), _ = a.node.gossip_page(None, after=0, before=2**62, limit=10)
+        try:  # made now, in the same pass: written after the create, or with it
+            deleted: object = await a.delete_async(doomed.guid)
+        except StorageError as exc:
+            deleted = exc
+        return list(await asyncio.gather(create, return_exceptions=True)) + [deleted]
+
+    created, deleted = a.call(create_then_delete(), timeout=30)
+    assert isinstance(created, StorageError) and isinstance(deleted, StorageError), (created, deleted)
+    assert (a.node.gossip_count(), a.node.tombstone_count()) == (0, 0)
+    assert call(a, "GET", "/v1/gossip") == (200, [])
+    status, made = call(a, "POST", "/v1/gossip", {"msg": "kept"})  # the disk is back
+    assert status == 201
+    a.stop()
+    on_disk = JsonFileStorage(data_dir_for(tmp_path / "a.json")).load()
+    assert [g.msg for g in on_disk.gossips["default"]] == ["kept"]
+    assert not on_disk.tombstones.get("default")
+
+
 def test_changes_made_together_are_written_together(tmp_path: Path, runners: list[NodeRunner],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Group commit: 50 creates made at once cost one write on the loop (a few on the thread),

@@ -28,8 +28,11 @@ after the last create instead of 3.9-4.8 s. ``python -m gossip.http`` writes on 
 **When a write fails**, the change does not stay: the node reverts the batch's events (a
 gossip leaves its set and its listing, a new peer is forgotten), cancels the batch's requests
 (its pushes never leave), and the caller gets the :class:`~gossip.errors.StorageError`
-(507). A call that was waiting for the failed write fails the same way. So a client that was
-answered 507 and retries makes one gossip, not two.
+(507). The batches queued after it were computed on top of it: none of them is written, and
+all are undone with it, the newest first, before any caller hears of the failure (the
+committer does it, on the loop). A call that was waiting for the failed write fails the same
+way. So a client that was answered 507 and retries makes one gossip, not two, and a delete
+made while the create it deletes was being written fails with it.
 """
 
 from __future__ import annotations
@@ -96,13 +99,22 @@ class _Write:
     done: asyncio.Future[None]
     #: The node's configuration to write to ``server.json``, when the batch changed a key ring.
     config: NodeConfig | None = None
+    #: Takes the batch back out of the node (its events reverted, its requests cancelled).
+    undo: Callable[[], None] | None = None
 
 
 @dataclass
 class _Committer:
     """Writes batches of events in the order submitted, one fsync for the batches ready at
     once (group commit): on a writer thread of its own (``threaded``), or on the loop at the
-    start of its next pass, for everything the pass before changed."""
+    start of its next pass, for everything the pass before changed.
+
+    A failed write is undone here, on the loop, before its callers hear of it: its batches and
+    every batch queued after them (each was computed on top of them, and none of them is
+    written) are undone newest first, so that the node is back where the last good write left
+    it (undone in the order the callers woke, a delete's undo put back the gossip its create's
+    undo had already taken out); then each of their callers gets the failure.
+    """
 
     storage: JsonFileStorage
     loop: asyncio.AbstractEventLoop
@@ -112,6 +124,9 @@ class _Committer:
     _queue: deque[_Write] = field(default_factory=deque)
     _ready: threading.Condition = field(default_factory=threading.Condition)
     _closing: bool = False
+    #: A write failed on the writer thread and the loop has not undone it yet: the writer
+    #: writes nothing more (what is queued was computed on top of the failed batches).
+    _broken: bool = False
     _tail: asyncio.Future[None] | None = None
     _thread: threading.Thread | None = None
     _flush_due: bool = False
@@ -121,8 +136,13 @@ class _Committer:
             self._thread = threading.Thread(target=self._run, name="gossip-writer", daemon=True)
             self._thread.start()
 
-    async def commit(self, events: list[Event], config: NodeConfig | None = None) -> None:
+    async def commit(
+        self, events: list[Event], config: NodeConfig | None = None, undo: Callable[[], None] | None = None
+    ) -> None:
         """Return once ``events`` and every batch submitted before them are on disk.
+
+        ``undo`` takes the batch back out of the node; it runs, on the loop, before this
+        raises (see the class docstring for the order).
 
         Raises:
             StorageError: this batch, or one it waited for, could not be written.
@@ -130,13 +150,20 @@ class _Committer:
         if not events and config is None:
             tail = self._tail
             if tail is not None and not tail.done():
-                await asyncio.shield(tail)
+                try:
+                    await asyncio.shield(tail)
+                except StorageError:
+                    if undo is not None:
+                        undo()  # no events, so no order to keep: only its requests go
+                    raise
             return
         done: asyncio.Future[None] = self.loop.create_future()
         with self._ready:
             if self._closing:
+                if undo is not None:
+                    undo()  # nothing is queued behind it: the writer takes no more
                 raise StorageError("the node is stopping; nothing more is written")
-            self._queue.append(_Write(events, done, config))
+            self._queue.append(_Write(events, done, config, undo))
             if self.threaded:
                 self._ready.notify()
             elif not self._flush_due:
@@ -153,25 +180,50 @@ class _Committer:
             self._queue.clear()
         if run:
             failure = self._write(run)
+            if failure is not None:
+                self._fail(run, failure)
+                return
             for write in run:
                 try:
-                    _settle(write.done, failure)
+                    _settle(write.done, None)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     pass
+
+    def _fail(self, run: list[_Write], failure: StorageError) -> None:
+        """On the loop: ``run`` could not be written (see the class docstring)."""
+        with self._ready:
+            failed = run + list(self._queue)
+            self._queue.clear()
+            self._broken = False
+            self._ready.notify()
+        _undo(failed)
+        for write in failed:
+            try:
+                _settle(write.done, failure)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def _run(self) -> None:
         while True:
             with self._ready:
-                while not self._queue and not self._closing:
+                while not self._closing and (self._broken or not self._queue):
                     self._ready.wait()
-                if not self._queue:
-                    return
+                if self._broken or not self._queue:
+                    return  # stopping, with nothing left or only batches built on a failed one
                 run = list(self._queue)
                 self._queue.clear()
             failure = self._write(run)
+            if failure is not None:
+                with self._ready:
+                    self._broken = True
+                try:
+                    self.loop.call_soon_threadsafe(self._fail, run, failure)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    return
+                continue
             for write in run:
                 try:
-                    self.loop.call_soon_threadsafe(_settle, write.done, failure)
+                    self.loop.call_soon_threadsafe(_settle, write.done, None)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     pass
 
@@ -211,6 +263,16 @@ class _Committer:
 
     async def _drain(self) -> None:
         self._flush()
+
+
+def _undo(writes: list[_Write]) -> None:
+    """Take these batches back out of the node, the newest first."""
+    for write in reversed(writes):
+        if write.undo is not None:
+            try:
+                write.undo()
+            except Exception:  # the others must still be undone
+                logger.exception("undoing a batch that could not be written failed")
 
 
 def _settle(future: asyncio.Future[None], failure: StorageError | None) -> None:
@@ -401,13 +463,12 @@ class NodeRunner:
         outbox = self.node.outbox()
         # A new key ring or retention is part of the config: written with the batch.
         reconfigured = any(isinstance(e, (KeyringChanged, RetentionChanged)) for e in events)
-        try:
-            await self._committer.commit(events, self.node.config if reconfigured else None)
-        except StorageError:
+        def undo() -> None:
             self.node.revert(events)
             for out in outbox:
                 self.node.cancel(out.request_id)
-            raise
+
+        await self._committer.commit(events, self.node.config if reconfigured else None, undo)
         self._note(events)
         for out in outbox:
             self._spawn(self._send(out))
@@ -612,10 +673,12 @@ class NodeRunner:
         # written after this one (a peer's, or `gossip keys` during the leave) is written with
         # it too: with the old one the node would come back below its own left record.
         self.node.config = self.node.config.with_changes(incarnation=comeback)
+        def undo() -> None:  # not leaving after all
+            self.node.config = self.node.config.with_changes(incarnation=before)
+
         try:  # through the writer, so that it is ordered with key ring writes to server.json
-            await self._committer.commit([], self.node.config)
+            await self._committer.commit([], self.node.config, undo)
         except StorageError as exc:
-            self.node.config = self.node.config.with_changes(incarnation=before)  # not leaving after all
             raise StorageError(f"not leaving: cannot save the config to come back with ({exc})") from None
         failed = self.node.stats["failed.hello"]
         told = await self._drive(self.node.leave)
