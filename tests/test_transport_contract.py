@@ -657,6 +657,43 @@ def test_http_bad_limits_are_refused() -> None:
         Limits(head_timeout=0)
 
 
+@pytest.mark.parametrize("answer", [
+    # int() takes "²" for a digit, and str.isdigit() agrees: only ASCII digits make a length.
+    "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
+    # A head per "100 Continue" was once a recursion per head.
+    b"HTTP/1.1 100 Continue\r\n\r\n" * 5000 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+], ids=["superscript-length", "5000-continues"])
+def test_http_transport_takes_an_odd_answer_cleanly(answer: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """A peer's odd answer fails (or succeeds) as one request, with no error logged by asyncio."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.recv(1)  # until the client closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = HttpTransport()
+    try:
+        if answer.endswith(b"ok"):
+            assert transport.request(("127.0.0.1", port), b"hi", timeout=WAIT) == b"ok"
+        else:
+            with pytest.raises(TransportError, match="Content-Length"):
+                transport.request(("127.0.0.1", port), b"hi", timeout=WAIT)
+    finally:
+        transport.close()
+        thread.join(5)
+        listener.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
 def test_http_call_refuses_an_answer_cut_short() -> None:
     """A server that promises 100 bytes and sends 12 gets an error, not a short body."""
     listener = socket.socket()

@@ -139,7 +139,7 @@ class _ClientConnection(asyncio.Protocol):
             self.abort()
 
     def _parse(self) -> None:
-        if self._length is None:
+        while self._length is None:  # heads until the answer's own (past any "100 Continue")
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > _MAX_ANSWER_HEAD:
@@ -149,8 +149,7 @@ class _ClientConnection(asyncio.Protocol):
             del self.buffer[: end + 4]
             self._status = int(head.start[1])
             if self._status == 100:  # "100 Continue": the real answer follows
-                self._parse()
-                return
+                continue
             if head.get("transfer-encoding") is not None:
                 raise HeadError("chunked answers are not supported")
             length = head.get("content-length")
@@ -158,7 +157,7 @@ class _ClientConnection(asyncio.Protocol):
             self._keep = head.start[0] == "HTTP/1.1" and "close" not in tokens
             if length is None:
                 self._length, self._keep = -1, False
-            elif not length.isdigit() or len(length) > 30:
+            elif not (length.isascii() and length.isdigit()) or len(length) > 30:
                 raise HeadError("invalid Content-Length in the answer")
             else:
                 self._length = int(length)
