@@ -7,19 +7,24 @@ arrived (head and body, within the limits) it costs a socket and its buffer, not
 thread, no task. Then the request is handed over (``POST /v1/peer`` to the node's handler,
 anything else to the :data:`App`); then serves the next request on it (HTTP/1.1 keep-alive); pipelined requests wait their turn
 in the buffer, and past ``max_head`` bytes of them the connection stops reading until the
-answer is written.
+answer is written, and taken (rule 2).
 
 Rules, each against one way a client without the key could stop a node:
 
 1. **Deadlines.** A new connection must start its first request within ``idle_timeout`` of
    connecting; a request's head must be complete within ``head_timeout`` of its first byte;
    its body must keep up ``min_body_rate`` (after ``body_grace``). A trusted connection may
-   stay idle ``keepalive_timeout`` between requests. A sweep at the nearest deadline (kept to
-   a quarter second) enforces them.
+   stay idle ``keepalive_timeout`` between requests. Output the client does not take is timed
+   too, trusted or not: a connection held up by unsent answers (rule 2), or closing with
+   output unsent, is aborted unless some of it drains within ``idle_timeout``. A sweep at the
+   nearest deadline (kept to a quarter second) enforces them.
 2. **Caps.** A head is at most ``max_head`` bytes (431), a body at most ``max_body`` (413,
    answered before the body is read). Untrusted connections from one address are at most
    ``max_per_client``; all untrusted connections together buffer at most ``max_buffered``
-   bytes (past it, the connection holding the most is answered 503 and closed).
+   bytes (past it, the connection holding the most that is not being answered is answered
+   503 and closed). Answers wait for the client (backpressure): while more than the
+   transport's high-water mark (64 KiB) of them is unsent, the connection reads and answers
+   no further pipelined request, so a client that never reads holds that plus one answer.
 3. **Capacity for peers.** A connection becomes *trusted* once one of its requests was
    authenticated: a ``/v1/peer`` request answered 200, or an app answer marked
    ``authenticated``. When ``max_connections`` are open, a new connection evicts the oldest
@@ -212,6 +217,10 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+#: A connection reading a request: the only kind the ``max_buffered`` rule may refuse.
+_READING = (_State.IDLE, _State.HEAD, _State.BODY)
+
+
 class _Connection(asyncio.Protocol):
     """One client connection; see the module docstring."""
 
@@ -229,9 +238,11 @@ class _Connection(asyncio.Protocol):
         self.head: Head | None = None
         self.length = 0
         self.drained = 0
-        self.paused = False
+        self.paused = False  # reading paused: pipelined input past max_head, or backpressure
         self.eof = False
-        #: Set while the transport takes more writes (asyncio flow control); for streams.
+        self.unsent = 0  # output waiting in the transport when its deadline was set (rule 1)
+        #: Set while the transport takes more writes (asyncio flow control): for streams, and
+        #: for pipelined requests, which wait while it is clear (rule 2).
         self.writable = asyncio.Event()
         self.writable.set()
         #: The task writing a stream on this connection, cancelled when the client goes away.
@@ -252,6 +263,16 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writable.set()
+        if self.state is _State.IDLE:  # held up by backpressure (rule 2): the client took the answers
+            # Not from inside the transport's write callback: closing there, with nothing left
+            # to send, would have asyncio end the connection twice.
+            asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        """The client took the answers: the connection is idle again; serve what is buffered."""
+        if self.state is _State.IDLE:
+            self.wait(self.limits.keepalive_timeout if self.trusted else self.limits.idle_timeout)
+            self._next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _State.CLOSED
@@ -274,9 +295,8 @@ class _Connection(asyncio.Protocol):
         self._account()
         if self.state is _State.ANSWERING:
             # Pipelined requests wait in the buffer; past a head's worth, the kernel holds the rest.
-            if len(self.buffer) > self.limits.max_head and self.transport is not None:
-                self.transport.pause_reading()
-                self.paused = True
+            if len(self.buffer) > self.limits.max_head:
+                self._pause_reading()
             return
         if self.server.over_budget(self):
             return
@@ -287,14 +307,19 @@ class _Connection(asyncio.Protocol):
         self.eof = True
         if self.stream_task is not None:
             return None  # a stream's reader is gone: the transport closes, connection_lost ends the stream
-        if self.state is _State.ANSWERING:
-            return True  # keep the transport open to write the answer
+        if self.state is _State.ANSWERING or self.stalled:
+            return True  # keep the transport open to write the answers
         if self.state in (_State.HEAD, _State.BODY):
             logger.debug("%s closed the connection mid-request", self.client[0])
         self.close()
         return None
 
     # -- reading -------------------------------------------------------------------------
+    @property
+    def stalled(self) -> bool:
+        """Between requests, but answers wait unsent past the high-water mark (rule 2)."""
+        return self.state is _State.IDLE and not self.writable.is_set()
+
     def wait(self, seconds: float) -> None:
         """Give the connection ``seconds`` for what it must do next (see the sweep)."""
         self.deadline = time.monotonic() + seconds
@@ -309,6 +334,9 @@ class _Connection(asyncio.Protocol):
         """Move through IDLE -> HEAD -> BODY as far as the buffer allows; then answer."""
         limits = self.limits
         if self.state is _State.IDLE:
+            if self.stalled:
+                self._pause_reading()  # resume_writing comes back here
+                return
             while self.buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
                 del self.buffer[:2]
             if not self.buffer:
@@ -357,6 +385,15 @@ class _Connection(asyncio.Protocol):
         self.head = None
         timeout = self.limits.keepalive_timeout if self.trusted else self.limits.idle_timeout
         self.wait(timeout)
+        self._next()
+
+    def _next(self) -> None:
+        """Between requests: start the next pipelined one, unless the client must first take
+        the answers (rule 2: read nothing more until :meth:`resume_writing`)."""
+        if self.stalled:
+            self._wait_output()
+            self._pause_reading()
+            return
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
@@ -365,8 +402,21 @@ class _Connection(asyncio.Protocol):
         if self.eof and self.state is not _State.ANSWERING:
             self.close()  # half-closed, and no further request is whole: done
 
+    def _wait_output(self) -> None:
+        """Give the client ``idle_timeout`` to take some of the output unsent now (rule 1)."""
+        self.unsent = self._unsent()
+        self.wait(self.limits.idle_timeout)
+
+    def _unsent(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def _pause_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+
     def trust(self) -> None:
-        if not self.trusted:
+        if not self.trusted and self.state is not _State.CLOSED:  # a lost connection is uncounted already
             self.server.buffered -= self.counted
             self.counted = 0
             self.trusted = True
@@ -377,8 +427,11 @@ class _Connection(asyncio.Protocol):
         """The sweep found the deadline passed."""
         if self.state is _State.BODY:
             self.refuse(408, "the request body did not arrive in time")
+        elif (self.state is _State.CLOSED or self.stalled) and self._unsent() < self.unsent:
+            self._wait_output()  # the client takes its answers, if slowly: more time
         else:
-            # Idle, or a head still trickling in (slowloris): not worth an answer.
+            # Idle, a head still trickling in (slowloris), or answers the client does not
+            # take (held up, or closing): not worth an answer.
             self.abort()
 
     def refuse(self, status: int, message: str) -> None:
@@ -397,14 +450,21 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def write(self, data: bytes) -> None:
+        """Send ``data``; nothing happens once an error was answered (:meth:`refuse`) or closing."""
+        if self.state in (_State.DRAINING, _State.CLOSED):
+            return  # e.g. an answer finishing after a 503 of the max_buffered rule
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
     def close(self) -> None:
-        """Close after what was written is sent."""
+        """Close after what was written is sent: within ``idle_timeout`` of the last progress (rule 1)."""
         if self.transport is not None and self.state is not _State.CLOSED:
             self.state = _State.CLOSED
             self.transport.close()
+            self.buffer.clear()  # no request of it will be read now
+            self._account()
+            if self.deadline > time.monotonic() + self.limits.idle_timeout:  # else an earlier one stands (a refusal's)
+                self._wait_output()
 
     def abort(self) -> None:
         """Close now, dropping anything unsent."""
@@ -445,6 +505,7 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._warn = RateLimitedLog(logger)
+        self._closed = False
         self.address: Address | None = None
 
     @property
@@ -478,9 +539,14 @@ class HttpServer:
         return self.address
 
     async def close(self) -> None:
-        """Stop listening and end every connection now; answers being made are dropped."""
+        """Stop listening and end every connection now; answers being made are dropped.
+
+        A connection still in its TLS handshake now is aborted when the handshake ends.
+        """
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self._sweeper, self._sweep_at = None, math.inf
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
@@ -502,6 +568,9 @@ class HttpServer:
     # -- connection accounting -----------------------------------------------------------
     def admit(self, conn: _Connection) -> None:
         ip = conn.client[0]
+        if self._closed:
+            conn.abort()
+            return
         if self._per_client[ip] >= self.limits.max_per_client:
             self._warn(logging.WARNING, "per-client", "refused connections from %s: more than %d open", ip, self.limits.max_per_client)
             conn.abort()
@@ -520,7 +589,9 @@ class HttpServer:
         self.accepted += 1
 
     def trusted(self, conn: _Connection) -> None:
-        self._uncount(conn.client[0])
+        """Stop counting ``conn`` against ``max_per_client`` (if it still is counted)."""
+        if conn in self._conns:
+            self._uncount(conn.client[0])
 
     def forget(self, conn: _Connection) -> None:
         """Stop counting a connection (idempotent; refused ones were never counted)."""
@@ -535,17 +606,22 @@ class HttpServer:
             del self._per_client[ip]
 
     def over_budget(self, conn: _Connection) -> bool:
-        """Past ``max_buffered``: answer 503 to the untrusted connection holding the most."""
+        """Past ``max_buffered``: answer 503 to the untrusted connection holding the most.
+
+        Only a connection reading a request is picked: one being answered would write its
+        answer after the 503 (and holds at most a head's worth of pipelined input anyway).
+        """
         if self.buffered <= self.limits.max_buffered or conn.trusted:
             return False
-        hog = max((c for c in self._conns if not c.trusted), key=lambda c: c.counted, default=conn)
+        candidates = (c for c in self._conns if not c.trusted and c.state in _READING)
+        hog = max(candidates, key=lambda c: c.counted, default=conn)
         self._warn(logging.WARNING, "buffered", "unauthenticated requests hold more than %d bytes: refusing the largest", self.limits.max_buffered)
         hog.refuse(503, "the node is busy; try again shortly")
         return hog is conn
 
     def watch(self, deadline: float) -> None:
-        """Make sure a sweep runs at ``deadline`` (or within ``_SWEEP`` after it)."""
-        if deadline < self._sweep_at:
+        """Make sure a sweep runs at ``deadline`` (or within ``_SWEEP`` after it); none once closed."""
+        if deadline < self._sweep_at and not self._closed:
             self._schedule(deadline)
 
     def _schedule(self, at: float) -> None:
