@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -99,13 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         thread.run(load())
         return 0
     finally:
-        for r in runners:
-            try:
-                r.stop()
-            except Exception as exc:  # keep stopping the others
-                print(f"stopping {r.config.node_name}: {exc}", file=sys.stderr)
-        thread.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bs.stop_all(runners, thread, work)
         gc.unfreeze()
 
 

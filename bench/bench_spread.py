@@ -157,15 +157,20 @@ def spread_run(
         result.update(nodes=n, timer=timer, joined=joined, known=known)
         return result
     finally:
-        for r in runners:
-            try:
-                r.stop()
-            except Exception as exc:  # keep stopping the others
-                print(f"stopping {r.config.node_name}: {exc}", file=sys.stderr)
-        thread.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(runners, thread, work)
         gc.callbacks.remove(gc_clock)
         gc.unfreeze()
+
+
+def stop_all(runners: list[NodeRunner], thread: LoopThread, work: Path) -> None:
+    """Stop every runner (each, whatever the others do), then the loop; remove their files."""
+    for r in runners:
+        try:
+            r.stop()
+        except Exception as exc:  # keep stopping the others
+            print(f"stopping {r.config.node_name}: {exc}", file=sys.stderr)
+    thread.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

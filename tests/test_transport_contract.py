@@ -8,6 +8,7 @@ closed by a fixture finalizer, and every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -657,6 +658,32 @@ def test_http_bad_limits_are_refused() -> None:
         Limits(head_timeout=0)
 
 
+@contextlib.contextmanager
+def one_answer(answer: bytes, *, until_closed: bool = False) -> Iterator[int]:
+    """A server on 127.0.0.1 for one connection: reads a request, sends ``answer`` and closes
+    (or, ``until_closed``, waits for the client to close first). Yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            conn.sendall(answer)
+            if until_closed:
+                conn.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
+
+
 @pytest.mark.parametrize("answer", [
     # int() takes "²" for a digit, and str.isdigit() agrees: only ASCII digits make a length.
     "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
@@ -665,54 +692,21 @@ def test_http_bad_limits_are_refused() -> None:
 ], ids=["superscript-length", "5000-continues"])
 def test_http_transport_takes_an_odd_answer_cleanly(answer: bytes, caplog: pytest.LogCaptureFixture) -> None:
     """A peer's odd answer fails (or succeeds) as one request, with no error logged by asyncio."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(5)
-            conn.recv(65536)
-            conn.sendall(answer)
-            conn.recv(1)  # until the client closes
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     transport = HttpTransport()
-    try:
-        if answer.endswith(b"ok"):
-            assert transport.request(("127.0.0.1", port), b"hi", timeout=WAIT) == b"ok"
-        else:
-            with pytest.raises(TransportError, match="Content-Length"):
-                transport.request(("127.0.0.1", port), b"hi", timeout=WAIT)
-    finally:
-        transport.close()
-        thread.join(5)
-        listener.close()
+    with one_answer(answer, until_closed=True) as port:
+        try:
+            if answer.endswith(b"ok"):
+                assert transport.request(("127.0.0.1", port), b"hi", timeout=WAIT) == b"ok"
+            else:
+                with pytest.raises(TransportError, match="Content-Length"):
+                    transport.request(("127.0.0.1", port), b"hi", timeout=WAIT)
+        finally:
+            transport.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 
 def test_http_call_refuses_an_answer_cut_short() -> None:
     """A server that promises 100 bytes and sends 12 gets an error, not a short body."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(5)
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n" + b'{"guid": "ab')
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with one_answer(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n" + b'{"guid": "ab') as port:
         with pytest.raises(TransportError):
             http_call(f"http://127.0.0.1:{port}/v1/gossip", timeout=5)
-    finally:
-        thread.join(5)
-        listener.close()
