@@ -165,10 +165,10 @@ def test_storage_failures_and_bugs_carry_their_code(runners: Callable[..., NodeR
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     a = runners("a")
 
-    def disk_full(network: str, gossips: object, cursors: object = None) -> None:
+    def disk_full(added: object, removed: object, cursors: object = None) -> None:
         raise StorageError("gossip.jsonl: no space left on device")
 
-    monkeypatch.setattr(a.storage, "save_gossips", disk_full)
+    monkeypatch.setattr(a.storage, "write_items", disk_full)
     assert api(a, "POST", "/v1/gossip", {"msg": "lost"})[:2] == (507, "storage_failed")
 
     def broken(network: str | None = None, **page: Any) -> list[Any]:

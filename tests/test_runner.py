@@ -220,18 +220,18 @@ def test_a_failed_write_is_undone_and_never_spread(tmp_path: Path, runners: list
     a.start()
     b.start()
     assert isinstance(b.register("127.0.0.1", a.config.port), Registered)
-    real = a.storage.save_gossips
+    real = a.storage.write_items
 
-    def disk_full(network: str, gossips: object, cursors: object = None) -> None:
+    def disk_full(added: object, removed: object, cursors: object = None) -> None:
         raise StorageError("gossip.jsonl: no space left on device")
 
-    monkeypatch.setattr(a.storage, "save_gossips", disk_full)
+    monkeypatch.setattr(a.storage, "write_items", disk_full)
     status, body = call(a, "POST", "/v1/gossip", {"msg": "lost"})
     assert status == 507 and "no space" in body["error"]  # type: ignore[index]
     assert call(a, "GET", "/v1/gossip") == (200, [])
     time.sleep(0.5)  # five rounds of a 0.1 s timer: nothing to spread
     assert b.node.gossip_count() == 0
-    monkeypatch.setattr(a.storage, "save_gossips", real)
+    monkeypatch.setattr(a.storage, "write_items", real)
     status, made = call(a, "POST", "/v1/gossip", {"msg": "kept"})
     assert status == 201
     wait_for(lambda: b.node.gossip_count() == 1, 10, "b to get the retried gossip")
@@ -249,21 +249,17 @@ def test_a_failed_write_takes_the_changes_queued_behind_it_with_it(tmp_path: Pat
     a = make_runner(tmp_path, "a")
     runners.append(a)
     a.start()
-    writes: list[str] = []
+    real = a.storage.write_items
+    writes: list[int] = []
 
-    def slow_then_full(name: str) -> Any:
-        real = getattr(a.storage, name)
+    def slow_then_full(*args: Any) -> None:
+        writes.append(1)
+        if len(writes) == 1:  # the first write: under way while the delete is made
+            time.sleep(0.2)
+            raise StorageError("gossip.jsonl: no space left on device")
+        real(*args)
 
-        def write(*args: Any) -> None:
-            writes.append(name)
-            if len(writes) == 1:  # the first write of any kind: under way while the delete is made
-                time.sleep(0.2)
-                raise StorageError("gossip.jsonl: no space left on device")
-            real(*args)
-        return write
-
-    for name in ("save_gossips", "save_tombstones", "remove_items"):
-        monkeypatch.setattr(a.storage, name, slow_then_full(name))
+    monkeypatch.setattr(a.storage, "write_items", slow_then_full)
 
     async def create_then_delete() -> list[object]:
         create = asyncio.ensure_future(a.create_async("doomed"))
@@ -294,15 +290,15 @@ def test_changes_made_together_are_written_together(tmp_path: Path, runners: lis
     a = make_runner(tmp_path, "a")
     runners.append(a)
     a.start()
-    real = a.storage.save_gossips
+    real = a.storage.write_items
     batches: list[int] = []
 
-    def counted(network: str, gossips: Any, cursors: Any = None) -> None:
-        batch = list(gossips)
-        batches.append(len(batch))
-        real(network, batch, cursors)
+    def counted(added: Any, removed: Any, cursors: Any = None) -> None:
+        batch = {network: list(items) for network, items in added.items()}
+        batches.append(sum(map(len, batch.values())))
+        real(batch, removed, cursors)
 
-    monkeypatch.setattr(a.storage, "save_gossips", counted)
+    monkeypatch.setattr(a.storage, "write_items", counted)
 
     async def fifty() -> list[str]:
         made = await asyncio.gather(*(a.create_async(f"together {i}") for i in range(50)))

@@ -668,3 +668,136 @@ def test_kill_9_never_loses_an_acknowledged_gossip(store_dir: Path) -> None:
         stored = {g.guid for g in snapshot.gossips.get("net-a", [])}
         assert acknowledged <= stored, f"run {run}: lost {len(acknowledged - stored)}"
         assert len(stored - acknowledged) <= run + 1  # at most one in flight per run
+
+
+# -- found in review: failures part-way through a change ------------------------------------
+
+
+def _tombstone_for(gossip: Gossip) -> Any:
+    from gossip.model import Tombstone
+
+    return Tombstone(guid=gossip.guid, date_time="2026-11-25T00:00:00+00:00")
+
+
+def test_write_items_is_one_change_for_every_adapter(storage: Storage, rng: random.Random) -> None:
+    """A delete (its tombstone added, its gossip removed) and a new gossip, two networks, one call."""
+    kept, doomed, other = make_gossip(rng, "kept"), make_gossip(rng, "doomed"), make_gossip(rng, "other")
+    storage.load()
+    storage.write_items({"net-a": [kept, doomed]}, {}, {"net-a": {kept.guid: 1, doomed.guid: 2}})
+    storage.write_items({"net-a": [_tombstone_for(doomed)], "net-b": [other]}, {"net-a": [doomed]},
+                        {"net-b": {other.guid: 3}})
+    snap = storage.load()
+    assert snap.gossips == {"net-a": [kept], "net-b": [other]}
+    assert [t.guid for t in snap.tombstones["net-a"]] == [doomed.guid]
+    assert snap.last_cursor == 3
+
+
+def test_a_delete_that_fails_is_not_written_in_part(store_dir: Path, rng: random.Random,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tombstone and the removal of a delete go in one append: a disk that refuses it
+    keeps neither, so the gossip acknowledged before it is still there after a restart (it
+    was once kept by the tombstone, written alone, while the delete was answered 507)."""
+    gossip = make_gossip(rng)
+    store = JsonFileStorage(store_dir)
+    store.load()
+    store.write_items({"net-a": [gossip]}, {}, {"net-a": {gossip.guid: 1}})
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageError, match="No space left"):
+        store.write_items({"net-a": [_tombstone_for(gossip)]}, {"net-a": [gossip]})
+    monkeypatch.undo()
+    store.close()
+    snap = JsonFileStorage(store_dir).load()
+    assert snap.gossips == {"net-a": [gossip]} and not snap.tombstones.get("net-a")
+
+
+def test_a_compaction_the_disk_refuses_does_not_fail_the_change(
+    store_dir: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The removal is written; the compaction it makes due (a second copy of the log) fails on
+    a full disk and is logged; the change is not answered as failed, and load still works."""
+    monkeypatch.setattr(jsonfile_module, "COMPACT_MIN", 4)
+    gossips = [make_gossip(rng, f"m{i}") for i in range(6)]
+    store = JsonFileStorage(store_dir)
+    store.load()
+    store.write_items({"net-a": gossips}, {}, {"net-a": {g.guid: i + 1 for i, g in enumerate(gossips)}})
+
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jsonfile_module, "write_file_atomically", full)
+    with caplog.at_level(logging.WARNING, logger="gossip.storage.jsonfile"):
+        store.write_items({}, {"net-a": gossips[:5]})  # 10 dead lines, 1 live: due
+    assert "cannot compact" in caplog.text
+    kept = make_gossip(rng, "after")
+    store.write_items({"net-a": [kept]}, {}, {"net-a": {kept.guid: 7}})
+    store.close()
+    snap = JsonFileStorage(store_dir).load()  # the load's own compaction fails too, and is logged
+    assert sorted(g.msg for g in snap.gossips["net-a"]) == ["after", "m5"]
+
+
+def test_a_failed_directory_fsync_after_the_rename_leaves_appends_in_the_live_log(
+    store_dir: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compacted log replaced the old one, then the directory's fsync failed: the store
+    must append to the new file, not the unlinked one (every later save was lost)."""
+    gossips = fill(store_dir, rng, 3)
+    store = JsonFileStorage(store_dir)
+    store.load()
+
+    def eio(directory: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(jsonfile_module, "_fsync_directory", eio)
+    with pytest.raises(StorageError, match="cannot compact"):
+        store.compact()
+    monkeypatch.undo()
+    later = make_gossip(rng, "later")
+    store.save_gossip("net-a", later)
+    store.close()
+    assert JsonFileStorage(store_dir).load().gossips == {"net-a": [*gossips, later]}
+
+
+def test_bad_cursors_are_refused_before_anything_is_written(store_dir: Path, rng: random.Random) -> None:
+    gossip = make_gossip(rng)
+    store = JsonFileStorage(store_dir)
+    store.load()
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(LocalProtocolError, match="cursor"):
+            store.save_gossips("net-a", [gossip], {gossip.guid: bad})  # type: ignore[dict-item]
+        with pytest.raises(LocalProtocolError, match="cursor"):
+            store.write_items({"net-a": [gossip]}, {}, {"net-a": {gossip.guid: bad}})  # type: ignore[dict-item]
+    store.close()
+    assert JsonFileStorage(store_dir).load() == Snapshot()
+
+
+def test_a_quarantined_line_with_a_lone_surrogate_is_set_aside_cleanly(store_dir: Path, rng: random.Random) -> None:
+    gossip = make_gossip(rng)
+    record = {**gossip.to_dict(), "sha2": "0" * 64}
+    store_dir.mkdir(parents=True)
+    line = json.dumps({"network": "net-a", "gossip": record, "x\ud800": 1}) + "\n"  # ASCII JSON, \ud800 escaped
+    (store_dir / "gossip.jsonl").write_text(line, encoding="ascii")
+    snap = JsonFileStorage(store_dir).load()
+    assert snap.gossips == {}
+    assert "\\ud800" in (store_dir / jsonfile_module.QUARANTINE_NAME).read_text(encoding="ascii")
+
+
+def test_a_claim_on_a_full_disk_still_holds(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_dir.mkdir(parents=True)
+    store = JsonFileStorage(store_dir)
+
+    def full(*args: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    store.claim()  # the pid could not be written: the lock holds all the same
+    monkeypatch.undo()
+    with pytest.raises(StorageError):
+        JsonFileStorage(store_dir).claim()
+    store.close()
+    again = JsonFileStorage(store_dir)
+    again.claim()
+    again.close()

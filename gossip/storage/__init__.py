@@ -46,6 +46,16 @@ class Storage(Protocol):
         """Remove stored gossips (by guid and sha2) or tombstones durably before returning, in
         one write where possible; those not stored are ignored."""
 
+    def write_items(
+        self,
+        added: Mapping[str, Iterable[Item]],
+        removed: Mapping[str, Iterable[Item]],
+        cursors: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        """Store items (gossips and tombstones, by network, a gossip with its cursor from
+        ``cursors[network][guid]`` when given) and remove others, durably and as one change:
+        if it raises, none of it is stored."""
+
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid)."""
 
@@ -61,12 +71,14 @@ class Storage(Protocol):
 
 
 def persist(storage: Storage, events: Iterable[Event]) -> None:
-    """Write what the given events changed: per network the new gossips and tombstones, then
-    the items removed, then the peers, each in one batch.
+    """Write what the given events changed: the new gossips and tombstones and the items
+    removed, of every network, as one change (:meth:`Storage.write_items`); then the peers.
 
-    Additions go before removals: a crash between them leaves both versions of a guid (or a
-    tombstone and its gossip) on disk, and the node keeps the right one when it restarts (the
-    conflict rule), while the other order could lose an acknowledged change.
+    Additions go before removals: a crash that tears the write between them leaves both
+    versions of a guid (or a tombstone and its gossip) on disk, and the node keeps the right
+    one when it restarts (the conflict rule), while the other order could lose an
+    acknowledged change. A write that fails leaves none of the items (the runner then takes
+    the batch back out of the node); the peer file is only what the node relearns anyway.
 
     Liveness changes alone (:class:`PeerStatusChanged`) are not written: they are this node's
     passing opinion, relearnt within rounds after a restart, and rewriting the peer file at
@@ -109,16 +121,15 @@ def persist(storage: Storage, events: Iterable[Event]) -> None:
             at = (event.peer.peer.network_name, event.peer.peer.guid)
             peers.pop(at, None)
             forgotten.add(at)
-    for network, items in added.items():
-        gossips = [i for i in items.values() if isinstance(i, Gossip)]
-        tombstones = [i for i in items.values() if isinstance(i, Tombstone)]
-        if tombstones:
-            storage.save_tombstones(network, tombstones)
-        if gossips:
-            storage.save_gossips(network, gossips, cursors.get(network))
-    for network, items in removed.items():
-        if items:
-            storage.remove_items(network, items.values())
+    if any(added.values()) or any(removed.values()):
+        # One change: a batch that fails is written not at all, rather than in part (a
+        # delete whose tombstone was written and its removal not came back after a restart
+        # as a delete answered 507 that had happened).
+        storage.write_items(
+            {n: items.values() for n, items in added.items() if items},
+            {n: items.values() for n, items in removed.items() if items},
+            cursors,
+        )
     if peers:
         storage.save_peers(peers.values())
     if forgotten:

@@ -182,7 +182,9 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
         data: the whole new content.
 
     Raises:
-        OSError: the file could not be written; ``path`` is then unchanged.
+        OSError: the file could not be written; ``path`` is then unchanged, unless only the
+            directory's fsync after the rename failed (``path`` then holds the new content,
+            not yet durably): either way, read ``path`` again before relying on it.
     """
     target = Path(path)
     temp = _temp_name(target)
@@ -224,6 +226,13 @@ def _lines_for(network: str, items: Iterable[Item], cursors: Mapping[str, int]) 
     # JSON escapes "\n" inside strings, so the only b"\n" is each terminator. (Never split
     # the log with str.splitlines: it also breaks on U+2028, U+0085 and friends.)
     return "".join(lines).encode("utf-8")
+
+
+def _check_cursors(cursors: Mapping[str, int]) -> None:
+    """Refuse, before anything is written, a cursor the next load would refuse."""
+    for guid, cursor in cursors.items():
+        if type(cursor) is not int or cursor <= 0:
+            raise LocalProtocolError(f"cursor of gossip {guid} must be a positive integer, not {cursor!r}; not stored")
 
 
 #: Why a stored gossip was set aside: the ``reason`` of a quarantine entry, and its log line.
@@ -341,8 +350,11 @@ class JsonFileStorage:
                 pid=pid,
             ) from None
         if writable:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            try:  # only says who holds the lock, for the message above: the flock is the claim
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            except OSError as exc:  # a full disk: the claim holds all the same
+                logger.warning("cannot write this process's id to %s: %s", path, exc.strerror or exc)
         self._lock_fd = fd
 
     def __repr__(self) -> str:
@@ -420,6 +432,7 @@ class JsonFileStorage:
                 raise LocalProtocolError(
                     f"gossip {gossip.guid} does not match its sha2; not stored"
                 )
+        _check_cursors(cursors or {})
         with self._lock:
             self._check_open()
             self._ensure_loaded()
@@ -438,6 +451,71 @@ class JsonFileStorage:
             self._check_open()
             self._ensure_loaded()
             self._save_items_locked(network, batch)
+
+    def write_items(
+        self,
+        added: Mapping[str, Iterable[Item]],
+        removed: Mapping[str, Iterable[Item]],
+        cursors: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        """Store items and remove others, of every network, as one change: one append and one
+        fsync. If the write fails, none of it is on disk (the log is cut back) and the store
+        is as it was; so a batch answered "not written" is not written in part. Additions come
+        before the removals in the log, so that a crash that tears the append keeps the
+        newer version of a guid (see :func:`gossip.storage.persist`).
+
+        Raises:
+            LocalProtocolError: a network name is invalid or a gossip does not verify;
+                nothing is written then.
+            StorageError: as for :meth:`save_gossip`.
+        """
+        adds = {network: list(items) for network, items in added.items()}
+        drops = {network: {item_key(item) for item in items} for network, items in removed.items()}
+        for network in itertools.chain(adds, drops):
+            check_network_name(network)
+        for items in adds.values():
+            for item in items:
+                if isinstance(item, Gossip) and not item.verify():
+                    raise LocalProtocolError(f"gossip {item.guid} does not match its sha2; not stored")
+        given = cursors or {}
+        for by_guid in given.values():
+            _check_cursors(by_guid)
+        with self._lock:
+            self._check_open()
+            self._ensure_loaded()
+            chunks: list[bytes] = []
+            new: dict[str, dict[int, Item]] = {}
+            for network, items in adds.items():
+                held = self._keys.get(network, set())
+                fresh: dict[int, Item] = {}
+                for item in items:
+                    key = item_key(item)
+                    if key not in held and key not in fresh:
+                        fresh[key] = item
+                if fresh:
+                    new[network] = fresh
+                    chunks.append(_lines_for(network, fresh.values(), given.get(network) or {}))
+            gone: dict[str, list[int]] = {}
+            for network, keys in drops.items():
+                held = self._keys.get(network, set())
+                kept = [k for k in sorted(keys) if k in held]
+                if kept:
+                    gone[network] = kept
+                    name = json.encoder.encode_basestring(network)
+                    chunks.append(b"".join(f'{{"network":{name},"drop":"{key_hex(k)}"}}\n'.encode("utf-8") for k in kept))
+            if not chunks:
+                return
+            self._append(b"".join(chunks))
+            for network, fresh in new.items():
+                self._keys.setdefault(network, set()).update(fresh)
+                numbers = given.get(network) or {}
+                written = [numbers[g.guid] for g in fresh.values() if isinstance(g, Gossip) and g.guid in numbers]
+                self._last_cursor = max(self._last_cursor, *written, 0)
+            for network, dropped in gone.items():
+                self._keys[network].difference_update(dropped)
+                self._dead += 2 * len(dropped)
+            if gone:
+                self._compact_if_due()
 
     def remove_items(self, network: str, items: Iterable[Item]) -> None:
         """Remove stored gossips or tombstones (each exactly: a gossip by guid and sha2) with
@@ -462,12 +540,22 @@ class JsonFileStorage:
             self._append(b"".join(f'{{"network":{name},"drop":"{key_hex(k)}"}}\n'.encode("utf-8") for k in gone))
             held.difference_update(gone)
             self._dead += 2 * len(gone)
-            if self._dead >= COMPACT_MIN and self._dead > sum(map(len, self._keys.values())):
-                scan = self._scan_log()
-                self._note_cursors(scan)
+            self._compact_if_due()
+
+    def _compact_if_due(self) -> None:
+        """Compact the log once its dead lines outnumber the live ones. A compaction that
+        fails (a disk too full for a second copy) is logged, not raised: the changes that
+        led to it are written already, and the next change that finds it due tries again."""
+        if self._dead >= COMPACT_MIN and self._dead > sum(map(len, self._keys.values())):
+            scan = self._scan_log()
+            self._note_cursors(scan)
+            try:
                 self._rewrite_log(scan)
-                self._keys = scan.keys
-                self._dead = 0
+            except StorageError as exc:
+                logger.warning("%s", exc)
+                return
+            self._keys = scan.keys
+            self._dead = 0
 
     def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
         held = self._keys.setdefault(network, set())
@@ -575,9 +663,15 @@ class JsonFileStorage:
         self._peers = peers
         self._note_cursors(scan)
         self._dead = scan.duplicates + scan.dropped
-        if scan.quarantined or self._dead * 4 > len(scan.records):
+        if scan.quarantined:  # set aside already: the log must no longer hold those lines
             self._rewrite_log(scan)
             self._dead = 0
+        elif self._dead * 4 > len(scan.records):
+            try:  # only to save space: a disk too full for it does not stop the node
+                self._rewrite_log(scan)
+                self._dead = 0
+            except StorageError as exc:
+                logger.warning("%s", exc)
         self._open_log()
         self._keys = scan.keys
         self._loaded = True
@@ -797,7 +891,9 @@ class JsonFileStorage:
             entry = {
                 "v": 1, "file": str(self.log_path), "line": lineno, "reason": reason, "record": obj
             }
-            lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+            # ASCII: a line set aside may hold anything JSON allows, a lone surrogate included,
+            # which no UTF-8 encoder takes.
+            lines.append(json.dumps(entry, separators=(",", ":")) + "\n")
         created = not self.quarantine_path.exists()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
         try:
@@ -831,11 +927,14 @@ class JsonFileStorage:
             write_file_atomically(self.log_path, data)
         except OSError as exc:
             raise StorageError(
-                f"cannot compact {self.log_path}: {exc.strerror or exc}; the old log is intact"
+                f"cannot compact {self.log_path}: {exc.strerror or exc}; the log holds the same"
             ) from exc
-        # The open descriptor still points at the replaced file.
-        self._close_fd()
-        self._open_log()
+        finally:
+            # The open descriptor may point at the replaced file: the rename can have happened
+            # even when the call failed (the directory's fsync after it). Appends through it
+            # would go to a file no longer in the directory.
+            self._close_fd()
+            self._open_log()
 
     def _read_peers(self) -> dict[tuple[str, str], PeerView]:
         path = self.peers_path

@@ -52,6 +52,20 @@ class MemoryStorage:
             else:
                 self._tombstones.get(network, {}).pop((item.guid, item.date_time), None)
 
+    def write_items(
+        self,
+        added: Mapping[str, Iterable[Item]],
+        removed: Mapping[str, Iterable[Item]],
+        cursors: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        given = cursors or {}
+        for network, items in added.items():
+            batch = list(items)
+            self.save_tombstones(network, [i for i in batch if isinstance(i, Tombstone)])
+            self.save_gossips(network, [i for i in batch if isinstance(i, Gossip)], given.get(network))
+        for network, items in removed.items():
+            self.remove_items(network, items)
+
     def save_peer(self, view: PeerView) -> None:
         self._peers.setdefault(view.peer.network_name, {})[view.peer.guid] = view
 
