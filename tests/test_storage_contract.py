@@ -801,3 +801,18 @@ def test_a_claim_on_a_full_disk_still_holds(store_dir: Path, monkeypatch: pytest
     again = JsonFileStorage(store_dir)
     again.claim()
     again.close()
+
+
+def test_a_quarantined_gossip_keeps_its_cursor_from_being_given_again(store_dir: Path, rng: random.Random) -> None:
+    first, second = make_gossip(rng, "first"), make_gossip(rng, "second")
+    store = JsonFileStorage(store_dir)
+    store.load()
+    store.write_items({"net-a": [first, second]}, {}, {"net-a": {first.guid: 1, second.guid: 2}})
+    store.close()
+    log = store_dir / "gossip.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = lines[1].replace(second.sha2, "0" * 64)  # bit rot: set aside at load
+    log.write_text("".join(lines), encoding="utf-8")
+    snap = JsonFileStorage(store_dir).load()
+    assert snap.gossips == {"net-a": [first]}
+    assert snap.last_cursor == 2  # the next gossip gets 3, not 2 again

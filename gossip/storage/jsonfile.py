@@ -759,12 +759,14 @@ class JsonFileStorage:
                 if isinstance(gossip, str):  # a drop line: the key it drops
                     scan.dropped += 1 + (live.pop((network, int(gossip, 16)), None) is not None)
                     continue
-                if gossip is None:
-                    set_aside.append((lineno, obj, "date_time"))
+                reason = "date_time" if gossip is None else "sha2" if isinstance(gossip, Gossip) and not gossip.verify() else None
+                if reason is not None:
+                    set_aside.append((lineno, obj, reason))
+                    cursor = obj.get("cursor")  # given once: never given again
+                    if type(cursor) is int and cursor > 0:
+                        scan.last_cursor = max(scan.last_cursor, cursor)
                     continue
-                if isinstance(gossip, Gossip) and not gossip.verify():
-                    set_aside.append((lineno, obj, "sha2"))
-                    continue
+                assert gossip is not None
                 key = (network, item_key(gossip))
                 if key in live:
                     scan.duplicates += 1
