@@ -425,18 +425,7 @@ class JsonFileStorage:
                 nothing is written then.
             StorageError: as for :meth:`save_gossip`.
         """
-        check_network_name(network)
-        batch = list(gossips)
-        for gossip in batch:
-            if not gossip.verify():
-                raise LocalProtocolError(
-                    f"gossip {gossip.guid} does not match its sha2; not stored"
-                )
-        _check_cursors(cursors or {})
-        with self._lock:
-            self._check_open()
-            self._ensure_loaded()
-            self._save_items_locked(network, batch, cursors)
+        self.write_items({network: gossips}, {}, None if cursors is None else {network: cursors})
 
     def save_tombstones(self, network: str, tombstones: Iterable[Tombstone]) -> None:
         """Append tombstones with one write and one fsync; those already stored are skipped.
@@ -445,12 +434,7 @@ class JsonFileStorage:
             LocalProtocolError: the network name is invalid.
             StorageError: as for :meth:`save_gossip`.
         """
-        check_network_name(network)
-        batch = list(tombstones)
-        with self._lock:
-            self._check_open()
-            self._ensure_loaded()
-            self._save_items_locked(network, batch)
+        self.write_items({network: tombstones}, {})
 
     def write_items(
         self,
@@ -524,23 +508,10 @@ class JsonFileStorage:
 
         Raises:
             LocalProtocolError: the network name is invalid.
-            StorageError: as for :meth:`save_gossip`; a failed compaction leaves the old log,
-                which holds the same, intact.
+            StorageError: as for :meth:`save_gossip` (a compaction that fails is logged:
+                the removal is written).
         """
-        check_network_name(network)
-        keys = {item_key(item) for item in items}
-        with self._lock:
-            self._check_open()
-            self._ensure_loaded()
-            held = self._keys.get(network, set())
-            gone = [k for k in sorted(keys) if k in held]
-            if not gone:
-                return
-            name = json.encoder.encode_basestring(network)
-            self._append(b"".join(f'{{"network":{name},"drop":"{key_hex(k)}"}}\n'.encode("utf-8") for k in gone))
-            held.difference_update(gone)
-            self._dead += 2 * len(gone)
-            self._compact_if_due()
+        self.write_items({}, {network: items})
 
     def _compact_if_due(self) -> None:
         """Compact the log once its dead lines outnumber the live ones. A compaction that
@@ -556,22 +527,6 @@ class JsonFileStorage:
                 return
             self._keys = scan.keys
             self._dead = 0
-
-    def _save_items_locked(self, network: str, batch: Iterable[Item], cursors: Mapping[str, int] | None = None) -> None:
-        held = self._keys.setdefault(network, set())
-        new: dict[int, Item] = {}
-        for item in batch:
-            key = item_key(item)
-            if key not in held and key not in new:
-                new[key] = item
-        if not new:
-            return
-        given = cursors or {}
-        self._append(_lines_for(network, new.values(), given))
-        held.update(new)
-        # The cursors themselves live in the log alone: a compaction reads them back.
-        if given:
-            self._last_cursor = max(self._last_cursor, max(given.values()))
 
     def save_peer(self, view: PeerView) -> None:
         """Store or replace one peer (by network and guid); rewrites ``peers.json``.
