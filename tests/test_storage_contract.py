@@ -816,3 +816,29 @@ def test_a_quarantined_gossip_keeps_its_cursor_from_being_given_again(store_dir:
     snap = JsonFileStorage(store_dir).load()
     assert snap.gossips == {"net-a": [first]}
     assert snap.last_cursor == 2  # the next gossip gets 3, not 2 again
+
+
+def test_a_store_read_beside_its_owner_changes_nothing(store_dir: Path, rng: random.Random,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool that loads a claimed store (here, with enough dead lines that a load would
+    compact) reads it as it is and refuses writes: a compaction beside the owner left the
+    owner appending to the replaced file, and its later acknowledged saves were lost."""
+    monkeypatch.setattr(jsonfile_module, "COMPACT_MIN", 2)
+    gossips = fill(store_dir, rng, 4)
+    owner = JsonFileStorage(store_dir)
+    owner.claim()
+    owner.load()
+    owner.remove_items("net-a", gossips[:3])  # dead lines: 6, live: 1 (compacted by the owner)
+    owner.save_gossips("net-a", [make_gossip(rng, "a"), make_gossip(rng, "b")])
+    owner.remove_items("net-a", gossips[3:])  # a load would now compact: 2 dead, 2 live... and more
+    before = (store_dir / "gossip.jsonl").read_bytes()
+    reader = JsonFileStorage(store_dir)
+    assert sorted(g.msg for g in reader.load().gossips["net-a"]) == ["a", "b"]
+    assert (store_dir / "gossip.jsonl").read_bytes() == before
+    with pytest.raises(StorageError, match="claimed by another process"):
+        reader.save_gossip("net-a", make_gossip(rng))
+    reader.close()
+    later = make_gossip(rng, "later")
+    owner.save_gossip("net-a", later)
+    owner.close()
+    assert sorted(g.msg for g in JsonFileStorage(store_dir).load().gossips["net-a"]) == ["a", "b", "later"]

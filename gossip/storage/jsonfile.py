@@ -42,8 +42,10 @@ opinion, relearnt at the next contact.
 One process owns a directory at a time: a node runner calls :meth:`~JsonFileStorage.claim`,
 which holds an exclusive ``flock`` on the ``lock`` file (naming the owner's pid) until
 :meth:`~JsonFileStorage.close`; a second claim gets :class:`~gossip.errors.StorageInUse` at
-once. (Reading a store without claiming it, as tests and tools do, is left free.) Within
-the owner, a lock makes every method safe to call from several threads.
+once. A store may be read without claiming it, as tests and tools do; beside an owner such
+a store only reads (no repair, quarantine or compaction: the owner would go on appending to
+a replaced file) and refuses writes. Within the owner, a lock makes every method safe to
+call from several threads.
 """
 
 from __future__ import annotations
@@ -314,6 +316,8 @@ class JsonFileStorage:
                 " check the path and its permissions"
             ) from exc
         self._lock_fd: int | None = None
+        #: Loaded beside another process that claims the directory: reads only (see load).
+        self._readonly = False
 
     def claim(self) -> None:
         """Own the directory until :meth:`close`: no other claim succeeds meanwhile.
@@ -368,6 +372,10 @@ class JsonFileStorage:
         A torn last line of the log is cut away (with a warning). Gossips whose sha2 does
         not verify are moved to ``quarantine.jsonl`` (with a warning). Duplicates are
         skipped; if there are many, the log is compacted.
+
+        A store that has not claimed the directory while another process (or store) has,
+        reads without changing anything: a repair or compaction beside the owner would
+        leave the owner appending to a replaced file. Such a store then refuses writes.
 
         Returns:
             The gossips by network, in the order they were saved, and the peers by network.
@@ -465,7 +473,7 @@ class JsonFileStorage:
         for by_guid in given.values():
             _check_cursors(by_guid)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._ensure_loaded()
             chunks: list[bytes] = []
             new: dict[str, dict[int, Item]] = {}
@@ -545,7 +553,7 @@ class JsonFileStorage:
         """
         batch = list(views)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._ensure_loaded()
             peers = dict(self._peers)
             for view in batch:
@@ -562,7 +570,7 @@ class JsonFileStorage:
         """
         gone = set(peers)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._ensure_loaded()
             if not gone & self._peers.keys():
                 return
@@ -591,7 +599,7 @@ class JsonFileStorage:
                 (the old log is then intact).
         """
         with self._lock:
-            self._check_open()
+            self._check_writable()
             scan = self._scan_log()
             if not self._loaded:
                 self._peers = self._read_peers()
@@ -607,11 +615,43 @@ class JsonFileStorage:
         if self._closed:
             raise StorageError(f"{self!r} is closed; open a new one to use the store")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        self._ensure_loaded()
+        if self._readonly:
+            raise StorageError(f"{self.directory} is claimed by another process; this store only reads it")
+
+    def _claimed_elsewhere(self) -> bool:
+        """Whether another process (or store) holds the directory's claim now."""
+        if fcntl is None:  # pragma: no cover
+            return False
+        try:
+            fd = os.open(self.directory / LOCK_NAME, os.O_RDONLY | _O_CLOEXEC)
+        except OSError:
+            return False  # no lock file: never claimed
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # releases a shared lock taken just now
+        return False
+
     def _ensure_loaded(self) -> None:
         if not self._loaded:
             self._load_locked()
 
     def _load_locked(self) -> _Scan:
+        if self._lock_fd is None and not self._loaded:
+            self._readonly = self._claimed_elsewhere()
+        if self._readonly:
+            peers = self._read_peers()
+            scan = self._scan_log()
+            self._peers = peers
+            self._note_cursors(scan)
+            self._keys = scan.keys
+            self._loaded = True
+            return scan
         self._remove_stale_temps()
         peers = self._read_peers()  # first: a bad peer file must refuse before any repair
         scan = self._scan_log()
@@ -809,6 +849,8 @@ class JsonFileStorage:
             complete = isinstance(json.loads(raw.decode("utf-8")), dict)
         except (ValueError, RecursionError):
             complete = False
+        if self._readonly:
+            return complete  # the owner may be writing it right now: read, never repair
         try:
             fd = os.open(self.log_path, os.O_WRONLY | _O_CLOEXEC | _O_BINARY)
             try:
@@ -837,6 +879,10 @@ class JsonFileStorage:
         return complete
 
     def _quarantine(self, entries: list[tuple[int, Any, str]]) -> None:
+        if self._readonly:  # the owner sets them aside at its own load
+            for lineno, _, reason in entries:
+                logger.warning("%s: %s; skipped", self._where(lineno), _QUARANTINE_REASONS[reason])
+            return
         lines = []
         for lineno, obj, reason in entries:
             logger.warning(
