@@ -842,3 +842,32 @@ def test_a_store_read_beside_its_owner_changes_nothing(store_dir: Path, rng: ran
     owner.save_gossip("net-a", later)
     owner.close()
     assert sorted(g.msg for g in JsonFileStorage(store_dir).load().gossips["net-a"]) == ["a", "b", "later"]
+
+
+def test_a_torn_tail_that_cannot_be_cut_at_once_is_cut_before_the_next_write(
+    store_dir: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed append whose cut-back fails too left its torn line in front of the next
+    append (the log then refused to load) and the store's idea of the log's end behind it."""
+    gossips = fill(store_dir, rng, 2)
+    store = JsonFileStorage(store_dir)
+    store.load()
+    real_write, real_truncate = os.write, os.ftruncate
+
+    def half_then_fail(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def eio(fd: int, length: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "write", half_then_fail)
+    monkeypatch.setattr(os, "ftruncate", eio)
+    lost = make_gossip(rng, "lost")
+    with pytest.raises(StorageError, match="No space left"):
+        store.save_gossip("net-a", lost)
+    monkeypatch.undo()
+    later = make_gossip(rng, "later")
+    store.save_gossip("net-a", later)
+    store.close()
+    assert JsonFileStorage(store_dir).load().gossips == {"net-a": [*gossips, later]}

@@ -724,8 +724,11 @@ class JsonFileStorage:
             # complete line so that the log still loads.
             try:
                 os.ftruncate(self._fd, self._log_size)
-            except OSError:  # pragma: no cover - the torn tail is then repaired by load()
-                pass
+            except OSError:
+                # The torn tail stays, and the next append would land behind it: the log is
+                # read again first (the load cuts the tail, or refuses to write if it cannot).
+                self._close_fd()
+                self._loaded = False
             raise StorageError(
                 f"cannot append to {self.log_path}: {exc.strerror or exc};"
                 " the gossip was not stored (check free disk space and permissions)"
