@@ -78,7 +78,7 @@ def test_sigint_leaves_too(cluster: Cluster) -> None:
     b = cluster.start("b", "--join", a.address)
     wait_for(lambda: status_on(a, b.node_guid) == "alive", 10, "b alive on a")
     assert b.stop(signal.SIGINT) == 0
-    wait_for(lambda: status_on(a, b.node_guid) == "left", 5, "b left on a")
+    wait_for(lambda: status_on(a, b.node_guid) == "left", 15, "b left on a")  # a loaded CI machine took >5 s
 
 
 def test_gossip_leave_stops_the_node_and_peers_show_left(cluster: Cluster) -> None:
