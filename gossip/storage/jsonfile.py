@@ -473,8 +473,7 @@ class JsonFileStorage:
         for by_guid in given.values():
             _check_cursors(by_guid)
         with self._lock:
-            self._check_writable()
-            self._ensure_loaded()
+            self._check_writable()  # and loaded
             chunks: list[bytes] = []
             new: dict[str, dict[int, Item]] = {}
             for network, items in adds.items():
@@ -553,8 +552,7 @@ class JsonFileStorage:
         """
         batch = list(views)
         with self._lock:
-            self._check_writable()
-            self._ensure_loaded()
+            self._check_writable()  # and loaded
             peers = dict(self._peers)
             for view in batch:
                 peers[(view.peer.network_name, view.peer.guid)] = view
@@ -570,8 +568,7 @@ class JsonFileStorage:
         """
         gone = set(peers)
         with self._lock:
-            self._check_writable()
-            self._ensure_loaded()
+            self._check_writable()  # and loaded
             if not gone & self._peers.keys():
                 return
             kept = {key: view for key, view in self._peers.items() if key not in gone}
@@ -599,11 +596,8 @@ class JsonFileStorage:
                 (the old log is then intact).
         """
         with self._lock:
-            self._check_writable()
+            self._check_writable()  # and loaded
             scan = self._scan_log()
-            if not self._loaded:
-                self._peers = self._read_peers()
-                self._loaded = True
             self._note_cursors(scan)
             self._rewrite_log(scan)
             self._keys = scan.keys
@@ -644,30 +638,24 @@ class JsonFileStorage:
     def _load_locked(self) -> _Scan:
         if self._lock_fd is None and not self._loaded:
             self._readonly = self._claimed_elsewhere()
-        if self._readonly:
-            peers = self._read_peers()
-            scan = self._scan_log()
-            self._peers = peers
-            self._note_cursors(scan)
-            self._keys = scan.keys
-            self._loaded = True
-            return scan
-        self._remove_stale_temps()
+        if not self._readonly:
+            self._remove_stale_temps()
         peers = self._read_peers()  # first: a bad peer file must refuse before any repair
-        scan = self._scan_log()
+        scan = self._scan_log()  # read-only: neither repairs nor sets aside
         self._peers = peers
         self._note_cursors(scan)
-        self._dead = scan.duplicates + scan.dropped
-        if scan.quarantined:  # set aside already: the log must no longer hold those lines
-            self._rewrite_log(scan)
-            self._dead = 0
-        elif self._dead * 4 > len(scan.records):
-            try:  # only to save space: a disk too full for it does not stop the node
+        if not self._readonly:
+            self._dead = scan.duplicates + scan.dropped
+            if scan.quarantined:  # set aside already: the log must no longer hold those lines
                 self._rewrite_log(scan)
                 self._dead = 0
-            except StorageError as exc:
-                logger.warning("%s", exc)
-        self._open_log()
+            elif self._dead * 4 > len(scan.records):
+                try:  # only to save space: a disk too full for it does not stop the node
+                    self._rewrite_log(scan)
+                    self._dead = 0
+                except StorageError as exc:
+                    logger.warning("%s", exc)
+            self._open_log()
         self._keys = scan.keys
         self._loaded = True
         return scan
